@@ -1,0 +1,182 @@
+"""scikit-learn-compatible k-nearest-neighbours estimators on knnlab's own search."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.neighbors import BallTree, KDTree
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from knnlab.neighbors import kneighbors as brute_kneighbors
+from knnlab.voting import class_probabilities
+
+ALGORITHMS = ("auto", "brute", "kd_tree", "ball_tree")
+_TREES = {"kd_tree": KDTree, "ball_tree": BallTree}
+
+
+def resolve_algorithm(algorithm: str, n_samples: int, n_features: int, n_neighbors: int) -> str:
+    """What ``auto`` means: a tree only where trees win (few features, small k relative to
+    n), the rule scikit-learn uses; brute force otherwise."""
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
+    if algorithm != "auto":
+        return algorithm
+    if n_features <= 15 and n_neighbors < n_samples // 2:
+        return "kd_tree"
+    return "brute"
+
+
+def _tree_metric(p: float) -> dict:
+    return {"metric": "chebyshev"} if np.isinf(p) else {"metric": "minkowski", "p": p}
+
+
+def tree_kneighbors(
+    tree: KDTree | BallTree, X_query: np.ndarray | None, n_neighbors: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """k nearest neighbours from a scikit-learn tree, with knnlab's tie rule.
+
+    Trees return an arbitrary member of a tie at the k-th place. Rows whose k-th and
+    (k+1)-th distances are equal are therefore re-queried by radius (every point within the
+    k-th distance) and resolved like the brute-force search: by distance, then lower index.
+
+    X_query : ndarray of shape (n_queries, n_features), or None for the training points
+        themselves (own index excluded). Returns two (n_queries, n_neighbors) arrays.
+    """
+    is_self_query = X_query is None
+    queries = np.asarray(tree.data) if is_self_query else X_query
+    n_queries, n_fit = queries.shape[0], tree.data.shape[0]
+    n_fetch = min(n_fit, n_neighbors + 1 + int(is_self_query))
+    dist, ind = tree.query(queries, k=n_fetch)  # (n_queries, n_fetch)
+    ambiguous = np.zeros(n_queries, dtype=bool)
+    if is_self_query:
+        is_own = ind == np.arange(n_queries)[:, None]
+        own_found = is_own.any(axis=1)
+        # Drop the own column; where the tree did not return it (more than n_fetch points
+        # at distance 0), drop the last column and resolve the row by radius below.
+        drop = np.where(own_found, is_own.argmax(axis=1), n_fetch - 1)
+        keep = np.ones_like(ind, dtype=bool)
+        keep[np.arange(n_queries), drop] = False
+        dist = dist[keep].reshape(n_queries, n_fetch - 1)
+        ind = ind[keep].reshape(n_queries, n_fetch - 1)
+        ambiguous |= ~own_found
+    order = np.lexsort((ind, dist), axis=-1)  # per row: distance, then lower index
+    dist = np.take_along_axis(dist, order, axis=1)
+    ind = np.take_along_axis(ind, order, axis=1)
+    if dist.shape[1] > n_neighbors:
+        ambiguous |= dist[:, n_neighbors] == dist[:, n_neighbors - 1]
+    dist, ind = dist[:, :n_neighbors].copy(), ind[:, :n_neighbors].copy()
+    rows = np.flatnonzero(ambiguous)
+    if rows.size:
+        radius = dist[rows, n_neighbors - 1]
+        # The tree compares p-th powers, and (d ** (1/p)) ** p need not round back to the
+        # same value: query a hair wider, then keep what is within the exact k-th distance.
+        candidates, candidate_dist = tree.query_radius(
+            queries[rows], r=radius * (1 + 1e-9) + 1e-300, return_distance=True
+        )
+        for row, r, cand_ind, cand_dist in zip(
+            rows, radius, candidates, candidate_dist, strict=True
+        ):
+            keep = cand_dist <= r
+            if is_self_query:
+                keep &= cand_ind != row
+            cand_ind, cand_dist = cand_ind[keep], cand_dist[keep]
+            best = np.lexsort((cand_ind, cand_dist))[:n_neighbors]
+            dist[row], ind[row] = cand_dist[best], cand_ind[best]
+    return dist, ind
+
+
+class KNNClassifier(ClassifierMixin, BaseEstimator):
+    """k-nearest-neighbours classifier on knnlab's exact search.
+
+    Parameters
+    ----------
+    n_neighbors : int, default 5
+    p : float, default 2
+        Minkowski exponent, ``p >= 1``; ``float("inf")`` for Chebyshev.
+    weights : {"uniform", "distance"}, default "uniform"
+        ``distance`` weighs votes by ``1 / d``; exact matches (d = 0) take all the weight.
+    algorithm : {"auto", "brute", "kd_tree", "ball_tree"}, default "auto"
+        ``brute`` is knnlab's own search; the trees are scikit-learn's. All return the same
+        neighbours (same tie rule), so the choice changes time, not predictions.
+
+    Ties: equal distances put the lower training index first; equal votes go to the
+    smallest class label.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    n_features_in_ : int
+    algorithm_ : str
+        The algorithm ``auto`` resolved to.
+    """
+
+    def __init__(self, n_neighbors=5, *, p=2, weights="uniform", algorithm="auto"):
+        self.n_neighbors = n_neighbors
+        self.p = p
+        self.weights = weights
+        self.algorithm = algorithm
+
+    def fit(self, X, y):
+        """Store the training set (and build the tree, for the tree algorithms).
+
+        X : array-like of shape (n_samples, n_features); y : array-like of shape (n_samples,)
+        """
+        X, y = validate_data(self, X, y, dtype=np.float64, ensure_min_samples=2)
+        check_classification_targets(y)
+        if isinstance(self.n_neighbors, bool) or not isinstance(self.n_neighbors, int | np.integer):
+            raise TypeError(f"n_neighbors must be an integer, got {self.n_neighbors!r}")
+        if self.n_neighbors < 1:
+            raise ValueError(f"Expected n_neighbors >= 1, but n_neighbors = {self.n_neighbors}")
+        if not float(self.p) >= 1:
+            raise ValueError(f"Minkowski p must be >= 1 (or inf), got p = {self.p}")
+        if self.weights not in ("uniform", "distance"):
+            raise ValueError(f"weights must be 'uniform' or 'distance', got {self.weights!r}")
+        self.classes_, self._y = np.unique(y, return_inverse=True)
+        self._fit_X = X
+        self.algorithm_ = resolve_algorithm(
+            self.algorithm, X.shape[0], X.shape[1], self.n_neighbors
+        )
+        self._tree = (
+            _TREES[self.algorithm_](X, **_tree_metric(float(self.p)))
+            if self.algorithm_ in _TREES
+            else None
+        )
+        return self
+
+    def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
+        """Nearest training points of each query.
+
+        X : array-like of shape (n_queries, n_features), or None for the training set itself
+            (each point's own index excluded). Returns distances and indices, each of shape
+            (n_queries, n_neighbors), or only indices when ``return_distance`` is False.
+        """
+        check_is_fitted(self)
+        k = self.n_neighbors if n_neighbors is None else n_neighbors
+        if X is not None:
+            X = validate_data(self, X, dtype=np.float64, reset=False)
+        available = self._fit_X.shape[0] - (1 if X is None else 0)
+        if not 1 <= k <= available:
+            raise ValueError(
+                f"Expected n_neighbors <= n_samples_fit, but n_samples_fit = "
+                f"{self._fit_X.shape[0]}, n_neighbors = {k}"
+            )
+        if self._tree is not None:
+            dist, ind = tree_kneighbors(self._tree, X, k)
+        else:
+            dist, ind = brute_kneighbors(self._fit_X, X, k, p=float(self.p))
+        return (dist, ind) if return_distance else ind
+
+    def predict_proba(self, X):
+        """Class probabilities: ndarray of shape (n_queries, n_classes), columns in
+        ``classes_`` order."""
+        dist, ind = self.kneighbors(X)
+        proba = class_probabilities(
+            dist, self._y[ind], len(self.classes_), self.weights, [dist.shape[1]]
+        )
+        return proba[0]
+
+    def predict(self, X):
+        """Most probable class of each query: ndarray of shape (n_queries,). Equal votes go to
+        the smallest class label (``classes_`` is sorted and argmax takes the first)."""
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]

@@ -1,0 +1,293 @@
+"""Classification metrics, vectorized, equal to scikit-learn's to 1e-12.
+
+Undefined cases (precision of a class never predicted, ROC-AUC of a class with no positive
+or no negative sample) warn with :class:`UndefinedMetricWarning` and give NaN for that class,
+never a silent 0; averages are taken over the classes where the metric is defined (as
+scikit-learn does with ``zero_division=np.nan``), and are NaN only if no class is defined.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+AVERAGES = ("binary", "micro", "macro", "weighted", None)
+
+
+class UndefinedMetricWarning(UserWarning):
+    """A metric is undefined for some class (a zero denominator); NaN was returned for it."""
+
+
+def _as_1d(name: str, y) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (n_samples,), got shape {y.shape}")
+    return y
+
+
+def _encode(y_true, y_pred, labels=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels and both vectors encoded as positions in ``labels``.
+
+    Returns (labels, true_code, pred_code); ``labels`` defaults to the sorted union.
+    """
+    y_true, y_pred = _as_1d("y_true", y_true), _as_1d("y_pred", y_pred)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(
+            f"y_true and y_pred must have the same length, got {y_true.shape[0]} and "
+            f"{y_pred.shape[0]}"
+        )
+    labels = np.union1d(y_true, y_pred) if labels is None else np.asarray(labels)
+    order = np.argsort(labels, kind="stable")
+    sorted_labels = labels[order]
+
+    def code(y: np.ndarray) -> np.ndarray:
+        position = np.clip(np.searchsorted(sorted_labels, y), 0, max(labels.size - 1, 0))
+        found = sorted_labels[position] == y if labels.size else np.zeros(y.shape, bool)
+        if not found.all():
+            raise ValueError(f"label {y[~found][0]!r} is not in labels={labels.tolist()}")
+        return order[position]
+
+    return labels, code(y_true), code(y_pred)
+
+
+def accuracy_score(y_true, y_pred) -> float:
+    """Fraction of exact matches. y_true, y_pred: (n_samples,)."""
+    y_true, y_pred = _as_1d("y_true", y_true), _as_1d("y_pred", y_pred)
+    if y_true.shape != y_pred.shape or y_true.size == 0:
+        raise ValueError(
+            f"y_true and y_pred must be non-empty and of the same length, got {y_true.shape[0]} "
+            f"and {y_pred.shape[0]}"
+        )
+    return float(np.mean(y_true == y_pred))
+
+
+def confusion_matrix(y_true, y_pred, labels=None) -> np.ndarray:
+    """Counts of (true, predicted) pairs.
+
+    Returns ndarray of shape (n_labels, n_labels): row = true label, column = predicted,
+    in ``labels`` order (sorted union of both vectors by default).
+    """
+    labels, true_code, pred_code = _encode(y_true, y_pred, labels)
+    n = labels.size
+    return np.bincount(true_code * n + pred_code, minlength=n * n).reshape(n, n)
+
+
+def _safe_divide(numerator: np.ndarray, denominator: np.ndarray, what: str) -> np.ndarray:
+    numerator = np.asarray(numerator, dtype=np.float64)
+    denominator = np.asarray(denominator, dtype=np.float64)
+    undefined = denominator == 0
+    if undefined.any():
+        warnings.warn(
+            f"{what} is undefined (0/0) for {int(undefined.sum())} label(s); returning NaN "
+            "for them",
+            UndefinedMetricWarning,
+            stacklevel=3,
+        )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(undefined, np.nan, numerator / np.where(undefined, 1.0, denominator))
+
+
+def _nan_average(values: np.ndarray, weights: np.ndarray | None = None) -> float:
+    defined = ~np.isnan(values)
+    if not defined.any():
+        return float("nan")
+    if weights is None:
+        return float(np.mean(values[defined]))
+    w = weights[defined]
+    if w.sum() == 0:
+        return float("nan")
+    return float(np.average(values[defined], weights=w))
+
+
+def precision_recall_fscore_support(
+    y_true, y_pred, *, average: str | None = "macro", pos_label=1, labels=None, beta: float = 1.0
+):
+    """Precision, recall, F-beta and support.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like of shape (n_samples,)
+    average : {"binary", "micro", "macro", "weighted"} or None
+        None returns per-label arrays of shape (n_labels,); ``binary`` scores ``pos_label``.
+    labels : array-like, optional
+        The labels to score (sorted union of both vectors by default).
+
+    Returns
+    -------
+    precision, recall, fbeta : float, or ndarray of shape (n_labels,) when average is None
+    support : ndarray of shape (n_labels,) of true counts when average is None, else None
+    """
+    if average not in AVERAGES:
+        raise ValueError(f"average must be one of {AVERAGES}, got {average!r}")
+    labels, true_code, pred_code = _encode(y_true, y_pred, labels)
+    if average == "binary":
+        if labels.size > 2:
+            raise ValueError(
+                f"average='binary' needs at most 2 labels, got {labels.size}: {labels}; "
+                "use average='macro', 'micro' or 'weighted'"
+            )
+        if pos_label not in labels.tolist():
+            raise ValueError(f"pos_label={pos_label!r} is not a label; labels are {labels}")
+    cm = np.bincount(
+        true_code * labels.size + pred_code, minlength=labels.size * labels.size
+    ).reshape(labels.size, labels.size)
+    tp = np.diag(cm).astype(np.float64)
+    predicted = cm.sum(axis=0)
+    support = cm.sum(axis=1)
+    if average == "micro":
+        tp, predicted, support_sum = tp.sum(), predicted.sum(), support.sum()
+        precision = _safe_divide(tp, predicted, "precision")
+        recall = _safe_divide(tp, support_sum, "recall")
+        f = _fbeta(tp, predicted, support_sum, beta)
+        return float(precision), float(recall), float(f), None
+    precision = _safe_divide(tp, predicted, "precision")
+    recall = _safe_divide(tp, support, "recall")
+    f = _fbeta(tp, predicted, support, beta)
+    if average is None:
+        return precision, recall, f, support
+    if average == "binary":
+        k = labels.tolist().index(pos_label)
+        return float(precision[k]), float(recall[k]), float(f[k]), None
+    weights = support.astype(np.float64) if average == "weighted" else None
+    return (
+        _nan_average(precision, weights),
+        _nan_average(recall, weights),
+        _nan_average(f, weights),
+        None,
+    )
+
+
+def _fbeta(tp, predicted, support, beta: float):
+    # From counts rather than from precision and recall, so a class never predicted but
+    # present gets F = 0 (a defined value), as in scikit-learn.
+    b2 = beta * beta
+    return _safe_divide((1 + b2) * tp, b2 * np.asarray(support) + predicted, "F-score")
+
+
+def precision_score(y_true, y_pred, *, average="macro", pos_label=1, labels=None):
+    return precision_recall_fscore_support(
+        y_true, y_pred, average=average, pos_label=pos_label, labels=labels
+    )[0]
+
+
+def recall_score(y_true, y_pred, *, average="macro", pos_label=1, labels=None):
+    return precision_recall_fscore_support(
+        y_true, y_pred, average=average, pos_label=pos_label, labels=labels
+    )[1]
+
+
+def f1_score(y_true, y_pred, *, average="macro", pos_label=1, labels=None):
+    return precision_recall_fscore_support(
+        y_true, y_pred, average=average, pos_label=pos_label, labels=labels
+    )[2]
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks 1..n of ``values`` (n,), tied values sharing the mean of their ranks."""
+    order = np.argsort(values, kind="mergesort")
+    sorted_values = values[order]
+    # Start of each run of equal values in sorted order.
+    new_run = np.concatenate(([True], sorted_values[1:] != sorted_values[:-1]))
+    run_id = np.cumsum(new_run) - 1
+    run_start = np.flatnonzero(new_run)
+    run_end = np.concatenate((run_start[1:], [values.size]))  # exclusive
+    mean_rank = (run_start + run_end + 1) / 2.0  # mean of ranks start+1 .. end
+    ranks = np.empty(values.size)
+    ranks[order] = mean_rank[run_id]
+    return ranks
+
+
+def _binary_auc(is_positive: np.ndarray, score: np.ndarray) -> float:
+    """Area under the ROC curve as the Mann-Whitney statistic: the probability that a random
+    positive scores above a random negative, ties counting one half."""
+    n_pos = int(is_positive.sum())
+    n_neg = is_positive.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    rank_sum = _average_ranks(score)[is_positive].sum()
+    return float((rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def roc_auc_score(y_true, y_score, *, average: str = "macro", labels=None, pos_label=None):
+    """ROC-AUC, binary or one-vs-rest.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+    y_score : array-like of shape (n_samples,) or (n_samples, n_classes)
+        1-D: scores of the positive class (binary; positive = ``pos_label``, by default the
+        larger of the two labels). 2-D: one column per label in ``labels`` order (default:
+        sorted unique ``y_true``), e.g. ``predict_proba``; scored one-vs-rest.
+    average : {"macro", "weighted"} or None
+        How the one-vs-rest AUCs are combined; None returns them per label, shape
+        (n_classes,). Weighted uses each label's prevalence in ``y_true``.
+    """
+    y_true = _as_1d("y_true", y_true)
+    y_score = np.asarray(y_score, dtype=np.float64)
+    if y_score.shape[0] != y_true.shape[0]:
+        raise ValueError(f"y_true has {y_true.shape[0]} samples but y_score has {y_score.shape[0]}")
+    if y_score.ndim == 1:
+        classes = np.unique(y_true)
+        if pos_label is None:
+            if classes.size > 2:
+                raise ValueError(
+                    f"1-D y_score needs a binary y_true, got {classes.size} labels; pass "
+                    "scores of shape (n_samples, n_classes) for one-vs-rest"
+                )
+            pos_label = classes[-1] if classes.size else 1
+        auc = _binary_auc(y_true == pos_label, y_score)
+        if np.isnan(auc):
+            warnings.warn(
+                "ROC-AUC is undefined when y_true holds only one class; returning NaN",
+                UndefinedMetricWarning,
+                stacklevel=2,
+            )
+        return auc
+    if average not in ("macro", "weighted", None):
+        raise ValueError(f"average must be 'macro', 'weighted' or None, got {average!r}")
+    labels = np.unique(y_true) if labels is None else np.asarray(labels)
+    if y_score.ndim != 2 or y_score.shape[1] != labels.size:
+        raise ValueError(
+            f"y_score must have shape (n_samples, {labels.size}) (one column per label "
+            f"{labels.tolist()}), got {y_score.shape}"
+        )
+    if labels.size == 2:
+        # Two columns that sum to 1 rank samples identically; scikit-learn scores column 1.
+        return roc_auc_score(y_true, y_score[:, 1], pos_label=labels[1])
+    per_class = np.array(
+        [_binary_auc(y_true == label, y_score[:, j]) for j, label in enumerate(labels)]
+    )
+    if np.isnan(per_class).any():
+        warnings.warn(
+            f"ROC-AUC is undefined for labels {labels[np.isnan(per_class)].tolist()} "
+            "(no positive or no negative sample); returning NaN for them",
+            UndefinedMetricWarning,
+            stacklevel=2,
+        )
+    if average is None:
+        return per_class
+    prevalence = np.array([(y_true == label).sum() for label in labels], dtype=np.float64)
+    return _nan_average(per_class, prevalence if average == "weighted" else None)
+
+
+def classification_scores(y_true, y_pred, proba: np.ndarray, classes: np.ndarray) -> dict:
+    """The headline metrics knnlab reports for one model on one split.
+
+    proba : ndarray of shape (n_samples, n_classes), columns in ``classes`` order.
+    Returns a dict of floats: accuracy, precision/recall/F1 macro, F1 weighted and
+    one-vs-rest ROC-AUC macro.
+    """
+    precision, recall, f1, _ = precision_recall_fscore_support(y_true, y_pred, average="macro")
+    if classes.size == 2:
+        roc_auc = roc_auc_score(y_true, proba[:, 1], pos_label=classes[1])
+    else:
+        roc_auc = roc_auc_score(y_true, proba, labels=classes)
+    return {
+        "accuracy": accuracy_score(y_true, y_pred),
+        "precision_macro": precision,
+        "recall_macro": recall,
+        "f1_macro": f1,
+        "f1_weighted": f1_score(y_true, y_pred, average="weighted"),
+        "roc_auc_ovr": float(roc_auc),
+    }

@@ -1,0 +1,260 @@
+"""``params.yaml``, loaded and validated once, strictly.
+
+Every stage calls :func:`load_params`; an unknown key, a wrong type or an out-of-range
+value raises :class:`ParamsError` naming the key, the value and what is allowed. The
+resolved, frozen :class:`Params` is what stages use and what gets logged to MLflow.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from knnlab import paths
+
+EMBEDDED_DATASETS = ("digits", "iris", "moons")
+FILE_DATASET = "file"
+WEIGHTS = ("uniform", "distance")
+ALGORITHMS = ("auto", "brute", "kd_tree", "ball_tree")
+SCORERS = ("accuracy", "f1_macro", "roc_auc_ovr")
+
+
+class ParamsError(ValueError):
+    """A value in params.yaml is missing, unknown, of the wrong type or out of range."""
+
+
+# --- field checks -------------------------------------------------------------------------
+# Each check takes (key, value) and returns the normalised value or raises ParamsError.
+
+
+def _fail(key: str, value: Any, allowed: str) -> ParamsError:
+    return ParamsError(f"params.yaml: {key} = {value!r} is not allowed; expected {allowed}")
+
+
+def _int(minimum: int | None = None):
+    def check(key: str, value: Any) -> int:
+        allowed = "an integer" + (f" >= {minimum}" if minimum is not None else "")
+        # bool is an int subclass; `n_neighbors: true` is a typo, not 1.
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _fail(key, value, allowed)
+        if minimum is not None and value < minimum:
+            raise _fail(key, value, allowed)
+        return value
+
+    return check
+
+
+def _minkowski_p(key: str, value: Any) -> int | float:
+    allowed = "a number >= 1 (Minkowski p; .inf for Chebyshev)"
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise _fail(key, value, allowed)
+    if value < 1:
+        raise _fail(key, value, allowed)
+    # 2.0 and 2 are the same metric; keep integers as int so logs and file names agree.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _open_fraction(key: str, value: Any) -> float:
+    allowed = "a number strictly between 0 and 1"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _fail(key, value, allowed)
+    if not 0 < value < 1:
+        raise _fail(key, value, allowed)
+    return float(value)
+
+
+def _nonnegative_float(key: str, value: Any) -> float:
+    allowed = "a number >= 0"
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise _fail(key, value, allowed)
+    return float(value)
+
+
+def _choice(options: tuple[str, ...]):
+    def check(key: str, value: Any) -> str:
+        if not isinstance(value, str) or value not in options:
+            raise _fail(key, value, "one of " + ", ".join(options))
+        return value
+
+    return check
+
+
+def _optional_str(key: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(key, value, "a non-empty string or null")
+    return value
+
+
+def _nonempty_str(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(key, value, "a non-empty string")
+    return value
+
+
+def _list_of(item_check):
+    def check(key: str, value: Any) -> tuple:
+        if not isinstance(value, list) or not value:
+            raise _fail(key, value, "a non-empty list")
+        items = tuple(item_check(f"{key}[{i}]", item) for i, item in enumerate(value))
+        if len(set(items)) != len(items):
+            raise _fail(key, value, "a list without repeated values")
+        return items
+
+    return check
+
+
+def _param(default: Any, check) -> Any:
+    """A dataclass field with a default and a validating check stored in its metadata."""
+    return field(default=default, metadata={"check": check})
+
+
+# --- sections -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MoonsParams:
+    """``sklearn.datasets.make_moons`` settings, used when ``data.dataset: moons``."""
+
+    n_samples: int = _param(500, _int(10))
+    noise: float = _param(0.3, _nonnegative_float)
+    seed: int = _param(0, _int(0))
+
+
+@dataclass(frozen=True)
+class DataParams:
+    """Where the samples come from: an embedded dataset or a local CSV/parquet file."""
+
+    dataset: str = _param("digits", _choice((*EMBEDDED_DATASETS, FILE_DATASET)))
+    path: str | None = _param(None, _optional_str)
+    label_column: str | None = _param(None, _optional_str)
+    moons: MoonsParams = field(default_factory=MoonsParams)
+
+    def __post_init__(self) -> None:
+        if self.dataset == FILE_DATASET:
+            if self.path is None or self.label_column is None:
+                raise ParamsError(
+                    "params.yaml: data.dataset = 'file' needs data.path (a .csv or .parquet "
+                    "file) and data.label_column (the column holding the labels)"
+                )
+            if Path(self.path).suffix.lower() not in (".csv", ".parquet"):
+                raise _fail("data.path", self.path, "a path ending in .csv or .parquet")
+        else:
+            for name in ("path", "label_column"):
+                if getattr(self, name) is not None:
+                    raise ParamsError(
+                        f"params.yaml: data.{name} = {getattr(self, name)!r} is only used with "
+                        f"data.dataset: file, but data.dataset = {self.dataset!r}; remove it or "
+                        "set data.dataset: file"
+                    )
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    """Stratified, seeded train/test split."""
+
+    test_size: float = _param(0.25, _open_fraction)
+    seed: int = _param(42, _int(0))
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """The configured k-nearest-neighbours classifier."""
+
+    n_neighbors: int = _param(5, _int(1))
+    p: int | float = _param(2, _minkowski_p)
+    weights: str = _param("uniform", _choice(WEIGHTS))
+    algorithm: str = _param("auto", _choice(ALGORITHMS))
+
+
+@dataclass(frozen=True)
+class GridParams:
+    """The hyper-parameter grid: every combination is one candidate."""
+
+    n_neighbors: tuple[int, ...] = _param(tuple(range(2, 19, 2)), _list_of(_int(1)))
+    p: tuple[int | float, ...] = _param((1, 2, 3), _list_of(_minkowski_p))
+    weights: tuple[str, ...] = _param(WEIGHTS, _list_of(_choice(WEIGHTS)))
+    algorithm: tuple[str, ...] = _param(("brute",), _list_of(_choice(ALGORITHMS)))
+
+    @property
+    def n_candidates(self) -> int:
+        return len(self.n_neighbors) * len(self.p) * len(self.weights) * len(self.algorithm)
+
+
+@dataclass(frozen=True)
+class TuneParams:
+    """Cross-validated grid search on the train split."""
+
+    grid: GridParams = field(default_factory=GridParams)
+    cv: int = _param(5, _int(2))
+    scoring: str = _param("accuracy", _choice(SCORERS))
+    seed: int = _param(0, _int(0))
+
+
+@dataclass(frozen=True)
+class MlflowParams:
+    """Where runs are logged. ``tracking_uri: null`` means ``sqlite:///<repo>/mlflow.db``."""
+
+    experiment: str = _param("knnlab", _nonempty_str)
+    tracking_uri: str | None = _param(None, _optional_str)
+
+
+@dataclass(frozen=True)
+class Params:
+    data: DataParams = field(default_factory=DataParams)
+    split: SplitParams = field(default_factory=SplitParams)
+    model: ModelParams = field(default_factory=ModelParams)
+    tune: TuneParams = field(default_factory=TuneParams)
+    mlflow: MlflowParams = field(default_factory=MlflowParams)
+
+
+def _build(cls: type, raw: Any, prefix: str):
+    """Build dataclass ``cls`` from mapping ``raw``, checking every key under ``prefix``."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise _fail(prefix, raw, "a mapping of keys to values")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(raw) - set(known), key=str)
+    if unknown:
+        where = f"{prefix}.{unknown[0]}" if prefix else str(unknown[0])
+        raise ParamsError(
+            f"params.yaml: unknown key {where!r}; allowed keys"
+            f"{' in ' + prefix if prefix else ''}: {', '.join(known)}"
+        )
+    values = {}
+    for name, f in known.items():
+        key = f"{prefix}.{name}" if prefix else name
+        if "check" in f.metadata:
+            if name in raw:
+                values[name] = f.metadata["check"](key, raw[name])
+        else:  # a nested section
+            nested_cls = f.default_factory if f.default_factory is not MISSING else None
+            values[name] = _build(nested_cls, raw.get(name), key)
+    return cls(**values)
+
+
+def parse_params(raw: Any) -> Params:
+    """Validate an already-parsed params mapping (as read from YAML)."""
+    return _build(Params, raw, "")
+
+
+def load_params(path: Path | str = paths.PARAMS_FILE) -> Params:
+    """Read and validate ``params.yaml``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: not found; run from the repository root") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path}: not valid YAML: {error}") from None
+    return parse_params(raw)

@@ -1,0 +1,61 @@
+"""Where the project's files live. The only module that knows a path.
+
+Stages run with the working directory at the repository root (DVC runs them there, also
+inside an experiment's temporary workspace), so pipeline files are relative to the
+current directory. The MLflow store is the exception: it must stay in the *main*
+repository even when DVC runs a stage from a temporary workspace, so it is resolved
+from ``DVC_ROOT``, which DVC sets to the main repository for queued experiments.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PARAMS_FILE = Path("params.yaml")
+
+DATA_DIR = Path("data")
+RAW_DIR = DATA_DIR / "raw"
+RAW_DATASET = RAW_DIR / "dataset.parquet"
+RAW_META = RAW_DIR / "meta.json"
+
+SPLIT_DIR = DATA_DIR / "split"
+TRAIN_SPLIT = SPLIT_DIR / "train.parquet"
+TEST_SPLIT = SPLIT_DIR / "test.parquet"
+SPLIT_META = SPLIT_DIR / "meta.json"
+
+MODELS_DIR = Path("models")
+MODEL_FILE = MODELS_DIR / "model.npz"
+
+# Local record of the MLflow runs each stage created. Not committed: the MLflow store is
+# local too, so a fresh clone has neither and the logging stages run again.
+TRACKING_DIR = Path("tracking")
+TUNE_RUN = TRACKING_DIR / "tune_run.json"
+EVALUATE_RUN = TRACKING_DIR / "evaluate_run.json"
+
+REPORTS_DIR = Path("reports")
+METRICS_FILE = REPORTS_DIR / "metrics.json"
+TIMINGS_FILE = REPORTS_DIR / "timings.json"
+TUNE_DIR = REPORTS_DIR / "tune"
+CV_RESULTS = TUNE_DIR / "cv_results.csv"
+BEST_PARAMS = TUNE_DIR / "best_params.json"
+TUNE_TIMINGS = REPORTS_DIR / "tune_timings.csv"
+PLOTS_DIR = REPORTS_DIR / "plots"
+PREDICTIONS_PLOT = PLOTS_DIR / "predictions.csv"
+CV_SCORE_PLOT = PLOTS_DIR / "cv_score_vs_k.csv"
+FIGURES_DIR = REPORTS_DIR / "figures"
+
+MLFLOW_DB_NAME = "mlflow.db"
+MLFLOW_ARTIFACTS_NAME = "mlruns"
+
+
+def repository_root() -> Path:
+    """The main repository's root: ``DVC_ROOT`` when DVC set it, else the nearest parent
+    of the working directory holding ``dvc.yaml``, else the working directory."""
+    if root := os.environ.get("DVC_ROOT"):
+        return Path(root).resolve()
+    cwd = Path.cwd().resolve()
+    for candidate in (cwd, *cwd.parents):
+        if (candidate / "dvc.yaml").is_file():
+            return candidate
+    return cwd

@@ -1,0 +1,108 @@
+"""evaluate: score on the test split the configured model, the tuned-best model and a
+most-frequent-class baseline -> ``reports/metrics.json``, ``reports/timings.json``,
+per-sample predictions for DVC plots, and one MLflow run for the configured model."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.dummy import DummyClassifier
+
+from knnlab import io, paths, tracking
+from knnlab.datasets import features_and_labels
+from knnlab.estimators import KNNClassifier
+from knnlab.metrics import classification_scores
+from knnlab.model_io import load_model, read_header
+from knnlab.params import Params
+
+
+@dataclass
+class Evaluation:
+    """One model's test-split results. proba: (n_test, n_classes); y_pred: (n_test,)."""
+
+    scores: dict[str, float]
+    fit_seconds: float
+    predict_seconds: float
+    y_pred: np.ndarray
+    proba: np.ndarray
+
+
+def evaluate_model(make_fitted, X_test: np.ndarray, y_test: np.ndarray) -> Evaluation:
+    """Time ``make_fitted()`` (load or fit), then predict the test split and score it."""
+    start = time.perf_counter()
+    model = make_fitted()
+    fitted = time.perf_counter()
+    proba = model.predict_proba(X_test)
+    y_pred = model.classes_[np.argmax(proba, axis=1)]
+    predicted = time.perf_counter()
+    return Evaluation(
+        scores=classification_scores(y_test, y_pred, proba, model.classes_),
+        fit_seconds=fitted - start,
+        predict_seconds=predicted - fitted,
+        y_pred=y_pred,
+        proba=proba,
+    )
+
+
+def run(params: Params) -> None:
+    X_train, y_train = features_and_labels(io.read_parquet(paths.TRAIN_SPLIT))
+    X_test, y_test = features_and_labels(io.read_parquet(paths.TEST_SPLIT))
+    meta = io.read_json(paths.SPLIT_META)
+    tuned = io.read_json(paths.BEST_PARAMS)
+    model_params = read_header(paths.MODEL_FILE)["params"]
+
+    results = {
+        # "fit" of the saved model = load + check + (for trees) rebuild: what a user pays.
+        "configured": evaluate_model(lambda: load_model(paths.MODEL_FILE), X_test, y_test),
+        "tuned": evaluate_model(
+            lambda: KNNClassifier(**tuned["best_params"]).fit(X_train, y_train), X_test, y_test
+        ),
+        "baseline": evaluate_model(
+            lambda: DummyClassifier(strategy="most_frequent").fit(X_train, y_train),
+            X_test,
+            y_test,
+        ),
+    }
+    metrics = {name: r.scores for name, r in results.items()}
+    timings = {
+        name: {"fit_seconds": r.fit_seconds, "predict_seconds": r.predict_seconds}
+        for name, r in results.items()
+    }
+    configured = results["configured"]
+    predictions = pd.DataFrame({"actual": y_test, "predicted": configured.y_pred})
+
+    run_name = "k={n_neighbors} p={p} {weights} {algorithm}".format(**model_params)
+    with tracking.stage_run(params.mlflow, "evaluate", run_name) as mlflow_run:
+        mlflow_run.log(
+            params={
+                "dataset": meta["name"],
+                "test_size": meta["test_size"],
+                "seed": meta["seed"],
+                "n_train": meta["n_train"],
+                "n_test": meta["n_test"],
+                **model_params,
+                **{f"tuned_{k}": v for k, v in tuned["best_params"].items()},
+            },
+            metrics={
+                **configured.scores,
+                "fit_seconds": configured.fit_seconds,
+                "predict_seconds": configured.predict_seconds,
+                **{f"tuned_{k}": v for k, v in metrics["tuned"].items()},
+                **{f"baseline_{k}": v for k, v in metrics["baseline"].items()},
+            },
+        )
+        io.write_json(paths.METRICS_FILE, metrics)
+        io.write_json(paths.TIMINGS_FILE, timings)
+        io.write_csv(paths.PREDICTIONS_PLOT, predictions)
+        mlflow_run.log_artifact(paths.MODEL_FILE, "model")
+        mlflow_run.log_artifact(paths.METRICS_FILE)
+        mlflow_run.log_artifact(paths.TIMINGS_FILE)
+    io.write_json(paths.EVALUATE_RUN, mlflow_run.record.to_dict())
+    for name, r in results.items():
+        print(
+            f"evaluate: {name:10s} accuracy {r.scores['accuracy']:.4f}  "
+            f"F1 macro {r.scores['f1_macro']:.4f}  ROC-AUC {r.scores['roc_auc_ovr']:.4f}"
+        )

@@ -1,0 +1,95 @@
+"""tune: cross-validated grid search on the **train split only** -> ``reports/tune/`` and a
+parent MLflow run with one nested child run per grid point.
+
+The test split is never read here, so the tuned model's test score in ``evaluate`` is an
+honest estimate (the tutorials this grew from tuned on all data, test split included).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pandas as pd
+
+from knnlab import io, paths, tracking
+from knnlab.datasets import features_and_labels
+from knnlab.params import Params
+from knnlab.tune import SCORERS, GridSearchResult, grid_search_cv
+
+TIME_COLUMNS = ("mean_fit_time", "std_fit_time", "mean_score_time", "std_score_time")
+
+
+def score_table(result: GridSearchResult) -> pd.DataFrame:
+    """The CV table without its timing columns (they vary run to run and live in
+    ``reports/tune_timings.csv``), so ``reports/tune/`` is byte-identical across runs."""
+    return result.cv_results.drop(columns=["params", *TIME_COLUMNS])
+
+
+def child_runs(result: GridSearchResult) -> list[dict]:
+    """One nested MLflow run per candidate: its params and every mean/std CV score."""
+    children = []
+    score_columns = [
+        c for c in result.cv_results.columns if c.startswith(("mean_", "std_", "rank_"))
+    ]
+    for row in result.cv_results.itertuples(index=False):
+        candidate = row.params
+        children.append(
+            {
+                "name": "k={n_neighbors} p={p} {weights} {algorithm}".format(**candidate),
+                "params": candidate,
+                "metrics": {c: getattr(row, c) for c in score_columns},
+            }
+        )
+    return children
+
+
+def run(params: Params) -> None:
+    train = io.read_parquet(paths.TRAIN_SPLIT)
+    meta = io.read_json(paths.SPLIT_META)
+    X, y = features_and_labels(train)
+    tune = params.tune
+    result = grid_search_cv(
+        X,
+        y,
+        dataclasses.asdict(tune.grid),
+        cv=tune.cv,
+        scoring=SCORERS,
+        refit=tune.scoring,
+        seed=tune.seed,
+    )
+    summary = {
+        "best_params": result.best_params,
+        "best_score": result.best_score,
+        "scoring": tune.scoring,
+        "cv": tune.cv,
+        "seed": tune.seed,
+        "n_candidates": len(result.cv_results),
+        "n_train": len(X),
+    }
+    with tracking.stage_run(
+        params.mlflow, "tune", f"tune {len(result.cv_results)} candidates"
+    ) as mlflow_run:
+        mlflow_run.log(
+            params={
+                "dataset": meta["name"],
+                "cv": tune.cv,
+                "scoring": tune.scoring,
+                "tune_seed": tune.seed,
+                "n_candidates": len(result.cv_results),
+                **{f"grid_{k}": list(v) for k, v in dataclasses.asdict(tune.grid).items()},
+                **{f"best_{k}": v for k, v in result.best_params.items()},
+            },
+            metrics={f"best_cv_{tune.scoring}": result.best_score},
+        )
+        mlflow_run.log_children(child_runs(result))
+        io.write_csv(paths.CV_RESULTS, score_table(result))
+        io.write_json(paths.BEST_PARAMS, summary)
+        io.write_csv(paths.TUNE_TIMINGS, result.search_timings)
+        mlflow_run.log_artifact(paths.CV_RESULTS, "tune")
+        mlflow_run.log_artifact(paths.BEST_PARAMS, "tune")
+        mlflow_run.log_artifact(paths.TUNE_TIMINGS, "tune")
+    io.write_json(paths.TUNE_RUN, mlflow_run.record.to_dict())
+    print(
+        f"tune: best {result.best_params} mean CV {tune.scoring} = {result.best_score:.4f} "
+        f"over {len(result.cv_results)} candidates"
+    )

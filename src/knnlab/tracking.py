@@ -1,0 +1,221 @@
+"""Everything knnlab says to MLflow. No other module imports ``mlflow``.
+
+Where runs go: ``MLFLOW_TRACKING_URI`` from the environment if set, else
+``mlflow.tracking_uri`` from params.yaml, else ``sqlite:///<repository root>/mlflow.db``
+(MLflow 3's own default file, pinned to the main repository so runs from DVC's temporary
+experiment workspaces land in the same store) with artifacts in ``<root>/mlruns`` beside it,
+which is what ``mlflow ui`` started at the repository root shows.
+
+``mlflow`` is imported inside functions: it takes seconds to import and the stages that do
+not log should not pay for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from knnlab import paths
+from knnlab.params import MlflowParams
+
+_BATCH = 900  # MLflow accepts at most 1000 params+metrics+tags in one log_batch call
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """Where a stage's run lives, kept in ``tracking/<stage>_run.json``."""
+
+    tracking_uri: str
+    experiment_id: str
+    run_id: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "tracking_uri": self.tracking_uri,
+            "experiment_id": self.experiment_id,
+            "run_id": self.run_id,
+        }
+
+
+def default_tracking_uri() -> str:
+    return "sqlite:///" + (paths.repository_root() / paths.MLFLOW_DB_NAME).as_posix()
+
+
+def resolve_tracking_uri(config: MlflowParams) -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or config.tracking_uri or default_tracking_uri()
+
+
+def _artifact_location(tracking_uri: str, experiment: str) -> str | None:
+    """Pin artifacts beside a local SQLite store, in ``mlruns/<experiment>/``, whatever the
+    working directory (MLflow would resolve its default against it); let MLflow decide for
+    any other store."""
+    if tracking_uri.startswith("sqlite:///"):
+        db_path = Path(tracking_uri.removeprefix("sqlite:///"))
+        folder = re.sub(r"[^A-Za-z0-9._-]+", "_", experiment).strip("._") or "experiment"
+        return (db_path.parent / paths.MLFLOW_ARTIFACTS_NAME / folder).resolve().as_uri()
+    return None
+
+
+def _client(tracking_uri: str):
+    import mlflow
+
+    return mlflow.MlflowClient(tracking_uri=tracking_uri)
+
+
+def _experiment_id(client, name: str, tracking_uri: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(
+            name, artifact_location=_artifact_location(tracking_uri, name)
+        )
+    except MlflowException:
+        # Another process created it between our lookup and our create.
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def git_commit() -> str | None:
+    """The commit the workspace is at, or None outside git."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def standard_tags(stage: str) -> dict[str, str]:
+    """Tags every knnlab run carries: the DVC stage, the experiment name when DVC runs one,
+    and the git commit (MLflow's own tag name, so the UI links it)."""
+    tags = {"knnlab.stage": os.environ.get("DVC_STAGE", stage)}
+    if commit := git_commit():
+        tags["mlflow.source.git.commit"] = commit
+    if exp_name := os.environ.get("DVC_EXP_NAME"):
+        tags["knnlab.dvc_exp_name"] = exp_name
+    return tags
+
+
+def _param_value(value: Any) -> str:
+    return "inf" if isinstance(value, float) and math.isinf(value) else str(value)
+
+
+def _finite_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
+    """MLflow stores NaN, but the UI charts choke on it; undefined metrics are skipped."""
+    return {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}
+
+
+def _log_batch(client, run_id: str, params=None, metrics=None, tags=None) -> None:
+    from mlflow.entities import Metric, Param, RunTag
+
+    now = int(time.time() * 1000)
+    entities = (
+        [Param(k, _param_value(v)) for k, v in (params or {}).items()]
+        + [Metric(k, v, now, 0) for k, v in _finite_metrics(metrics or {}).items()]
+        + [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+    )
+    for start in range(0, len(entities), _BATCH):
+        chunk = entities[start : start + _BATCH]
+        client.log_batch(
+            run_id,
+            params=[e for e in chunk if isinstance(e, Param)],
+            metrics=[e for e in chunk if isinstance(e, Metric)],
+            tags=[e for e in chunk if isinstance(e, RunTag)],
+            synchronous=True,
+        )
+
+
+class Run:
+    """An open MLflow run of one stage; use through :func:`stage_run`."""
+
+    def __init__(self, client, record: RunRecord):
+        self._client = client
+        self.record = record
+
+    def log(self, params=None, metrics=None, tags=None) -> None:
+        _log_batch(self._client, self.record.run_id, params, metrics, tags)
+
+    def log_artifact(self, path: Path | str, artifact_path: str | None = None) -> None:
+        self._client.log_artifact(self.record.run_id, str(path), artifact_path)
+
+    def log_children(self, children: list[dict[str, Any]]) -> list[str]:
+        """One nested run per child: ``{"name", "params", "metrics"}``. Returns run ids."""
+        ids = []
+        for child in children:
+            run = self._client.create_run(
+                self.record.experiment_id,
+                run_name=child["name"],
+                tags={"mlflow.parentRunId": self.record.run_id},
+            )
+            _log_batch(
+                self._client,
+                run.info.run_id,
+                params=child["params"],
+                metrics=child["metrics"],
+                tags=child.get("tags"),
+            )
+            self._client.set_terminated(run.info.run_id, "FINISHED")
+            ids.append(run.info.run_id)
+        return ids
+
+
+@contextlib.contextmanager
+def stage_run(config: MlflowParams, stage: str, run_name: str) -> Iterator[Run]:
+    """Open a run for ``stage``; it ends FINISHED, or FAILED if the block raises."""
+    tracking_uri = resolve_tracking_uri(config)
+    client = _client(tracking_uri)
+    experiment_id = _experiment_id(client, config.experiment, tracking_uri)
+    run = client.create_run(experiment_id, run_name=run_name, tags=standard_tags(stage))
+    handle = Run(client, RunRecord(tracking_uri, experiment_id, run.info.run_id))
+    try:
+        yield handle
+    except BaseException:
+        client.set_terminated(run.info.run_id, "FAILED")
+        raise
+    client.set_terminated(run.info.run_id, "FINISHED")
+
+
+def log_artifacts_to(record: Mapping[str, str], files: list[Path], artifact_path: str) -> None:
+    """Attach files to an existing run (the plot stage adds figures to the evaluate run)."""
+    client = _client(record["tracking_uri"])
+    for file in files:
+        client.log_artifact(record["run_id"], str(file), artifact_path)
+
+
+def run_summary(tracking_uri: str, experiment: str) -> list[dict[str, Any]]:
+    """Every run of ``experiment`` as plain dicts (used by tests and ``knnlab runs``)."""
+    client = _client(tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    runs = client.search_runs([exp.experiment_id], max_results=50000)
+    return [
+        {
+            "run_id": r.info.run_id,
+            "name": r.info.run_name,
+            "status": r.info.status,
+            "params": dict(r.data.params),
+            "metrics": dict(r.data.metrics),
+            "tags": dict(r.data.tags),
+            "artifact_uri": r.info.artifact_uri,
+        }
+        for r in runs
+    ]
+
+
+def list_artifacts(tracking_uri: str, run_id: str, path: str | None = None) -> list[str]:
+    return [a.path for a in _client(tracking_uri).list_artifacts(run_id, path)]

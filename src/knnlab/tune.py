@@ -1,0 +1,210 @@
+"""Cross-validated grid search over k, p, weights and algorithm that searches once.
+
+scikit-learn's ``GridSearchCV`` refits and re-searches for every candidate. For kNN one
+search per (fold, p) at the grid's largest k already holds every smaller k's neighbours, in
+order, and both weightings need only the distances, so every candidate is scored exactly
+from that one search. The algorithm axis returns the same neighbours (same tie rule), so it
+only changes time: each algorithm is still fitted and searched once per (fold, p) so its
+cost is recorded in ``mean_fit_time`` / ``mean_score_time``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import ParameterGrid, StratifiedKFold
+
+from knnlab import metrics
+from knnlab.estimators import KNNClassifier
+from knnlab.voting import class_probabilities
+
+SCORERS = ("accuracy", "f1_macro", "roc_auc_ovr")
+GRID_KEYS = ("n_neighbors", "p", "weights", "algorithm")
+
+
+@dataclass
+class GridSearchResult:
+    """What :func:`grid_search_cv` found.
+
+    cv_results : DataFrame, one row per candidate in ``ParameterGrid`` order, with
+        scikit-learn's ``cv_results_`` columns (``params``, ``param_*``,
+        ``split{i}_test_{scorer}``, ``mean/std/rank_test_{scorer}``, ``mean/std_fit_time``,
+        ``mean/std_score_time``). Fit and score times of a candidate are those of the one
+        search it shares with every candidate of the same (fold, p, algorithm).
+    search_timings : DataFrame, one row per (fold, p, algorithm): ``fit_seconds``,
+        ``search_seconds``, ``n_train``, ``n_queries``.
+    """
+
+    cv_results: pd.DataFrame
+    search_timings: pd.DataFrame
+    best_params: dict[str, Any]
+    best_score: float
+    best_index: int
+    refit: str
+    best_estimator: KNNClassifier
+
+
+def _score(scorer: str, y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> float:
+    """One scorer on encoded labels y_true (m,) and proba (m, n_classes)."""
+    if scorer == "roc_auc_ovr":
+        if classes.size == 2:
+            return metrics.roc_auc_score(y_true, proba[:, 1], pos_label=1)
+        return metrics.roc_auc_score(y_true, proba, labels=np.arange(classes.size))
+    y_pred = np.argmax(proba, axis=1)  # ties to the smallest class, as predict does
+    if scorer == "accuracy":
+        return metrics.accuracy_score(y_true, y_pred)
+    return metrics.f1_score(y_true, y_pred, average="macro", labels=np.arange(classes.size))
+
+
+def _check_grid(grid: Mapping[str, Sequence]) -> dict[str, list]:
+    unknown = sorted(set(grid) - set(GRID_KEYS))
+    if unknown:
+        raise ValueError(f"unknown grid key {unknown[0]!r}; allowed: {', '.join(GRID_KEYS)}")
+    checked = {}
+    for key in GRID_KEYS:
+        values = list(grid.get(key, [KNNClassifier().get_params()[key]]))
+        if not values:
+            raise ValueError(f"grid {key!r} is an empty list; give at least one value")
+        checked[key] = values
+    return checked
+
+
+def grid_search_cv(
+    X,
+    y,
+    grid: Mapping[str, Sequence],
+    *,
+    cv: int = 5,
+    scoring: Sequence[str] = SCORERS,
+    refit: str = "accuracy",
+    seed: int | None = None,
+) -> GridSearchResult:
+    """Exhaustive cross-validated search over a kNN grid, one neighbour search per
+    (fold, p, algorithm).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    y : array-like of shape (n_samples,)
+    grid : mapping with any of ``n_neighbors``, ``p``, ``weights``, ``algorithm`` to lists
+    cv : int
+        Folds of ``StratifiedKFold(cv)``, shuffled with ``seed`` when given, exactly as
+        scikit-learn builds them.
+    scoring : scorer names among ``accuracy``, ``f1_macro``, ``roc_auc_ovr``
+    refit : the scorer that picks ``best_params`` (ties: the earlier candidate)
+    """
+    grid = _check_grid(grid)
+    scoring = tuple(scoring)
+    bad = [s for s in scoring if s not in SCORERS]
+    if bad or refit not in scoring:
+        raise ValueError(
+            f"scoring must be among {', '.join(SCORERS)} and include refit={refit!r}, "
+            f"got scoring={scoring}"
+        )
+    X = np.asarray(X, dtype=np.float64)
+    classes, y_code = np.unique(np.asarray(y), return_inverse=True)
+    smallest_class = np.bincount(y_code).min()
+    if cv > smallest_class:
+        raise ValueError(
+            f"cv = {cv} folds need at least {cv} samples of every class, but the smallest "
+            f"class has {smallest_class}; lower tune.cv"
+        )
+    folds = list(StratifiedKFold(cv, shuffle=seed is not None, random_state=seed).split(X, y_code))
+    ks = sorted(set(grid["n_neighbors"]))
+    k_max = ks[-1]
+    smallest_train = min(len(train) for train, _ in folds)
+    if k_max > smallest_train:
+        raise ValueError(
+            f"n_neighbors = {k_max} in the grid exceeds the smallest training fold "
+            f"({smallest_train} samples); lower it or use fewer folds"
+        )
+
+    # scores[(fold, p, weights, k)][scorer]; times[(fold, p, algorithm)] = (fit, search)
+    scores: dict[tuple, dict[str, float]] = {}
+    times: dict[tuple, tuple[float, float]] = {}
+    timing_rows = []
+    for fold, (train, valid) in enumerate(folds):
+        for p in grid["p"]:
+            neighbours = None
+            for algorithm in grid["algorithm"]:
+                start = time.perf_counter()
+                model = KNNClassifier(k_max, p=p, algorithm=algorithm).fit(X[train], y_code[train])
+                fitted = time.perf_counter()
+                found = model.kneighbors(X[valid])  # (n_valid, k_max) distances, indices
+                searched = time.perf_counter()
+                times[fold, p, algorithm] = (fitted - start, searched - fitted)
+                timing_rows.append(
+                    {
+                        "fold": fold,
+                        "p": p,
+                        "algorithm": algorithm,
+                        "resolved_algorithm": model.algorithm_,
+                        "fit_seconds": fitted - start,
+                        "search_seconds": searched - fitted,
+                        "n_train": len(train),
+                        "n_queries": len(valid),
+                    }
+                )
+                # Every algorithm returns these same neighbours; score from the first.
+                neighbours = neighbours or found
+            distances, indices = neighbours
+            neighbor_labels = y_code[train][indices]  # (n_valid, k_max)
+            for weights in grid["weights"]:
+                proba = class_probabilities(
+                    distances, neighbor_labels, classes.size, weights, ks
+                )  # (len(ks), n_valid, n_classes)
+                for k, proba_k in zip(ks, proba, strict=True):
+                    scores[fold, p, weights, k] = {
+                        s: _score(s, y_code[valid], proba_k, classes) for s in scoring
+                    }
+
+    candidates = list(ParameterGrid(grid))
+    table: dict[str, Any] = {"params": candidates}
+    for key in sorted(GRID_KEYS):
+        table[f"param_{key}"] = [c[key] for c in candidates]
+    for s in scoring:
+        split_scores = np.array(
+            [
+                [scores[f, c["p"], c["weights"], c["n_neighbors"]][s] for f in range(cv)]
+                for c in candidates
+            ]
+        )  # (n_candidates, cv)
+        for f in range(cv):
+            table[f"split{f}_test_{s}"] = split_scores[:, f]
+        mean = split_scores.mean(axis=1)
+        table[f"mean_test_{s}"] = mean
+        table[f"std_test_{s}"] = split_scores.std(axis=1)
+        table[f"rank_test_{s}"] = _rank_min(mean)
+    for column, which in (("fit_time", 0), ("score_time", 1)):
+        per_split = np.array(
+            [[times[f, c["p"], c["algorithm"]][which] for f in range(cv)] for c in candidates]
+        )
+        table[f"mean_{column}"] = per_split.mean(axis=1)
+        table[f"std_{column}"] = per_split.std(axis=1)
+    cv_results = pd.DataFrame(table)
+
+    best_index = int(np.argmin(cv_results[f"rank_test_{refit}"].to_numpy()))
+    best_params = dict(candidates[best_index])
+    best_estimator = KNNClassifier(**best_params).fit(X, classes[y_code])
+    return GridSearchResult(
+        cv_results=cv_results,
+        search_timings=pd.DataFrame(timing_rows),
+        best_params=best_params,
+        best_score=float(cv_results[f"mean_test_{refit}"].iloc[best_index]),
+        best_index=best_index,
+        refit=refit,
+        best_estimator=best_estimator,
+    )
+
+
+def _rank_min(values: np.ndarray) -> np.ndarray:
+    """Rank 1 for the highest value, ties sharing the lowest rank; NaN ranks last
+    (scikit-learn's ``rank_test_*``)."""
+    filled = np.where(np.isnan(values), -np.inf, values)
+    order = np.sort(-filled)
+    return np.searchsorted(order, -filled, side="left").astype(np.int32) + 1

@@ -1,0 +1,136 @@
+"""KNNClassifier against the loop reference and scikit-learn, and inside scikit-learn tools."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.model_selection import cross_val_score
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from knnlab import KNNClassifier
+
+from . import reference
+
+
+@pytest.fixture
+def continuous(rng):
+    """Continuous features: no distance ties, so every implementation must agree exactly.
+    Two queries coincide with training points to exercise the d = 0 rule."""
+    X = rng.normal(size=(150, 4))
+    y = rng.integers(0, 3, size=150)
+    Q = rng.normal(size=(40, 4))
+    Q[:2] = X[:2]
+    return X, y, Q
+
+
+@pytest.mark.parametrize("weights", ["uniform", "distance"])
+@pytest.mark.parametrize("p", [1, 2, 3])
+def test_predict_proba_matches_scikit_learn(continuous, weights, p):
+    X, y, Q = continuous
+    ours = KNNClassifier(7, p=p, weights=weights, algorithm="brute").fit(X, y)
+    theirs = KNeighborsClassifier(7, p=p, weights=weights, algorithm="brute").fit(X, y)
+    np.testing.assert_allclose(ours.predict_proba(Q), theirs.predict_proba(Q), rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(ours.predict(Q), theirs.predict(Q))
+
+
+@pytest.mark.parametrize("weights", ["uniform", "distance"])
+def test_predict_proba_matches_loop_reference(continuous, weights):
+    X, y, Q = continuous
+    got = KNNClassifier(5, p=2, weights=weights, algorithm="brute").fit(X, y).predict_proba(Q)
+    np.testing.assert_allclose(got, reference.knn_proba(X, y, Q, 5, 2, weights), atol=1e-12)
+
+
+def test_exact_match_takes_all_the_weight(continuous):
+    X, y, _ = continuous
+    proba = KNNClassifier(9, weights="distance").fit(X, y).predict_proba(X[:1])
+    assert proba[0, np.searchsorted(np.unique(y), y[0])] == 1.0, "d = 0 neighbour decides"
+
+
+@pytest.mark.parametrize("p", [1, 2, 3, np.inf])
+def test_all_algorithms_return_the_same_neighbours(p):
+    X, y = load_digits(return_X_y=True)  # integer pixels: plenty of exact ties
+    X_train, X_query = X[:600], X[600:800]
+    results = {
+        algorithm: KNNClassifier(6, p=p, algorithm=algorithm)
+        .fit(X_train, y[:600])
+        .kneighbors(X_query)
+        for algorithm in ("brute", "kd_tree", "ball_tree")
+    }
+    for algorithm in ("kd_tree", "ball_tree"):
+        np.testing.assert_array_equal(
+            results[algorithm][1], results["brute"][1], err_msg=f"{algorithm} vs brute"
+        )
+        np.testing.assert_allclose(results[algorithm][0], results["brute"][0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("algorithm", ["brute", "kd_tree", "ball_tree"])
+def test_kneighbors_without_X_excludes_self(algorithm):
+    X, y = load_digits(return_X_y=True)
+    X = X[:300]
+    model = KNNClassifier(4, algorithm=algorithm).fit(X, y[:300])
+    dist, ind = model.kneighbors()
+    ref_dist, ref_ind = reference.kneighbors(X, None, 4, 2)
+    np.testing.assert_array_equal(ind, ref_ind)
+    np.testing.assert_allclose(dist, ref_dist, rtol=1e-12)
+
+
+def test_vote_ties_go_to_the_smallest_label():
+    X = np.array([[0.0], [1.0], [-1.0], [2.0]])
+    y = np.array([7, 3, 3, 7])
+    # Query 0.5 with k=2: neighbours 0 (label 7, d=0.5) and 1 (label 3, d=0.5): one vote each.
+    assert KNNClassifier(2).fit(X, y).predict([[0.5]])[0] == 3
+
+
+def test_auto_picks_a_tree_for_low_dimensional_data(continuous):
+    X, y, _ = continuous
+    assert KNNClassifier().fit(X, y).algorithm_ == "kd_tree"
+    assert KNNClassifier().fit(np.hstack([X] * 5), y).algorithm_ == "brute"
+
+
+def test_works_in_cross_val_score_and_pipeline():
+    X, y = load_digits(return_X_y=True)
+    scores = cross_val_score(make_pipeline(StandardScaler(), KNNClassifier(3)), X, y, cv=3)
+    reference_scores = cross_val_score(
+        make_pipeline(StandardScaler(), KNeighborsClassifier(3)), X, y, cv=3
+    )
+    assert scores.shape == (3,)
+    np.testing.assert_allclose(scores, reference_scores, atol=0.01)
+    assert scores.mean() > 0.9, f"digits accuracy should be high, got {scores}"
+
+
+def test_string_labels_round_trip(continuous):
+    X, y, Q = continuous
+    names = np.array(["cat", "dog", "emu"])[y]
+    model = KNNClassifier(5).fit(X, names)
+    assert model.classes_.tolist() == ["cat", "dog", "emu"]
+    assert set(model.predict(Q)) <= {"cat", "dog", "emu"}
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"n_neighbors": 0}, "n_neighbors >= 1"),
+        ({"p": 0.5}, "p must be >= 1"),
+        ({"weights": "inverse"}, "weights must be 'uniform' or 'distance'"),
+        ({"algorithm": "lsh"}, "algorithm must be one of"),
+    ],
+)
+def test_bad_params_fail_at_fit(continuous, params, message):
+    X, y, _ = continuous
+    with pytest.raises(ValueError, match=message):
+        KNNClassifier(**params).fit(X, y)
+
+
+def test_k_larger_than_training_set_fails_clearly(continuous):
+    X, y, Q = continuous
+    with pytest.raises(ValueError, match="n_samples_fit = 10, n_neighbors = 11"):
+        KNNClassifier(11).fit(X[:10], y[:10]).predict(Q)
+
+
+def test_wrong_feature_count_fails_clearly(continuous):
+    X, y, _ = continuous
+    with pytest.raises(ValueError, match="4 features"):
+        KNNClassifier().fit(X, y).predict(np.zeros((2, 3)))

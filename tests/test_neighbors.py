@@ -1,0 +1,125 @@
+"""The brute-force search against a Python-loop reference and scikit-learn."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.neighbors import NearestNeighbors
+
+from knnlab.neighbors import kneighbors
+
+from . import reference
+
+P_VALUES = [1, 1.5, 2, 3, np.inf]
+
+
+@pytest.mark.parametrize("p", P_VALUES)
+@pytest.mark.parametrize("k", [1, 4, 29])
+def test_matches_loop_reference_on_continuous_data(rng, p, k):
+    X_train = rng.normal(size=(30, 5))
+    X_query = rng.normal(size=(12, 5))
+    dist, ind = kneighbors(X_train, X_query, k, p=p)
+    ref_dist, ref_ind = reference.kneighbors(X_train, X_query, k, p)
+    assert dist.shape == ind.shape == (12, k), "one row per query, one column per neighbour"
+    np.testing.assert_array_equal(ind, ref_ind, err_msg=f"neighbour order differs at p={p}")
+    np.testing.assert_allclose(dist, ref_dist, rtol=1e-12, atol=0, err_msg="distances differ")
+
+
+@pytest.mark.parametrize("p", P_VALUES)
+def test_ties_go_to_the_lower_training_index(rng, p):
+    # Small integer grid: many exactly equal distances, and duplicated training rows.
+    X_train = rng.integers(0, 3, size=(40, 3)).astype(float)
+    X_train[20:25] = X_train[0]
+    X_query = rng.integers(0, 3, size=(15, 3)).astype(float)
+    dist, ind = kneighbors(X_train, X_query, 7, p=p)
+    ref_dist, ref_ind = reference.kneighbors(X_train, X_query, 7, p)
+    np.testing.assert_array_equal(ind, ref_ind, err_msg="ties must resolve to lower index")
+    np.testing.assert_allclose(dist, ref_dist, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("p", P_VALUES)
+def test_self_query_excludes_only_the_point_itself(rng, p):
+    X = rng.normal(size=(25, 2))
+    X[5] = X[6]  # a duplicate: each is the other's neighbour at distance 0
+    dist, ind = kneighbors(X, None, 3, p=p)
+    ref_dist, ref_ind = reference.kneighbors(X, None, 3, p)
+    np.testing.assert_array_equal(ind, ref_ind)
+    np.testing.assert_allclose(dist, ref_dist, rtol=1e-12, atol=1e-12)
+    assert not (ind == np.arange(25)[:, None]).any(), "a point must not be its own neighbour"
+    assert ind[5, 0] == 6 and dist[5, 0] == 0, "the duplicate is the nearest, at distance 0"
+    assert ind[6, 0] == 5 and dist[6, 0] == 0, "and the other way round"
+
+
+@pytest.mark.parametrize("p", P_VALUES)
+def test_self_query_with_many_ties_matches_reference(rng, p):
+    X = rng.integers(0, 3, size=(30, 2)).astype(float)  # 9 grid points: heavy duplication
+    dist, ind = kneighbors(X, None, 5, p=p)
+    ref_dist, ref_ind = reference.kneighbors(X, None, 5, p)
+    np.testing.assert_array_equal(ind, ref_ind)
+    np.testing.assert_allclose(dist, ref_dist, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("p", [1, 2, 3])
+@pytest.mark.parametrize("working_memory", [1, 4096, 10**9])
+def test_chunk_size_does_not_change_results(rng, p, working_memory):
+    X_train = rng.normal(size=(200, 8))
+    X_query = rng.normal(size=(57, 8))
+    expected = kneighbors(X_train, X_query, 5, p=p, working_memory=10**9)
+    got = kneighbors(X_train, X_query, 5, p=p, working_memory=working_memory)
+    np.testing.assert_array_equal(got[1], expected[1])
+    np.testing.assert_array_equal(got[0], expected[0], err_msg="bitwise equal across chunks")
+
+
+@pytest.mark.parametrize("p", [1, 2, 3])
+def test_matches_scikit_learn_brute_force(rng, p):
+    X_train = rng.normal(size=(500, 20))
+    X_query = rng.normal(size=(100, 20))
+    dist, ind = kneighbors(X_train, X_query, 10, p=p)
+    nn = NearestNeighbors(n_neighbors=10, algorithm="brute", p=p).fit(X_train)
+    sk_dist, sk_ind = nn.kneighbors(X_query)
+    np.testing.assert_array_equal(ind, sk_ind)
+    np.testing.assert_allclose(dist, sk_dist, rtol=1e-9)
+
+
+def test_euclidean_is_exact_far_from_the_origin(rng):
+    """The matrix-multiply formula cancels catastrophically for data offset by 1e6; the
+    exact re-rank must still find the true neighbours and distances."""
+    X_train = rng.normal(size=(300, 4)) + 1e6
+    X_query = rng.normal(size=(40, 4)) + 1e6
+    dist, ind = kneighbors(X_train, X_query, 5, p=2)
+    ref_dist, ref_ind = reference.kneighbors(X_train, X_query, 5, 2)
+    np.testing.assert_array_equal(ind, ref_ind)
+    np.testing.assert_allclose(dist, ref_dist, rtol=1e-9)
+
+
+def test_k_equal_to_n_train_returns_every_point(rng):
+    X = rng.normal(size=(9, 2))
+    _, ind = kneighbors(X, X[:3], 9)
+    assert sorted(ind[0].tolist()) == list(range(9)), "k = n_train lists every training point"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"n_neighbors": 0}, "1 <= n_neighbors <= 10"),
+        ({"n_neighbors": 11}, "but n_neighbors = 11"),
+        ({"n_neighbors": 3, "p": 0.5}, "p must be >= 1"),
+    ],
+)
+def test_bad_arguments_say_what_is_allowed(rng, kwargs, message):
+    X = rng.normal(size=(10, 3))
+    with pytest.raises(ValueError, match=message):
+        kneighbors(X, X, **kwargs)
+
+
+def test_nan_features_are_refused(rng):
+    X = rng.normal(size=(10, 3))
+    Q = X.copy()
+    Q[2, 1] = np.nan
+    with pytest.raises(ValueError, match="X_query contains NaN"):
+        kneighbors(X, Q, 3)
+
+
+def test_wrong_feature_count_is_refused(rng):
+    with pytest.raises(ValueError, match=r"shape \(n_queries, 3\)"):
+        kneighbors(rng.normal(size=(10, 3)), rng.normal(size=(4, 2)), 3)

@@ -1,0 +1,161 @@
+"""End to end: the real DVC pipeline in a temporary git repository, logging to a real
+MLflow SQLite store at that repository's root (its default location)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from knnlab import tracking
+
+from .conftest import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", "src"]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("MLFLOW_TRACKING_URI", None)  # use the project's default store
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env.update(
+        GIT_AUTHOR_NAME="knnlab tests",
+        GIT_AUTHOR_EMAIL="tests@knnlab.invalid",
+        GIT_COMMITTER_NAME="knnlab tests",
+        GIT_COMMITTER_EMAIL="tests@knnlab.invalid",
+    )
+    return env
+
+
+def run(cmd: list[str], cwd: Path) -> str:
+    done = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout + done.stderr
+
+
+def make_project(root: Path, **overrides) -> Path:
+    """Copy the pipeline into a fresh git repository with params overridden per section."""
+    for name in PROJECT_FILES:
+        source = REPO_ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, root / name)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    for section, values in overrides.items():
+        params[section].update(values)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q", "-b", "main"], root)
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-q", "-m", "project"], root)
+    return root
+
+
+def stages_run(output: str) -> list[str]:
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
+
+
+@pytest.fixture(scope="module")
+def iris_project(tmp_path_factory):
+    """iris with a small grid and all three algorithms: a complete pipeline in seconds."""
+    root = make_project(
+        tmp_path_factory.mktemp("project"),
+        data={"dataset": "iris"},
+        tune={
+            "grid": {
+                "n_neighbors": [1, 3, 5, 7],
+                "p": [1, 2],
+                "weights": ["uniform", "distance"],
+                "algorithm": ["brute", "kd_tree"],
+            },
+            "cv": 3,
+        },
+    )
+    output = run(["dvc", "repro"], root)
+    run(["git", "add", "-A"], root)  # as a user would: commit dvc.lock and reports/
+    run(["git", "commit", "-q", "-m", "repro"], root)
+    return root, output
+
+
+def store(root: Path) -> list[dict]:
+    return tracking.run_summary(f"sqlite:///{root / 'mlflow.db'}", "knnlab")
+
+
+def test_repro_runs_every_stage_and_writes_reports(iris_project):
+    root, output = iris_project
+    assert stages_run(output) == ["fetch", "split", "train", "tune", "evaluate", "plot"]
+    metrics = json.loads((root / "reports/metrics.json").read_text())
+    assert set(metrics) == {"configured", "tuned", "baseline"}
+    assert metrics["configured"]["accuracy"] >= 0.85, metrics
+    assert metrics["baseline"]["roc_auc_ovr"] == 0.5, "a constant predictor ranks at chance"
+    best = json.loads((root / "reports/tune/best_params.json").read_text())
+    assert best["n_candidates"] == 4 * 2 * 2 * 2
+    for figure in ("confusion_matrix.png", "cv_score_vs_k.png"):
+        assert (root / "reports/figures" / figure).read_bytes()[:4] == b"\x89PNG"
+    assert (root / "models/model.npz").is_file()
+
+
+def test_mlflow_holds_the_evaluate_run_and_nested_tuning_runs(iris_project):
+    root, _ = iris_project
+    runs = store(root)
+    evaluate = [r for r in runs if r["tags"].get("knnlab.stage") == "evaluate"]
+    tune = [r for r in runs if r["tags"].get("knnlab.stage") == "tune"]
+    assert len(evaluate) == 1 and len(tune) == 1, [r["name"] for r in runs]
+    run = evaluate[0]
+    assert run["status"] == "FINISHED"
+    for key in ("dataset", "test_size", "seed", "n_neighbors", "p", "weights", "algorithm"):
+        assert key in run["params"], f"evaluate run lacks param {key}"
+    assert run["params"]["dataset"] == "iris"
+    for key in ("accuracy", "f1_macro", "roc_auc_ovr", "fit_seconds", "predict_seconds"):
+        assert key in run["metrics"], f"evaluate run lacks metric {key}"
+    assert run["tags"]["mlflow.source.git.commit"], "runs carry the git commit"
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    artifacts = tracking.list_artifacts(uri, run["run_id"])
+    assert {"figures", "model", "metrics.json"} <= set(artifacts)
+    assert set(tracking.list_artifacts(uri, run["run_id"], "figures")) == {
+        "figures/confusion_matrix.png",
+        "figures/cv_score_vs_k.png",
+    }
+    assert run["artifact_uri"].startswith((root / "mlruns").as_uri()), "artifacts beside the db"
+    children = [r for r in runs if r["tags"].get("mlflow.parentRunId") == tune[0]["run_id"]]
+    assert len(children) == 32, "one nested run per grid point"
+    assert all("mean_test_accuracy" in c["metrics"] for c in children)
+    assert {"n_neighbors", "p", "weights", "algorithm"} <= set(children[0]["params"])
+
+
+def test_second_repro_is_a_no_op_and_logs_nothing(iris_project):
+    root, _ = iris_project
+    before = len(store(root))
+    output = run(["dvc", "repro"], root)
+    assert stages_run(output) == [], output
+    assert len(store(root)) == before, "an up-to-date pipeline must not log runs"
+
+
+def test_changing_k_reruns_only_what_depends_on_it(iris_project):
+    root, _ = iris_project
+    before = store(root)
+    output = run(["dvc", "exp", "run", "-S", "model.n_neighbors=7"], root)
+    assert stages_run(output) == ["train", "evaluate", "plot"], output
+    new = [r for r in store(root) if r["run_id"] not in {b["run_id"] for b in before}]
+    assert [r["tags"]["knnlab.stage"] for r in new] == ["evaluate"]
+    assert new[0]["params"]["n_neighbors"] == "7"
+    assert new[0]["tags"]["knnlab.dvc_exp_name"], "the DVC experiment name is tagged"
+
+
+def test_temporary_experiment_workspace_logs_to_the_main_store(iris_project):
+    root, _ = iris_project
+    before = len(store(root))
+    output = run(["dvc", "exp", "run", "--temp", "-S", "model.p=1"], root)
+    assert stages_run(output) == ["train", "evaluate", "plot"], output
+    after = store(root)
+    assert len(after) == before + 1, "the --temp run landed in the main repository's store"
+    assert any(r["params"].get("p") == "1" for r in after)
