@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 from sklearn.model_selection import cross_val_score
-from sklearn.neighbors import KNeighborsClassifier
+from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from knnlab import KNNClassifier
+from knnlab import KNNClassifier, KNNRegressor
 
 from . import reference
 
@@ -134,3 +134,24 @@ def test_wrong_feature_count_fails_clearly(continuous):
     X, y, _ = continuous
     with pytest.raises(ValueError, match="4 features"):
         KNNClassifier().fit(X, y).predict(np.zeros((2, 3)))
+
+
+@pytest.mark.parametrize("weights", ["uniform", "distance"])
+@pytest.mark.parametrize("n_outputs", [None, 3])
+def test_regressor_matches_scikit_learn(rng, weights, n_outputs):
+    X = rng.normal(size=(120, 5))
+    y = rng.normal(size=(120,) if n_outputs is None else (120, n_outputs))
+    Q = rng.normal(size=(30, 5))
+    Q[0] = X[3]  # an exact match takes all the weight under "distance"
+    ours = KNNRegressor(6, weights=weights, algorithm="brute").fit(X, y).predict(Q)
+    theirs = KNeighborsRegressor(6, weights=weights, algorithm="brute").fit(X, y).predict(Q)
+    assert ours.shape == theirs.shape
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_thread_count_does_not_change_predictions(continuous, n_jobs):
+    X, y, Q = continuous
+    single = KNNClassifier(5, algorithm="brute", n_jobs=1).fit(X, y).predict_proba(Q)
+    many = KNNClassifier(5, algorithm="brute", n_jobs=n_jobs).fit(X, y).predict_proba(Q)
+    np.testing.assert_array_equal(single, many)

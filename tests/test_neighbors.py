@@ -123,3 +123,46 @@ def test_nan_features_are_refused(rng):
 def test_wrong_feature_count_is_refused(rng):
     with pytest.raises(ValueError, match=r"shape \(n_queries, 3\)"):
         kneighbors(rng.normal(size=(10, 3)), rng.normal(size=(4, 2)), 3)
+
+
+@pytest.mark.parametrize("p", P_VALUES)
+def test_all_duplicates_fall_back_to_the_exact_scan(p):
+    """Every training point at the same distance: the candidate buffer cannot hold the whole
+    tie, so the exact fallback must give the k lowest indices."""
+    X_train = np.ones((40, 3))
+    dist, ind = kneighbors(X_train, np.zeros((2, 3)), 5, p=p)
+    np.testing.assert_array_equal(ind, [[0, 1, 2, 3, 4]] * 2)
+    expected = 3.0 if p == 1 else 1.0 if np.isinf(p) else 3.0 ** (1 / p)
+    np.testing.assert_allclose(dist, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("p", [1, 2, 3])
+def test_larger_problem_matches_scikit_learn_across_chunks_and_threads(rng, p):
+    X_train = rng.normal(size=(3000, 40)).astype(np.float32).astype(float)
+    X_query = rng.normal(size=(700, 40))
+    sk_dist, sk_ind = (
+        NearestNeighbors(n_neighbors=8, algorithm="brute", p=p).fit(X_train).kneighbors(X_query)
+    )
+    for working_memory, n_jobs in ((None, None), (200_000, 1), (3_000_000, 2)):
+        dist, ind = kneighbors(
+            X_train, X_query, 8, p=p, working_memory=working_memory, n_jobs=n_jobs
+        )
+        np.testing.assert_array_equal(ind, sk_ind, err_msg=f"{working_memory=}, {n_jobs=}")
+        np.testing.assert_allclose(dist, sk_dist, rtol=1e-9)
+
+
+def test_constant_features_do_not_change_the_answer(rng):
+    X_train = rng.normal(size=(200, 6))
+    X_train[:, [0, 3]] = 7.0  # constant over the training set (skipped in the float32 pass)
+    X_query = rng.normal(size=(30, 6))
+    for p in (1, 2, 3):
+        dist, ind = kneighbors(X_train, X_query, 4, p=p)
+        ref_dist, ref_ind = reference.kneighbors(X_train, X_query, 4, p)
+        np.testing.assert_array_equal(ind, ref_ind)
+        np.testing.assert_allclose(dist, ref_dist, rtol=1e-12)
+
+
+def test_bad_n_jobs_is_refused(rng):
+    X = rng.normal(size=(10, 2))
+    with pytest.raises(ValueError, match="n_jobs must be a positive integer"):
+        kneighbors(X, X, 2, n_jobs=0)

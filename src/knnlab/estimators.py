@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.neighbors import BallTree, KDTree
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from knnlab.neighbors import kneighbors as brute_kneighbors
-from knnlab.voting import class_probabilities
+from knnlab.voting import class_probabilities, neighbor_weights
 
 ALGORITHMS = ("auto", "brute", "kd_tree", "ball_tree")
 _TREES = {"kd_tree": KDTree, "ball_tree": BallTree}
@@ -86,54 +86,31 @@ def tree_kneighbors(
     return dist, ind
 
 
-class KNNClassifier(ClassifierMixin, BaseEstimator):
-    """k-nearest-neighbours classifier on knnlab's exact search.
+class _KNNBase(BaseEstimator):
+    """Fit storage, parameter checks and the neighbour search shared by the estimators."""
 
-    Parameters
-    ----------
-    n_neighbors : int, default 5
-    p : float, default 2
-        Minkowski exponent, ``p >= 1``; ``float("inf")`` for Chebyshev.
-    weights : {"uniform", "distance"}, default "uniform"
-        ``distance`` weighs votes by ``1 / d``; exact matches (d = 0) take all the weight.
-    algorithm : {"auto", "brute", "kd_tree", "ball_tree"}, default "auto"
-        ``brute`` is knnlab's own search; the trees are scikit-learn's. All return the same
-        neighbours (same tie rule), so the choice changes time, not predictions.
-
-    Ties: equal distances put the lower training index first; equal votes go to the
-    smallest class label.
-
-    Attributes
-    ----------
-    classes_ : ndarray of shape (n_classes,)
-    n_features_in_ : int
-    algorithm_ : str
-        The algorithm ``auto`` resolved to.
-    """
-
-    def __init__(self, n_neighbors=5, *, p=2, weights="uniform", algorithm="auto"):
+    def __init__(self, n_neighbors=5, *, p=2, weights="uniform", algorithm="auto", n_jobs=None):
         self.n_neighbors = n_neighbors
         self.p = p
         self.weights = weights
         self.algorithm = algorithm
+        self.n_jobs = n_jobs
 
-    def fit(self, X, y):
-        """Store the training set (and build the tree, for the tree algorithms).
-
-        X : array-like of shape (n_samples, n_features); y : array-like of shape (n_samples,)
-        """
-        X, y = validate_data(self, X, y, dtype=np.float64, ensure_min_samples=2)
-        check_classification_targets(y)
+    def _check_params(self) -> None:
         if isinstance(self.n_neighbors, bool) or not isinstance(self.n_neighbors, int | np.integer):
             raise TypeError(f"n_neighbors must be an integer, got {self.n_neighbors!r}")
         if self.n_neighbors < 1:
             raise ValueError(f"Expected n_neighbors >= 1, but n_neighbors = {self.n_neighbors}")
+        if isinstance(self.p, bool) or not isinstance(self.p, int | float | np.number):
+            raise TypeError(f"p must be a number >= 1, got {self.p!r}")
         if not float(self.p) >= 1:
             raise ValueError(f"Minkowski p must be >= 1 (or inf), got p = {self.p}")
         if self.weights not in ("uniform", "distance"):
             raise ValueError(f"weights must be 'uniform' or 'distance', got {self.weights!r}")
-        self.classes_, self._y = np.unique(y, return_inverse=True)
+
+    def _fit_X_only(self, X) -> None:
         self._fit_X = X
+        self.n_samples_fit_ = X.shape[0]
         self.algorithm_ = resolve_algorithm(
             self.algorithm, X.shape[0], X.shape[1], self.n_neighbors
         )
@@ -142,7 +119,6 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
             if self.algorithm_ in _TREES
             else None
         )
-        return self
 
     def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
         """Nearest training points of each query.
@@ -160,12 +136,53 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"Expected n_neighbors <= n_samples_fit, but n_samples_fit = "
                 f"{self._fit_X.shape[0]}, n_neighbors = {k}"
+                + (" (the query point itself is excluded)" if X is None else "")
             )
         if self._tree is not None:
             dist, ind = tree_kneighbors(self._tree, X, k)
         else:
-            dist, ind = brute_kneighbors(self._fit_X, X, k, p=float(self.p))
+            dist, ind = brute_kneighbors(self._fit_X, X, k, p=float(self.p), n_jobs=self.n_jobs)
         return (dist, ind) if return_distance else ind
+
+
+class KNNClassifier(ClassifierMixin, _KNNBase):
+    """k-nearest-neighbours classifier on knnlab's exact search.
+
+    Parameters
+    ----------
+    n_neighbors : int, default 5
+    p : float, default 2
+        Minkowski exponent, ``p >= 1``; ``float("inf")`` for Chebyshev.
+    weights : {"uniform", "distance"}, default "uniform"
+        ``distance`` weighs votes by ``1 / d``; exact matches (d = 0) take all the weight.
+    algorithm : {"auto", "brute", "kd_tree", "ball_tree"}, default "auto"
+        ``brute`` is knnlab's own search; the trees are scikit-learn's. All return the same
+        neighbours (same tie rule), so the choice changes time, not predictions.
+    n_jobs : int, optional
+        Threads for the brute-force search; None uses every core.
+
+    Ties: equal distances put the lower training index first; equal votes go to the
+    smallest class label.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    n_features_in_ : int
+    algorithm_ : str
+        The algorithm ``auto`` resolved to.
+    """
+
+    def fit(self, X, y):
+        """Store the training set (and build the tree, for the tree algorithms).
+
+        X : array-like of shape (n_samples, n_features); y : array-like of shape (n_samples,)
+        """
+        self._check_params()
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        check_classification_targets(y)
+        self.classes_, self._y = np.unique(y, return_inverse=True)
+        self._fit_X_only(X)
+        return self
 
     def predict_proba(self, X):
         """Class probabilities: ndarray of shape (n_queries, n_classes), columns in
@@ -179,4 +196,38 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
     def predict(self, X):
         """Most probable class of each query: ndarray of shape (n_queries,). Equal votes go to
         the smallest class label (``classes_`` is sorted and argmax takes the first)."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
+
+
+class KNNRegressor(RegressorMixin, _KNNBase):
+    """k-nearest-neighbours regressor on the same search: the (distance-weighted) mean of
+    the neighbours' targets.
+
+    Parameters are those of :class:`KNNClassifier`. ``y`` may be 1-D (n_samples,) or 2-D
+    (n_samples, n_outputs), e.g. clean pixels for a denoising model; ``predict`` returns the
+    same number of dimensions.
+    """
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+    def fit(self, X, y):
+        """X : array-like of shape (n_samples, n_features); y : (n_samples,) or
+        (n_samples, n_outputs)."""
+        self._check_params()
+        X, y = validate_data(self, X, y, dtype=np.float64, multi_output=True, y_numeric=True)
+        self._y = np.asarray(y, dtype=np.float64)
+        self._fit_X_only(X)
+        return self
+
+    def predict(self, X):
+        """ndarray of shape (n_queries,) or (n_queries, n_outputs)."""
+        dist, ind = self.kneighbors(X)
+        w = neighbor_weights(dist, self.weights)  # (n_queries, k)
+        targets = self._y[ind]  # (n_queries, k) or (n_queries, k, n_outputs)
+        if targets.ndim == 3:
+            w = w[:, :, None]
+        return (targets * w).sum(axis=1) / w.sum(axis=1)

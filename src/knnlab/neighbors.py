@@ -1,32 +1,41 @@
-"""Exact, memory-bounded brute-force k-nearest-neighbour search under Minkowski distances.
+"""Exact, memory-bounded, multi-threaded k-nearest-neighbour search under Minkowski distances.
 
 The contract every search path in knnlab keeps (brute force here, the scikit-learn trees in
 :mod:`knnlab.estimators`):
 
 * distances are exact float64 Minkowski distances ``(sum_f |x_f - y_f|**p) ** (1/p)``
-  (``max_f |x_f - y_f|`` for ``p = inf``);
+  (``max_f |x_f - y_f|`` for ``p = inf``), the p-th powers summed in feature order;
 * each row is sorted by distance, **ties go to the lower training index**;
 * when the queries *are* the training set (``X_query is None``), each point's own index is
   excluded, and only its own: a duplicate elsewhere in the training set is a neighbour at
   distance 0;
 * no full ``(n_queries, n_train)`` matrix: queries are processed in chunks sized so one
-  chunk's work arrays fit in ``working_memory`` bytes.
+  chunk's work arrays fit in ``working_memory`` bytes; results do not depend on the chunk
+  size or the number of threads.
 
-For ``p = 2`` the distances of a chunk come from one matrix multiply
-(``|x|^2 - 2 x.y + |y|^2`` on mean-centred data), which is fast but loses digits to
-cancellation. The selection therefore keeps every training point whose approximate distance
-could still be in the top k (a margin from a rounding-error bound) and re-ranks those few
-candidates with distances computed directly from the differences.
+How (see :mod:`knnlab._kernels`): float32 finds candidates fast (one BLAS matrix multiply
+``|x|^2 - 2 x.y + |y|^2`` per chunk at p = 2, a blocked SIMD kernel at other p), a rigorous
+bound on float32 rounding says which candidates could still be in the exact top k, and
+those are re-ranked with float64 distances computed directly from the differences. Data are
+centred on the training mean first: distances do not change, rounding errors shrink.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
+import numba
 import numpy as np
+from threadpoolctl import threadpool_limits
+
+from knnlab import _kernels
 
 DEFAULT_WORKING_MEMORY = 512 * 2**20  # bytes for one query chunk's work arrays
-_BYTES_PER_PAIR = 3 * 8  # distance matrix, boolean mask and a temporary, float64
+_EPS32 = float(np.finfo(np.float32).eps)
+# Safety factor on the rounding-error bounds below (they are worst cases already).
+_BOUND_SAFETY = 2.0
 
 
 def _check_inputs(X_train, X_query, n_neighbors, p) -> tuple[np.ndarray, np.ndarray | None, float]:
@@ -59,45 +68,58 @@ def _check_inputs(X_train, X_query, n_neighbors, p) -> tuple[np.ndarray, np.ndar
     return X_train, X_query, p
 
 
-def _chunk_size(n_train: int, working_memory: int | None) -> int:
+def _chunk_rows(n_train: int, uses_gram: bool, working_memory: int | None) -> int:
+    """Queries per chunk: the (chunk, n_train) float32 product dominates at p = 2; the
+    other kernels hold only per-query buffers, so their chunks are a fixed, large size."""
     budget = DEFAULT_WORKING_MEMORY if working_memory is None else int(working_memory)
     if budget <= 0:
         raise ValueError(f"working_memory must be a positive number of bytes, got {budget}")
-    return max(1, budget // (_BYTES_PER_PAIR * max(n_train, 1)))
+    per_row = 4 * max(n_train, 1) if uses_gram else 64 * 1024
+    return max(4, (budget // per_row) // 4 * 4)
 
 
-def _powered_distances(Q: np.ndarray, T: np.ndarray, p: float) -> np.ndarray:
-    """``sum_f |Q_f - T_f| ** p`` (or the max for p = inf) for every pair.
-
-    Q: (m, d), T: (n, d) -> (m, n). Loops over the d features, not over samples, so each
-    step is one vectorized (m, n) operation and memory stays at a few (m, n) arrays.
-    """
-    out = np.zeros((Q.shape[0], T.shape[0]))
-    diff = np.empty_like(out)
-    for f in range(Q.shape[1]):
-        np.subtract.outer(Q[:, f], T[:, f], out=diff)
-        np.abs(diff, out=diff)
-        if math.isinf(p):
-            np.maximum(out, diff, out=out)
-            continue
-        if p == 2:
-            np.multiply(diff, diff, out=diff)
-        elif p != 1:
-            np.power(diff, p, out=diff)
-        out += diff
-    return out
+@contextlib.contextmanager
+def _threads(n_jobs: int | None) -> Iterator[None]:
+    """Run numba kernels and BLAS on ``n_jobs`` threads (None or -1: every core)."""
+    if n_jobs is None or n_jobs == -1:
+        yield
+        return
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
+        raise ValueError(f"n_jobs must be a positive integer, -1 or None, got {n_jobs!r}")
+    n = min(n_jobs, numba.config.NUMBA_NUM_THREADS)
+    previous = numba.get_num_threads()
+    numba.set_num_threads(n)
+    try:
+        with threadpool_limits(limits=n, user_api="blas"):
+            yield
+    finally:
+        numba.set_num_threads(previous)
 
 
-def _pair_powered_distances(Q_rows: np.ndarray, T_rows: np.ndarray, p: float) -> np.ndarray:
-    """Same as :func:`_powered_distances` for matched pairs: (c, d), (c, d) -> (c,)."""
-    diff = np.abs(Q_rows - T_rows)
+def _powered_norms(X: np.ndarray, p: float) -> np.ndarray:
+    """Per row ``sum |x|^p`` (``max |x|`` for p = inf): (n, d) -> (n,)."""
     if math.isinf(p):
-        return diff.max(axis=1, initial=0.0)
-    if p == 1:
-        return diff.sum(axis=1)
+        return np.abs(X).max(axis=1, initial=0.0)
     if p == 2:
-        return np.einsum("ij,ij->i", diff, diff)
-    return (diff**p).sum(axis=1)
+        return np.einsum("ij,ij->i", X, X)
+    return (np.abs(X) ** p).sum(axis=1)
+
+
+def _rounding_bound(q_norms: np.ndarray, t_norm_max: float, p: float, d: int) -> np.ndarray:
+    """Largest error of a float32 approximate p-th-power distance, per query (m,).
+
+    With M_f = |q_f| + |t_f| on centred data: rounding the inputs to float32 and subtracting
+    moves |q_f - t_f| by at most 2 eps M_f, so its p-th power by at most (3p + 1) eps M_f^p,
+    and summing d terms adds d eps sum M_f^p; sum_f M_f^p <= 2^(p-1) (|q|_p^p + |t|_p^p).
+    At p = 2 the product q.t of the matrix multiply errs by at most d eps |q| |t|, twice.
+    """
+    if math.isinf(p):
+        bound = 4 * _EPS32 * (q_norms + t_norm_max)
+    elif p == 2:
+        bound = (2 * d + 8) * _EPS32 * (q_norms + t_norm_max)
+    else:
+        bound = (d + 3 * p + 4) * _EPS32 * 2 ** (p - 1) * (q_norms + t_norm_max)
+    return _BOUND_SAFETY * bound
 
 
 def _to_distance(powered: np.ndarray, p: float) -> np.ndarray:
@@ -108,64 +130,6 @@ def _to_distance(powered: np.ndarray, p: float) -> np.ndarray:
     return powered ** (1.0 / p)
 
 
-def _top_k_of_candidates(
-    rows: np.ndarray, cols: np.ndarray, values: np.ndarray, n_rows: int, k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pick, per row, the k candidates with the smallest value, ties to the lower column.
-
-    rows, cols, values: (c,) candidate triples, at least k per row -> (n_rows, k) values and
-    columns, each row sorted ascending.
-    """
-    order = np.lexsort((cols, values, rows))  # by row, then value, then column
-    counts = np.bincount(rows, minlength=n_rows)
-    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    take = order[starts[:, None] + np.arange(k)]  # (n_rows, k)
-    return values[take], cols[take]
-
-
-def _exclude_self(powered: np.ndarray, start: int) -> None:
-    """Mask each query's own training index, for queries start..start+m of the training set."""
-    m = powered.shape[0]
-    powered[np.arange(m), start + np.arange(m)] = np.inf
-
-
-def _search_chunk_general(Q, T, k, p, self_start):
-    """Exact top-k for one chunk with direct distances. Q: (m, d) -> (m, k), (m, k)."""
-    powered = _powered_distances(Q, T, p)  # (m, n)
-    if self_start is not None:
-        _exclude_self(powered, self_start)
-    kth = np.partition(powered, k - 1, axis=1)[:, k - 1 : k]  # (m, 1)
-    # Everything tied with the k-th value survives, so the index tie-break below is exact.
-    rows, cols = np.nonzero(powered <= kth)
-    return _top_k_of_candidates(rows, cols, powered[rows, cols], Q.shape[0], k)
-
-
-def _search_chunk_euclidean(Q, T, T_sq_norms, Q_raw, T_raw, k, self_start):
-    """Exact top-k for one chunk at p = 2 via a matrix multiply and an exact re-rank.
-
-    Q: (m, d), T: (n, d) centred on the training mean, T_sq_norms: (n,) their squared
-    norms; Q_raw, T_raw: the same points uncentred, for the exact re-rank.
-    """
-    Q_sq_norms = np.einsum("ij,ij->i", Q, Q)  # (m,)
-    approx = Q @ T.T  # (m, n)
-    approx *= -2.0
-    approx += Q_sq_norms[:, None]
-    approx += T_sq_norms[None, :]
-    if self_start is not None:
-        _exclude_self(approx, self_start)
-    # |fl(a) - a| <= gamma * (|q|^2 + |t|^2) for the three-term formula with d-term dot
-    # products (Higham, 3.1), gamma ~ (d + 3) * eps; doubled to cover the rounding of the
-    # centring. The true k-th value K satisfies kth_approx <= K + tol and any true top-k
-    # point has approx <= K + tol, so keeping approx <= kth_approx + 2 tol keeps every
-    # point that can be in the exact top k.
-    gamma = 2 * (Q.shape[1] + 4) * np.finfo(np.float64).eps
-    tol = gamma * (Q_sq_norms + T_sq_norms.max(initial=0.0))  # (m,)
-    kth = np.partition(approx, k - 1, axis=1)[:, k - 1]
-    rows, cols = np.nonzero(approx <= (kth + 2.0 * tol)[:, None])
-    exact = _pair_powered_distances(Q_raw[rows], T_raw[cols], 2.0)  # (c,)
-    return _top_k_of_candidates(rows, cols, exact, Q.shape[0], k)
-
-
 def kneighbors(
     X_train,
     X_query,
@@ -173,6 +137,7 @@ def kneighbors(
     *,
     p: float = 2,
     working_memory: int | None = None,
+    n_jobs: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest training points of each query under the Minkowski distance.
 
@@ -187,8 +152,9 @@ def kneighbors(
     p : float, default 2
         Minkowski exponent, ``p >= 1``; ``float("inf")`` for the Chebyshev distance.
     working_memory : int, optional
-        Bytes allowed for one chunk's work arrays; default 512 MiB. Results do not depend
-        on it.
+        Bytes allowed for one chunk's work arrays; default 512 MiB.
+    n_jobs : int, optional
+        Threads for the kernels and BLAS; None or -1 uses every core.
 
     Returns
     -------
@@ -200,28 +166,62 @@ def kneighbors(
     X_train, X_query, p = _check_inputs(X_train, X_query, n_neighbors, p)
     is_self_query = X_query is None
     queries = X_train if is_self_query else X_query
-    n_queries = queries.shape[0]
-    distances = np.empty((n_queries, n_neighbors))
-    indices = np.empty((n_queries, n_neighbors), dtype=np.int64)
-    chunk = _chunk_size(X_train.shape[0], working_memory)
+    n_queries, n_features = queries.shape
+    n_train = X_train.shape[0]
+    kind = _kernels.power_kind(p)
+    uses_gram = kind == 2
+    # Room for k plus a margin, so the buffer can prove it saw every near-tie.
+    width = min(n_train - int(is_self_query), n_neighbors + max(8, n_neighbors))
 
-    if p == 2:
-        # Distances do not change under translation, but the rounding error of the
-        # |x|^2 - 2xy + |y|^2 formula grows with |x|^2: centring keeps it small.
-        centre = X_train.mean(axis=0)
-        T = X_train - centre
-        T_sq_norms = np.einsum("ij,ij->i", T, T)
-    for start in range(0, n_queries, chunk):
-        stop = min(start + chunk, n_queries)
-        self_start = start if is_self_query else None
-        if p == 2:
+    centre = X_train.mean(axis=0)
+    # A feature constant over the training set adds the same |q_f - c_f|^p to a query's
+    # distance to every training point: it cannot change the ranking, so the float32 pass
+    # skips it (MNIST's border pixels); the exact re-rank uses every feature.
+    varying = np.flatnonzero(np.ptp(X_train, axis=0) > 0) if n_train > 1 else np.arange(0)
+    if varying.size == 0:
+        varying = np.arange(min(1, n_features))
+    T32 = (X_train[:, varying] - centre[varying]).astype(np.float32)
+    t_norms = _powered_norms(T32.astype(np.float64), p)  # (n_train,)
+    t_norm_max = float(t_norms.max(initial=0.0))
+    powered = np.empty((n_queries, n_neighbors))
+    indices = np.empty((n_queries, n_neighbors), dtype=np.int64)
+    chunk = _chunk_rows(n_train, uses_gram, working_memory)
+    gram = np.empty((min(chunk, n_queries), n_train), dtype=np.float32) if uses_gram else None
+
+    with _threads(n_jobs):
+        for start in range(0, n_queries, chunk):
+            stop = min(start + chunk, n_queries)
             Q_raw = queries[start:stop]
-            powered, cols = _search_chunk_euclidean(
-                Q_raw - centre, T, T_sq_norms, Q_raw, X_train, n_neighbors, self_start
+            Q32 = (Q_raw[:, varying] - centre[varying]).astype(np.float32)
+            self_offset = start if is_self_query else -1
+            if uses_gram:
+                # One preallocated (chunk, n_train) buffer: reusing it spares the page
+                # faults of a fresh 0.5 GB allocation per chunk.
+                block = np.matmul(Q32, T32.T, out=gram[: stop - start])
+                best_v, best_j = _kernels.approx_candidates_gram(
+                    block, t_norms.astype(np.float32), width, self_offset
+                )
+            else:
+                padded = -(-len(Q32) // 4) * 4  # the kernel takes queries four at a time
+                Q32 = np.vstack([Q32, np.zeros((padded - len(Q32), Q32.shape[1]), np.float32)])
+                best_v, best_j = _kernels.approx_candidates_minkowski(
+                    Q32, T32, kind, p, width, self_offset
+                )
+                best_v, best_j = best_v[: stop - start], best_j[: stop - start]
+            kth = np.partition(best_v, n_neighbors - 1, axis=1)[:, n_neighbors - 1]
+            q_norms = _powered_norms(Q32[: stop - start].astype(np.float64), p)
+            threshold = kth + 2.0 * _rounding_bound(q_norms, t_norm_max, p, len(varying))
+            _kernels.exact_rerank(
+                np.ascontiguousarray(Q_raw),
+                X_train,
+                best_v,
+                best_j,
+                threshold,
+                n_neighbors,
+                kind,
+                p,
+                self_offset,
+                powered[start:stop],
+                indices[start:stop],
             )
-        else:
-            Q = queries[start:stop]
-            powered, cols = _search_chunk_general(Q, X_train, n_neighbors, p, self_start)
-        distances[start:stop] = _to_distance(powered, p)
-        indices[start:stop] = cols
-    return distances, indices
+    return _to_distance(powered, p), indices

@@ -1,0 +1,274 @@
+"""Compiled kernels behind :func:`knnlab.neighbors.kneighbors` (numba, multi-threaded).
+
+The search runs in two steps for every p:
+
+1. **Candidates, in float32.** Approximate p-th-power distances (a BLAS matrix multiply for
+   p = 2, a blocked SIMD kernel otherwise) stream through a small per-query buffer that
+   keeps the ``width`` (> k) smallest values. This is where the time goes, and float32 halves
+   the memory traffic and doubles the SIMD width.
+2. **Exact answer, in float64.** A rigorous bound on the float32 rounding error gives each
+   query a threshold (its approximate k-th value plus twice the bound); every training point
+   that can be in the exact top k is below it. Those few candidates are re-ranked with
+   distances computed directly in float64, ties to the lower index. When the buffer cannot
+   prove it holds every candidate (many ties, duplicates), the query falls back to an exact
+   float64 scan of all training points.
+
+Powers are encoded as ``kind``: 1 (|x|), 2 (x^2), 3 (|x|^3), 0 (max, p = inf) and -1 (any
+other p, through ``pow``). Integer p never calls ``pow``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+KIND_INF = 0
+KIND_GENERAL = -1
+# Approximate kernels may reassociate sums and fuse multiply-adds: the error bound holds for
+# any summation order. No 'nnan'/'ninf': the buffers start at +inf.
+_FAST = {"reassoc", "contract", "nsz", "arcp"}
+_QUERY_CHUNK = 128  # queries per thread task: 128 x 784 float32 = 400 KB
+_TRAIN_TILE = 64  # training rows per tile: 64 x 784 float32 = 200 KB; both fit in L2
+
+
+def power_kind(p: float) -> int:
+    if np.isinf(p):
+        return KIND_INF
+    if p in (1.0, 2.0, 3.0):
+        return int(p)
+    return KIND_GENERAL
+
+
+@njit(inline="always")
+def _insert(best_v, best_j, worst, i, value, j):
+    """Replace query i's current worst buffer entry by (value, j); return the new worst."""
+    width = best_v.shape[1]
+    pos = 0
+    for w in range(width):
+        if best_v[i, w] == worst[i]:
+            pos = w
+            break
+    best_v[i, pos] = value
+    best_j[i, pos] = j
+    new_worst = best_v[i, 0]
+    for w in range(1, width):
+        if best_v[i, w] > new_worst:
+            new_worst = best_v[i, w]
+    worst[i] = new_worst
+
+
+@njit(inline="always", fastmath=_FAST)
+def _powered4(Q, T, i, j, kind, p):
+    """Approximate p-th-power distances of queries i..i+3 to training row j, in float32.
+
+    The four queries share each load of T[j, f] (register blocking); the kind branch sits
+    outside the feature loop so each loop vectorizes.
+    """
+    d = Q.shape[1]
+    s0 = np.float32(0.0)
+    s1 = np.float32(0.0)
+    s2 = np.float32(0.0)
+    s3 = np.float32(0.0)
+    if kind == 1:
+        for f in range(d):
+            t = T[j, f]
+            s0 += abs(Q[i, f] - t)
+            s1 += abs(Q[i + 1, f] - t)
+            s2 += abs(Q[i + 2, f] - t)
+            s3 += abs(Q[i + 3, f] - t)
+    elif kind == 2:
+        for f in range(d):
+            t = T[j, f]
+            x0 = Q[i, f] - t
+            x1 = Q[i + 1, f] - t
+            x2 = Q[i + 2, f] - t
+            x3 = Q[i + 3, f] - t
+            s0 += x0 * x0
+            s1 += x1 * x1
+            s2 += x2 * x2
+            s3 += x3 * x3
+    elif kind == 3:
+        for f in range(d):
+            t = T[j, f]
+            x0 = abs(Q[i, f] - t)
+            x1 = abs(Q[i + 1, f] - t)
+            x2 = abs(Q[i + 2, f] - t)
+            x3 = abs(Q[i + 3, f] - t)
+            s0 += x0 * x0 * x0
+            s1 += x1 * x1 * x1
+            s2 += x2 * x2 * x2
+            s3 += x3 * x3 * x3
+    elif kind == 0:
+        for f in range(d):
+            t = T[j, f]
+            s0 = max(s0, abs(Q[i, f] - t))
+            s1 = max(s1, abs(Q[i + 1, f] - t))
+            s2 = max(s2, abs(Q[i + 2, f] - t))
+            s3 = max(s3, abs(Q[i + 3, f] - t))
+    else:
+        pf = np.float32(p)
+        for f in range(d):
+            t = T[j, f]
+            s0 += abs(Q[i, f] - t) ** pf
+            s1 += abs(Q[i + 1, f] - t) ** pf
+            s2 += abs(Q[i + 2, f] - t) ** pf
+            s3 += abs(Q[i + 3, f] - t) ** pf
+    return s0, s1, s2, s3
+
+
+@njit(parallel=True, fastmath=_FAST, cache=True)
+def approx_candidates_minkowski(Q, T, kind, p, width, self_offset):
+    """The ``width`` smallest approximate p-th-power distances of each query.
+
+    Q : (m, d) float32 queries, m a multiple of 4 (pad with any rows; padded results are
+        ignored by the caller); T : (n, d) float32 training points (both centred).
+    self_offset : -1, or the training index of query 0 when queries are training rows
+        (query i then skips training row self_offset + i).
+    Returns best_v (m, width) float64, unsorted, +inf where unfilled, and best_j (m, width).
+
+    Each thread takes a chunk of queries and streams the training set through it in tiles
+    small enough to stay in L2 while every query of the chunk is compared with them.
+    """
+    m = Q.shape[0]
+    n = T.shape[0]
+    best_v = np.full((m, width), np.inf)
+    best_j = np.full((m, width), -1, dtype=np.int64)
+    worst = np.full(m, np.inf)
+    n_chunks = (m + _QUERY_CHUNK - 1) // _QUERY_CHUNK
+    for c in prange(n_chunks):
+        c0 = c * _QUERY_CHUNK
+        c1 = min(m, c0 + _QUERY_CHUNK)
+        for j0 in range(0, n, _TRAIN_TILE):
+            j1 = min(n, j0 + _TRAIN_TILE)
+            for i in range(c0, c1, 4):
+                for j in range(j0, j1):
+                    s = _powered4(Q, T, i, j, kind, p)
+                    for r in range(4):
+                        v = np.float64(s[r])
+                        is_self = self_offset >= 0 and j == self_offset + i + r
+                        if v < worst[i + r] and not is_self:
+                            _insert(best_v, best_j, worst, i + r, v, j)
+    return best_v, best_j
+
+
+_SCAN_BLOCK = 32  # values screened at once by a vectorized minimum before any insert
+
+
+# The screen and the insert loop must compute identical values: no 'contract' (an FMA in
+# one loop and not the other would differ in the last bit). Values here are never NaN.
+@njit(parallel=True, fastmath={"nnan", "nsz", "reassoc"}, cache=True)
+def approx_candidates_gram(G, T_sq_norms, width, self_offset):
+    """The ``width`` smallest of ``|t_j|^2 - 2 G[i, j]`` per row (= squared distance minus
+    the constant |q_i|^2).
+
+    G : (m, n) float32, the product Q @ T.T; T_sq_norms : (n,) float32.
+    Returns best_v (m, width) float64 and best_j (m, width), as the Minkowski kernel.
+
+    Most blocks of a row hold nothing smaller than the buffer's worst entry: a vectorized
+    minimum over each block rules them out, and only the rare block that holds a candidate
+    is walked element by element.
+    """
+    m, n = G.shape
+    best_v = np.full((m, width), np.inf)
+    best_j = np.full((m, width), -1, dtype=np.int64)
+    worst = np.full(m, np.inf)
+    for i in prange(m):
+        skip = self_offset + i if self_offset >= 0 else -1
+        for j0 in range(0, n, _SCAN_BLOCK):
+            j1 = min(n, j0 + _SCAN_BLOCK)
+            block_min = np.float32(np.inf)
+            for j in range(j0, j1):
+                block_min = min(block_min, T_sq_norms[j] - np.float32(2.0) * G[i, j])
+            if np.float64(block_min) >= worst[i]:
+                continue
+            for j in range(j0, j1):
+                v = np.float64(T_sq_norms[j] - np.float32(2.0) * G[i, j])
+                if v < worst[i] and j != skip:
+                    _insert(best_v, best_j, worst, i, v, j)
+    return best_v, best_j
+
+
+@njit(cache=True)
+def _exact_powered(q, t, kind, p):
+    """Exact float64 p-th-power distance, summed in feature order (the definition)."""
+    s = 0.0
+    if kind == 1:
+        for f in range(q.shape[0]):
+            s += abs(q[f] - t[f])
+    elif kind == 2:
+        for f in range(q.shape[0]):
+            x = q[f] - t[f]
+            s += x * x
+    elif kind == 3:
+        for f in range(q.shape[0]):
+            x = abs(q[f] - t[f])
+            s += x * x * x
+    elif kind == 0:
+        for f in range(q.shape[0]):
+            s = max(s, abs(q[f] - t[f]))
+    else:
+        for f in range(q.shape[0]):
+            s += abs(q[f] - t[f]) ** p
+    return s
+
+
+@njit(cache=True)
+def _top_k_sorted(values, cols, k, out_v, out_j):
+    """Write the k smallest (value, col) pairs in (value, col) order."""
+    order = np.argsort(cols, kind="mergesort")  # index order first ...
+    order = order[np.argsort(values[order], kind="mergesort")]  # ... then stable by value
+    for r in range(k):
+        out_v[r] = values[order[r]]
+        out_j[r] = cols[order[r]]
+
+
+@njit(parallel=True, cache=True)
+def exact_rerank(Q, T, best_v, best_j, threshold, k, kind, p, self_offset, out_v, out_j):
+    """Exact top k of each query from its buffer, or from all of T when the buffer is not
+    provably complete.
+
+    Q : (m, d) float64 raw queries; T : (n, d) float64 raw training points.
+    best_v, best_j : (m, width) approximate buffer; threshold : (m,) approximate value below
+        which every possible top-k point lies. Writes out_v, out_j (m, k): exact powered
+        distances and indices, sorted, ties to the lower index. Returns the number of
+        queries that needed the full scan.
+    """
+    m, width = best_v.shape
+    n = T.shape[0]
+    fallbacks = 0
+    for i in prange(m):
+        skip = self_offset + i if self_offset >= 0 else -1
+        complete = False
+        n_kept = 0
+        for w in range(width):
+            if best_v[i, w] <= threshold[i]:
+                n_kept += 1
+        # The buffer holds every candidate if some entry lies above the threshold (all
+        # values below it were kept) or if it never filled up.
+        for w in range(width):
+            if best_v[i, w] > threshold[i]:
+                complete = True
+                break
+        if complete and n_kept >= k:
+            values = np.empty(n_kept)
+            cols = np.empty(n_kept, dtype=np.int64)
+            c = 0
+            for w in range(width):
+                if best_v[i, w] <= threshold[i]:
+                    values[c] = _exact_powered(Q[i], T[best_j[i, w]], kind, p)
+                    cols[c] = best_j[i, w]
+                    c += 1
+            _top_k_sorted(values, cols, k, out_v[i], out_j[i])
+        else:
+            fallbacks += 1
+            n_other = n - 1 if skip >= 0 else n
+            values = np.empty(n_other)
+            cols = np.empty(n_other, dtype=np.int64)
+            c = 0
+            for j in range(n):
+                if j != skip:
+                    values[c] = _exact_powered(Q[i], T[j], kind, p)
+                    cols[c] = j
+                    c += 1
+            _top_k_sorted(values, cols, k, out_v[i], out_j[i])
+    return fallbacks
