@@ -91,3 +91,15 @@ def test_empty_grid_list_is_refused(blobs):
     X, y = blobs
     with pytest.raises(ValueError, match="grid 'p' is an empty list"):
         grid_search_cv(X, y, {"p": []})
+
+
+def test_results_do_not_depend_on_n_jobs(blobs):
+    X, y = blobs
+    grid = {"n_neighbors": [1, 4, 9], "p": [1, 2, 3], "weights": ["uniform", "distance"]}
+    serial = grid_search_cv(X, y, grid, cv=3, seed=1, n_jobs=1)
+    parallel = grid_search_cv(X, y, grid, cv=3, seed=1, n_jobs=2)
+    score_columns = [c for c in serial.cv_results.columns if "test_" in c]
+    pd.testing.assert_frame_equal(
+        serial.cv_results[score_columns], parallel.cv_results[score_columns]
+    )
+    assert serial.best_params == parallel.best_params

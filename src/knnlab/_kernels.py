@@ -27,8 +27,7 @@ KIND_GENERAL = -1
 # Approximate kernels may reassociate sums and fuse multiply-adds: the error bound holds for
 # any summation order. No 'nnan'/'ninf': the buffers start at +inf.
 _FAST = {"reassoc", "contract", "nsz", "arcp"}
-_QUERY_CHUNK = 128  # queries per thread task: 128 x 784 float32 = 400 KB
-_TRAIN_TILE = 64  # training rows per tile: 64 x 784 float32 = 200 KB; both fit in L2
+_L2_TILE_BYTES = 256 * 1024  # a training tile this size stays in L2 beside its queries
 
 
 def power_kind(p: float) -> int:
@@ -117,11 +116,12 @@ def _powered4(Q, T, i, j, kind, p):
 
 
 @njit(parallel=True, fastmath=_FAST, cache=True)
-def approx_candidates_minkowski(Q, T, kind, p, width, self_offset):
+def approx_candidates_minkowski(Q, T, kind, p, width, self_offset, query_chunk):
     """The ``width`` smallest approximate p-th-power distances of each query.
 
     Q : (m, d) float32 queries, m a multiple of 4 (pad with any rows; padded results are
         ignored by the caller); T : (n, d) float32 training points (both centred).
+    query_chunk : queries per thread task, a multiple of 4.
     self_offset : -1, or the training index of query 0 when queries are training rows
         (query i then skips training row self_offset + i).
     Returns best_v (m, width) float64, unsorted, +inf where unfilled, and best_j (m, width).
@@ -129,17 +129,18 @@ def approx_candidates_minkowski(Q, T, kind, p, width, self_offset):
     Each thread takes a chunk of queries and streams the training set through it in tiles
     small enough to stay in L2 while every query of the chunk is compared with them.
     """
-    m = Q.shape[0]
+    m, d = Q.shape
     n = T.shape[0]
     best_v = np.full((m, width), np.inf)
     best_j = np.full((m, width), -1, dtype=np.int64)
     worst = np.full(m, np.inf)
-    n_chunks = (m + _QUERY_CHUNK - 1) // _QUERY_CHUNK
+    tile = max(8, _L2_TILE_BYTES // (4 * max(d, 1)))
+    n_chunks = (m + query_chunk - 1) // query_chunk
     for c in prange(n_chunks):
-        c0 = c * _QUERY_CHUNK
-        c1 = min(m, c0 + _QUERY_CHUNK)
-        for j0 in range(0, n, _TRAIN_TILE):
-            j1 = min(n, j0 + _TRAIN_TILE)
+        c0 = c * query_chunk
+        c1 = min(m, c0 + query_chunk)
+        for j0 in range(0, n, tile):
+            j1 = min(n, j0 + tile)
             for i in range(c0, c1, 4):
                 for j in range(j0, j1):
                     s = _powered4(Q, T, i, j, kind, p)

@@ -183,30 +183,35 @@ def f1_score(y_true, y_pred, *, average="macro", pos_label=1, labels=None):
     )[2]
 
 
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks 1..n of ``values`` (n,), tied values sharing the mean of their ranks."""
-    order = np.argsort(values, kind="mergesort")
-    sorted_values = values[order]
-    # Start of each run of equal values in sorted order.
-    new_run = np.concatenate(([True], sorted_values[1:] != sorted_values[:-1]))
-    run_id = np.cumsum(new_run) - 1
-    run_start = np.flatnonzero(new_run)
-    run_end = np.concatenate((run_start[1:], [values.size]))  # exclusive
-    mean_rank = (run_start + run_end + 1) / 2.0  # mean of ranks start+1 .. end
-    ranks = np.empty(values.size)
-    ranks[order] = mean_rank[run_id]
+def _average_ranks(scores: np.ndarray) -> np.ndarray:
+    """Ranks 1..n down each column of ``scores`` (n, c), tied values sharing the mean of
+    their ranks (``scipy.stats.rankdata(method="average", axis=0)``)."""
+    n = scores.shape[0]
+    order = np.argsort(scores, axis=0, kind="stable")
+    ordered = np.take_along_axis(scores, order, axis=0)
+    position = np.arange(n)[:, None]
+    differs = ordered[1:] != ordered[:-1]  # (n - 1, c): a new run starts below
+    starts_run = np.vstack([np.ones((1, scores.shape[1]), bool), differs])
+    ends_run = np.vstack([differs, np.ones((1, scores.shape[1]), bool)])
+    # First and last sorted position of each element's run of equal values.
+    run_first = np.maximum.accumulate(np.where(starts_run, position, 0), axis=0)
+    run_last = np.minimum.accumulate(np.where(ends_run, position, n)[::-1], axis=0)[::-1]
+    ranks = np.empty_like(scores, dtype=np.float64)
+    np.put_along_axis(ranks, order, (run_first + run_last) / 2.0 + 1.0, axis=0)
     return ranks
 
 
-def _binary_auc(is_positive: np.ndarray, score: np.ndarray) -> float:
-    """Area under the ROC curve as the Mann-Whitney statistic: the probability that a random
-    positive scores above a random negative, ties counting one half."""
-    n_pos = int(is_positive.sum())
-    n_neg = is_positive.size - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    rank_sum = _average_ranks(score)[is_positive].sum()
-    return float((rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+def _one_vs_rest_auc(is_positive: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Area under the ROC curve of each column as the Mann-Whitney statistic: the
+    probability that a random positive scores above a random negative, ties counting one
+    half. is_positive, scores: (n, c) -> (c,), NaN where a column has no positive or no
+    negative sample."""
+    n_pos = is_positive.sum(axis=0).astype(np.float64)
+    n_neg = is_positive.shape[0] - n_pos
+    rank_sum = np.where(is_positive, _average_ranks(scores), 0.0).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+    return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
 
 
 def roc_auc_score(y_true, y_score, *, average: str = "macro", labels=None, pos_label=None):
@@ -236,7 +241,7 @@ def roc_auc_score(y_true, y_score, *, average: str = "macro", labels=None, pos_l
                     "scores of shape (n_samples, n_classes) for one-vs-rest"
                 )
             pos_label = classes[-1] if classes.size else 1
-        auc = _binary_auc(y_true == pos_label, y_score)
+        auc = float(_one_vs_rest_auc((y_true == pos_label)[:, None], y_score[:, None])[0])
         if np.isnan(auc):
             warnings.warn(
                 "ROC-AUC is undefined when y_true holds only one class; returning NaN",
@@ -255,9 +260,7 @@ def roc_auc_score(y_true, y_score, *, average: str = "macro", labels=None, pos_l
     if labels.size == 2:
         # Two columns that sum to 1 rank samples identically; scikit-learn scores column 1.
         return roc_auc_score(y_true, y_score[:, 1], pos_label=labels[1])
-    per_class = np.array(
-        [_binary_auc(y_true == label, y_score[:, j]) for j, label in enumerate(labels)]
-    )
+    per_class = _one_vs_rest_auc(y_true[:, None] == labels[None, :], y_score)
     if np.isnan(per_class).any():
         warnings.warn(
             f"ROC-AUC is undefined for labels {labels[np.isnan(per_class)].tolist()} "

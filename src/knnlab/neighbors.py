@@ -204,8 +204,12 @@ def kneighbors(
             else:
                 padded = -(-len(Q32) // 4) * 4  # the kernel takes queries four at a time
                 Q32 = np.vstack([Q32, np.zeros((padded - len(Q32), Q32.shape[1]), np.float32)])
+                # Up to 128 queries (400 KB at 784 features) per task, but enough tasks
+                # to keep every thread busy on small problems.
+                threads = numba.get_num_threads()
+                query_chunk = max(4, min(128, -(-padded // (4 * threads)) // 4 * 4))
                 best_v, best_j = _kernels.approx_candidates_minkowski(
-                    Q32, T32, kind, p, width, self_offset
+                    Q32, T32, kind, p, width, self_offset, query_chunk
                 )
                 best_v, best_j = best_v[: stop - start], best_j[: stop - start]
             kth = np.partition(best_v, n_neighbors - 1, axis=1)[:, n_neighbors - 1]

@@ -10,6 +10,9 @@ cost is recorded in ``mean_fit_time`` / ``mean_score_time``.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,7 +20,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from sklearn.model_selection import ParameterGrid, StratifiedKFold
+from tqdm.auto import tqdm
 
 from knnlab import metrics
 from knnlab.estimators import KNNClassifier
@@ -61,6 +66,46 @@ def _score(scorer: str, y_true: np.ndarray, proba: np.ndarray, classes: np.ndarr
     return metrics.f1_score(y_true, y_pred, average="macro", labels=np.arange(classes.size))
 
 
+def _search_and_score(
+    X_train, y_train, X_valid, y_valid, p, algorithms, weightings, ks, n_classes, scoring, threads
+):
+    """One (fold, p) task: one search per algorithm at the largest k, every (weights, k)
+    scored from the first search's neighbours (all algorithms return the same ones).
+
+    Returns ({(weights, k): {scorer: value}}, [(algorithm, fit_s, search_s, resolved)]).
+    """
+    k_max = ks[-1]
+    neighbours = None
+    times = []
+    for algorithm in algorithms:
+        start = time.perf_counter()
+        model = KNNClassifier(k_max, p=p, algorithm=algorithm, n_jobs=threads)
+        model.fit(X_train, y_train)
+        fitted = time.perf_counter()
+        found = model.kneighbors(X_valid)  # (n_valid, k_max) distances and indices
+        searched = time.perf_counter()
+        times.append((algorithm, fitted - start, searched - fitted, model.algorithm_))
+        neighbours = neighbours or found
+    distances, indices = neighbours
+    neighbor_labels = y_train[indices]  # (n_valid, k_max)
+    classes = np.arange(n_classes)
+    scores = {}
+    for weights in weightings:
+        proba = class_probabilities(distances, neighbor_labels, n_classes, weights, ks)
+        for k, proba_k in zip(ks, proba, strict=True):  # proba_k: (n_valid, n_classes)
+            scores[weights, k] = {s: _score(s, y_valid, proba_k, classes) for s in scoring}
+    return scores, times
+
+
+@contextlib.contextmanager
+def _progress(total: int, description: str):
+    """A tqdm bar on an interactive terminal for long grids; silent under CI or when
+    stderr is not a terminal (DVC logs, pipes)."""
+    quiet = total < 4 or os.environ.get("CI") or not sys.stderr.isatty()
+    with tqdm(total=total, desc=description, unit="search", disable=bool(quiet)) as bar:
+        yield bar
+
+
 def _check_grid(grid: Mapping[str, Sequence]) -> dict[str, list]:
     unknown = sorted(set(grid) - set(GRID_KEYS))
     if unknown:
@@ -83,6 +128,7 @@ def grid_search_cv(
     scoring: Sequence[str] = SCORERS,
     refit: str = "accuracy",
     seed: int | None = None,
+    n_jobs: int | None = None,
 ) -> GridSearchResult:
     """Exhaustive cross-validated search over a kNN grid, one neighbour search per
     (fold, p, algorithm).
@@ -97,6 +143,8 @@ def grid_search_cv(
         scikit-learn builds them.
     scoring : scorer names among ``accuracy``, ``f1_macro``, ``roc_auc_ovr``
     refit : the scorer that picks ``best_params`` (ties: the earlier candidate)
+    n_jobs : parallel (fold, p) tasks with joblib; None or 1 runs them in this process
+        (whose search then uses every core). Results are the same for any value.
     """
     grid = _check_grid(grid)
     scoring = tuple(scoring)
@@ -124,44 +172,50 @@ def grid_search_cv(
             f"({smallest_train} samples); lower it or use fewer folds"
         )
 
+    tasks = [(fold, p) for fold in range(cv) for p in grid["p"]]
+    # Parallel over (fold, p): each task is one search per algorithm. Workers search on one
+    # thread each (no oversubscription); results do not depend on n_jobs.
+    inner_threads = 1 if n_jobs not in (None, 1) else None
+    jobs = (
+        delayed(_search_and_score)(
+            X[folds[fold][0]],
+            y_code[folds[fold][0]],
+            X[folds[fold][1]],
+            y_code[folds[fold][1]],
+            p,
+            grid["algorithm"],
+            grid["weights"],
+            ks,
+            classes.size,
+            scoring,
+            inner_threads,
+        )
+        for fold, p in tasks
+    )
     # scores[(fold, p, weights, k)][scorer]; times[(fold, p, algorithm)] = (fit, search)
     scores: dict[tuple, dict[str, float]] = {}
     times: dict[tuple, tuple[float, float]] = {}
     timing_rows = []
-    for fold, (train, valid) in enumerate(folds):
-        for p in grid["p"]:
-            neighbours = None
-            for algorithm in grid["algorithm"]:
-                start = time.perf_counter()
-                model = KNNClassifier(k_max, p=p, algorithm=algorithm).fit(X[train], y_code[train])
-                fitted = time.perf_counter()
-                found = model.kneighbors(X[valid])  # (n_valid, k_max) distances, indices
-                searched = time.perf_counter()
-                times[fold, p, algorithm] = (fitted - start, searched - fitted)
+    outputs = Parallel(n_jobs=n_jobs or 1, return_as="generator")(jobs)
+    with _progress(len(tasks), f"tuning {len(ParameterGrid(grid))} candidates") as bar:
+        for (fold, p), (task_scores, task_times) in zip(tasks, outputs, strict=True):
+            for (weights, k), values in task_scores.items():
+                scores[fold, p, weights, k] = values
+            for algorithm, fit_seconds, search_seconds, resolved in task_times:
+                times[fold, p, algorithm] = (fit_seconds, search_seconds)
                 timing_rows.append(
                     {
                         "fold": fold,
                         "p": p,
                         "algorithm": algorithm,
-                        "resolved_algorithm": model.algorithm_,
-                        "fit_seconds": fitted - start,
-                        "search_seconds": searched - fitted,
-                        "n_train": len(train),
-                        "n_queries": len(valid),
+                        "resolved_algorithm": resolved,
+                        "fit_seconds": fit_seconds,
+                        "search_seconds": search_seconds,
+                        "n_train": len(folds[fold][0]),
+                        "n_queries": len(folds[fold][1]),
                     }
                 )
-                # Every algorithm returns these same neighbours; score from the first.
-                neighbours = neighbours or found
-            distances, indices = neighbours
-            neighbor_labels = y_code[train][indices]  # (n_valid, k_max)
-            for weights in grid["weights"]:
-                proba = class_probabilities(
-                    distances, neighbor_labels, classes.size, weights, ks
-                )  # (len(ks), n_valid, n_classes)
-                for k, proba_k in zip(ks, proba, strict=True):
-                    scores[fold, p, weights, k] = {
-                        s: _score(s, y_code[valid], proba_k, classes) for s in scoring
-                    }
+            bar.update(1)
 
     candidates = list(ParameterGrid(grid))
     table: dict[str, Any] = {"params": candidates}
