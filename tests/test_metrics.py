@@ -135,3 +135,38 @@ def test_classification_scores_reports_every_headline_metric(predictions):
 def test_length_mismatch_is_refused():
     with pytest.raises(ValueError, match="same length"):
         metrics.confusion_matrix([0, 1], [0])
+
+
+def test_roc_curve_matches_scikit_learn_and_auc(rng):
+    y = rng.integers(0, 2, 200) == 1
+    score = np.round(rng.random(200), 2)
+    fpr, tpr, thresholds = metrics.roc_curve(y, score)
+    sk_fpr, sk_tpr, sk_thresholds = sk.roc_curve(y, score, drop_intermediate=False)
+    np.testing.assert_allclose(fpr, sk_fpr)
+    np.testing.assert_allclose(tpr, sk_tpr)
+    np.testing.assert_allclose(thresholds[1:], sk_thresholds[1:])
+    assert np.trapezoid(tpr, fpr) == pytest.approx(metrics.roc_auc_score(y, score), abs=1e-12)
+
+
+def test_precision_recall_curve_matches_scikit_learn(rng):
+    y = rng.integers(0, 2, 150) == 1
+    score = np.round(rng.random(150), 2)
+    precision, recall, thresholds = metrics.precision_recall_curve(y, score)
+    sk_precision, sk_recall, sk_thresholds = sk.precision_recall_curve(y, score)
+    np.testing.assert_allclose(precision, sk_precision)
+    np.testing.assert_allclose(recall, sk_recall)
+    np.testing.assert_allclose(thresholds, sk_thresholds)
+
+
+def test_threshold_for_precision_is_the_lowest_that_reaches_it():
+    y = np.array([0, 0, 1, 0, 1, 1, 1])
+    score = np.array([0.1, 0.2, 0.3, 0.4, 0.6, 0.8, 0.9])
+    found = metrics.threshold_for_precision(y, score, 0.75)
+    # Predicting positive for score >= 0.3: 4 positives of 5 predicted (0.8) and all 4 found.
+    assert found == {
+        "threshold": 0.3,
+        "precision": 0.8,
+        "recall": 1.0,
+        "false_positive_rate": pytest.approx(1 / 3),
+    }
+    assert metrics.threshold_for_precision(y, -score, 0.99) is None

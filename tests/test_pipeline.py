@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -99,8 +100,21 @@ def test_repro_runs_every_stage_and_writes_reports(iris_project):
     assert metrics["baseline"]["roc_auc_ovr"] == 0.5, "a constant predictor ranks at chance"
     best = json.loads((root / "reports/tune/best_params.json").read_text())
     assert best["n_candidates"] == 4 * 2 * 2 * 2
-    for figure in ("confusion_matrix.png", "cv_score_vs_k.png"):
+    expected = {
+        "confusion_matrix.png",
+        "roc_curves.png",
+        "precision_recall_curves.png",
+        "cv_score_vs_k.png",
+        "cv_heatmap.png",
+        "search_speed.png",
+    }  # iris has 4 features and 3 classes: no image, surface or binary figures
+    assert {p.name for p in (root / "reports/figures").iterdir()} == expected
+    for figure in expected:
         assert (root / "reports/figures" / figure).read_bytes()[:4] == b"\x89PNG"
+    report = (root / "reports/report.md").read_text()
+    assert "| Accuracy |" in report and "tuned best" in report
+    for link in re.findall(r"\]\((figures/[^)]+)\)", report):
+        assert (root / "reports" / link).is_file(), f"report links a missing {link}"
     assert (root / "models/model.npz").is_file()
 
 
@@ -121,10 +135,9 @@ def test_mlflow_holds_the_evaluate_run_and_nested_tuning_runs(iris_project):
     uri = f"sqlite:///{root / 'mlflow.db'}"
     artifacts = tracking.list_artifacts(uri, run["run_id"])
     assert {"figures", "model", "metrics.json"} <= set(artifacts)
-    assert set(tracking.list_artifacts(uri, run["run_id"], "figures")) == {
-        "figures/confusion_matrix.png",
-        "figures/cv_score_vs_k.png",
-    }
+    logged = set(tracking.list_artifacts(uri, run["run_id"], "figures"))
+    assert logged == {f"figures/{p.name}" for p in (root / "reports/figures").iterdir()}
+    assert {"report.md", "confusion_matrix.json"} <= set(artifacts)
     assert run["artifact_uri"].startswith((root / "mlruns").as_uri()), "artifacts beside the db"
     children = [r for r in runs if r["tags"].get("mlflow.parentRunId") == tune[0]["run_id"]]
     assert len(children) == 32, "one nested run per grid point"

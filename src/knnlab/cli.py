@@ -1,6 +1,11 @@
-"""``knnlab`` / ``python -m knnlab``: one subcommand per pipeline stage.
+"""``knnlab`` / ``python -m knnlab``: the pipeline stages and the tools around them.
 
-Usage: ``knnlab {fetch,split,train,tune,evaluate,plot} [--params params.yaml] [--debug]``.
+Usage::
+
+    knnlab {fetch,split,train,tune,evaluate,plot} [--params params.yaml]
+    knnlab report [--base REV] [--output FILE]     the reviewer's report, with a diff
+    knnlab bench [...]                              search benchmark (see knnlab.bench)
+
 Bad input ends the command with one line on stderr naming what is wrong and exit code 2;
 ``--debug`` (or ``KNNLAB_DEBUG=1``) shows the traceback instead.
 """
@@ -30,19 +35,53 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"knnlab.stages.{stage}")
         sub = commands.add_parser(stage, help=module.__doc__.splitlines()[0])
         sub.add_argument("--params", default=str(paths.PARAMS_FILE), help="params file")
+    report = commands.add_parser("report", help="print reports/report.md, with --base a diff")
+    report.add_argument("--base", help="git revision to compare params and metrics against")
+    report.add_argument("--output", help="write here instead of standard output")
+    bench = commands.add_parser("bench", help="benchmark the search against scikit-learn")
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="see knnlab bench -h")
     return parser
+
+
+def _report(base: str | None, output: str | None) -> None:
+    from knnlab import io, report
+
+    text = paths.REPORT_FILE.read_text(encoding="utf-8")
+    if base is not None:
+        current = {
+            "params": load_raw_params(),
+            "metrics": io.read_json(paths.METRICS_FILE),
+        }
+        base_state = report.read_revision(base, str(paths.PARAMS_FILE), str(paths.METRICS_FILE))
+        diff = report.diff_against(base_state, current)
+        title, _, rest = text.partition("\n")
+        text = title + "\n\n" + "\n".join(report.diff_section(diff)) + "\n" + rest
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        io.write_text(output, text)
+
+
+def load_raw_params() -> dict:
+    import yaml
+
+    return yaml.safe_load(paths.PARAMS_FILE.read_text(encoding="utf-8")) or {}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = args.debug or os.environ.get("KNNLAB_DEBUG") == "1"
-    module = importlib.import_module(f"knnlab.stages.{args.command}")
     try:
-        if args.command == "plot":  # reads only upstream outputs, no params
-            module.run()
-        else:
-            module.run(load_params(args.params))
-    except USER_ERRORS as error:
+        if args.command == "bench":
+            from knnlab.bench import main as bench_main
+
+            return bench_main(args.bench_args)
+        if args.command == "report":
+            _report(args.base, args.output)
+            return 0
+        module = importlib.import_module(f"knnlab.stages.{args.command}")
+        module.run(load_params(args.params))
+    except (*USER_ERRORS, FileNotFoundError) as error:
         if debug:
             raise
         print(f"knnlab {args.command}: error: {error}", file=sys.stderr)

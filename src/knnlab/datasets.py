@@ -135,6 +135,21 @@ def validate(dataset: Dataset) -> Dataset:
     return dataset
 
 
+def select_features(dataset: Dataset, features: tuple[str, ...] | None) -> Dataset:
+    """Keep only ``features`` (in that order), or every feature when None."""
+    if features is None:
+        return dataset
+    missing = [f for f in features if f not in dataset.feature_columns]
+    if missing:
+        raise DataError(
+            f"data.features: {missing[0]!r} is not a feature of {dataset.name!r}; its features "
+            f"are {', '.join(dataset.feature_columns)}"
+        )
+    frame = dataset.frame[[*features, LABEL]]
+    # A subset of pixels is no longer an image.
+    return Dataset(dataset.name, frame, None, dataset.class_names)
+
+
 def load(params: DataParams) -> Dataset:
     """The dataset ``params`` names, validated."""
     if params.dataset == "digits":
@@ -146,7 +161,7 @@ def load(params: DataParams) -> Dataset:
         dataset = load_moons(m.n_samples, m.noise, m.seed)
     else:
         dataset = load_table(params.path, params.label_column)
-    return validate(dataset)
+    return validate(select_features(dataset, params.features))
 
 
 def features_and_labels(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

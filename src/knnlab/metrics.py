@@ -294,3 +294,70 @@ def classification_scores(y_true, y_pred, proba: np.ndarray, classes: np.ndarray
         "f1_weighted": f1_score(y_true, y_pred, average="weighted"),
         "roc_auc_ovr": float(roc_auc),
     }
+
+
+def _binary_counts(y_true_binary, y_score) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """True and false positives at each distinct score, highest first.
+
+    Returns (tps, fps, thresholds), each of shape (n_distinct,): predicting positive for
+    score >= thresholds[i] gives tps[i] true and fps[i] false positives.
+    """
+    is_positive = np.asarray(y_true_binary, dtype=bool)
+    score = np.asarray(y_score, dtype=np.float64)
+    if is_positive.shape != score.shape or score.ndim != 1:
+        raise ValueError(
+            f"y_true and y_score must be 1-D of the same length, got {is_positive.shape} and "
+            f"{score.shape}"
+        )
+    order = np.argsort(-score, kind="stable")
+    score, is_positive = score[order], is_positive[order]
+    last_of_run = np.r_[np.flatnonzero(np.diff(score)), score.size - 1]
+    tps = np.cumsum(is_positive)[last_of_run]
+    fps = (last_of_run + 1) - tps
+    return tps, fps, score[last_of_run]
+
+
+def roc_curve(y_true_binary, y_score) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Receiver operating characteristic: false and true positive rates at every distinct
+    threshold, starting at (0, 0) with threshold +inf.
+
+    y_true_binary : (n,) booleans (positive class); y_score : (n,) scores, higher = positive.
+    Returns fpr, tpr, thresholds, each of shape (n_distinct + 1,). NaN rates (with a
+    warning) when there is no positive or no negative sample.
+    """
+    tps, fps, thresholds = _binary_counts(y_true_binary, y_score)
+    tps, fps = np.r_[0, tps], np.r_[0, fps]
+    fpr = _safe_divide(fps, np.full(fps.shape, fps[-1]), "false positive rate")
+    tpr = _safe_divide(tps, np.full(tps.shape, tps[-1]), "true positive rate")
+    return fpr, tpr, np.r_[np.inf, thresholds]
+
+
+def precision_recall_curve(y_true_binary, y_score) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Precision and recall at every distinct threshold, as scikit-learn returns them.
+
+    Returns precision, recall (n_distinct + 1,) and thresholds (n_distinct,), thresholds
+    increasing; the last (precision, recall) is (1, 0) with no threshold.
+    """
+    tps, fps, thresholds = _binary_counts(y_true_binary, y_score)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = tps / (tps + fps)
+    recall = _safe_divide(tps, np.full(tps.shape, tps[-1]), "recall")
+    return np.r_[precision[::-1], 1.0], np.r_[recall[::-1], 0.0], thresholds[::-1]
+
+
+def threshold_for_precision(y_true_binary, y_score, target: float) -> dict[str, float] | None:
+    """The lowest threshold whose precision reaches ``target`` (the most recall at that
+    precision), with its precision, recall and false positive rate; None if never reached."""
+    tps, fps, thresholds = _binary_counts(y_true_binary, y_score)
+    precision = tps / (tps + fps)
+    reaching = np.flatnonzero(precision >= target)
+    if reaching.size == 0 or tps[-1] == 0:
+        return None
+    i = reaching[-1]  # thresholds decrease along the arrays: the last is the lowest
+    negatives = fps[-1]
+    return {
+        "threshold": float(thresholds[i]),
+        "precision": float(precision[i]),
+        "recall": float(tps[i] / tps[-1]),
+        "false_positive_rate": float(fps[i] / negatives) if negatives else float("nan"),
+    }

@@ -229,3 +229,12 @@ def kneighbors(
                 indices[start:stop],
             )
     return _to_distance(powered, p), indices
+
+
+def warm_up(p: float = 2, n_features: int = 4) -> None:
+    """Compile (or load from numba's cache) the kernels a search at ``p`` uses, so a timed
+    search measures the search and not the one-time compilation."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(16, n_features))
+    kneighbors(X, X[:4], 2, p=p)
+    kneighbors(X, None, 2, p=p)

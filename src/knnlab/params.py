@@ -93,6 +93,21 @@ def _optional_str(key: str, value: Any) -> str | None:
     return value
 
 
+def _optional(check):
+    def optional(key: str, value: Any):
+        return None if value is None else check(key, value)
+
+    return optional
+
+
+def _optional_label(key: str, value: Any) -> int | str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str) or value == "":
+        raise _fail(key, value, "a class label (an integer or a string) or null")
+    return value
+
+
 def _nonempty_str(key: str, value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise _fail(key, value, "a non-empty string")
@@ -130,12 +145,18 @@ class MoonsParams:
 
 @dataclass(frozen=True)
 class DataParams:
-    """Where the samples come from: an embedded dataset or a local CSV/parquet file."""
+    """Where the samples come from: an embedded dataset or a local CSV/parquet file.
+
+    ``features`` keeps only those columns (iris on sepal length and width, for a surface);
+    ``positive_class`` names the class of a binary "is it a <class>?" analysis (plots).
+    """
 
     dataset: str = _param("digits", _choice((*EMBEDDED_DATASETS, FILE_DATASET)))
     path: str | None = _param(None, _optional_str)
     label_column: str | None = _param(None, _optional_str)
     moons: MoonsParams = field(default_factory=MoonsParams)
+    features: tuple[str, ...] | None = _param(None, _optional(_list_of(_nonempty_str)))
+    positive_class: int | str | None = _param(None, _optional_label)
 
     def __post_init__(self) -> None:
         if self.dataset == FILE_DATASET:

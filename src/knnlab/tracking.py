@@ -189,11 +189,18 @@ def stage_run(config: MlflowParams, stage: str, run_name: str) -> Iterator[Run]:
     client.set_terminated(run.info.run_id, "FINISHED")
 
 
-def log_artifacts_to(record: Mapping[str, str], files: list[Path], artifact_path: str) -> None:
+def log_artifacts_to(
+    record: Mapping[str, str], files: list[Path], artifact_path: str | None
+) -> None:
     """Attach files to an existing run (the plot stage adds figures to the evaluate run)."""
     client = _client(record["tracking_uri"])
     for file in files:
         client.log_artifact(record["run_id"], str(file), artifact_path)
+
+
+def log_table(record: Mapping[str, str], table, artifact_file: str) -> None:
+    """A DataFrame as an MLflow table artifact (shown as a table in the run's UI)."""
+    _client(record["tracking_uri"]).log_table(record["run_id"], table, artifact_file)
 
 
 def run_summary(tracking_uri: str, experiment: str) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from knnlab.datasets import features_and_labels
 from knnlab.estimators import KNNClassifier
 from knnlab.metrics import classification_scores
 from knnlab.model_io import load_model, read_header
+from knnlab.neighbors import warm_up
 from knnlab.params import Params
 
 
@@ -28,6 +29,7 @@ class Evaluation:
     predict_seconds: float
     y_pred: np.ndarray
     proba: np.ndarray
+    classes: np.ndarray
 
 
 def evaluate_model(make_fitted, X_test: np.ndarray, y_test: np.ndarray) -> Evaluation:
@@ -44,7 +46,22 @@ def evaluate_model(make_fitted, X_test: np.ndarray, y_test: np.ndarray) -> Evalu
         predict_seconds=predicted - fitted,
         y_pred=y_pred,
         proba=proba,
+        classes=model.classes_,
     )
+
+
+def prediction_table(y_test: np.ndarray, result: Evaluation) -> pd.DataFrame:
+    """Per test sample: actual and predicted label and one ``proba_<class>`` column per class
+    in ``classes_`` order (the confusion, ROC and precision-recall plots are drawn from it)."""
+    table = pd.DataFrame({"actual": y_test, "predicted": result.y_pred})
+    for column, label in enumerate(result.classes):
+        table[f"proba_{label}"] = result.proba[:, column]
+    return table
+
+
+def model_summary(estimator_params: dict) -> dict:
+    """The four hyper-parameters that define a model (not its thread count)."""
+    return {key: estimator_params[key] for key in ("n_neighbors", "p", "weights", "algorithm")}
 
 
 def run(params: Params) -> None:
@@ -52,7 +69,9 @@ def run(params: Params) -> None:
     X_test, y_test = features_and_labels(io.read_parquet(paths.TEST_SPLIT))
     meta = io.read_json(paths.SPLIT_META)
     tuned = io.read_json(paths.BEST_PARAMS)
-    model_params = read_header(paths.MODEL_FILE)["params"]
+    model_params = model_summary(read_header(paths.MODEL_FILE)["params"])
+    for p in {model_params["p"], tuned["best_params"]["p"]}:
+        warm_up(p)  # timings below measure the search, not numba's one-time compilation
 
     results = {
         # "fit" of the saved model = load + check + (for trees) rebuild: what a user pays.
@@ -72,7 +91,7 @@ def run(params: Params) -> None:
         for name, r in results.items()
     }
     configured = results["configured"]
-    predictions = pd.DataFrame({"actual": y_test, "predicted": configured.y_pred})
+    predictions = prediction_table(y_test, configured)
 
     run_name = "k={n_neighbors} p={p} {weights} {algorithm}".format(**model_params)
     with tracking.stage_run(params.mlflow, "evaluate", run_name) as mlflow_run:

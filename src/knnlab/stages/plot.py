@@ -1,38 +1,169 @@
-"""plot: figures into ``reports/figures/``, also attached to the evaluate run in MLflow."""
+"""plot: figures into ``reports/figures/``, DVC plot data into ``reports/plots/``, the
+reviewer's ``reports/report.md``; figures and report also attached to the evaluate run."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from knnlab import figures, io, paths, tracking
-from knnlab.metrics import confusion_matrix
+from knnlab import figures, io, metrics, paths, report, tracking
+from knnlab.datasets import features_and_labels
+from knnlab.model_io import load_model, read_header
+from knnlab.params import Params, ParamsError
+from knnlab.stages.evaluate import model_summary
+
+PRECISION_TARGET = 0.9
 
 
-def run() -> None:
+def _labels_and_proba(predictions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Classes (as stored), proba (n, n_classes) and the proba column names."""
+    columns = [c for c in predictions.columns if c.startswith("proba_")]
+    labels = [c.removeprefix("proba_") for c in columns]
+    # CSV round-trips integer labels as integers; match the class column names to them.
+    numeric = all(x.lstrip("-").isdigit() for x in labels)
+    classes = np.array([int(x) for x in labels]) if numeric else np.array(labels)
+    return classes, predictions[columns].to_numpy(dtype=np.float64), columns
+
+
+def positive_class(params: Params, classes: np.ndarray):
+    """The class of the binary analysis: ``data.positive_class`` if set (it must be a class),
+    else the larger label of a binary problem, else None."""
+    wanted = params.data.positive_class
+    if wanted is None:
+        return classes[1] if classes.size == 2 else None
+    matches = [c for c in classes if str(c) == str(wanted)]
+    if not matches:
+        raise ParamsError(
+            f"params.yaml: data.positive_class = {wanted!r} is not a class of this dataset; "
+            f"classes are {', '.join(map(str, classes))} (or null for none)"
+        )
+    return matches[0]
+
+
+def curve_tables(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray):
+    """Micro-averaged one-vs-rest ROC and precision-recall curves as DVC plot tables."""
+    is_class = (y_true[:, None] == classes[None, :]).ravel()
+    scores = proba.ravel()
+    fpr, tpr, _ = metrics.roc_curve(is_class, scores)
+    precision, recall, _ = metrics.precision_recall_curve(is_class, scores)
+    roc = pd.DataFrame({"false_positive_rate": fpr, "true_positive_rate": tpr})
+    pr = pd.DataFrame({"recall": recall, "precision": precision})
+    return roc, pr
+
+
+def cv_curve_table(cv_results: pd.DataFrame, tuned: dict) -> pd.DataFrame:
+    """Mean and std CV score against k for the tuned p and weights (the DVC linear plot)."""
+    best = tuned["best_params"]
+    rows = cv_results[
+        (cv_results["param_p"].astype(str) == str(best["p"]))
+        & (cv_results["param_weights"] == best["weights"])
+    ].drop_duplicates("param_n_neighbors")
+    scorer = tuned["scoring"]
+    return pd.DataFrame(
+        {
+            "n_neighbors": rows["param_n_neighbors"].to_numpy(),
+            "cv_score": rows[f"mean_test_{scorer}"].to_numpy(),
+            "cv_std": rows[f"std_test_{scorer}"].to_numpy(),
+        }
+    ).sort_values("n_neighbors")
+
+
+def run(params: Params) -> None:
     predictions = io.read_csv(paths.PREDICTIONS_PLOT)
     cv_results = io.read_csv(paths.CV_RESULTS)
     tuned = io.read_json(paths.BEST_PARAMS)
     meta = io.read_json(paths.SPLIT_META)
+    names = meta["class_names"]
+    classes, proba, _ = _labels_and_proba(predictions)
+    y_true, y_pred = predictions["actual"].to_numpy(), predictions["predicted"].to_numpy()
+    display = [names.get(str(c), str(c)) for c in classes]
 
-    labels = np.union1d(predictions["actual"], predictions["predicted"])
-    cm = confusion_matrix(predictions["actual"], predictions["predicted"], labels=labels)
-    names = [meta["class_names"].get(str(label), str(label)) for label in labels]
-    written: list[Path] = []
-    for name, fig in (
-        (
-            "confusion_matrix.png",
-            figures.confusion_matrix_figure(
-                cm, names, f"Confusion matrix: configured model on the {meta['name']} test split"
+    made: dict[str, object] = {}
+    cm = metrics.confusion_matrix(y_true, y_pred, labels=classes)
+    made["confusion_matrix.png"] = figures.confusion_matrix_figure(
+        cm, display, f"Confusion matrix: configured model on the {meta['name']} test split"
+    )
+    made["roc_curves.png"] = figures.roc_figure(y_true, proba, classes, display)
+    made["precision_recall_curves.png"] = figures.precision_recall_figure(
+        y_true, proba, classes, display
+    )
+    binary = None
+    positive = positive_class(params, classes)
+    if positive is not None:
+        column = int(np.flatnonzero(classes == positive)[0])
+        is_positive = y_true == positive
+        name = names.get(str(positive), str(positive))
+        made["binary_threshold.png"] = figures.binary_threshold_figure(
+            is_positive, proba[:, column], name, PRECISION_TARGET
+        )
+        binary = {
+            "name": name,
+            "target": PRECISION_TARGET,
+            "at_precision": metrics.threshold_for_precision(
+                is_positive, proba[:, column], PRECISION_TARGET
             ),
-        ),
-        (
-            "cv_score_vs_k.png",
-            figures.cv_score_figure(cv_results, tuned["scoring"], tuned["best_params"]),
-        ),
-    ):
+        }
+    made["cv_score_vs_k.png"] = figures.cv_score_figure(
+        cv_results, tuned["scoring"], tuned["best_params"]
+    )
+    made["cv_heatmap.png"] = figures.cv_heatmap_figure(cv_results, tuned["scoring"])
+    made["search_speed.png"] = figures.search_speed_figure(io.read_csv(paths.TUNE_TIMINGS))
+
+    X_test, _ = features_and_labels(io.read_parquet(paths.TEST_SPLIT))
+    if meta["image_shape"]:
+        images = X_test.reshape(-1, *meta["image_shape"])
+        made["sample_gallery.png"] = figures.sample_gallery_figure(
+            images, [f"label {names.get(str(y), y)}" for y in y_true], "Test-split samples"
+        )
+        if (cm - np.diag(np.diag(cm))).any():
+            a, b = figures.most_confused_pair(cm)
+            made["confused_pair.png"] = figures.confused_pair_figure(
+                images, y_true, y_pred, (classes[a], classes[b]), (display[a], display[b])
+            )
+    if meta["n_features"] == 2:
+        X_train, y_train = features_and_labels(io.read_parquet(paths.TRAIN_SPLIT))
+        made["probability_surface.png"] = figures.probability_surface_figure(
+            load_model(paths.MODEL_FILE),
+            {"train": (X_train, y_train), "test": (X_test, y_true)},
+            meta["feature_columns"],
+            names,
+        )
+
+    written: list[Path] = []
+    for name, fig in made.items():
         figures.save(fig, paths.FIGURES_DIR / name)
         written.append(paths.FIGURES_DIR / name)
-    tracking.log_artifacts_to(io.read_json(paths.EVALUATE_RUN), written, "figures")
-    print(f"plot: {len(written)} figures -> {paths.FIGURES_DIR}")
+    roc, pr = curve_tables(y_true, proba, classes)
+    io.write_csv(paths.ROC_PLOT, roc)
+    io.write_csv(paths.PRECISION_RECALL_PLOT, pr)
+    io.write_csv(paths.CV_SCORE_PLOT, cv_curve_table(cv_results, tuned))
+    text = report.build_report(
+        meta,
+        io.read_json(paths.METRICS_FILE),
+        io.read_json(paths.TIMINGS_FILE),
+        tuned,
+        model_summary(read_header(paths.MODEL_FILE)["params"]),
+        [p.name for p in written],
+        binary,
+    )
+    io.write_text(paths.REPORT_FILE, text)
+
+    record = io.read_json(paths.EVALUATE_RUN)
+    tracking.log_artifacts_to(record, written, "figures")
+    tracking.log_artifacts_to(record, [paths.REPORT_FILE], None)
+    tracking.log_table(record, metrics_table(cm, display), "confusion_matrix.json")
+    print(f"plot: {len(written)} figures -> {paths.FIGURES_DIR}, report -> {paths.REPORT_FILE}")
+
+
+def metrics_table(cm: np.ndarray, display: list[str]) -> pd.DataFrame:
+    """The confusion matrix as a long table (true, predicted, count) for MLflow's table view."""
+    true_idx, pred_idx = np.indices(cm.shape)
+    return pd.DataFrame(
+        {
+            "true": np.array(display)[true_idx.ravel()],
+            "predicted": np.array(display)[pred_idx.ravel()],
+            "count": cm.ravel(),
+        }
+    )
