@@ -38,12 +38,17 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="print reports/report.md, with --base a diff")
     report.add_argument("--base", help="git revision to compare params and metrics against")
     report.add_argument("--output", help="write here instead of standard output")
+    report.add_argument(
+        "--figure-url",
+        help="prefix for figure links instead of the relative 'figures/' (e.g. a raw-file "
+        "URL of the reports/ folder, for a pull-request comment)",
+    )
     bench = commands.add_parser("bench", help="benchmark the search against scikit-learn")
     bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="see knnlab bench -h")
     return parser
 
 
-def _report(base: str | None, output: str | None) -> None:
+def _report(base: str | None, output: str | None, figure_url: str | None) -> None:
     from knnlab import io, report
 
     text = paths.REPORT_FILE.read_text(encoding="utf-8")
@@ -56,6 +61,8 @@ def _report(base: str | None, output: str | None) -> None:
         diff = report.diff_against(base_state, current)
         title, _, rest = text.partition("\n")
         text = title + "\n\n" + "\n".join(report.diff_section(diff)) + "\n" + rest
+    if figure_url is not None:
+        text = text.replace("](figures/", f"]({figure_url.rstrip('/')}/figures/")
     if output is None:
         sys.stdout.write(text)
     else:
@@ -77,11 +84,11 @@ def main(argv: list[str] | None = None) -> int:
 
             return bench_main(args.bench_args)
         if args.command == "report":
-            _report(args.base, args.output)
+            _report(args.base, args.output, args.figure_url)
             return 0
         module = importlib.import_module(f"knnlab.stages.{args.command}")
         module.run(load_params(args.params))
-    except (*USER_ERRORS, FileNotFoundError) as error:
+    except (*USER_ERRORS, FileNotFoundError, ValueError) as error:
         if debug:
             raise
         print(f"knnlab {args.command}: error: {error}", file=sys.stderr)

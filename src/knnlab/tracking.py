@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,6 +152,46 @@ class Run:
 
     def log_artifact(self, path: Path | str, artifact_path: str | None = None) -> None:
         self._client.log_artifact(self.record.run_id, str(path), artifact_path)
+
+    @contextlib.contextmanager
+    def _fluent(self) -> Iterator[Any]:
+        """This run as MLflow's active run, for the fluent-only APIs (models, inputs)."""
+        import mlflow
+
+        mlflow.set_tracking_uri(self.record.tracking_uri)
+        with mlflow.start_run(run_id=self.record.run_id) as active:
+            yield active
+
+    def log_dataset(self, frame, name: str, context: str, target: str) -> None:
+        """Record a data split as a run input (name, digest, schema, row count in the UI).
+
+        frame : DataFrame of features and the ``target`` column.
+        """
+        import mlflow
+
+        dataset = mlflow.data.from_pandas(frame, name=name, targets=target)
+        with self._fluent():
+            mlflow.log_input(dataset, context=context)
+
+    def log_model(self, model_file: Path, input_example, predicted) -> None:
+        """Log the model as an MLflow pyfunc (code + the knnlab .npz, no pickle) with a
+        signature inferred from ``input_example`` (a feature DataFrame) and ``predicted``
+        (its labels), loadable with ``mlflow.pyfunc.load_model``."""
+        import mlflow
+        from mlflow.models import infer_signature
+
+        with self._fluent(), warnings.catch_warnings():
+            # MLflow hints that integer labels cannot hold missing values: true, and moot.
+            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+            mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(Path(__file__).with_name("_mlflow_pyfunc.py")),
+                artifacts={"knnlab_model": str(model_file)},
+                signature=infer_signature(input_example, predicted),
+                input_example=input_example,
+                # Stated, not inferred: inference would run the model in a subprocess.
+                pip_requirements=["knnlab", "numpy", "pandas", "scikit-learn", "numba"],
+            )
 
     def log_children(self, children: list[dict[str, Any]]) -> list[str]:
         """One nested run per child: ``{"name", "params", "metrics"}``. Returns run ids."""

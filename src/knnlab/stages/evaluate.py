@@ -12,7 +12,7 @@ import pandas as pd
 from sklearn.dummy import DummyClassifier
 
 from knnlab import io, paths, tracking
-from knnlab.datasets import features_and_labels
+from knnlab.datasets import LABEL, features_and_labels
 from knnlab.estimators import KNNClassifier
 from knnlab.metrics import classification_scores
 from knnlab.model_io import load_model, read_header
@@ -65,8 +65,10 @@ def model_summary(estimator_params: dict) -> dict:
 
 
 def run(params: Params) -> None:
-    X_train, y_train = features_and_labels(io.read_parquet(paths.TRAIN_SPLIT))
-    X_test, y_test = features_and_labels(io.read_parquet(paths.TEST_SPLIT))
+    train_frame = io.read_parquet(paths.TRAIN_SPLIT)
+    test_frame = io.read_parquet(paths.TEST_SPLIT)
+    X_train, y_train = features_and_labels(train_frame)
+    X_test, y_test = features_and_labels(test_frame)
     meta = io.read_json(paths.SPLIT_META)
     tuned = io.read_json(paths.BEST_PARAMS)
     model_params = model_summary(read_header(paths.MODEL_FILE)["params"])
@@ -116,7 +118,10 @@ def run(params: Params) -> None:
         io.write_json(paths.METRICS_FILE, metrics)
         io.write_json(paths.TIMINGS_FILE, timings)
         io.write_csv(paths.PREDICTIONS_PLOT, predictions)
-        mlflow_run.log_artifact(paths.MODEL_FILE, "model")
+        mlflow_run.log_dataset(train_frame, f"{meta['name']}-train", "training", LABEL)
+        mlflow_run.log_dataset(test_frame, f"{meta['name']}-test", "evaluation", LABEL)
+        example = test_frame.drop(columns=[LABEL]).head(5)
+        mlflow_run.log_model(paths.MODEL_FILE, example, configured.y_pred[:5])
         mlflow_run.log_artifact(paths.METRICS_FILE)
         mlflow_run.log_artifact(paths.TIMINGS_FILE)
     io.write_json(paths.EVALUATE_RUN, mlflow_run.record.to_dict())
