@@ -11,11 +11,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
 from knnlab import tracking
 
+from . import dvc_plots_browser
 from .conftest import REPO_ROOT
 
 pytestmark = pytest.mark.slow
@@ -134,10 +137,19 @@ def test_mlflow_holds_the_evaluate_run_and_nested_tuning_runs(iris_project):
     assert run["tags"]["mlflow.source.git.commit"], "runs carry the git commit"
     uri = f"sqlite:///{root / 'mlflow.db'}"
     artifacts = tracking.list_artifacts(uri, run["run_id"])
-    assert {"figures", "model", "metrics.json"} <= set(artifacts)
+    assert {"figures", "metrics.json", "report.md", "confusion_matrix.json"} <= set(artifacts)
+    model = tracking.load_logged_model(uri, run["run_id"])
+    test = pd.read_parquet(root / "data/split/test.parquet")
+    predicted = pd.read_csv(root / "reports/plots/predictions.csv")["predicted"]
+    np.testing.assert_array_equal(model.predict(test.drop(columns=["label"])), predicted)
+    inputs = tracking.run_inputs(uri, run["run_id"])
+    assert sorted((name, context) for name, _, context in inputs) == [
+        ("iris-test", "evaluation"),
+        ("iris-train", "training"),
+    ]
+    assert all(len(digest) >= 8 for _, digest, _ in inputs), "datasets carry a digest"
     logged = set(tracking.list_artifacts(uri, run["run_id"], "figures"))
     assert logged == {f"figures/{p.name}" for p in (root / "reports/figures").iterdir()}
-    assert {"report.md", "confusion_matrix.json"} <= set(artifacts)
     assert run["artifact_uri"].startswith((root / "mlruns").as_uri()), "artifacts beside the db"
     children = [r for r in runs if r["tags"].get("mlflow.parentRunId") == tune[0]["run_id"]]
     assert len(children) == 32, "one nested run per grid point"
@@ -172,3 +184,31 @@ def test_temporary_experiment_workspace_logs_to_the_main_store(iris_project):
     after = store(root)
     assert len(after) == before + 1, "the --temp run landed in the main repository's store"
     assert any(r["params"].get("p") == "1" for r in after)
+
+
+@pytest.mark.skipif(
+    dvc_plots_browser.chromium() is None or shutil.which("npm") is None,
+    reason="needs Debian's chromium and npm (for the vega libraries DVC's page loads)",
+)
+@pytest.mark.parametrize("command", [["dvc", "plots", "show"], ["dvc", "plots", "diff", "HEAD"]])
+def test_dvc_plots_render_in_headless_chromium(iris_project, tmp_path, command):
+    root, _ = iris_project
+    out = tmp_path / "plots"
+    run([*command, "-o", str(out)], root)
+    index = out / "index.html"
+    assert dvc_plots_browser.localise(index, REPO_ROOT / ".pytest_cache" / "vega") == 3
+    drawn = dvc_plots_browser.count_rendered(dvc_plots_browser.render(index, tmp_path / "p"))
+    figures = len(list((root / "reports/figures").iterdir()))
+    assert drawn["vega_charts"] == 4, f"confusion, ROC, PR and CV plots: {drawn}"
+    assert drawn["drawn"] == 4, f"every chart drew an SVG or canvas: {drawn}"
+    assert drawn["images"] >= figures, f"every PNG figure is on the page: {drawn}"
+    assert drawn["errors"] == 0, drawn
+
+
+def test_report_command_diffs_params_and_metrics_against_a_revision(iris_project):
+    root, _ = iris_project
+    # The workspace holds the last `dvc exp run -S model.n_neighbors=7` (or p=1) results.
+    text = run(["python", "-m", "knnlab", "report", "--base", "HEAD"], root)
+    assert "## Changes against `HEAD`" in text
+    assert "| `model.n_neighbors` | `5` | `7` |" in text, text
+    assert "| Accuracy |" in text

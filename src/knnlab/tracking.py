@@ -265,5 +265,26 @@ def run_summary(tracking_uri: str, experiment: str) -> list[dict[str, Any]]:
     ]
 
 
+def load_logged_model(tracking_uri: str, run_id: str):
+    """The pyfunc model an evaluate run logged (``runs:/<run_id>/model``)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    return mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+
+
+def run_inputs(tracking_uri: str, run_id: str) -> list[tuple[str, str, str]]:
+    """(name, digest, context) of each dataset a run logged as input."""
+    run = _client(tracking_uri).get_run(run_id)
+    return [
+        (
+            i.dataset.name,
+            i.dataset.digest,
+            next((t.value for t in i.tags if t.key == "mlflow.data.context"), ""),
+        )
+        for i in run.inputs.dataset_inputs
+    ]
+
+
 def list_artifacts(tracking_uri: str, run_id: str, path: str | None = None) -> list[str]:
     return [a.path for a in _client(tracking_uri).list_artifacts(run_id, path)]
