@@ -170,3 +170,14 @@ def test_threshold_for_precision_is_the_lowest_that_reaches_it():
         "false_positive_rate": pytest.approx(1 / 3),
     }
     assert metrics.threshold_for_precision(y, -score, 0.99) is None
+
+
+@pytest.mark.parametrize("average", ["macro", "micro", "weighted", "samples"])
+def test_multilabel_f1_matches_scikit_learn(rng, average):
+    Y_true = rng.random((300, 4)) < 0.4
+    Y_pred = np.where(rng.random((300, 4)) < 0.8, Y_true, ~Y_true)
+    Y_true[:5] = False  # rows with no label at all
+    Y_pred[:3] = False
+    ours = metrics.multilabel_f1_score(Y_true, Y_pred, average=average)
+    theirs = sk.f1_score(Y_true, Y_pred, average=average, zero_division=np.nan)
+    assert ours == pytest.approx(theirs, abs=1e-12)

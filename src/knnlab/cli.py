@@ -3,6 +3,7 @@
 Usage::
 
     knnlab {fetch,split,train,tune,evaluate,plot} [--params params.yaml]
+    knnlab predict [--model FILE] [--json] INPUT...  label images, .npy or CSV rows
     knnlab report [--base REV] [--output FILE]     the reviewer's report, with a diff
     knnlab bench [...]                              search benchmark (see knnlab.bench)
 
@@ -24,7 +25,7 @@ from knnlab.params import ParamsError, load_params
 
 STAGES = ("fetch", "split", "train", "tune", "evaluate", "plot")
 # Errors that mean "the input is wrong", reported as one line rather than a traceback.
-USER_ERRORS = (ParamsError, DataError, ModelFileError)
+USER_ERRORS = (ParamsError, DataError, ModelFileError)  # all ValueError subclasses
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="prefix for figure links instead of the relative 'figures/' (e.g. a raw-file "
         "URL of the reports/ folder, for a pull-request comment)",
     )
+    predict = commands.add_parser("predict", help="label new inputs with a saved model")
+    predict.add_argument("--model", default=str(paths.MODEL_FILE), help="a knnlab model file")
+    predict.add_argument("--json", action="store_true", help="machine-readable output")
+    predict.add_argument("--top", type=int, default=3, help="class probabilities to show")
+    predict.add_argument("inputs", nargs="+", help="images, .npy, .csv, or - (CSV on stdin)")
     bench = commands.add_parser("bench", help="benchmark the search against scikit-learn")
     bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="see knnlab bench -h")
     return parser
@@ -83,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
             from knnlab.bench import main as bench_main
 
             return bench_main(args.bench_args)
+        if args.command == "predict":
+            from knnlab import predict
+
+            return predict.main(args.model, args.inputs, args.json, args.top)
         if args.command == "report":
             _report(args.base, args.output, args.figure_url)
             return 0

@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sklearn import datasets as sk_datasets
+from sklearn.model_selection import train_test_split
 
-from knnlab.params import DataParams
+from knnlab import io, paths
+from knnlab.params import FILE_DATASET, OPENML_PREFIX, DataParams
 
 LABEL = "label"
 
@@ -135,6 +137,77 @@ def validate(dataset: Dataset) -> Dataset:
     return dataset
 
 
+def openml_cache_path(name: str) -> Path:
+    """Where the fetch stage keeps an OpenML dataset once downloaded (one parquet table:
+    feature columns and a ``label`` column)."""
+    return paths.DOWNLOAD_CACHE / "openml" / f"{name}.parquet"
+
+
+# MNIST-like OpenML datasets whose rows are square images.
+_IMAGE_SHAPES = {"mnist_784": (28, 28), "Fashion-MNIST": (28, 28)}
+
+
+def load_openml(name: str, fetch=None) -> Dataset:
+    """An OpenML dataset by name, from the local cache if present, else downloaded once with
+    scikit-learn's ``fetch_openml`` and cached. Offline with no cache it fails within
+    seconds, saying where to put the file.
+
+    fetch : the download function (``sklearn.datasets.fetch_openml`` by default).
+    """
+    cache = openml_cache_path(name)
+    if cache.is_file():
+        try:
+            frame = pd.read_parquet(cache)
+        except (ValueError, OSError) as error:
+            raise DataError(f"{cache}: cannot be read as parquet ({error}); delete it") from None
+        if LABEL not in frame.columns:
+            raise DataError(f"{cache}: needs a {LABEL!r} column with the labels")
+        return Dataset(name, frame, _IMAGE_SHAPES.get(name))
+    fetch = fetch or sk_datasets.fetch_openml
+    try:
+        bunch = fetch(name, as_frame=True, n_retries=1, delay=0.5, parser="auto")
+    except (OSError, ValueError) as error:  # URLError is an OSError
+        raise DataError(
+            f"data.dataset = {name!r}: could not download it from OpenML ({error}). Put the "
+            f"data at {cache} (a parquet table of numeric feature columns and a {LABEL!r} "
+            "column), or choose an embedded dataset: data.dataset: digits"
+        ) from None
+    frame = bunch.data.astype(np.float64)
+    frame.columns = [str(c) for c in frame.columns]
+    frame[LABEL] = _plain_labels(bunch.target)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    io.write_parquet(cache, frame)
+    return Dataset(name, frame, _IMAGE_SHAPES.get(name))
+
+
+def _plain_labels(target: pd.Series) -> np.ndarray:
+    """OpenML targets come as categories of strings ('0'..'9' for MNIST): integers when every
+    label is one, text otherwise."""
+    as_text = target.astype(str)
+    numbers = pd.to_numeric(as_text, errors="coerce")
+    if numbers.notna().all() and (numbers == numbers.round()).all():
+        return numbers.astype(np.int64).to_numpy()
+    return as_text.to_numpy()
+
+
+def sample_rows(dataset: Dataset, max_rows: int | None, seed: int) -> Dataset:
+    """A stratified sample of ``max_rows`` rows (every class keeps its share), or all rows."""
+    if max_rows is None or max_rows >= len(dataset.frame):
+        return dataset
+    labels = dataset.frame[LABEL]
+    if max_rows < labels.nunique():
+        raise DataError(
+            f"data.max_rows = {max_rows} is fewer than the {labels.nunique()} classes; a "
+            "stratified sample needs at least one row per class"
+        )
+    kept, _ = train_test_split(
+        dataset.frame, train_size=max_rows, random_state=seed, stratify=labels
+    )
+    return Dataset(
+        dataset.name, kept.reset_index(drop=True), dataset.image_shape, dataset.class_names
+    )
+
+
 def select_features(dataset: Dataset, features: tuple[str, ...] | None) -> Dataset:
     """Keep only ``features`` (in that order), or every feature when None."""
     if features is None:
@@ -159,9 +232,12 @@ def load(params: DataParams) -> Dataset:
     elif params.dataset == "moons":
         m = params.moons
         dataset = load_moons(m.n_samples, m.noise, m.seed)
-    else:
+    elif params.dataset == FILE_DATASET:
         dataset = load_table(params.path, params.label_column)
-    return validate(select_features(dataset, params.features))
+    else:
+        dataset = load_openml(params.dataset.removeprefix(OPENML_PREFIX))
+    dataset = sample_rows(select_features(dataset, params.features), params.max_rows, params.seed)
+    return validate(dataset)
 
 
 def features_and_labels(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

@@ -12,6 +12,21 @@ from knnlab.neighbors import kneighbors as brute_kneighbors
 from knnlab.voting import class_probabilities, neighbor_weights
 
 ALGORITHMS = ("auto", "brute", "kd_tree", "ball_tree")
+SCALINGS = ("none", "standard", "minmax")
+
+
+def _scaling(X: np.ndarray, scale: str) -> tuple[np.ndarray, np.ndarray]:
+    """Centre and factor (each of shape (n_features,)) so that ``(X - centre) / factor`` is
+    standardised (mean 0, std 1) or min-max scaled (0..1); constant columns keep factor 1."""
+    if scale == "none":
+        return np.zeros(X.shape[1]), np.ones(X.shape[1])
+    if scale == "standard":
+        centre, spread = X.mean(axis=0), X.std(axis=0)
+    else:
+        centre, spread = X.min(axis=0), X.max(axis=0) - X.min(axis=0)
+    return centre, np.where(spread > 0, spread, 1.0)
+
+
 _TREES = {"kd_tree": KDTree, "ball_tree": BallTree}
 
 
@@ -89,11 +104,21 @@ def tree_kneighbors(
 class _KNNBase(BaseEstimator):
     """Fit storage, parameter checks and the neighbour search shared by the estimators."""
 
-    def __init__(self, n_neighbors=5, *, p=2, weights="uniform", algorithm="auto", n_jobs=None):
+    def __init__(
+        self,
+        n_neighbors=5,
+        *,
+        p=2,
+        weights="uniform",
+        algorithm="auto",
+        scale="none",
+        n_jobs=None,
+    ):
         self.n_neighbors = n_neighbors
         self.p = p
         self.weights = weights
         self.algorithm = algorithm
+        self.scale = scale
         self.n_jobs = n_jobs
 
     def _check_params(self) -> None:
@@ -107,8 +132,14 @@ class _KNNBase(BaseEstimator):
             raise ValueError(f"Minkowski p must be >= 1 (or inf), got p = {self.p}")
         if self.weights not in ("uniform", "distance"):
             raise ValueError(f"weights must be 'uniform' or 'distance', got {self.weights!r}")
+        if self.scale not in SCALINGS:
+            raise ValueError(f"scale must be one of {', '.join(SCALINGS)}, got {self.scale!r}")
 
     def _fit_X_only(self, X) -> None:
+        # Scaling is fitted here, on the training rows only, and applied to every query.
+        self._X_raw = X  # what a saved model stores: refitting reproduces the scaling
+        self.scale_center_, self.scale_factor_ = _scaling(X, self.scale)
+        X = self._transform(X)
         self._fit_X = X
         self.n_samples_fit_ = X.shape[0]
         self.algorithm_ = resolve_algorithm(
@@ -120,6 +151,11 @@ class _KNNBase(BaseEstimator):
             else None
         )
 
+    def _transform(self, X: np.ndarray) -> np.ndarray:
+        if self.scale == "none":
+            return X
+        return (X - self.scale_center_) / self.scale_factor_
+
     def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
         """Nearest training points of each query.
 
@@ -130,7 +166,7 @@ class _KNNBase(BaseEstimator):
         check_is_fitted(self)
         k = self.n_neighbors if n_neighbors is None else n_neighbors
         if X is not None:
-            X = validate_data(self, X, dtype=np.float64, reset=False)
+            X = self._transform(validate_data(self, X, dtype=np.float64, reset=False))
         available = self._fit_X.shape[0] - (1 if X is None else 0)
         if not 1 <= k <= available:
             raise ValueError(
@@ -172,32 +208,62 @@ class KNNClassifier(ClassifierMixin, _KNNBase):
         The algorithm ``auto`` resolved to.
     """
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True  # 2-D y: multilabel / multioutput
+        return tags
+
     def fit(self, X, y):
         """Store the training set (and build the tree, for the tree algorithms).
 
-        X : array-like of shape (n_samples, n_features); y : array-like of shape (n_samples,)
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,), or (n_samples, n_outputs) for multilabel or
+            multioutput classification (one vote per output, as in scikit-learn).
         """
         self._check_params()
-        X, y = validate_data(self, X, y, dtype=np.float64)
+        X, y = validate_data(self, X, y, dtype=np.float64, multi_output=True)
         check_classification_targets(y)
-        self.classes_, self._y = np.unique(y, return_inverse=True)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y.ravel()  # a column vector is one output
+        if y.ndim == 1:
+            self.classes_, self._y = np.unique(y, return_inverse=True)
+        else:
+            encoded = [np.unique(column, return_inverse=True) for column in y.T]
+            self.classes_ = [classes for classes, _ in encoded]
+            self._y = np.column_stack([codes for _, codes in encoded])
         self._fit_X_only(X)
         return self
 
+    def _output_probabilities(self, dist, ind) -> list[np.ndarray]:
+        """One (n_queries, n_classes_j) array per output j."""
+        outputs = (
+            [(self.classes_, self._y)]
+            if self._y.ndim == 1
+            else [(classes, self._y[:, j]) for j, classes in enumerate(self.classes_)]
+        )
+        return [
+            class_probabilities(dist, codes[ind], len(classes), self.weights, [dist.shape[1]])[0]
+            for classes, codes in outputs
+        ]
+
     def predict_proba(self, X):
         """Class probabilities: ndarray of shape (n_queries, n_classes), columns in
-        ``classes_`` order."""
+        ``classes_`` order; for 2-D y, a list of one such array per output."""
         dist, ind = self.kneighbors(X)
-        proba = class_probabilities(
-            dist, self._y[ind], len(self.classes_), self.weights, [dist.shape[1]]
-        )
-        return proba[0]
+        proba = self._output_probabilities(dist, ind)
+        return proba[0] if self._y.ndim == 1 else proba
 
     def predict(self, X):
-        """Most probable class of each query: ndarray of shape (n_queries,). Equal votes go to
-        the smallest class label (``classes_`` is sorted and argmax takes the first)."""
-        proba = self.predict_proba(X)
-        return self.classes_[np.argmax(proba, axis=1)]
+        """Most probable class of each query: ndarray of shape (n_queries,), or
+        (n_queries, n_outputs) for 2-D y. Equal votes go to the smallest class label
+        (``classes_`` is sorted and argmax takes the first)."""
+        dist, ind = self.kneighbors(X)
+        proba = self._output_probabilities(dist, ind)
+        if self._y.ndim == 1:
+            return self.classes_[np.argmax(proba[0], axis=1)]
+        return np.column_stack(
+            [classes[np.argmax(p, axis=1)] for classes, p in zip(self.classes_, proba, strict=True)]
+        )
 
 
 class KNNRegressor(RegressorMixin, _KNNBase):

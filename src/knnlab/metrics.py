@@ -361,3 +361,30 @@ def threshold_for_precision(y_true_binary, y_score, target: float) -> dict[str, 
         "recall": float(tps[i] / tps[-1]),
         "false_positive_rate": float(fps[i] / negatives) if negatives else float("nan"),
     }
+
+
+def multilabel_f1_score(Y_true, Y_pred, *, average: str = "macro") -> float:
+    """F1 for multilabel indicator matrices (the "large digit" and "odd digit" targets).
+
+    Y_true, Y_pred : array-like of shape (n_samples, n_labels), 0/1 or booleans.
+    average : "macro" (mean over labels), "micro" (pooled counts), "weighted" (by each
+        label's positives) or "samples" (mean over rows).
+    """
+    Y_true = np.asarray(Y_true).astype(bool)
+    Y_pred = np.asarray(Y_pred).astype(bool)
+    if Y_true.ndim != 2 or Y_true.shape != Y_pred.shape:
+        raise ValueError(
+            f"Y_true and Y_pred must be 2-D indicator matrices of one shape, got {Y_true.shape} "
+            f"and {Y_pred.shape}"
+        )
+    axis = 1 if average == "samples" else 0
+    tp = (Y_true & Y_pred).sum(axis=axis)
+    predicted = Y_pred.sum(axis=axis)
+    actual = Y_true.sum(axis=axis)
+    if average == "micro":
+        tp, predicted, actual = tp.sum(), predicted.sum(), actual.sum()
+        return float(_fbeta(tp, predicted, actual, 1.0))
+    if average not in ("macro", "weighted", "samples"):
+        raise ValueError(f"average must be macro, micro, weighted or samples, got {average!r}")
+    f = _fbeta(tp, predicted, actual, 1.0)
+    return _nan_average(f, actual.astype(np.float64) if average == "weighted" else None)

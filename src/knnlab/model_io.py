@@ -42,7 +42,13 @@ def save_model(path: Path | str, model: KNNClassifier, extra: dict | None = None
     classes = np.asarray(model.classes_)
     if classes.dtype.kind not in "iufUb":
         classes = classes.astype(str)  # object labels become text: no pickle needed
-    arrays = {"X": model._fit_X, "y": model._y.astype(np.int64), "classes": classes}
+    if np.ndim(model._y) != 1:
+        raise ValueError(
+            "save_model stores single-output classifiers; a multilabel/multioutput model has "
+            f"y of shape {np.shape(model._y)}"
+        )
+    # The unscaled training rows: loading refits, which reproduces the scaling exactly.
+    arrays = {"X": model._X_raw, "y": model._y.astype(np.int64), "classes": classes}
     header = {
         "format": FORMAT,
         "estimator": type(model).__name__,

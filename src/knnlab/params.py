@@ -18,9 +18,12 @@ from knnlab import paths
 
 EMBEDDED_DATASETS = ("digits", "iris", "moons")
 FILE_DATASET = "file"
+OPENML_DATASETS = ("mnist_784",)  # by bare name; any other OpenML name as "openml:<name>"
+OPENML_PREFIX = "openml:"
 WEIGHTS = ("uniform", "distance")
 ALGORITHMS = ("auto", "brute", "kd_tree", "ball_tree")
 SCORERS = ("accuracy", "f1_macro", "roc_auc_ovr")
+SCALINGS = ("none", "standard", "minmax")
 
 
 class ParamsError(ValueError):
@@ -108,6 +111,15 @@ def _optional_label(key: str, value: Any) -> int | str | None:
     return value
 
 
+def _dataset_name(key: str, value: Any) -> str:
+    names = (*EMBEDDED_DATASETS, *OPENML_DATASETS, FILE_DATASET)
+    if isinstance(value, str) and (
+        value in names or (value.startswith(OPENML_PREFIX) and len(value) > len(OPENML_PREFIX))
+    ):
+        return value
+    raise _fail(key, value, f"one of {', '.join(names)}, or openml:<name> for any OpenML dataset")
+
+
 def _nonempty_str(key: str, value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise _fail(key, value, "a non-empty string")
@@ -148,14 +160,17 @@ class DataParams:
     """Where the samples come from: an embedded dataset or a local CSV/parquet file.
 
     ``features`` keeps only those columns (iris on sepal length and width, for a surface);
+    ``max_rows`` keeps a stratified sample of that many rows, drawn with ``seed``;
     ``positive_class`` names the class of a binary "is it a <class>?" analysis (plots).
     """
 
-    dataset: str = _param("digits", _choice((*EMBEDDED_DATASETS, FILE_DATASET)))
+    dataset: str = _param("digits", _dataset_name)
     path: str | None = _param(None, _optional_str)
     label_column: str | None = _param(None, _optional_str)
     moons: MoonsParams = field(default_factory=MoonsParams)
     features: tuple[str, ...] | None = _param(None, _optional(_list_of(_nonempty_str)))
+    max_rows: int | None = _param(None, _optional(_int(2)))
+    seed: int = _param(0, _int(0))
     positive_class: int | str | None = _param(None, _optional_label)
 
     def __post_init__(self) -> None:
@@ -187,12 +202,14 @@ class SplitParams:
 
 @dataclass(frozen=True)
 class ModelParams:
-    """The configured k-nearest-neighbours classifier."""
+    """The configured k-nearest-neighbours classifier; ``scale`` is fitted on the training
+    rows only (also inside each tuning fold)."""
 
     n_neighbors: int = _param(5, _int(1))
     p: int | float = _param(2, _minkowski_p)
     weights: str = _param("uniform", _choice(WEIGHTS))
     algorithm: str = _param("auto", _choice(ALGORITHMS))
+    scale: str = _param("none", _choice(SCALINGS))
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,9 @@ RAW_DIR = DATA_DIR / "raw"
 RAW_DATASET = RAW_DIR / "dataset.parquet"
 RAW_META = RAW_DIR / "meta.json"
 
+# Downloads (OpenML) are cached here, outside DVC's outputs, so a second run needs no network.
+DOWNLOAD_CACHE = DATA_DIR / "cache"
+
 SPLIT_DIR = DATA_DIR / "split"
 TRAIN_SPLIT = SPLIT_DIR / "train.parquet"
 TEST_SPLIT = SPLIT_DIR / "test.parquet"

@@ -67,7 +67,18 @@ def _score(scorer: str, y_true: np.ndarray, proba: np.ndarray, classes: np.ndarr
 
 
 def _search_and_score(
-    X_train, y_train, X_valid, y_valid, p, algorithms, weightings, ks, n_classes, scoring, threads
+    X_train,
+    y_train,
+    X_valid,
+    y_valid,
+    p,
+    algorithms,
+    weightings,
+    ks,
+    n_classes,
+    scoring,
+    threads,
+    scale,
 ):
     """One (fold, p) task: one search per algorithm at the largest k, every (weights, k)
     scored from the first search's neighbours (all algorithms return the same ones).
@@ -79,7 +90,7 @@ def _search_and_score(
     times = []
     for algorithm in algorithms:
         start = time.perf_counter()
-        model = KNNClassifier(k_max, p=p, algorithm=algorithm, n_jobs=threads)
+        model = KNNClassifier(k_max, p=p, algorithm=algorithm, scale=scale, n_jobs=threads)
         model.fit(X_train, y_train)
         fitted = time.perf_counter()
         found = model.kneighbors(X_valid)  # (n_valid, k_max) distances and indices
@@ -129,6 +140,7 @@ def grid_search_cv(
     refit: str = "accuracy",
     seed: int | None = None,
     n_jobs: int | None = None,
+    scale: str = "none",
 ) -> GridSearchResult:
     """Exhaustive cross-validated search over a kNN grid, one neighbour search per
     (fold, p, algorithm).
@@ -145,6 +157,8 @@ def grid_search_cv(
     refit : the scorer that picks ``best_params`` (ties: the earlier candidate)
     n_jobs : parallel (fold, p) tasks with joblib; None or 1 runs them in this process
         (whose search then uses every core). Results are the same for any value.
+    scale : feature scaling of every candidate ("none", "standard", "minmax"), fitted on
+        each fold's training rows only.
     """
     grid = _check_grid(grid)
     scoring = tuple(scoring)
@@ -189,6 +203,7 @@ def grid_search_cv(
             classes.size,
             scoring,
             inner_threads,
+            scale,
         )
         for fold, p in tasks
     )
@@ -244,7 +259,7 @@ def grid_search_cv(
 
     best_index = int(np.argmin(cv_results[f"rank_test_{refit}"].to_numpy()))
     best_params = dict(candidates[best_index])
-    best_estimator = KNNClassifier(**best_params).fit(X, classes[y_code])
+    best_estimator = KNNClassifier(**best_params, scale=scale).fit(X, classes[y_code])
     return GridSearchResult(
         cv_results=cv_results,
         search_timings=pd.DataFrame(timing_rows),

@@ -61,7 +61,8 @@ def prediction_table(y_test: np.ndarray, result: Evaluation) -> pd.DataFrame:
 
 def model_summary(estimator_params: dict) -> dict:
     """The four hyper-parameters that define a model (not its thread count)."""
-    return {key: estimator_params[key] for key in ("n_neighbors", "p", "weights", "algorithm")}
+    keys = ("n_neighbors", "p", "weights", "algorithm", "scale")
+    return {key: estimator_params[key] for key in keys}
 
 
 def run(params: Params) -> None:
@@ -79,7 +80,11 @@ def run(params: Params) -> None:
         # "fit" of the saved model = load + check + (for trees) rebuild: what a user pays.
         "configured": evaluate_model(lambda: load_model(paths.MODEL_FILE), X_test, y_test),
         "tuned": evaluate_model(
-            lambda: KNNClassifier(**tuned["best_params"]).fit(X_train, y_train), X_test, y_test
+            lambda: KNNClassifier(**tuned["best_params"], scale=tuned["scale"]).fit(
+                X_train, y_train
+            ),
+            X_test,
+            y_test,
         ),
         "baseline": evaluate_model(
             lambda: DummyClassifier(strategy="most_frequent").fit(X_train, y_train),

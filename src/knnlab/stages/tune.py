@@ -56,6 +56,7 @@ def run(params: Params) -> None:
         scoring=SCORERS,
         refit=tune.scoring,
         seed=tune.seed,
+        scale=params.model.scale,
     )
     summary = {
         "best_params": result.best_params,
@@ -63,6 +64,7 @@ def run(params: Params) -> None:
         "scoring": tune.scoring,
         "cv": tune.cv,
         "seed": tune.seed,
+        "scale": params.model.scale,
         "n_candidates": len(result.cv_results),
         "n_train": len(X),
     }
