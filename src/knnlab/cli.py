@@ -22,6 +22,7 @@ from knnlab import paths
 from knnlab.datasets import DataError
 from knnlab.model_io import ModelFileError
 from knnlab.params import ParamsError, load_params
+from knnlab.tracking import TrackingError
 
 STAGES = ("fetch", "split", "train", "tune", "evaluate", "plot")
 # Errors that mean "the input is wrong", reported as one line rather than a traceback.
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         module = importlib.import_module(f"knnlab.stages.{args.command}")
         module.run(load_params(args.params))
-    except (*USER_ERRORS, FileNotFoundError, ValueError) as error:
+    except (*USER_ERRORS, FileNotFoundError, ValueError, TrackingError) as error:
         if debug:
             raise
         print(f"knnlab {args.command}: error: {error}", file=sys.stderr)

@@ -120,6 +120,12 @@ def _dataset_name(key: str, value: Any) -> str:
     raise _fail(key, value, f"one of {', '.join(names)}, or openml:<name> for any OpenML dataset")
 
 
+def _bool(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _fail(key, value, "true or false")
+    return value
+
+
 def _nonempty_str(key: str, value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise _fail(key, value, "a non-empty string")
@@ -238,10 +244,12 @@ class TuneParams:
 
 @dataclass(frozen=True)
 class MlflowParams:
-    """Where runs are logged. ``tracking_uri: null`` means ``sqlite:///<repo>/mlflow.db``."""
+    """Where runs are logged. ``tracking_uri: null`` means ``sqlite:///<repo>/mlflow.db``;
+    ``required: false`` lets stages complete (with a warning) when the store is down."""
 
     experiment: str = _param("knnlab", _nonempty_str)
     tracking_uri: str | None = _param(None, _optional_str)
+    required: bool = _param(True, _bool)
 
 
 @dataclass(frozen=True)

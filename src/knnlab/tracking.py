@@ -13,16 +13,21 @@ not log should not pay for it.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import math
 import os
 import re
+import sqlite3
 import subprocess
+import sys
 import time
+import urllib.request
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from knnlab import paths
 from knnlab.params import MlflowParams
@@ -46,12 +51,93 @@ class RunRecord:
         }
 
 
+class TrackingError(RuntimeError):
+    """The MLflow store cannot be used: unreachable, read-only, or credentials in its URI."""
+
+
+def _redact(uri: str) -> str:
+    parts = urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _refuse_credentials(uri: str) -> None:
+    parts = urlsplit(uri)
+    if parts.username or parts.password:
+        raise TrackingError(
+            f"tracking URI {_redact(uri)} has credentials in it: remove them and set "
+            "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) "
+            "in the environment instead, so they never reach params, logs or reports"
+        )
+
+
 def default_tracking_uri() -> str:
     return "sqlite:///" + (paths.repository_root() / paths.MLFLOW_DB_NAME).as_posix()
 
 
 def resolve_tracking_uri(config: MlflowParams) -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or config.tracking_uri or default_tracking_uri()
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or config.tracking_uri or default_tracking_uri()
+    _refuse_credentials(uri)
+    return uri
+
+
+def _sqlite_target(uri: str) -> tuple[str, bool]:
+    """What sqlite3.connect needs for an MLflow ``sqlite:///`` URI: (database, is_uri)."""
+    path, _, query = uri.removeprefix("sqlite:///").partition("?")
+    if not query:
+        return path, False
+    options = "&".join(o for o in query.split("&") if not o.startswith("uri="))
+    return f"file:{path}?{options}", True
+
+
+def check_store(uri: str, timeout: float = 8.0) -> None:
+    """Fail fast, naming the URI, when the store cannot take writes: a server that does not
+    answer its health check, or a SQLite file that is read-only or cannot be created."""
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as reply:
+                reply.read(64)
+        except (OSError, ValueError) as error:  # URLError and timeouts are OSErrors
+            raise TrackingError(
+                f"MLflow tracking server {_redact(uri)} cannot be reached ({error}); start it, "
+                "fix mlflow.tracking_uri / MLFLOW_TRACKING_URI, or set mlflow.required: false"
+            ) from None
+    elif uri.startswith("sqlite:///"):
+        database, is_uri = _sqlite_target(uri)
+        try:
+            with contextlib.closing(sqlite3.connect(database, uri=is_uri, timeout=timeout)) as db:
+                # A real (rolled back) write: opening and locking succeed on read-only files.
+                db.execute("BEGIN IMMEDIATE")
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                db.execute(f"PRAGMA user_version = {int(version)}")
+                db.rollback()
+        except sqlite3.Error as error:
+            raise TrackingError(
+                f"MLflow store {uri} cannot be written ({error}); check the file and folder "
+                "permissions, or set mlflow.required: false"
+            ) from None
+
+
+@contextlib.contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    """Serialise writers of one SQLite store across processes (parallel DVC experiments):
+    SQLite allows one writer at a time, and MLflow's first use creates tables, which two
+    processes must not do at once. Other stores handle concurrency themselves."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    database, _ = _sqlite_target(uri)
+    lock_path = Path(database.removeprefix("file:").split("?")[0] + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _artifact_location(tracking_uri: str, experiment: str) -> str | None:
@@ -214,34 +300,103 @@ class Run:
         return ids
 
 
-@contextlib.contextmanager
-def stage_run(config: MlflowParams, stage: str, run_name: str) -> Iterator[Run]:
-    """Open a run for ``stage``; it ends FINISHED, or FAILED if the block raises."""
-    tracking_uri = resolve_tracking_uri(config)
-    client = _client(tracking_uri)
-    experiment_id = _experiment_id(client, config.experiment, tracking_uri)
-    run = client.create_run(experiment_id, run_name=run_name, tags=standard_tags(stage))
-    handle = Run(client, RunRecord(tracking_uri, experiment_id, run.info.run_id))
+_warned: set[str] = set()
+
+
+def _warn_untracked(stage: str, error: TrackingError) -> None:
+    """One warning per store and process, however many times a stage asks."""
+    if str(error) not in _warned:
+        _warned.add(str(error))
+        print(f"knnlab {stage}: warning: {error}; not tracking this run", file=sys.stderr)
+
+
+def preflight(config: MlflowParams, stage: str) -> bool:
+    """Check the store before a stage spends time computing: raise :class:`TrackingError`
+    when it is unusable and required, else warn once. Returns whether it is usable."""
     try:
-        yield handle
-    except BaseException:
-        client.set_terminated(run.info.run_id, "FAILED")
-        raise
-    client.set_terminated(run.info.run_id, "FINISHED")
+        check_store(resolve_tracking_uri(config))
+    except TrackingError as error:
+        if config.required:
+            raise
+        _warn_untracked(stage, error)
+        return False
+    return True
+
+
+class NullRun:
+    """Stands in for a run when the store is unavailable and ``mlflow.required: false``."""
+
+    def __init__(self, tracking_uri: str):
+        self.record = RunRecord(tracking_uri, "", "")
+
+    def __getattr__(self, name: str):
+        if name.startswith("log"):
+            return lambda *args, **kwargs: None
+        raise AttributeError(name)
+
+
+def _open_run(config: MlflowParams, stage: str, run_name: str, tracking_uri: str):
+    # Bounded retries and timeouts, so an unreachable server fails in seconds (the user's
+    # own settings win).
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
+
+    check_store(tracking_uri)
+    try:
+        client = _client(tracking_uri)
+        experiment_id = _experiment_id(client, config.experiment, tracking_uri)
+        run = client.create_run(experiment_id, run_name=run_name, tags=standard_tags(stage))
+    except (MlflowException, SQLAlchemyError, OSError) as error:
+        raise TrackingError(f"MLflow store {_redact(tracking_uri)}: {error}") from None
+    return client, Run(client, RunRecord(tracking_uri, experiment_id, run.info.run_id))
+
+
+@contextlib.contextmanager
+def stage_run(config: MlflowParams, stage: str, run_name: str) -> Iterator[Run | NullRun]:
+    """Open a run for ``stage``; it ends FINISHED, or FAILED if the block raises.
+
+    An unusable store raises :class:`TrackingError` naming it, or, with
+    ``mlflow.required: false``, warns once and yields a :class:`NullRun` that logs nothing.
+    """
+    tracking_uri = resolve_tracking_uri(config)
+    with _store_lock(tracking_uri):
+        try:
+            client, handle = _open_run(config, stage, run_name, tracking_uri)
+        except TrackingError as error:
+            if config.required:
+                raise
+            _warn_untracked(stage, error)
+            yield NullRun(tracking_uri)
+            return
+        try:
+            yield handle
+        except BaseException:
+            client.set_terminated(handle.record.run_id, "FAILED")
+            raise
+        client.set_terminated(handle.record.run_id, "FINISHED")
 
 
 def log_artifacts_to(
     record: Mapping[str, str], files: list[Path], artifact_path: str | None
 ) -> None:
-    """Attach files to an existing run (the plot stage adds figures to the evaluate run)."""
-    client = _client(record["tracking_uri"])
-    for file in files:
-        client.log_artifact(record["run_id"], str(file), artifact_path)
+    """Attach files to an existing run (the plot stage adds figures to the evaluate run);
+    nothing when the run was not tracked (``mlflow.required: false``)."""
+    if not record.get("run_id"):
+        return
+    with _store_lock(record["tracking_uri"]):
+        client = _client(record["tracking_uri"])
+        for file in files:
+            client.log_artifact(record["run_id"], str(file), artifact_path)
 
 
 def log_table(record: Mapping[str, str], table, artifact_file: str) -> None:
     """A DataFrame as an MLflow table artifact (shown as a table in the run's UI)."""
-    _client(record["tracking_uri"]).log_table(record["run_id"], table, artifact_file)
+    if not record.get("run_id"):
+        return
+    with _store_lock(record["tracking_uri"]):
+        _client(record["tracking_uri"]).log_table(record["run_id"], table, artifact_file)
 
 
 def run_summary(tracking_uri: str, experiment: str) -> list[dict[str, Any]]:

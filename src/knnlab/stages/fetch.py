@@ -8,8 +8,9 @@ from knnlab.params import Params
 
 def run(params: Params) -> None:
     dataset = datasets.load(params.data)
-    io.write_parquet(paths.RAW_DATASET, dataset.frame)
-    io.write_json(paths.RAW_META, dataset.meta())
+    with io.atomic_dir(paths.RAW_DIR) as folder:
+        io.write_parquet(folder / paths.RAW_DATASET.name, dataset.frame)
+        io.write_json(folder / paths.RAW_META.name, dataset.meta())
     print(
         f"fetch: {dataset.name}: {len(dataset.frame)} rows, "
         f"{len(dataset.feature_columns)} features -> {paths.RAW_DATASET}"

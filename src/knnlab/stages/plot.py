@@ -3,8 +3,6 @@ reviewer's ``reports/report.md``; figures and report also attached to the evalua
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
@@ -131,10 +129,10 @@ def run(params: Params) -> None:
             names,
         )
 
-    written: list[Path] = []
-    for name, fig in made.items():
-        figures.save(fig, paths.FIGURES_DIR / name)
-        written.append(paths.FIGURES_DIR / name)
+    with io.atomic_dir(paths.FIGURES_DIR) as folder:
+        for name, fig in made.items():
+            figures.save(fig, folder / name)
+    written = [paths.FIGURES_DIR / name for name in made]
     roc, pr = curve_tables(y_true, proba, classes)
     io.write_csv(paths.ROC_PLOT, roc)
     io.write_csv(paths.PRECISION_RECALL_PLOT, pr)

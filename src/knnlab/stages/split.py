@@ -36,16 +36,17 @@ def run(params: Params) -> None:
     frame = io.read_parquet(paths.RAW_DATASET)
     meta = io.read_json(paths.RAW_META)
     train, test = stratified_split(frame, params.split)
-    io.write_parquet(paths.TRAIN_SPLIT, train)
-    io.write_parquet(paths.TEST_SPLIT, test)
-    io.write_json(
-        paths.SPLIT_META,
-        {
-            **meta,
-            "test_size": params.split.test_size,
-            "seed": params.split.seed,
-            "n_train": len(train),
-            "n_test": len(test),
-        },
-    )
+    with io.atomic_dir(paths.SPLIT_DIR) as folder:
+        io.write_parquet(folder / paths.TRAIN_SPLIT.name, train)
+        io.write_parquet(folder / paths.TEST_SPLIT.name, test)
+        io.write_json(
+            folder / paths.SPLIT_META.name,
+            {
+                **meta,
+                "test_size": params.split.test_size,
+                "seed": params.split.seed,
+                "n_train": len(train),
+                "n_test": len(test),
+            },
+        )
     print(f"split: {len(train)} train / {len(test)} test rows (seed {params.split.seed})")

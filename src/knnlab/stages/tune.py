@@ -44,6 +44,7 @@ def child_runs(result: GridSearchResult) -> list[dict]:
 
 
 def run(params: Params) -> None:
+    tracking.preflight(params.mlflow, "tune")  # fail before computing, not after
     train = io.read_parquet(paths.TRAIN_SPLIT)
     meta = io.read_json(paths.SPLIT_META)
     X, y = features_and_labels(train)
@@ -84,8 +85,9 @@ def run(params: Params) -> None:
             metrics={f"best_cv_{tune.scoring}": result.best_score},
         )
         mlflow_run.log_children(child_runs(result))
-        io.write_csv(paths.CV_RESULTS, score_table(result))
-        io.write_json(paths.BEST_PARAMS, summary)
+        with io.atomic_dir(paths.TUNE_DIR) as folder:
+            io.write_csv(folder / paths.CV_RESULTS.name, score_table(result))
+            io.write_json(folder / paths.BEST_PARAMS.name, summary)
         io.write_csv(paths.TUNE_TIMINGS, result.search_timings)
         mlflow_run.log_artifact(paths.CV_RESULTS, "tune")
         mlflow_run.log_artifact(paths.BEST_PARAMS, "tune")
