@@ -4,68 +4,20 @@ MLflow SQLite store at that repository's root (its default location)."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from knnlab import tracking
 
 from . import dvc_plots_browser
 from .conftest import REPO_ROOT
+from .project import make_project, run, stages_run, store
 
 pytestmark = pytest.mark.slow
-
-PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", "src"]
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("MLFLOW_TRACKING_URI", None)  # use the project's default store
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    env.update(
-        GIT_AUTHOR_NAME="knnlab tests",
-        GIT_AUTHOR_EMAIL="tests@knnlab.invalid",
-        GIT_COMMITTER_NAME="knnlab tests",
-        GIT_COMMITTER_EMAIL="tests@knnlab.invalid",
-    )
-    return env
-
-
-def run(cmd: list[str], cwd: Path) -> str:
-    done = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}"
-    return done.stdout + done.stderr
-
-
-def make_project(root: Path, **overrides) -> Path:
-    """Copy the pipeline into a fresh git repository with params overridden per section."""
-    for name in PROJECT_FILES:
-        source = REPO_ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, root / name)
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    for section, values in overrides.items():
-        params[section].update(values)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["git", "init", "-q", "-b", "main"], root)
-    run(["git", "add", "-A"], root)
-    run(["git", "commit", "-q", "-m", "project"], root)
-    return root
-
-
-def stages_run(output: str) -> list[str]:
-    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
 
 
 @pytest.fixture(scope="module")
@@ -88,10 +40,6 @@ def iris_project(tmp_path_factory):
     run(["git", "add", "-A"], root)  # as a user would: commit dvc.lock and reports/
     run(["git", "commit", "-q", "-m", "repro"], root)
     return root, output
-
-
-def store(root: Path) -> list[dict]:
-    return tracking.run_summary(f"sqlite:///{root / 'mlflow.db'}", "knnlab")
 
 
 def test_repro_runs_every_stage_and_writes_reports(iris_project):

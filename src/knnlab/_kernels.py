@@ -214,6 +214,16 @@ def _exact_powered(q, t, kind, p):
 
 
 @njit(cache=True)
+def _root(s, kind, p):
+    """The distance from its p-th-power sum."""
+    if kind == 0 or kind == 1:
+        return s
+    if kind == 2:
+        return np.sqrt(s)
+    return s ** (1.0 / p)
+
+
+@njit(cache=True)
 def _top_k_sorted(values, cols, k, out_v, out_j):
     """Write the k smallest (value, col) pairs in (value, col) order."""
     order = np.argsort(cols, kind="mergesort")  # index order first ...
@@ -230,9 +240,9 @@ def exact_rerank(Q, T, best_v, best_j, threshold, k, kind, p, self_offset, out_v
 
     Q : (m, d) float64 raw queries; T : (n, d) float64 raw training points.
     best_v, best_j : (m, width) approximate buffer; threshold : (m,) approximate value below
-        which every possible top-k point lies. Writes out_v, out_j (m, k): exact powered
-        distances and indices, sorted, ties to the lower index. Returns the number of
-        queries that needed the full scan.
+        which every possible top-k point lies. Writes out_v, out_j (m, k): exact distances
+        (roots taken before ranking, so equal returned distances go to the lower index) and
+        indices, sorted. Returns the number of queries that needed the full scan.
     """
     m, width = best_v.shape
     n = T.shape[0]
@@ -256,7 +266,7 @@ def exact_rerank(Q, T, best_v, best_j, threshold, k, kind, p, self_offset, out_v
             c = 0
             for w in range(width):
                 if best_v[i, w] <= threshold[i]:
-                    values[c] = _exact_powered(Q[i], T[best_j[i, w]], kind, p)
+                    values[c] = _root(_exact_powered(Q[i], T[best_j[i, w]], kind, p), kind, p)
                     cols[c] = best_j[i, w]
                     c += 1
             _top_k_sorted(values, cols, k, out_v[i], out_j[i])
@@ -268,7 +278,7 @@ def exact_rerank(Q, T, best_v, best_j, threshold, k, kind, p, self_offset, out_v
             c = 0
             for j in range(n):
                 if j != skip:
-                    values[c] = _exact_powered(Q[i], T[j], kind, p)
+                    values[c] = _root(_exact_powered(Q[i], T[j], kind, p), kind, p)
                     cols[c] = j
                     c += 1
             _top_k_sorted(values, cols, k, out_v[i], out_j[i])

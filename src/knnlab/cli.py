@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         module = importlib.import_module(f"knnlab.stages.{args.command}")
         module.run(load_params(args.params))
-    except (*USER_ERRORS, FileNotFoundError, ValueError, TrackingError) as error:
+    except (*USER_ERRORS, OSError, ValueError, TrackingError) as error:
         if debug:
             raise
         print(f"knnlab {args.command}: error: {error}", file=sys.stderr)

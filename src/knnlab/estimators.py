@@ -89,13 +89,12 @@ def tree_kneighbors(
         candidates, candidate_dist = tree.query_radius(
             queries[rows], r=radius * (1 + 1e-9) + 1e-300, return_distance=True
         )
-        for row, r, cand_ind, cand_dist in zip(
-            rows, radius, candidates, candidate_dist, strict=True
-        ):
-            keep = cand_dist <= r
+        for row, cand_ind, cand_dist in zip(rows, candidates, candidate_dist, strict=True):
+            # No filter on r: query_radius may round a distance differently from query
+            # (3.0 against 2.9999999999999996); sorting the wider set is exact either way.
             if is_self_query:
-                keep &= cand_ind != row
-            cand_ind, cand_dist = cand_ind[keep], cand_dist[keep]
+                others = cand_ind != row
+                cand_ind, cand_dist = cand_ind[others], cand_dist[others]
             best = np.lexsort((cand_ind, cand_dist))[:n_neighbors]
             dist[row], ind[row] = cand_dist[best], cand_ind[best]
     return dist, ind

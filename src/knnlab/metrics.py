@@ -92,11 +92,10 @@ def _nan_average(values: np.ndarray, weights: np.ndarray | None = None) -> float
     defined = ~np.isnan(values)
     if not defined.any():
         return float("nan")
-    if weights is None:
+    w = None if weights is None else weights[defined]
+    if w is None or w.sum() == 0:
+        # No weight on any defined label: their plain mean, as scikit-learn falls back to.
         return float(np.mean(values[defined]))
-    w = weights[defined]
-    if w.sum() == 0:
-        return float("nan")
     return float(np.average(values[defined], weights=w))
 
 

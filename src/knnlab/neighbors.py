@@ -122,14 +122,6 @@ def _rounding_bound(q_norms: np.ndarray, t_norm_max: float, p: float, d: int) ->
     return _BOUND_SAFETY * bound
 
 
-def _to_distance(powered: np.ndarray, p: float) -> np.ndarray:
-    if math.isinf(p) or p == 1:
-        return powered
-    if p == 2:
-        return np.sqrt(powered)
-    return powered ** (1.0 / p)
-
-
 def kneighbors(
     X_train,
     X_query,
@@ -175,15 +167,19 @@ def kneighbors(
 
     centre = X_train.mean(axis=0)
     # A feature constant over the training set adds the same |q_f - c_f|^p to a query's
-    # distance to every training point: it cannot change the ranking, so the float32 pass
-    # skips it (MNIST's border pixels); the exact re-rank uses every feature.
-    varying = np.flatnonzero(np.ptp(X_train, axis=0) > 0) if n_train > 1 else np.arange(0)
-    if varying.size == 0:
-        varying = np.arange(min(1, n_features))
+    # distance to every training point: it cannot change the ranking of the sums, so the
+    # float32 pass skips it (MNIST's border pixels); the exact re-rank uses every feature.
+    # Not under the max of p = inf: a constant column sets a floor that can turn a strict
+    # order into a tie.
+    varying = np.arange(n_features)
+    if not math.isinf(p) and n_train > 1:
+        varying = np.flatnonzero(np.ptp(X_train, axis=0) > 0)
+        if varying.size == 0:
+            varying = np.arange(min(1, n_features))
     T32 = (X_train[:, varying] - centre[varying]).astype(np.float32)
     t_norms = _powered_norms(T32.astype(np.float64), p)  # (n_train,)
     t_norm_max = float(t_norms.max(initial=0.0))
-    powered = np.empty((n_queries, n_neighbors))
+    distances = np.empty((n_queries, n_neighbors))
     indices = np.empty((n_queries, n_neighbors), dtype=np.int64)
     chunk = _chunk_rows(n_train, uses_gram, working_memory)
     gram = np.empty((min(chunk, n_queries), n_train), dtype=np.float32) if uses_gram else None
@@ -225,10 +221,10 @@ def kneighbors(
                 kind,
                 p,
                 self_offset,
-                powered[start:stop],
+                distances[start:stop],
                 indices[start:stop],
             )
-    return _to_distance(powered, p), indices
+    return distances, indices
 
 
 def warm_up(p: float = 2, n_features: int = 4) -> None:

@@ -302,5 +302,8 @@ def load_params(path: Path | str = paths.PARAMS_FILE) -> Params:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise ParamsError(f"{path}: not valid YAML: {error}") from None
+        where = getattr(error, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ParamsError(f"{path}: not valid YAML{at}: {problem}") from None
     return parse_params(raw)

@@ -1,0 +1,266 @@
+"""Fault injection: every fault knnlab promises to handle, tried for real on a copy of the
+project, one line each: the fault, the exit code, the message, and whether the outputs
+survived.
+
+    python tests/fault_injection.py [PROJECT_DIR]
+
+PROJECT_DIR must be a knnlab project on which ``dvc repro`` has run (the test suite makes
+one); without it a temporary iris project is built first. Each fault is applied, the stage
+or command it concerns is run as a user would run it, the fault is undone, and every output
+file's SHA-256 is compared with its value before the fault.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+OUTPUTS = ("data/raw", "data/split", "models", "reports", "tracking")
+
+
+@dataclass
+class Outcome:
+    fault: str
+    exit_code: int
+    message: str
+    changed: list[str]
+    seconds: float
+
+    @property
+    def line(self) -> str:
+        kept = "outputs intact" if not self.changed else "changed: " + ", ".join(self.changed)
+        return f"{self.fault:48s} exit {self.exit_code:3d}  {self.seconds:5.1f}s  {kept}  | {self.message}"
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """SHA-256 of every output file (temporary files of atomic writes excluded)."""
+    digests = {}
+    for top in OUTPUTS:
+        for path in sorted((root / top).rglob("*")):
+            if path.is_file() and not path.name.startswith("."):
+                digests[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return digests
+
+
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env.pop("KNNLAB_DEBUG", None)
+    env.update(extra or {})
+    return env
+
+
+def knnlab(root: Path, *args: str, env: dict[str, str] | None = None, stdin: str | None = None):
+    done = subprocess.run(
+        [sys.executable, "-m", "knnlab", *args],
+        cwd=root,
+        env=_env(env),
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=120,
+    )
+    return done.returncode, done.stderr.strip().splitlines()[-1:] or [""]
+
+
+class Project:
+    """A project folder with its params.yaml restored after each fault."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.params_text = (root / "params.yaml").read_text()
+
+    def params(self, **sections) -> None:
+        params = yaml.safe_load(self.params_text)
+        for dotted, value in sections.items():
+            node = params
+            *parents, last = dotted.split("__")
+            for key in parents:
+                node = node.setdefault(key, {})
+            node[last] = value
+        (self.root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    def raw_params(self, text: str) -> None:
+        (self.root / "params.yaml").write_text(text)
+
+    def restore(self) -> None:
+        (self.root / "params.yaml").write_text(self.params_text)
+
+
+def _data_file(root: Path, name: str, content: bytes) -> dict:
+    path = root / "faults" / name
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(content)
+    return {"data__dataset": "file", "data__path": str(path), "data__label_column": "label"}
+
+
+def faults(project: Project) -> list[tuple[str, Callable[[], tuple[int, list[str]]]]]:
+    root = project.root
+
+    def stage_with(stage: str, **params):
+        def go():
+            project.params(**params)
+            return knnlab(root, stage)
+
+        return go
+
+    def data_fault(name: str, content: bytes):
+        def go():
+            project.params(**_data_file(root, name, content))
+            return knnlab(root, "fetch")
+
+        return go
+
+    def predict_with(name: str, content: bytes):
+        def go():
+            path = root / "faults" / name
+            path.parent.mkdir(exist_ok=True)
+            path.write_bytes(content)
+            return knnlab(root, "predict", str(path))
+
+        return go
+
+    def damaged_model(how: str):
+        def go():
+            model = root / "models" / "model.npz"
+            original = model.read_bytes()
+            damaged = root / "faults" / "model.npz"
+            damaged.parent.mkdir(exist_ok=True)
+            if how == "truncated":
+                damaged.write_bytes(original[: len(original) // 2])
+            else:
+                with np.load(model, allow_pickle=False) as archive:
+                    arrays = {k: archive[k] for k in archive.files}
+                arrays["X"] = arrays["X"] + 0.5  # changed values, stale checksum
+                np.savez(damaged, **arrays)
+            row = ",".join(["1.0"] * 4)
+            return knnlab(root, "predict", "--model", str(damaged), "-", stdin=row + "\n")
+
+        return go
+
+    def tracking_fault(uri: str, stage: str = "tune"):
+        return lambda: knnlab(root, stage, env={"MLFLOW_TRACKING_URI": uri})
+
+    def read_only_store():
+        store = root / "faults" / "readonly.db"
+        store.parent.mkdir(exist_ok=True)
+        shutil.copy(root / "mlflow.db", store)
+        if subprocess.run(["chattr", "+i", str(store)], capture_output=True).returncode:
+            return 0, ["skipped: chattr +i (immutable file) is not available here"]
+        try:
+            return knnlab(root, "evaluate", env={"MLFLOW_TRACKING_URI": f"sqlite:///{store}"})
+        finally:
+            subprocess.run(["chattr", "-i", str(store)], capture_output=True)
+
+    def killed_stage():
+        """SIGKILL ``dvc repro`` while the tune stage is working on a long grid (thousands
+        of candidates: it is searching or logging nested runs when the kill lands)."""
+        project.params(
+            tune__grid__n_neighbors=list(range(1, 60)),
+            tune__grid__p=[1, 1.5, 2, 3, 4, float("inf")],
+            tune__grid__algorithm=["brute", "kd_tree", "ball_tree"],
+        )
+        proc = subprocess.Popen(
+            ["dvc", "repro", "tune"],
+            cwd=root,
+            env=_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # wait for the stage's own process
+            found = subprocess.run(["pgrep", "-f", "knnlab tune"], capture_output=True)
+            if found.returncode == 0:
+                break
+            time.sleep(0.2)
+        time.sleep(4)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        status = subprocess.run(
+            ["dvc", "status", "tune"], cwd=root, env=_env(), capture_output=True, text=True
+        ).stdout
+        truthful = "changed" in status
+        return -9, [f"dvc status after the kill reports tune changed: {truthful}"]
+
+    bad_csv = b"a,b,label\n1,2,x\n1,NaN,y\n3,4,x\n5,6,y\n"
+    return [
+        ("params: unknown key", stage_with("train", model__k=3)),
+        (
+            "params: wrong type (n_neighbors: 'five')",
+            stage_with("train", model__n_neighbors="five"),
+        ),
+        ("params: n_neighbors = 0", stage_with("train", model__n_neighbors=0)),
+        ("params: n_neighbors > train split", stage_with("train", model__n_neighbors=10_000)),
+        ("params: p < 1", stage_with("train", model__p=0.5)),
+        ("params: unknown algorithm", stage_with("train", model__algorithm="lsh")),
+        ("params: unknown weights", stage_with("train", model__weights="inverse")),
+        ("params: unknown dataset", stage_with("fetch", data__dataset="cifar")),
+        ("params: test_size = 1.5", stage_with("split", split__test_size=1.5)),
+        ("params: empty grid list", stage_with("tune", tune__grid__p=[])),
+        ("params: cv > smallest class", stage_with("tune", tune__cv=500)),
+        ("params: not YAML", lambda: (project.raw_params("model: [\n"), knnlab(root, "train"))[1]),
+        ("data: NaN in a feature", data_fault("nan.csv", bad_csv)),
+        ("data: infinite feature", data_fault("inf.csv", bad_csv.replace(b"NaN", b"inf"))),
+        ("data: non-numeric feature", data_fault("text.csv", bad_csv.replace(b"NaN", b"abc"))),
+        ("data: missing label column", data_fault("nolabel.csv", b"a,b,c\n1,2,3\n4,5,6\n")),
+        ("data: a single class", data_fault("oneclass.csv", b"a,label\n1,x\n2,x\n3,x\n")),
+        ("data: empty file", data_fault("empty.csv", b"")),
+        ("data: corrupt parquet", data_fault("corrupt.parquet", b"PAR1 this is not parquet")),
+        ("data: corrupt CSV", data_fault("corrupt.csv", b'a,b,label\n1,"2,x\n')),
+        ("predict: wrong number of features", predict_with("short.csv", b"1,2,3\n")),
+        ("predict: image for a model of 4 features", predict_with("a.png", b"\x89PNG no")),
+        ("predict: unreadable .npy", predict_with("broken.npy", b"\x93NUMPY garbage")),
+        ("model: truncated file", damaged_model("truncated")),
+        ("model: tampered arrays", damaged_model("tampered")),
+        ("mlflow: server not listening", tracking_fault("http://127.0.0.1:9")),
+        ("mlflow: read-only SQLite store", read_only_store),
+        ("mlflow: credentials in the URI", tracking_fault("http://bob:hunter2@127.0.0.1:9")),
+        ("kill: SIGKILL in the middle of tune", killed_stage),
+    ]
+
+
+def run_faults(root: Path, groups: tuple[str, ...] | None = None) -> list[Outcome]:
+    """Inject every fault (or those whose name starts with one of ``groups``)."""
+    project = Project(root)
+    outcomes = []
+    for name, inject in faults(project):
+        if groups is not None and not name.startswith(groups):
+            continue
+        before = snapshot(root)
+        start = time.perf_counter()
+        try:
+            code, message = inject()
+        finally:
+            project.restore()
+        seconds = time.perf_counter() - start
+        after = snapshot(root)
+        changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+        outcomes.append(Outcome(name, code, message[0], changed, seconds))
+    return outcomes
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        print("usage: python tests/fault_injection.py PROJECT_DIR (a project after dvc repro)")
+        return 2
+    outcomes = run_faults(Path(args[0]).resolve())
+    for outcome in outcomes:
+        print(outcome.line)
+    return 0 if all(o.exit_code != 0 and not o.changed for o in outcomes) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
