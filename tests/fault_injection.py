@@ -40,7 +40,8 @@ class Outcome:
     @property
     def line(self) -> str:
         kept = "outputs intact" if not self.changed else "changed: " + ", ".join(self.changed)
-        return f"{self.fault:48s} exit {self.exit_code:3d}  {self.seconds:5.1f}s  {kept}  | {self.message}"
+        timing = f"exit {self.exit_code:3d}  {self.seconds:5.1f}s"
+        return f"{self.fault:48s} {timing}  {kept}  | {self.message}"
 
 
 def snapshot(root: Path) -> dict[str, str]:

@@ -46,7 +46,7 @@ def test_defaults_fill_missing_keys():
         ({"split": {"test_size": 0}}, "split.test_size = 0 "),
         (
             {"data": {"dataset": "mnist"}},
-            "data.dataset = 'mnist' .* one of digits, iris, moons, mnist_784, file, or openml:<name>",
+            "data.dataset = 'mnist' .* one of digits, iris, moons, mnist_784, file, or openml:",
         ),
         ({"data": {"dataset": "file"}}, "needs data.path"),
         ({"data": {"path": "x.csv"}}, "data.path = 'x.csv' is only used with data.dataset: file"),
