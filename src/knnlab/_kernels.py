@@ -56,78 +56,21 @@ def _insert(best_v, best_j, worst, i, value, j):
     worst[i] = new_worst
 
 
-@njit(inline="always", fastmath=_FAST)
-def _powered4(Q, T, i, j, kind, p):
-    """Approximate p-th-power distances of queries i..i+3 to training row j, in float32.
-
-    The four queries share each load of T[j, f] (register blocking); the kind branch sits
-    outside the feature loop so each loop vectorizes.
-    """
-    d = Q.shape[1]
-    s0 = np.float32(0.0)
-    s1 = np.float32(0.0)
-    s2 = np.float32(0.0)
-    s3 = np.float32(0.0)
-    if kind == 1:
-        for f in range(d):
-            t = T[j, f]
-            s0 += abs(Q[i, f] - t)
-            s1 += abs(Q[i + 1, f] - t)
-            s2 += abs(Q[i + 2, f] - t)
-            s3 += abs(Q[i + 3, f] - t)
-    elif kind == 2:
-        for f in range(d):
-            t = T[j, f]
-            x0 = Q[i, f] - t
-            x1 = Q[i + 1, f] - t
-            x2 = Q[i + 2, f] - t
-            x3 = Q[i + 3, f] - t
-            s0 += x0 * x0
-            s1 += x1 * x1
-            s2 += x2 * x2
-            s3 += x3 * x3
-    elif kind == 3:
-        for f in range(d):
-            t = T[j, f]
-            x0 = abs(Q[i, f] - t)
-            x1 = abs(Q[i + 1, f] - t)
-            x2 = abs(Q[i + 2, f] - t)
-            x3 = abs(Q[i + 3, f] - t)
-            s0 += x0 * x0 * x0
-            s1 += x1 * x1 * x1
-            s2 += x2 * x2 * x2
-            s3 += x3 * x3 * x3
-    elif kind == 0:
-        for f in range(d):
-            t = T[j, f]
-            s0 = max(s0, abs(Q[i, f] - t))
-            s1 = max(s1, abs(Q[i + 1, f] - t))
-            s2 = max(s2, abs(Q[i + 2, f] - t))
-            s3 = max(s3, abs(Q[i + 3, f] - t))
-    else:
-        pf = np.float32(p)
-        for f in range(d):
-            t = T[j, f]
-            s0 += abs(Q[i, f] - t) ** pf
-            s1 += abs(Q[i + 1, f] - t) ** pf
-            s2 += abs(Q[i + 2, f] - t) ** pf
-            s3 += abs(Q[i + 3, f] - t) ** pf
-    return s0, s1, s2, s3
-
-
 @njit(parallel=True, fastmath=_FAST, cache=True)
 def approx_candidates_minkowski(Q, T, kind, p, width, self_offset, query_chunk):
     """The ``width`` smallest approximate p-th-power distances of each query.
 
     Q : (m, d) float32 queries, m a multiple of 4 (pad with any rows; padded results are
         ignored by the caller); T : (n, d) float32 training points (both centred).
-    query_chunk : queries per thread task, a multiple of 4.
     self_offset : -1, or the training index of query 0 when queries are training rows
         (query i then skips training row self_offset + i).
+    query_chunk : queries per thread task, a multiple of 4.
     Returns best_v (m, width) float64, unsorted, +inf where unfilled, and best_j (m, width).
 
     Each thread takes a chunk of queries and streams the training set through it in tiles
-    small enough to stay in L2 while every query of the chunk is compared with them.
+    that stay in L2. Four queries share every load of a training row (register blocking),
+    and the kind branch sits outside the feature loop so each loop vectorizes: this layout
+    is several times faster than one accumulator per pair (measured, see the README).
     """
     m, d = Q.shape
     n = T.shape[0]
@@ -135,6 +78,7 @@ def approx_candidates_minkowski(Q, T, kind, p, width, self_offset, query_chunk):
     best_j = np.full((m, width), -1, dtype=np.int64)
     worst = np.full(m, np.inf)
     tile = max(8, _L2_TILE_BYTES // (4 * max(d, 1)))
+    pf = np.float32(p)
     n_chunks = (m + query_chunk - 1) // query_chunk
     for c in prange(n_chunks):
         c0 = c * query_chunk
@@ -142,10 +86,61 @@ def approx_candidates_minkowski(Q, T, kind, p, width, self_offset, query_chunk):
         for j0 in range(0, n, tile):
             j1 = min(n, j0 + tile)
             for i in range(c0, c1, 4):
+                q0 = Q[i]
+                q1 = Q[i + 1]
+                q2 = Q[i + 2]
+                q3 = Q[i + 3]
                 for j in range(j0, j1):
-                    s = _powered4(Q, T, i, j, kind, p)
-                    for r in range(4):
-                        v = np.float64(s[r])
+                    t = T[j]
+                    s0 = np.float32(0.0)
+                    s1 = np.float32(0.0)
+                    s2 = np.float32(0.0)
+                    s3 = np.float32(0.0)
+                    if kind == 1:
+                        for f in range(d):
+                            tf = t[f]
+                            s0 += abs(q0[f] - tf)
+                            s1 += abs(q1[f] - tf)
+                            s2 += abs(q2[f] - tf)
+                            s3 += abs(q3[f] - tf)
+                    elif kind == 2:
+                        for f in range(d):
+                            tf = t[f]
+                            x0 = q0[f] - tf
+                            x1 = q1[f] - tf
+                            x2 = q2[f] - tf
+                            x3 = q3[f] - tf
+                            s0 += x0 * x0
+                            s1 += x1 * x1
+                            s2 += x2 * x2
+                            s3 += x3 * x3
+                    elif kind == 3:
+                        for f in range(d):
+                            tf = t[f]
+                            x0 = abs(q0[f] - tf)
+                            x1 = abs(q1[f] - tf)
+                            x2 = abs(q2[f] - tf)
+                            x3 = abs(q3[f] - tf)
+                            s0 += x0 * x0 * x0
+                            s1 += x1 * x1 * x1
+                            s2 += x2 * x2 * x2
+                            s3 += x3 * x3 * x3
+                    elif kind == 0:
+                        for f in range(d):
+                            tf = t[f]
+                            s0 = max(s0, abs(q0[f] - tf))
+                            s1 = max(s1, abs(q1[f] - tf))
+                            s2 = max(s2, abs(q2[f] - tf))
+                            s3 = max(s3, abs(q3[f] - tf))
+                    else:
+                        for f in range(d):
+                            tf = t[f]
+                            s0 += abs(q0[f] - tf) ** pf
+                            s1 += abs(q1[f] - tf) ** pf
+                            s2 += abs(q2[f] - tf) ** pf
+                            s3 += abs(q3[f] - tf) ** pf
+                    for r, s in enumerate((s0, s1, s2, s3)):
+                        v = np.float64(s)
                         is_self = self_offset >= 0 and j == self_offset + i + r
                         if v < worst[i + r] and not is_self:
                             _insert(best_v, best_j, worst, i + r, v, j)

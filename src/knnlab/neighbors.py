@@ -39,12 +39,12 @@ _BOUND_SAFETY = 2.0
 
 
 def _check_inputs(X_train, X_query, n_neighbors, p) -> tuple[np.ndarray, np.ndarray | None, float]:
-    X_train = np.asarray(X_train, dtype=np.float64)
+    X_train = np.ascontiguousarray(X_train, dtype=np.float64)  # kernels read rows
     if X_train.ndim != 2:
         raise ValueError(f"X_train must be 2-D (n_train, n_features), got shape {X_train.shape}")
     n_train = X_train.shape[0]
     if X_query is not None:
-        X_query = np.asarray(X_query, dtype=np.float64)
+        X_query = np.ascontiguousarray(X_query, dtype=np.float64)
         if X_query.ndim != 2 or X_query.shape[1] != X_train.shape[1]:
             raise ValueError(
                 f"X_query must have shape (n_queries, {X_train.shape[1]}) to match X_train, "
@@ -96,13 +96,32 @@ def _threads(n_jobs: int | None) -> Iterator[None]:
         numba.set_num_threads(previous)
 
 
-def _powered_norms(X: np.ndarray, p: float) -> np.ndarray:
-    """Per row ``sum |x|^p`` (``max |x|`` for p = inf): (n, d) -> (n,)."""
-    if math.isinf(p):
-        return np.abs(X).max(axis=1, initial=0.0)
-    if p == 2:
-        return np.einsum("ij,ij->i", X, X)
-    return (np.abs(X) ** p).sum(axis=1)
+def _centred_float32(
+    X: np.ndarray, centre: np.ndarray, p: float, rows: int = 8192
+) -> tuple[np.ndarray, np.ndarray]:
+    """``X - centre`` as a C-ordered float32 array (n, d), and each row's ``sum |x|^p``
+    (``max |x|`` at p = inf) of it, in float64 (n,).
+
+    Built in row blocks so no full-size float64 temporary exists. C order matters: the
+    kernels read rows, and a Fortran-ordered input makes them several times slower.
+    """
+    out = np.empty(X.shape, dtype=np.float32)
+    norms = np.empty(X.shape[0])
+    for start in range(0, X.shape[0], rows):
+        block = X[start : start + rows] - centre  # float64
+        out[start : start + rows] = block
+        block = np.abs(out[start : start + rows], dtype=np.float64)  # the float32 values
+        if math.isinf(p):
+            norms[start : start + rows] = block.max(axis=1, initial=0.0)
+        elif p == 1:
+            norms[start : start + rows] = block.sum(axis=1)
+        elif p == 2:
+            norms[start : start + rows] = np.einsum("ij,ij->i", block, block)
+        elif p == 3:
+            norms[start : start + rows] = np.einsum("ij,ij,ij->i", block, block, block)
+        else:
+            norms[start : start + rows] = (block**p).sum(axis=1)
+    return out, norms
 
 
 def _rounding_bound(q_norms: np.ndarray, t_norm_max: float, p: float, d: int) -> np.ndarray:
@@ -166,18 +185,7 @@ def kneighbors(
     width = min(n_train - int(is_self_query), n_neighbors + max(8, n_neighbors))
 
     centre = X_train.mean(axis=0)
-    # A feature constant over the training set adds the same |q_f - c_f|^p to a query's
-    # distance to every training point: it cannot change the ranking of the sums, so the
-    # float32 pass skips it (MNIST's border pixels); the exact re-rank uses every feature.
-    # Not under the max of p = inf: a constant column sets a floor that can turn a strict
-    # order into a tie.
-    varying = np.arange(n_features)
-    if not math.isinf(p) and n_train > 1:
-        varying = np.flatnonzero(np.ptp(X_train, axis=0) > 0)
-        if varying.size == 0:
-            varying = np.arange(min(1, n_features))
-    T32 = (X_train[:, varying] - centre[varying]).astype(np.float32)
-    t_norms = _powered_norms(T32.astype(np.float64), p)  # (n_train,)
+    T32, t_norms = _centred_float32(X_train, centre, p)  # (n_train, d), (n_train,)
     t_norm_max = float(t_norms.max(initial=0.0))
     distances = np.empty((n_queries, n_neighbors))
     indices = np.empty((n_queries, n_neighbors), dtype=np.int64)
@@ -188,7 +196,7 @@ def kneighbors(
         for start in range(0, n_queries, chunk):
             stop = min(start + chunk, n_queries)
             Q_raw = queries[start:stop]
-            Q32 = (Q_raw[:, varying] - centre[varying]).astype(np.float32)
+            Q32, q_norms = _centred_float32(Q_raw, centre, p)
             self_offset = start if is_self_query else -1
             if uses_gram:
                 # One preallocated (chunk, n_train) buffer: reusing it spares the page
@@ -200,17 +208,16 @@ def kneighbors(
             else:
                 padded = -(-len(Q32) // 4) * 4  # the kernel takes queries four at a time
                 Q32 = np.vstack([Q32, np.zeros((padded - len(Q32), Q32.shape[1]), np.float32)])
-                # Up to 128 queries (400 KB at 784 features) per task, but enough tasks
-                # to keep every thread busy on small problems.
+                # 16 queries per task (measured best at 784 features), fewer on small
+                # problems so every thread gets work.
                 threads = numba.get_num_threads()
-                query_chunk = max(4, min(128, -(-padded // (4 * threads)) // 4 * 4))
+                query_chunk = max(4, min(16, -(-padded // (4 * threads)) // 4 * 4))
                 best_v, best_j = _kernels.approx_candidates_minkowski(
                     Q32, T32, kind, p, width, self_offset, query_chunk
                 )
                 best_v, best_j = best_v[: stop - start], best_j[: stop - start]
             kth = np.partition(best_v, n_neighbors - 1, axis=1)[:, n_neighbors - 1]
-            q_norms = _powered_norms(Q32[: stop - start].astype(np.float64), p)
-            threshold = kth + 2.0 * _rounding_bound(q_norms, t_norm_max, p, len(varying))
+            threshold = kth + 2.0 * _rounding_bound(q_norms, t_norm_max, p, n_features)
             _kernels.exact_rerank(
                 np.ascontiguousarray(Q_raw),
                 X_train,
