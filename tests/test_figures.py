@@ -63,10 +63,10 @@ def test_binary_threshold_figure_marks_the_90_percent_precision_point(digits_pre
     fig = figures.binary_threshold_figure(is_five, score, "5", 0.9)
     ax_t, ax_roc = fig.axes
     assert "Is it a 5?" in ax_t.get_title()
-    marks = [line for line in ax_t.get_lines() if line.get_label().startswith("90% precision")]
-    assert len(marks) == 1
+    marks = [line for line in ax_t.get_lines() if line.get_label().startswith("threshold")]
+    assert len(marks) == 1 and "for 90% precision here" in marks[0].get_label()
     np.testing.assert_allclose(marks[0].get_xdata(), [chosen["threshold"]] * 2)
-    roc_marks = [line for line in ax_roc.get_lines() if line.get_label().startswith("90%")]
+    roc_marks = [line for line in ax_roc.get_lines() if line.get_label().startswith("threshold")]
     np.testing.assert_allclose(
         roc_marks[0].get_xydata()[0], [chosen["false_positive_rate"], chosen["recall"]]
     )
@@ -156,3 +156,12 @@ def test_saved_png_is_byte_stable(tmp_path, tuned):
     for name in ("a.png", "b.png"):
         figures.save(figures.cv_heatmap_figure(tuned.cv_results, "accuracy"), tmp_path / name)
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+
+
+def test_binary_threshold_figure_marks_a_threshold_chosen_elsewhere(digits_predictions):
+    y_true, _, proba, _ = digits_predictions
+    fig = figures.binary_threshold_figure(y_true == 5, proba[:, 5], "5", 0.9, threshold=0.5)
+    [mark] = [line for line in fig.axes[0].get_lines() if line.get_label().startswith("thr")]
+    assert "on training folds" in mark.get_label()
+    at = metrics.rates_at_threshold(y_true == 5, proba[:, 5], 0.5)
+    np.testing.assert_allclose(mark.get_ydata(), [at["precision"], at["recall"]])

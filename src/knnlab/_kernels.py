@@ -38,6 +38,33 @@ def power_kind(p: float) -> int:
     return KIND_GENERAL
 
 
+@njit(parallel=True, cache=True)
+def centred_float32(X, centre, kind, p):
+    """``X - centre`` in float32 (n, d), C order, and the p-th-power norm of each float32 row
+    in float64 (n,): ``sum |x|^p``, or ``max |x|`` for p = inf. One pass over X."""
+    n, d = X.shape
+    out = np.empty((n, d), dtype=np.float32)
+    norms = np.empty(n)
+    for i in prange(n):
+        s = 0.0
+        for f in range(d):
+            v = np.float32(X[i, f] - centre[f])
+            out[i, f] = v
+            a = abs(np.float64(v))
+            if kind == 1:
+                s += a
+            elif kind == 2:
+                s += a * a
+            elif kind == 3:
+                s += a * a * a
+            elif kind == 0:
+                s = max(s, a)
+            else:
+                s += a**p
+        norms[i] = s
+    return out, norms
+
+
 @njit(inline="always")
 def _insert(best_v, best_j, worst, i, value, j):
     """Replace query i's current worst buffer entry by (value, j); return the new worst."""

@@ -292,7 +292,12 @@ class KNNRegressor(RegressorMixin, _KNNBase):
         """ndarray of shape (n_queries,) or (n_queries, n_outputs)."""
         dist, ind = self.kneighbors(X)
         w = neighbor_weights(dist, self.weights)  # (n_queries, k)
-        targets = self._y[ind]  # (n_queries, k) or (n_queries, k, n_outputs)
-        if targets.ndim == 3:
-            w = w[:, :, None]
-        return (targets * w).sum(axis=1) / w.sum(axis=1)
+        if self._y.ndim == 1:
+            return (self._y[ind] * w).sum(axis=1) / w.sum(axis=1)
+        # 2-D targets: a weighted sum over neighbours, as one (k,) x (k, n_outputs) product
+        # per query, so no (n_queries, k, n_outputs) array is built.
+        out = np.empty((ind.shape[0], self._y.shape[1]))
+        for start in range(0, ind.shape[0], 1024):
+            block = slice(start, start + 1024)
+            out[block] = np.einsum("qk,qko->qo", w[block], self._y[ind[block]])
+        return out / w.sum(axis=1, keepdims=True)

@@ -235,16 +235,27 @@ def precision_recall_figure(
 
 
 def binary_threshold_figure(
-    is_positive: np.ndarray, score: np.ndarray, positive_name: str, target: float = 0.9
+    is_positive: np.ndarray,
+    score: np.ndarray,
+    positive_name: str,
+    target: float = 0.9,
+    threshold: float | None = None,
 ):
     """'Is it a <positive>?': precision and recall against the decision threshold with the
-    threshold reaching ``target`` precision marked, and the ROC curve with that point.
+    threshold for ``target`` precision marked, and the ROC curve with that point.
 
     is_positive : (n,) booleans; score : (n,) the positive class's probability.
+    threshold : the threshold to mark, chosen elsewhere (on training folds, so the test
+        split does not pick it); None chooses it on this data.
     """
     precision, recall, thresholds = metrics.precision_recall_curve(is_positive, score)
     fpr, tpr, _ = metrics.roc_curve(is_positive, score)
-    chosen = metrics.threshold_for_precision(is_positive, score, target)
+    if threshold is None:
+        chosen = metrics.threshold_for_precision(is_positive, score, target)
+        where = "here"
+    else:
+        chosen = metrics.rates_at_threshold(is_positive, score, threshold)
+        where = "on training folds"
     with styled():
         fig, (ax_t, ax_roc) = _subplots(1, 2, figsize=(12, 4.8))
         ax_t.plot(thresholds, precision[:-1], "b--", lw=2, label="precision")
@@ -259,8 +270,8 @@ def binary_threshold_figure(
         ax_roc.set_title(f"Is it a {positive_name}? ROC curve")
         if chosen is not None:
             label = (
-                f"{target:.0%} precision: threshold {chosen['threshold']:.3g}, "
-                f"recall {chosen['recall']:.3f}"
+                f"threshold {chosen['threshold']:.3g} (for {target:.0%} precision {where}): "
+                f"precision {chosen['precision']:.3f}, recall {chosen['recall']:.3f}"
             )
             ax_t.axvline(chosen["threshold"], color="red", ls=":", lw=1.5)
             ax_t.plot(

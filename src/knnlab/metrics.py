@@ -387,3 +387,19 @@ def multilabel_f1_score(Y_true, Y_pred, *, average: str = "macro") -> float:
         raise ValueError(f"average must be macro, micro, weighted or samples, got {average!r}")
     f = _fbeta(tp, predicted, actual, 1.0)
     return _nan_average(f, actual.astype(np.float64) if average == "weighted" else None)
+
+
+def rates_at_threshold(y_true_binary, y_score, threshold: float) -> dict[str, float]:
+    """Precision, recall and false positive rate when predicting positive for
+    ``score >= threshold``. y_true_binary, y_score : (n,)."""
+    is_positive = np.asarray(y_true_binary, dtype=bool)
+    predicted = np.asarray(y_score, dtype=np.float64) >= threshold
+    tp = float(np.sum(predicted & is_positive))
+    fp = float(np.sum(predicted & ~is_positive))
+    positives, negatives = float(is_positive.sum()), float((~is_positive).sum())
+    return {
+        "threshold": float(threshold),
+        "precision": tp / (tp + fp) if tp + fp else float("nan"),
+        "recall": tp / positives if positives else float("nan"),
+        "false_positive_rate": fp / negatives if negatives else float("nan"),
+    }

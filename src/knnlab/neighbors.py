@@ -96,34 +96,6 @@ def _threads(n_jobs: int | None) -> Iterator[None]:
         numba.set_num_threads(previous)
 
 
-def _centred_float32(
-    X: np.ndarray, centre: np.ndarray, p: float, rows: int = 8192
-) -> tuple[np.ndarray, np.ndarray]:
-    """``X - centre`` as a C-ordered float32 array (n, d), and each row's ``sum |x|^p``
-    (``max |x|`` at p = inf) of it, in float64 (n,).
-
-    Built in row blocks so no full-size float64 temporary exists. C order matters: the
-    kernels read rows, and a Fortran-ordered input makes them several times slower.
-    """
-    out = np.empty(X.shape, dtype=np.float32)
-    norms = np.empty(X.shape[0])
-    for start in range(0, X.shape[0], rows):
-        block = X[start : start + rows] - centre  # float64
-        out[start : start + rows] = block
-        block = np.abs(out[start : start + rows], dtype=np.float64)  # the float32 values
-        if math.isinf(p):
-            norms[start : start + rows] = block.max(axis=1, initial=0.0)
-        elif p == 1:
-            norms[start : start + rows] = block.sum(axis=1)
-        elif p == 2:
-            norms[start : start + rows] = np.einsum("ij,ij->i", block, block)
-        elif p == 3:
-            norms[start : start + rows] = np.einsum("ij,ij,ij->i", block, block, block)
-        else:
-            norms[start : start + rows] = (block**p).sum(axis=1)
-    return out, norms
-
-
 def _rounding_bound(q_norms: np.ndarray, t_norm_max: float, p: float, d: int) -> np.ndarray:
     """Largest error of a float32 approximate p-th-power distance, per query (m,).
 
@@ -185,7 +157,8 @@ def kneighbors(
     width = min(n_train - int(is_self_query), n_neighbors + max(8, n_neighbors))
 
     centre = X_train.mean(axis=0)
-    T32, t_norms = _centred_float32(X_train, centre, p)  # (n_train, d), (n_train,)
+    # float32 copies (C order: the kernels read rows) and their p-th-power norms, one pass.
+    T32, t_norms = _kernels.centred_float32(X_train, centre, kind, p)  # (n, d), (n,)
     t_norm_max = float(t_norms.max(initial=0.0))
     distances = np.empty((n_queries, n_neighbors))
     indices = np.empty((n_queries, n_neighbors), dtype=np.int64)
@@ -196,7 +169,7 @@ def kneighbors(
         for start in range(0, n_queries, chunk):
             stop = min(start + chunk, n_queries)
             Q_raw = queries[start:stop]
-            Q32, q_norms = _centred_float32(Q_raw, centre, p)
+            Q32, q_norms = _kernels.centred_float32(Q_raw, centre, kind, p)
             self_offset = start if is_self_query else -1
             if uses_gram:
                 # One preallocated (chunk, n_train) buffer: reusing it spares the page

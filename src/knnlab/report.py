@@ -105,11 +105,12 @@ def build_report(
         lines += ["", f"## Is it a {binary['name']}?", ""]
         found = binary["at_precision"]
         if found is None:
-            lines += [f"No threshold reaches {binary['target']:.0%} precision."]
+            lines += [f"No threshold reaches {binary['target']:.0%} precision on training folds."]
         else:
             lines += [
-                f"At threshold {found['threshold']:.3g} the configured model reaches precision "
-                f"{found['precision']:.3f} with recall {found['recall']:.3f} "
+                f"The threshold {found['threshold']:.3g}, chosen on out-of-fold scores of the "
+                f"train split to reach {binary['target']:.0%} precision, gives on the test "
+                f"split precision {found['precision']:.3f} and recall {found['recall']:.3f} "
                 f"(false positive rate {found['false_positive_rate']:.4f})."
             ]
     shown = [(name, caption) for name, caption in FIGURES if name in figures]

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from sklearn.model_selection import StratifiedKFold
 
 from knnlab import figures, io, metrics, paths, report, tracking
 from knnlab.datasets import features_and_labels
+from knnlab.estimators import KNNClassifier
 from knnlab.model_io import load_model, read_header
 from knnlab.params import Params, ParamsError
 from knnlab.stages.evaluate import model_summary
@@ -38,6 +40,19 @@ def positive_class(params: Params, classes: np.ndarray):
             f"classes are {', '.join(map(str, classes))} (or null for none)"
         )
     return matches[0]
+
+
+def out_of_fold_scores(
+    model_params: dict, X_train: np.ndarray, y_train: np.ndarray, positive
+) -> np.ndarray:
+    """Probability of ``positive`` for each training row (n_train,), from the configured
+    model fitted on the other folds (5 stratified folds, unshuffled: no random choice)."""
+    scores = np.empty(len(y_train))
+    for fit_rows, score_rows in StratifiedKFold(5).split(X_train, y_train):
+        model = KNNClassifier(**model_params).fit(X_train[fit_rows], y_train[fit_rows])
+        column = int(np.flatnonzero(model.classes_ == positive)[0])
+        scores[score_rows] = model.predict_proba(X_train[score_rows])[:, column]
+    return scores
 
 
 def curve_tables(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray):
@@ -89,19 +104,28 @@ def run(params: Params) -> None:
     )
     binary = None
     positive = positive_class(params, classes)
+    X_train, y_train = features_and_labels(io.read_parquet(paths.TRAIN_SPLIT))
+    model_params = model_summary(read_header(paths.MODEL_FILE)["params"])
     if positive is not None:
         column = int(np.flatnonzero(classes == positive)[0])
         is_positive = y_true == positive
         name = names.get(str(positive), str(positive))
+        # The threshold is chosen on out-of-fold training scores, then applied once to
+        # the test split: choosing it on the test split would leak, as tuning there would.
+        train_scores = out_of_fold_scores(model_params, X_train, y_train, positive)
+        chosen = metrics.threshold_for_precision(
+            y_train == positive, train_scores, PRECISION_TARGET
+        )
+        threshold = None if chosen is None else chosen["threshold"]
         made["binary_threshold.png"] = figures.binary_threshold_figure(
-            is_positive, proba[:, column], name, PRECISION_TARGET
+            is_positive, proba[:, column], name, PRECISION_TARGET, threshold=threshold
         )
         binary = {
             "name": name,
             "target": PRECISION_TARGET,
-            "at_precision": metrics.threshold_for_precision(
-                is_positive, proba[:, column], PRECISION_TARGET
-            ),
+            "at_precision": None
+            if chosen is None
+            else metrics.rates_at_threshold(is_positive, proba[:, column], threshold),
         }
     made["cv_score_vs_k.png"] = figures.cv_score_figure(
         cv_results, tuned["scoring"], tuned["best_params"]
@@ -121,7 +145,6 @@ def run(params: Params) -> None:
                 images, y_true, y_pred, (classes[a], classes[b]), (display[a], display[b])
             )
     if meta["n_features"] == 2:
-        X_train, y_train = features_and_labels(io.read_parquet(paths.TRAIN_SPLIT))
         made["probability_surface.png"] = figures.probability_surface_figure(
             load_model(paths.MODEL_FILE),
             {"train": (X_train, y_train), "test": (X_test, y_true)},
@@ -142,7 +165,7 @@ def run(params: Params) -> None:
         io.read_json(paths.METRICS_FILE),
         io.read_json(paths.TIMINGS_FILE),
         tuned,
-        model_summary(read_header(paths.MODEL_FILE)["params"]),
+        model_params,
         [p.name for p in written],
         binary,
     )
