@@ -160,3 +160,22 @@ def test_report_command_diffs_params_and_metrics_against_a_revision(iris_project
     assert "## Changes against `HEAD`" in text
     assert "| `model.n_neighbors` | `5` | `7` |" in text, text
     assert "| Accuracy |" in text
+
+
+def test_moons_experiment_draws_the_surface_and_the_binary_analysis(iris_project):
+    root, _ = iris_project
+    before = {r["run_id"] for r in store(root)}
+    output = run(
+        ["dvc", "exp", "run", "-S", "data.dataset=moons", "-S", "data.features=null"], root
+    )
+    assert stages_run(output)[:2] == ["fetch", "split"], output
+    figures = {p.name for p in (root / "reports/figures").iterdir()}
+    assert {"probability_surface.png", "binary_threshold.png"} <= figures, figures
+    assert "## Is it a 1?" in (root / "reports/report.md").read_text()
+    new = [r for r in store(root) if r["run_id"] not in before]
+    evaluate = [r for r in new if r["tags"].get("knnlab.stage") == "evaluate"]
+    assert [r["params"]["dataset"] for r in evaluate] == ["moons"]
+    logged = tracking.list_artifacts(
+        f"sqlite:///{root / 'mlflow.db'}", evaluate[0]["run_id"], "figures"
+    )
+    assert "figures/probability_surface.png" in logged

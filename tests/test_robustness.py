@@ -104,10 +104,10 @@ def test_queued_experiments_in_parallel_all_land_in_mlflow(project):
     evaluate = sorted(
         (int(r["params"]["n_neighbors"]), r["status"], bool(r["tags"].get("knnlab.dvc_exp_name")))
         for r in new
-        if r["tags"]["knnlab.stage"] == "evaluate"
+        if r["tags"].get("knnlab.stage") == "evaluate"
     )
     assert evaluate == [(k, "FINISHED", True) for k in (2, 4, 6, 8)], evaluate
-    assert not [r for r in new if r["tags"]["knnlab.stage"] == "tune"], "tune did not re-run"
+    assert not [r for r in new if r["tags"].get("knnlab.stage") == "tune"], "tune did not re-run"
 
 
 def test_two_clones_log_to_one_store_at_once(tmp_path, project):
@@ -139,3 +139,28 @@ def test_two_clones_log_to_one_store_at_once(tmp_path, project):
     )
     assert stages == ["evaluate", "evaluate", "tune", "tune"]
     assert all(r["status"] == "FINISHED" for r in runs)
+
+
+def test_credentials_from_the_environment_never_reach_runs_or_reports(project):
+    secret = "s3cr3t-token-value"
+    done = subprocess.run(
+        ["dvc", "repro", "--force", "evaluate"],
+        cwd=project,
+        env=fault_injection._env(
+            {
+                "MLFLOW_TRACKING_USERNAME": "alice",
+                "MLFLOW_TRACKING_PASSWORD": secret,
+                "MLFLOW_TRACKING_TOKEN": secret,
+            }
+        ),
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert secret not in done.stdout + done.stderr, "not in logs"
+    for run_ in store(project):
+        values = [*run_["params"].values(), *run_["tags"].values()]
+        assert not any(secret in str(v) for v in values), f"leaked into run {run_['name']}"
+    for path in (project / "reports").rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), f"leaked into {path}"
