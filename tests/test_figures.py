@@ -65,6 +65,7 @@ def test_binary_threshold_figure_marks_the_90_percent_precision_point(digits_pre
     assert "Is it a 5?" in ax_t.get_title()
     marks = [line for line in ax_t.get_lines() if line.get_label().startswith("threshold")]
     assert len(marks) == 1 and "for 90% precision here" in marks[0].get_label()
+    assert f"recall {chosen['recall']:.3f}" in " ".join(_texts(ax_t)), "values annotated"
     np.testing.assert_allclose(marks[0].get_xdata(), [chosen["threshold"]] * 2)
     roc_marks = [line for line in ax_roc.get_lines() if line.get_label().startswith("threshold")]
     np.testing.assert_allclose(

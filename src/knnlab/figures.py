@@ -264,27 +264,40 @@ def binary_threshold_figure(
         ax_t.set_ylabel("Precision / recall")
         ax_t.set_title(f"Is it a {positive_name}? Precision and recall against threshold")
         ax_roc.plot(fpr, tpr, "b-", lw=2, label=f"ROC (AUC {np.trapezoid(tpr, fpr):.3f})")
-        ax_roc.plot([0, 1], [0, 1], color="grey", lw=0.8, label="chance")
+        ax_roc.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls="-.", label="chance")
         ax_roc.set_xlabel("False positive rate")
         ax_roc.set_ylabel("True positive rate (recall)")
         ax_roc.set_title(f"Is it a {positive_name}? ROC curve")
         if chosen is not None:
-            label = (
-                f"threshold {chosen['threshold']:.3g} (for {target:.0%} precision {where}): "
-                f"precision {chosen['precision']:.3f}, recall {chosen['recall']:.3f}"
-            )
-            ax_t.axvline(chosen["threshold"], color="red", ls=":", lw=1.5)
+            t = chosen["threshold"]
+            ax_t.axvline(t, color="red", ls=":", lw=1.5)
             ax_t.plot(
-                [chosen["threshold"]] * 2,
+                [t] * 2,
                 [chosen["precision"], chosen["recall"]],
                 "ro",
-                label=label,
+                label=f"threshold {t:.3g} (for {target:.0%} precision {where})",
             )
-            ax_roc.plot(chosen["false_positive_rate"], chosen["recall"], "ro", ms=8, label=label)
+            ax_t.annotate(
+                f"precision {chosen['precision']:.3f}\nrecall {chosen['recall']:.3f}",
+                (t, chosen["recall"]),
+                xytext=(-8, -28),
+                textcoords="offset points",
+                ha="right",
+                fontsize=8,
+                color="red",
+            )
+            ax_roc.plot(
+                chosen["false_positive_rate"],
+                chosen["recall"],
+                "ro",
+                ms=8,
+                label=f"threshold {t:.3g}: recall {chosen['recall']:.3f}, "
+                f"FPR {chosen['false_positive_rate']:.3f}",
+            )
         else:
             ax_t.set_title(ax_t.get_title() + f"\n(no threshold reaches {target:.0%} precision)")
-        ax_t.legend(loc="center left", fontsize=8)
-        ax_roc.legend(loc="lower right", fontsize=8)
+        ax_t.legend(loc="lower left", fontsize=8, framealpha=0.9, frameon=True)
+        ax_roc.legend(loc="lower right", fontsize=8, framealpha=0.9, frameon=True)
         return fig
 
 
