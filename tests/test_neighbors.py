@@ -166,3 +166,30 @@ def test_bad_n_jobs_is_refused(rng):
     X = rng.normal(size=(10, 2))
     with pytest.raises(ValueError, match="n_jobs must be a positive integer"):
         kneighbors(X, X, 2, n_jobs=0)
+
+
+@pytest.mark.parametrize(
+    ("integer_data", "working_memory"), [(False, None), (True, None), (True, 20_000)]
+)
+def test_cross_fold_search_equals_one_search_per_fold(rng, integer_data, working_memory):
+    from sklearn.model_selection import StratifiedKFold
+
+    from knnlab.neighbors import cross_fold_kneighbors
+
+    X = rng.integers(0, 4, (300, 6)).astype(float) if integer_data else rng.normal(size=(300, 6))
+    y = rng.integers(0, 3, 300)
+    folds = list(StratifiedKFold(4, shuffle=True, random_state=0).split(X, y))
+    shared = cross_fold_kneighbors(X, folds, 7, working_memory=working_memory)
+    assert shared is not None and len(shared) == 4
+    for (train, valid), (dist, ind) in zip(folds, shared, strict=True):
+        ref_dist, ref_ind = kneighbors(X[train], X[valid], 7)
+        np.testing.assert_array_equal(ind, ref_ind, err_msg="same neighbours, same ties")
+        np.testing.assert_array_equal(dist, ref_dist)
+
+
+def test_cross_fold_search_declines_what_is_not_a_partition(rng):
+    from knnlab.neighbors import cross_fold_kneighbors
+
+    X = rng.normal(size=(20, 3))
+    overlapping = [(np.arange(10, 20), np.arange(0, 12)), (np.arange(0, 10), np.arange(10, 20))]
+    assert cross_fold_kneighbors(X, overlapping, 3) is None

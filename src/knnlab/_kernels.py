@@ -211,6 +211,49 @@ def approx_candidates_gram(G, T_sq_norms, width, self_offset):
     return best_v, best_j
 
 
+@njit(parallel=True, fastmath={"nnan", "nsz", "reassoc"}, cache=True)
+def update_candidates_block(
+    G,
+    row_sq_norms,
+    col_sq_norms,
+    row_labels,
+    col_labels,
+    row_queries,
+    col_queries,
+    best_v,
+    best_j,
+    worst,
+):
+    """Feed one product block ``G = A @ B.T`` (float32, (r, c)) to two sets of buffers: row
+    i's query (buffer ``row_queries[i]``) sees every B point as a candidate, column j's
+    query (buffer ``col_queries[j]``) every A point: one multiply serves both directions.
+
+    *_sq_norms : float32 squared norms of the A rows and B rows; *_labels : int64 indices
+    written into the buffers; best_v, best_j, worst : (n_queries, width), (n_queries,),
+    updated in place (values ``|t|^2 - 2 q.t``, as in :func:`approx_candidates_gram`).
+    """
+    r, c = G.shape
+    two = np.float32(2.0)
+    for i in prange(r):  # rows: contiguous reads, each thread owns its rows' buffers
+        q = row_queries[i]
+        for j in range(c):
+            v = np.float64(col_sq_norms[j] - two * G[i, j])
+            if v < worst[q]:
+                _insert(best_v, best_j, worst, q, v, col_labels[j])
+    n_tasks = min(c, 64)
+    for task in prange(n_tasks):  # columns: each thread owns a range of column queries
+        j0 = task * c // n_tasks
+        j1 = (task + 1) * c // n_tasks
+        for i in range(r):
+            norm = row_sq_norms[i]
+            label = row_labels[i]
+            for j in range(j0, j1):
+                v = np.float64(norm - two * G[i, j])
+                q = col_queries[j]
+                if v < worst[q]:
+                    _insert(best_v, best_j, worst, q, v, label)
+
+
 @njit(cache=True)
 def _exact_powered(q, t, kind, p):
     """Exact float64 p-th-power distance, summed in feature order (the definition)."""

@@ -214,3 +214,84 @@ def warm_up(p: float = 2, n_features: int = 4) -> None:
     X = rng.normal(size=(16, n_features))
     kneighbors(X, X[:4], 2, p=p)
     kneighbors(X, None, 2, p=p)
+
+
+def cross_fold_kneighbors(
+    X,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    n_neighbors: int,
+    *,
+    working_memory: int | None = None,
+) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """Euclidean neighbours of every validation fold among its training folds: for each
+    fold, the same result as ``kneighbors(X[train], X[valid], n_neighbors)``, with half the
+    multiply work, because the product of folds a and b serves a's queries against b's
+    points and b's queries against a's.
+
+    X : (n, d); folds : (train_indices, valid_indices) pairs whose validation parts
+    partition the rows and whose training parts are their sorted complements (as
+    scikit-learn's KFold and StratifiedKFold give). Returns one (distances, indices into
+    train_indices) pair per fold, each (n_valid, n_neighbors), or None when the folds are
+    not such a partition (callers then search fold by fold).
+    """
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    n, d = X.shape
+    valid = [np.asarray(v, dtype=np.int64) for _, v in folds]
+    owner = np.full(n, -1)
+    for a, rows in enumerate(valid):
+        owner[rows] = a
+    if (owner < 0).any() or sum(len(v) for v in valid) != n or not np.isfinite(X).all():
+        return None
+    for a, (train, _) in enumerate(folds):
+        if not np.array_equal(train, np.flatnonzero(owner != a)):
+            return None
+        if n_neighbors > len(train):
+            return None
+    X32, norms = _kernels.centred_float32(X, X.mean(axis=0), 2, 2.0)
+    norms32 = norms.astype(np.float32)
+    width = min(min(len(t) for t, _ in folds), n_neighbors + max(8, n_neighbors))
+    best_v = np.full((n, width), np.inf)
+    best_j = np.full((n, width), -1, dtype=np.int64)  # global row indices
+    worst = np.full(n, np.inf)
+    for a in range(len(valid)):
+        for b in range(a + 1, len(valid)):
+            cols = valid[b]
+            step = _chunk_rows(len(cols), True, working_memory)
+            for start in range(0, len(valid[a]), step):
+                rows = valid[a][start : start + step]
+                block = X32[rows] @ X32[cols].T  # (rows, n_b) float32, used both ways
+                _kernels.update_candidates_block(
+                    block,
+                    norms32[rows],
+                    norms32[cols],
+                    rows,
+                    cols,
+                    rows,
+                    cols,
+                    best_v,
+                    best_j,
+                    worst,
+                )
+    kth = np.partition(best_v, n_neighbors - 1, axis=1)[:, n_neighbors - 1]
+    threshold = kth + 2.0 * _rounding_bound(norms, float(norms.max(initial=0.0)), 2.0, d)
+    results = []
+    for (train, _), rows in zip(folds, valid, strict=True):
+        # Buffers hold global rows; the exact re-rank works on this fold's training rows.
+        local_j = np.searchsorted(train, best_j[rows])
+        distances = np.empty((len(rows), n_neighbors))
+        indices = np.empty((len(rows), n_neighbors), dtype=np.int64)
+        _kernels.exact_rerank(
+            X[rows],
+            X[train],
+            best_v[rows],
+            local_j,
+            threshold[rows],
+            n_neighbors,
+            2,
+            2.0,
+            -1,
+            distances,
+            indices,
+        )
+        results.append((distances, indices))
+    return results

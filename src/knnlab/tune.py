@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from knnlab import metrics
 from knnlab.estimators import KNNClassifier
+from knnlab.neighbors import cross_fold_kneighbors
 from knnlab.voting import class_probabilities
 
 SCORERS = ("accuracy", "f1_macro", "roc_auc_ovr")
@@ -79,6 +80,7 @@ def _search_and_score(
     scoring,
     threads,
     scale,
+    precomputed=None,
 ):
     """One (fold, p) task: one search per algorithm at the largest k, every (weights, k)
     scored from the first search's neighbours (all algorithms return the same ones).
@@ -89,6 +91,11 @@ def _search_and_score(
     neighbours = None
     times = []
     for algorithm in algorithms:
+        if algorithm == "brute" and precomputed is not None:
+            found, seconds = precomputed  # this fold's share of the cross-fold search
+            times.append((algorithm, 0.0, seconds, "brute"))
+            neighbours = neighbours or found
+            continue
         start = time.perf_counter()
         model = KNNClassifier(k_max, p=p, algorithm=algorithm, scale=scale, n_jobs=threads)
         model.fit(X_train, y_train)
@@ -186,6 +193,13 @@ def grid_search_cv(
             f"({smallest_train} samples); lower it or use fewer folds"
         )
 
+    # At p = 2 with brute force and no scaling, the folds' searches share their products
+    # (half the multiply work); other settings search fold by fold.
+    shared, shared_seconds = None, 0.0
+    if 2 in grid["p"] and "brute" in grid["algorithm"] and scale == "none":
+        start = time.perf_counter()
+        shared = cross_fold_kneighbors(X, folds, k_max)
+        shared_seconds = (time.perf_counter() - start) / cv
     tasks = [(fold, p) for fold in range(cv) for p in grid["p"]]
     # Parallel over (fold, p): each task is one search per algorithm. Workers search on one
     # thread each (no oversubscription); results do not depend on n_jobs.
@@ -204,6 +218,7 @@ def grid_search_cv(
             scoring,
             inner_threads,
             scale,
+            None if shared is None or p != 2 else (shared[fold], shared_seconds),
         )
         for fold, p in tasks
     )
