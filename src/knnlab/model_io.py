@@ -66,6 +66,15 @@ def read_header(path: Path | str) -> dict:
     return _read(path)[0]
 
 
+MODEL_KEYS = ("n_neighbors", "p", "weights", "algorithm", "scale")
+
+
+def read_model_params(path: Path | str) -> dict:
+    """The hyper-parameters that define a saved model (not its thread count)."""
+    params = read_header(path)["params"]
+    return {key: params[key] for key in MODEL_KEYS}
+
+
 def _read(path: Path | str) -> tuple[dict, dict[str, np.ndarray]]:
     path = Path(path)
     if not path.is_file():

@@ -96,6 +96,21 @@ def _threads(n_jobs: int | None) -> Iterator[None]:
         numba.set_num_threads(previous)
 
 
+def _buffer_width(n_available: int, n_neighbors: int) -> int:
+    """Buffer slots per query: k plus a margin, so the buffer can prove it saw every
+    near-tie (else the query falls back to an exact scan)."""
+    return min(n_available, n_neighbors + max(8, n_neighbors))
+
+
+def _candidate_threshold(
+    best_v: np.ndarray, n_neighbors: int, q_norms: np.ndarray, t_norm_max: float, p: float, d: int
+) -> np.ndarray:
+    """Per query (m,): the approximate value below which every possible exact top-k point
+    lies, the approximate k-th value plus twice the rounding bound (see _rounding_bound)."""
+    kth = np.partition(best_v, n_neighbors - 1, axis=1)[:, n_neighbors - 1]
+    return kth + 2.0 * _rounding_bound(q_norms, t_norm_max, p, d)
+
+
 def _rounding_bound(q_norms: np.ndarray, t_norm_max: float, p: float, d: int) -> np.ndarray:
     """Largest error of a float32 approximate p-th-power distance, per query (m,).
 
@@ -153,8 +168,7 @@ def kneighbors(
     n_train = X_train.shape[0]
     kind = _kernels.power_kind(p)
     uses_gram = kind == 2
-    # Room for k plus a margin, so the buffer can prove it saw every near-tie.
-    width = min(n_train - int(is_self_query), n_neighbors + max(8, n_neighbors))
+    width = _buffer_width(n_train - int(is_self_query), n_neighbors)
 
     centre = X_train.mean(axis=0)
     # float32 copies (C order: the kernels read rows) and their p-th-power norms, one pass.
@@ -189,8 +203,9 @@ def kneighbors(
                     Q32, T32, kind, p, width, self_offset, query_chunk
                 )
                 best_v, best_j = best_v[: stop - start], best_j[: stop - start]
-            kth = np.partition(best_v, n_neighbors - 1, axis=1)[:, n_neighbors - 1]
-            threshold = kth + 2.0 * _rounding_bound(q_norms, t_norm_max, p, n_features)
+            threshold = _candidate_threshold(
+                best_v, n_neighbors, q_norms, t_norm_max, p, n_features
+            )
             _kernels.exact_rerank(
                 np.ascontiguousarray(Q_raw),
                 X_train,
@@ -249,7 +264,7 @@ def cross_fold_kneighbors(
             return None
     X32, norms = _kernels.centred_float32(X, X.mean(axis=0), 2, 2.0)
     norms32 = norms.astype(np.float32)
-    width = min(min(len(t) for t, _ in folds), n_neighbors + max(8, n_neighbors))
+    width = _buffer_width(min(len(t) for t, _ in folds), n_neighbors)
     best_v = np.full((n, width), np.inf)
     best_j = np.full((n, width), -1, dtype=np.int64)  # global row indices
     worst = np.full(n, np.inf)
@@ -272,8 +287,9 @@ def cross_fold_kneighbors(
                     best_j,
                     worst,
                 )
-    kth = np.partition(best_v, n_neighbors - 1, axis=1)[:, n_neighbors - 1]
-    threshold = kth + 2.0 * _rounding_bound(norms, float(norms.max(initial=0.0)), 2.0, d)
+    threshold = _candidate_threshold(
+        best_v, n_neighbors, norms, float(norms.max(initial=0.0)), 2.0, d
+    )
     results = []
     for (train, _), rows in zip(folds, valid, strict=True):
         # Buffers hold global rows; the exact re-rank works on this fold's training rows.

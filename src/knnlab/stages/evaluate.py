@@ -16,7 +16,7 @@ from knnlab import io, paths, tracking
 from knnlab.datasets import LABEL, features_and_labels
 from knnlab.estimators import KNNClassifier
 from knnlab.metrics import UndefinedMetricWarning, classification_scores
-from knnlab.model_io import load_model, read_header
+from knnlab.model_io import load_model, read_model_params
 from knnlab.neighbors import warm_up
 from knnlab.params import Params
 
@@ -68,12 +68,6 @@ def _quietly_undefined(compute):
         return compute()
 
 
-def model_summary(estimator_params: dict) -> dict:
-    """The four hyper-parameters that define a model (not its thread count)."""
-    keys = ("n_neighbors", "p", "weights", "algorithm", "scale")
-    return {key: estimator_params[key] for key in keys}
-
-
 def run(params: Params) -> None:
     tracking.preflight(params.mlflow, "evaluate")  # fail before computing, not after
     train_frame = io.read_parquet(paths.TRAIN_SPLIT)
@@ -82,7 +76,7 @@ def run(params: Params) -> None:
     X_test, y_test = features_and_labels(test_frame)
     meta = io.read_json(paths.SPLIT_META)
     tuned = io.read_json(paths.BEST_PARAMS)
-    model_params = model_summary(read_header(paths.MODEL_FILE)["params"])
+    model_params = read_model_params(paths.MODEL_FILE)
     for p in {model_params["p"], tuned["best_params"]["p"]}:
         warm_up(p)  # timings below measure the search, not numba's one-time compilation
 

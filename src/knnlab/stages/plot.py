@@ -10,9 +10,8 @@ from sklearn.model_selection import StratifiedKFold
 from knnlab import figures, io, metrics, paths, report, tracking
 from knnlab.datasets import features_and_labels
 from knnlab.estimators import KNNClassifier
-from knnlab.model_io import load_model, read_header
+from knnlab.model_io import load_model, read_model_params
 from knnlab.params import Params, ParamsError
-from knnlab.stages.evaluate import model_summary
 
 PRECISION_TARGET = 0.9
 
@@ -105,7 +104,7 @@ def run(params: Params) -> None:
     binary = None
     positive = positive_class(params, classes)
     X_train, y_train = features_and_labels(io.read_parquet(paths.TRAIN_SPLIT))
-    model_params = model_summary(read_header(paths.MODEL_FILE)["params"])
+    model_params = read_model_params(paths.MODEL_FILE)
     if positive is not None:
         column = int(np.flatnonzero(classes == positive)[0])
         is_positive = y_true == positive
