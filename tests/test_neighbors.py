@@ -193,3 +193,125 @@ def test_cross_fold_search_declines_what_is_not_a_partition(rng):
     X = rng.normal(size=(20, 3))
     overlapping = [(np.arange(10, 20), np.arange(0, 12)), (np.arange(0, 10), np.arange(10, 20))]
     assert cross_fold_kneighbors(X, overlapping, 3) is None
+
+
+# --------------------------------------------------------------------------- low-rank pre-filter
+
+
+def _low_rank_data(rng, *sizes, d=64, rank=6, noise=0.05):
+    """Arrays of points near one rank-`rank` subspace of R^d: what the pre-filter is for."""
+    basis = rng.normal(size=(rank, d))
+    return [rng.normal(size=(n, rank)) @ basis + noise * rng.normal(size=(n, d)) for n in sizes]
+
+
+def _spy_low_rank_counts(monkeypatch):
+    """Record the candidate counts of every pre-filtered chunk (the real function runs)."""
+    import knnlab.neighbors as neighbors
+
+    counts = []
+    real = neighbors._low_rank_chunk
+
+    def recording(*args):
+        result = real(*args)
+        counts.append(result.copy())
+        return result
+
+    monkeypatch.setattr(neighbors, "_low_rank_chunk", recording)
+    return counts
+
+
+@pytest.mark.parametrize("self_query", [False, True])
+def test_prefilter_gives_the_plain_search_bit_for_bit(rng, monkeypatch, self_query):
+    X_train, X_query = _low_rank_data(rng, 3000, 400)
+    X_query = None if self_query else X_query
+    counts = _spy_low_rank_counts(monkeypatch)
+    dist, ind = kneighbors(X_train, X_query, 6, prefilter=True)
+    plain_dist, plain_ind = kneighbors(X_train, X_query, 6, prefilter=False)
+    np.testing.assert_array_equal(ind, plain_ind)
+    np.testing.assert_array_equal(dist, plain_dist)
+    examined = np.concatenate(counts)
+    assert len(examined) == (3000 if self_query else 400), "every query went through it"
+    assert (examined > 0).all() and examined.mean() < 0.05 * 3000, (
+        f"the bound should rule out most points on near-low-rank data, "
+        f"but {examined.mean():.0f} of 3000 were examined on average"
+    )
+    sk = NearestNeighbors(n_neighbors=6, algorithm="brute").fit(X_train)
+    sk_dist, sk_ind = sk.kneighbors(X_query)
+    np.testing.assert_array_equal(ind, sk_ind)
+    np.testing.assert_allclose(dist, sk_dist, rtol=1e-9)
+
+
+def test_prefilter_on_mnist_shaped_data_matches_scikit_learn(monkeypatch):
+    from knnlab.bench import make_mnist_like
+
+    X_train, _, X_query, _ = make_mnist_like(5000, 300, seed=1)
+    counts = _spy_low_rank_counts(monkeypatch)
+    dist, ind = kneighbors(X_train, X_query, 5)  # the automatic choice takes the pre-filter
+    assert counts, "784 features, 5000 points, 300 queries: the pre-filter should be used"
+    assert np.concatenate(counts).mean() < 0.02 * 5000
+    sk_dist, sk_ind = (
+        NearestNeighbors(n_neighbors=5, algorithm="brute")
+        .fit(X_train.astype(float))
+        .kneighbors(X_query.astype(float))
+    )
+    # Integer grey levels tie now and then: compare the queries whose k-th and (k+1)-th
+    # scikit-learn distances differ.
+    sk6_dist, _ = (
+        NearestNeighbors(n_neighbors=6, algorithm="brute")
+        .fit(X_train.astype(float))
+        .kneighbors(X_query.astype(float))
+    )
+    untied = ~np.isclose(sk6_dist[:, 4], sk6_dist[:, 5], rtol=1e-12) & ~(
+        np.isclose(sk_dist[:, 1:], sk_dist[:, :-1], rtol=1e-12).any(axis=1)
+    )
+    assert untied.mean() > 0.9
+    np.testing.assert_array_equal(ind[untied], sk_ind[untied])
+    np.testing.assert_allclose(dist, sk_dist, rtol=1e-9)
+
+
+def test_prefilter_with_ties_duplicates_and_an_offset(rng):
+    # Integer grid points far from the origin, each one duplicated: many exact ties.
+    base = rng.integers(0, 3, size=(600, 12)).astype(float) + 1e6
+    X_train = np.vstack([base, base[:200]])
+    X_query = np.vstack([base[:30], rng.integers(0, 3, size=(30, 12)) + 1e6])
+    for X_q in (X_query, None):
+        dist, ind = kneighbors(X_train, X_q, 9, prefilter=True)
+        plain = kneighbors(X_train, X_q, 9, prefilter=False)
+        np.testing.assert_array_equal(ind, plain[1])
+        np.testing.assert_array_equal(dist, plain[0])
+    ref_dist, ref_ind = reference.kneighbors(X_train, X_query[:12], 9, 2)
+    dist, ind = kneighbors(X_train, X_query[:12], 9, prefilter=True)
+    np.testing.assert_array_equal(ind, ref_ind, err_msg="ties to the lower index")
+    np.testing.assert_allclose(dist, ref_dist, rtol=1e-12)
+
+
+def test_prefilter_hands_hopeless_queries_to_the_plain_search(rng, monkeypatch):
+    """Isotropic noise in 160 dimensions: no low-rank bound rules anything out, every query
+    overflows its candidate cap, and the plain search must still answer it exactly."""
+    X_train = rng.normal(size=(9000, 160))
+    X_query = rng.normal(size=(60, 160))
+    counts = _spy_low_rank_counts(monkeypatch)
+    dist, ind = kneighbors(X_train, X_query, 5, prefilter=True)
+    assert (np.concatenate(counts) < 0).mean() > 0.9, "nearly every query should overflow"
+    plain = kneighbors(X_train, X_query, 5, prefilter=False)
+    np.testing.assert_array_equal(ind, plain[1])
+    np.testing.assert_array_equal(dist, plain[0])
+
+
+def test_automatic_prefilter_gives_up_when_it_rules_out_too_little(rng, monkeypatch):
+    import knnlab.neighbors as neighbors
+
+    X_train = rng.normal(size=(neighbors._LOW_RANK_MIN_TRAIN, neighbors._LOW_RANK_MIN_FEATURES))
+    X_query = rng.normal(size=(4 * neighbors._TASK_ROWS, neighbors._LOW_RANK_MIN_FEATURES))
+    counts = _spy_low_rank_counts(monkeypatch)
+    dist, ind = kneighbors(X_train, X_query, 5, n_jobs=1)  # one worker: tasks in order
+    assert len(counts) == 1, f"only the first task should try the pre-filter, {len(counts)} did"
+    plain = kneighbors(X_train, X_query, 5, prefilter=False)
+    np.testing.assert_array_equal(ind, plain[1])
+    np.testing.assert_array_equal(dist, plain[0])
+
+
+def test_bad_prefilter_value_is_refused(rng):
+    X = rng.normal(size=(10, 3))
+    with pytest.raises(ValueError, match=r"prefilter must be True, False or None .*'yes'"):
+        kneighbors(X, X, 2, prefilter="yes")

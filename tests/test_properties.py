@@ -241,6 +241,22 @@ def test_kneighbors_invariant_to_working_memory_and_threads(problem, self_query)
         np.testing.assert_array_equal(other_dist, dist, err_msg=str(kwargs))
 
 
+@settings(BASE, max_examples=150)
+@given(problem=search_problems(), self_query=st.booleans())
+def test_low_rank_prefilter_matches_reference(problem, self_query):
+    """The p = 2 pre-filter forced on, whatever the shape: same neighbours, same ties."""
+    X_train, X_query, k, _ = problem
+    if self_query:
+        if X_train.shape[0] < 2:
+            return
+        X_query, k = None, min(k, X_train.shape[0] - 1)
+    dist, ind = kneighbors(X_train, X_query, k, p=2, prefilter=True)
+    _assert_matches_reference(X_train, X_query, k, 2, dist, ind)
+    plain_dist, plain_ind = kneighbors(X_train, X_query, k, p=2, prefilter=False)
+    np.testing.assert_array_equal(ind, plain_ind)
+    np.testing.assert_array_equal(dist, plain_dist, err_msg="bitwise equal to the plain search")
+
+
 # --------------------------------------------------------------------------- classifier
 
 

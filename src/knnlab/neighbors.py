@@ -9,22 +9,31 @@ The contract every search path in knnlab keeps (brute force here, the scikit-lea
 * when the queries *are* the training set (``X_query is None``), each point's own index is
   excluded, and only its own: a duplicate elsewhere in the training set is a neighbour at
   distance 0;
-* no full ``(n_queries, n_train)`` matrix: queries are processed in chunks sized so one
-  chunk's work arrays fit in ``working_memory`` bytes; results do not depend on the chunk
-  size or the number of threads.
+* no full ``(n_queries, n_train)`` matrix: queries are processed in chunks sized so the
+  chunks' work arrays fit in ``working_memory`` bytes; results do not depend on the chunk
+  size, the number of threads or the path taken.
 
 How (see :mod:`knnlab._kernels`): float32 finds candidates fast (one BLAS matrix multiply
 ``|x|^2 - 2 x.y + |y|^2`` per chunk at p = 2, a blocked SIMD kernel at other p), a rigorous
 bound on float32 rounding says which candidates could still be in the exact top k, and
 those are re-ranked with float64 distances computed directly from the differences. Data are
 centred on the training mean first: distances do not change, rounding errors shrink.
+
+At p = 2 on wide data (many features, most variance in a few directions, as images) a
+pre-filter comes first: the multiply runs on the top principal components only, which gives
+each training point a lower bound on its distance, and only the few points whose bound does
+not exceed the query's k-th distance get full-dimension candidates. It stops by itself on
+data where it rules out too little.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numba
 import numpy as np
@@ -128,6 +137,289 @@ def _rounding_bound(q_norms: np.ndarray, t_norm_max: float, p: float, d: int) ->
     return _BOUND_SAFETY * bound
 
 
+@dataclass(frozen=True)
+class _Training:
+    """The training side of a search, prepared once: raw rows X (n, d) float64, their
+    centred float32 copy T32 (n, d), its p-th-power norms (n,) float64 (and in float32 for
+    the p = 2 kernels), and the candidate buffer width."""
+
+    X: np.ndarray
+    centre: np.ndarray
+    T32: np.ndarray
+    norms: np.ndarray
+    norms32: np.ndarray
+    norm_max: float
+    kind: int
+    p: float
+    width: int
+
+
+@dataclass(frozen=True)
+class _LowRank:
+    """Training points in the top ``rank`` principal directions of the training set.
+
+    basis : (d, rank) float64, orthonormal columns; coords : (n, rank) float32, the centred
+    rows times ``basis``; coords_sq : (n,) float32, their squared norms.
+    """
+
+    basis: np.ndarray
+    coords: np.ndarray
+    coords_sq: np.ndarray
+
+    @property
+    def rank(self) -> int:
+        return self.basis.shape[1]
+
+
+# The pre-filter pays when the full multiply is long (many features) and a low rank keeps
+# most of the variance; below these sizes, or when it rules out too little, the plain search
+# is as fast. Measured on MNIST-shaped data (60,000 x 784): see benchmarks/results_search.txt.
+_LOW_RANK_MIN_FEATURES = 128
+_LOW_RANK_MIN_TRAIN = 4096
+_LOW_RANK_MIN_QUERIES = 512  # fewer do not repay the principal directions (0.2 s at MNIST size)
+_LOW_RANK_MAX_NEIGHBORS = 32
+_LOW_RANK_RANK = 48
+_LOW_RANK_SAMPLE = 4096  # training rows the principal directions are estimated from
+_TASK_ROWS = 256  # queries per task of a p = 2 search worker (measured)
+# Stop pre-filtering when a chunk's queries average more full-dimension candidates than this
+# fraction of the training set (counting an unfinished query as all of it): each costs a
+# dot product outside the matrix multiply, several times the multiply's cost per point.
+_LOW_RANK_GIVE_UP = 1 / 64
+
+
+def _prefilter_applies(
+    prefilter: bool | None, kind: int, n_train: int, n_features: int, n_queries: int, k: int
+) -> bool:
+    if prefilter is not None and not isinstance(prefilter, bool):
+        raise ValueError(f"prefilter must be True, False or None (decide), got {prefilter!r}")
+    if kind != 2 or prefilter is False or n_features < 2:
+        return False
+    if prefilter:
+        return True
+    return (
+        n_features >= _LOW_RANK_MIN_FEATURES
+        and n_train >= _LOW_RANK_MIN_TRAIN
+        and n_queries >= _LOW_RANK_MIN_QUERIES
+        and k <= _LOW_RANK_MAX_NEIGHBORS
+    )
+
+
+def _low_rank(training: _Training) -> _LowRank:
+    """Principal directions from an evenly strided sample of the training rows. Any
+    orthonormal basis keeps the search exact; principal ones make the bound tight."""
+    X, centre = training.X, training.centre
+    n, d = X.shape
+    rank = min(_LOW_RANK_RANK, max(1, d // 2))
+    sample = X[:: max(1, n // _LOW_RANK_SAMPLE)] - centre
+    _, vectors = np.linalg.eigh(sample.T @ sample)  # ascending eigenvalues
+    basis = np.ascontiguousarray(vectors[:, ::-1][:, :rank])
+    # (x - c) V as x V - c V: no centred copy of X; the float64 rounding this adds is a
+    # few 1e-13 of |x|, far inside the float32 bound the pre-filter allows for.
+    coords = (X @ basis - centre @ basis).astype(np.float32)
+    coords_sq = np.square(coords, dtype=np.float64).sum(axis=1).astype(np.float32)
+    return _LowRank(basis, coords, coords_sq)
+
+
+def _plain_chunk(
+    training: _Training, Q_raw: np.ndarray, self_index: np.ndarray, k: int, gram: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact neighbours of the queries Q_raw (m, d) by a scan of every training point.
+
+    self_index : (m,) training row each query skips, or -1; gram : (>= m, n) float32 work
+    buffer at p = 2, else None. Returns distances, indices (m, k).
+    """
+    kind, p = training.kind, training.p
+    m, n_features = Q_raw.shape
+    Q32, q_norms = _kernels.centred_float32(Q_raw, training.centre, kind, p)
+    if gram is not None:
+        # gram is each worker's own buffer, reused from chunk to chunk: first touches of
+        # fresh memory (page faults) cost about a millisecond per MB here.
+        block = np.matmul(Q32, training.T32.T, out=gram[:m])
+        best_v, best_j = _kernels.approx_candidates_gram(
+            block, training.norms32, training.width, self_index
+        )
+    else:
+        padded = -(-m // 4) * 4  # the kernel takes queries four at a time
+        Q32 = np.vstack([Q32, np.zeros((padded - m, n_features), np.float32)])
+        padded_self = np.concatenate([self_index, np.full(padded - m, -1, dtype=np.int64)])
+        # 16 queries per task (measured best at 784 features), fewer on small problems so
+        # every thread gets work.
+        threads = numba.get_num_threads()
+        query_chunk = max(4, min(16, -(-padded // (4 * threads)) // 4 * 4))
+        best_v, best_j = _kernels.approx_candidates_minkowski(
+            Q32, training.T32, kind, p, training.width, padded_self, query_chunk
+        )
+        best_v, best_j = best_v[:m], best_j[:m]
+    threshold = _candidate_threshold(best_v, k, q_norms, training.norm_max, p, n_features)
+    distances = np.empty((m, k))
+    indices = np.empty((m, k), dtype=np.int64)
+    _kernels.exact_rerank(
+        np.ascontiguousarray(Q_raw),
+        training.X,
+        best_v,
+        best_j,
+        threshold,
+        k,
+        kind,
+        p,
+        self_index,
+        distances,
+        indices,
+    )
+    return distances, indices
+
+
+def _low_rank_chunk(
+    training: _Training,
+    low: _LowRank,
+    Q_raw: np.ndarray,
+    self_index: np.ndarray,
+    k: int,
+    gram: np.ndarray,
+    distances: np.ndarray,
+    indices: np.ndarray,
+) -> np.ndarray:
+    """Exact neighbours (p = 2) of the queries Q_raw (m, d) through the low-rank pre-filter,
+    written into distances, indices (m, k). Returns (m,) the number of full-dimension
+    candidates per query, -1 for a query it could not finish (more candidates than the cap;
+    its rows are left for the plain search)."""
+    m, n_features = Q_raw.shape
+    n_train = training.X.shape[0]
+    Q32, q_norms = _kernels.centred_float32(Q_raw, training.centre, 2, 2.0)
+    q_coords = (Q_raw @ low.basis - training.centre @ low.basis).astype(np.float32)
+    q_coords_sq = np.square(q_coords, dtype=np.float64).sum(axis=1)
+    block = np.matmul(q_coords, low.coords.T, out=gram[:m])
+    full_bound = _rounding_bound(q_norms, training.norm_max, 2.0, n_features)
+    # A point is out when its projected squared distance (a lower bound, with its own
+    # rounding bound) exceeds the k-th full squared distance plus the full rounding bound,
+    # by a margin far above the float64 rounding of the exact distances (so no ties).
+    low_bound = _rounding_bound(q_norms, training.norm_max, 2.0, low.rank)
+    margin = 1e-9 * (q_norms + training.norm_max)
+    cut_shift = (q_norms - q_coords_sq) + full_bound + low_bound + margin
+    cap = max(4 * max(_kernels.PRUNE_WIDTH, 2 * k), n_train // 32)
+    best_v = np.empty((m, training.width))
+    best_j = np.empty((m, training.width), dtype=np.int64)
+    threshold = np.empty(m)
+    counts = _kernels.pruned_candidates(
+        block,
+        low.coords_sq,
+        cut_shift,
+        Q32,
+        training.T32,
+        training.norms32,
+        full_bound,
+        k,
+        self_index,
+        cap,
+        best_v,
+        best_j,
+        threshold,
+    )
+    done = np.flatnonzero(counts >= 0)
+    if done.size:
+        out_v = np.empty((done.size, k))
+        out_j = np.empty((done.size, k), dtype=np.int64)
+        _kernels.exact_rerank(
+            np.ascontiguousarray(Q_raw[done]),
+            training.X,
+            best_v[done],
+            best_j[done],
+            threshold[done],
+            k,
+            2,
+            2.0,
+            self_index[done],
+            out_v,
+            out_j,
+        )
+        distances[done], indices[done] = out_v, out_j
+    return counts
+
+
+def _gram_search(
+    training: _Training,
+    low: _LowRank | None,
+    queries: np.ndarray,
+    is_self_query: bool,
+    k: int,
+    working_memory: int | None,
+    may_give_up: bool,
+    distances: np.ndarray,
+    indices: np.ndarray,
+) -> None:
+    """The p = 2 search of every query (n_queries, d), written into distances, indices.
+
+    One worker per thread takes chunks of queries in turn and runs each whole chunk on its
+    own thread: a single-threaded matrix multiply into its own product buffer, then
+    single-threaded kernels. Handing both cores from BLAS's threads to numba's and back
+    at every chunk costs more than the chunk (each pool spins while the other works).
+    """
+    n_queries = len(queries)
+    n_train = training.X.shape[0]
+    n_threads = max(1, min(numba.get_num_threads(), -(-n_queries // _TASK_ROWS)))
+    budget_rows = _chunk_rows(n_train, True, working_memory) // n_threads
+    task_rows = max(1, min(_TASK_ROWS, budget_rows))
+    starts = iter(range(0, n_queries, task_rows))
+    lock = threading.Lock()
+    progress = {"low": low, "queries": 0, "examined": 0}
+
+    def work() -> None:
+        numba.set_num_threads(1)  # per thread: this worker's kernels run on it alone
+        gram = np.empty((min(task_rows, n_queries), n_train), dtype=np.float32)
+        while True:
+            with lock:
+                start = next(starts, None)
+                current = progress["low"]
+            if start is None:
+                return
+            stop = min(start + task_rows, n_queries)
+            Q_raw = queries[start:stop]
+            self_index = (
+                np.arange(start, stop, dtype=np.int64)
+                if is_self_query
+                else np.full(stop - start, -1, dtype=np.int64)
+            )
+            if current is None:
+                distances[start:stop], indices[start:stop] = _plain_chunk(
+                    training, Q_raw, self_index, k, gram
+                )
+                continue
+            counts = _low_rank_chunk(
+                training,
+                current,
+                Q_raw,
+                self_index,
+                k,
+                gram,
+                distances[start:stop],
+                indices[start:stop],
+            )
+            unfinished = np.flatnonzero(counts < 0)
+            if unfinished.size:
+                rows = start + unfinished
+                distances[rows], indices[rows] = _plain_chunk(
+                    training, queries[rows], self_index[unfinished], k, gram
+                )
+            if may_give_up:
+                with lock:
+                    progress["queries"] += len(counts)
+                    progress["examined"] += int(np.where(counts < 0, n_train, counts).sum())
+                    if progress["examined"] > _LOW_RANK_GIVE_UP * n_train * progress["queries"]:
+                        progress["low"] = None  # the bound rules out too little on these data
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        if n_threads == 1:
+            previous = numba.get_num_threads()
+            try:
+                work()
+            finally:
+                numba.set_num_threads(previous)
+        else:
+            with ThreadPoolExecutor(n_threads, thread_name_prefix="knnlab-search") as pool:
+                for future in [pool.submit(work) for _ in range(n_threads)]:
+                    future.result()
+
+
 def kneighbors(
     X_train,
     X_query,
@@ -136,6 +428,7 @@ def kneighbors(
     p: float = 2,
     working_memory: int | None = None,
     n_jobs: int | None = None,
+    prefilter: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest training points of each query under the Minkowski distance.
 
@@ -153,6 +446,11 @@ def kneighbors(
         Bytes allowed for one chunk's work arrays; default 512 MiB.
     n_jobs : int, optional
         Threads for the kernels and BLAS; None or -1 uses every core.
+    prefilter : bool, optional
+        p = 2 only: rule out most training points with a lower bound from their top
+        principal components before computing full distances. None (default) decides from
+        the problem's size and stops when the bound rules out too little. The results are
+        identical either way; only the time differs.
 
     Returns
     -------
@@ -168,57 +466,49 @@ def kneighbors(
     n_train = X_train.shape[0]
     kind = _kernels.power_kind(p)
     uses_gram = kind == 2
-    width = _buffer_width(n_train - int(is_self_query), n_neighbors)
+    use_low_rank = _prefilter_applies(prefilter, kind, n_train, n_features, n_queries, n_neighbors)
 
     centre = X_train.mean(axis=0)
     # float32 copies (C order: the kernels read rows) and their p-th-power norms, one pass.
     T32, t_norms = _kernels.centred_float32(X_train, centre, kind, p)  # (n, d), (n,)
-    t_norm_max = float(t_norms.max(initial=0.0))
+    training = _Training(
+        X_train,
+        centre,
+        T32,
+        t_norms,
+        t_norms.astype(np.float32),
+        float(t_norms.max(initial=0.0)),
+        kind,
+        p,
+        _buffer_width(n_train - int(is_self_query), n_neighbors),
+    )
     distances = np.empty((n_queries, n_neighbors))
     indices = np.empty((n_queries, n_neighbors), dtype=np.int64)
-    chunk = _chunk_rows(n_train, uses_gram, working_memory)
-    gram = np.empty((min(chunk, n_queries), n_train), dtype=np.float32) if uses_gram else None
-
     with _threads(n_jobs):
-        for start in range(0, n_queries, chunk):
-            stop = min(start + chunk, n_queries)
-            Q_raw = queries[start:stop]
-            Q32, q_norms = _kernels.centred_float32(Q_raw, centre, kind, p)
-            self_offset = start if is_self_query else -1
-            if uses_gram:
-                # One preallocated (chunk, n_train) buffer: reusing it spares the page
-                # faults of a fresh 0.5 GB allocation per chunk.
-                block = np.matmul(Q32, T32.T, out=gram[: stop - start])
-                best_v, best_j = _kernels.approx_candidates_gram(
-                    block, t_norms.astype(np.float32), width, self_offset
-                )
-            else:
-                padded = -(-len(Q32) // 4) * 4  # the kernel takes queries four at a time
-                Q32 = np.vstack([Q32, np.zeros((padded - len(Q32), Q32.shape[1]), np.float32)])
-                # 16 queries per task (measured best at 784 features), fewer on small
-                # problems so every thread gets work.
-                threads = numba.get_num_threads()
-                query_chunk = max(4, min(16, -(-padded // (4 * threads)) // 4 * 4))
-                best_v, best_j = _kernels.approx_candidates_minkowski(
-                    Q32, T32, kind, p, width, self_offset, query_chunk
-                )
-                best_v, best_j = best_v[: stop - start], best_j[: stop - start]
-            threshold = _candidate_threshold(
-                best_v, n_neighbors, q_norms, t_norm_max, p, n_features
-            )
-            _kernels.exact_rerank(
-                np.ascontiguousarray(Q_raw),
-                X_train,
-                best_v,
-                best_j,
-                threshold,
+        if uses_gram:
+            _gram_search(
+                training,
+                _low_rank(training) if use_low_rank else None,
+                queries,
+                is_self_query,
                 n_neighbors,
-                kind,
-                p,
-                self_offset,
-                distances[start:stop],
-                indices[start:stop],
+                working_memory,
+                prefilter is None,
+                distances,
+                indices,
             )
+        else:
+            chunk = _chunk_rows(n_train, False, working_memory)
+            for start in range(0, n_queries, chunk):
+                stop = min(start + chunk, n_queries)
+                self_index = (
+                    np.arange(start, stop, dtype=np.int64)
+                    if is_self_query
+                    else np.full(stop - start, -1, dtype=np.int64)
+                )
+                distances[start:stop], indices[start:stop] = _plain_chunk(
+                    training, queries[start:stop], self_index, n_neighbors, None
+                )
     return distances, indices
 
 
@@ -229,6 +519,8 @@ def warm_up(p: float = 2, n_features: int = 4) -> None:
     X = rng.normal(size=(16, n_features))
     kneighbors(X, X[:4], 2, p=p)
     kneighbors(X, None, 2, p=p)
+    if _kernels.power_kind(p) == 2:
+        kneighbors(X, X[:4], 2, p=p, prefilter=True)
 
 
 def cross_fold_kneighbors(
@@ -305,7 +597,7 @@ def cross_fold_kneighbors(
             n_neighbors,
             2,
             2.0,
-            -1,
+            np.full(len(rows), -1, dtype=np.int64),
             distances,
             indices,
         )
