@@ -244,10 +244,10 @@ def test_prefilter_gives_the_plain_search_bit_for_bit(rng, monkeypatch, self_que
 def test_prefilter_on_mnist_shaped_data_matches_scikit_learn(monkeypatch):
     from knnlab.bench import make_mnist_like
 
-    X_train, _, X_query, _ = make_mnist_like(5000, 300, seed=1)
+    X_train, _, X_query, _ = make_mnist_like(5000, 600, seed=1)
     counts = _spy_low_rank_counts(monkeypatch)
     dist, ind = kneighbors(X_train, X_query, 5)  # the automatic choice takes the pre-filter
-    assert counts, "784 features, 5000 points, 300 queries: the pre-filter should be used"
+    assert counts, "784 features, 5000 points, 600 queries: the pre-filter should be used"
     assert np.concatenate(counts).mean() < 0.02 * 5000
     sk_dist, sk_ind = (
         NearestNeighbors(n_neighbors=5, algorithm="brute")
