@@ -302,7 +302,7 @@ def test_automatic_prefilter_gives_up_when_it_rules_out_too_little(rng, monkeypa
     import knnlab.neighbors as neighbors
 
     X_train = rng.normal(size=(neighbors._LOW_RANK_MIN_TRAIN, neighbors._LOW_RANK_MIN_FEATURES))
-    X_query = rng.normal(size=(4 * neighbors._TASK_ROWS, neighbors._LOW_RANK_MIN_FEATURES))
+    X_query = rng.normal(size=(4 * neighbors._TASK_ROWS_LOW_RANK, neighbors._LOW_RANK_MIN_FEATURES))
     counts = _spy_low_rank_counts(monkeypatch)
     dist, ind = kneighbors(X_train, X_query, 5, n_jobs=1)  # one worker: tasks in order
     assert len(counts) == 1, f"only the first task should try the pre-filter, {len(counts)} did"

@@ -362,7 +362,7 @@ def exact_rerank(Q, T, best_v, best_j, threshold, k, kind, p, self_index, out_v,
 # every point whose lower bound exceeds that is out of the top k. On MNIST-shaped data with
 # r = 48 about 40 of 60,000 points per query survive; only those get full-dimension distances.
 
-PRUNE_WIDTH = 64  # lower bounds kept per query by the scan, in bound order
+PRUNE_WIDTH = 64  # blocks of lower bounds walked per query (their minima are the smallest)
 
 
 @njit(fastmath=_FAST, cache=True)
@@ -372,18 +372,6 @@ def _dot32(a, b):
     for f in range(a.shape[0]):
         s += a[f] * b[f]
     return s
-
-
-@njit(cache=True)
-def _compact(buf_v, buf_j, keep):
-    """Keep the ``keep`` smallest of the full scratch buffer in its first slots; return the
-    largest kept value (every dropped value is >= it)."""
-    order = np.argsort(buf_v, kind="mergesort")[:keep]
-    kept_v = buf_v[order]
-    kept_j = buf_j[order]
-    buf_v[:keep] = kept_v
-    buf_j[:keep] = kept_j
-    return kept_v[keep - 1]
 
 
 @njit(cache=True)
@@ -435,30 +423,38 @@ def pruned_candidates(
     for i in prange(m):
         skip = self_index[i]
         q = Q32[i]
-        # 1. The `width` smallest lower-bound values, through a scratch twice as wide that is
-        #    compacted when full: amortised O(1) per insert.
-        buf_v = np.empty(2 * width, dtype=np.float32)
-        buf_j = np.empty(2 * width, dtype=np.int64)
-        fill = 0
-        tau = np.float32(np.inf)  # inserts need a value below it; dropped values are >= it
-        compacted = False
-        for j0 in range(0, n, _SCAN_BLOCK):
-            j1 = min(n, j0 + _SCAN_BLOCK)
+        # 1. Lower-bound values under a threshold tau that at least `width` points meet:
+        #    the width-th smallest block minimum (each of those blocks holds a point at or
+        #    under it). A first pass takes every block's minimum (vectorized, the only pass
+        #    over the whole row); a second walks just the blocks whose minimum is <= tau.
+        n_blocks = (n + _SCAN_BLOCK - 1) // _SCAN_BLOCK
+        block_mins = np.empty(n_blocks, dtype=np.float32)
+        for b in range(n_blocks):
+            j0 = b * _SCAN_BLOCK
             block_min = np.float32(np.inf)
-            for j in range(j0, j1):
+            for j in range(j0, min(n, j0 + _SCAN_BLOCK)):
                 block_min = min(block_min, low_sq[j] - two * G[i, j])
-            if block_min >= tau:
-                continue
-            for j in range(j0, j1):
-                v = low_sq[j] - two * G[i, j]
-                if v < tau and j != skip:
-                    buf_v[fill] = v
-                    buf_j[fill] = j
-                    fill += 1
-                    if fill == 2 * width:
-                        tau = _compact(buf_v, buf_j, width)
-                        fill = width
-                        compacted = True
+            block_mins[b] = block_min
+        compacted = n_blocks > width  # some points lie above tau, unseen
+        tau = np.float32(np.inf)
+        if compacted:
+            tau = np.partition(block_mins, width - 1)[width - 1]
+        n_walked = 0
+        for b in range(n_blocks):
+            if block_mins[b] <= tau:
+                n_walked += 1
+        buf_v = np.empty(n_walked * _SCAN_BLOCK, dtype=np.float32)
+        buf_j = np.empty(n_walked * _SCAN_BLOCK, dtype=np.int64)
+        fill = 0
+        for b in range(n_blocks):
+            if block_mins[b] <= tau:
+                j0 = b * _SCAN_BLOCK
+                for j in range(j0, min(n, j0 + _SCAN_BLOCK)):
+                    v = low_sq[j] - two * G[i, j]
+                    if v <= tau and j != skip:
+                        buf_v[fill] = v
+                        buf_j[fill] = j
+                        fill += 1
         # 2. Full values in lower-bound order until the bound passes the k-th full value.
         cand_w = np.empty(cap)
         cand_j = np.empty(cap, dtype=np.int64)
@@ -466,9 +462,13 @@ def pruned_candidates(
         n_cand = 0
         cut = np.inf
         complete = False
+        overflow = False
         for e in np.argsort(buf_v[:fill], kind="mergesort"):
             if np.float64(buf_v[e]) > cut:
-                complete = True  # this and every later value (and each dropped one) is out
+                complete = True  # this and every later value (and each unseen one) is out
+                break
+            if n_cand == cap:
+                overflow = True
                 break
             j = buf_j[e]
             w = np.float64(t_sq[j] - two * _dot32(q, T32[j]))
@@ -477,16 +477,15 @@ def pruned_candidates(
             n_cand += 1  # noqa: SIM113 (the count outlives a break, and the rescan reuses it)
             _push_top(top, w)
             cut = top[k - 1] + cut_shift[i]
-        if not complete:
-            # Nothing was dropped, or every dropped value is past the cut: done. Else a
-            # second scan takes every point under the cut (rare: more than `width` survive).
-            complete = not compacted or np.float64(tau) > cut
-        if not complete:
+        if not complete and not overflow:
+            # Nothing was left unseen, or every unseen value (> tau) is past the cut: done.
+            # Else a rescan takes every point under the cut (rare: more than `width` survive).
+            complete = not compacted or np.float64(tau) >= cut
+        if not complete and not overflow:
             # The cut found so far stays valid; candidates restart so none is counted twice.
             first_cut = cut
             n_cand = 0
             top[:] = np.inf
-            overflow = False
             for j0 in range(0, n, _SCAN_BLOCK):
                 j1 = min(n, j0 + _SCAN_BLOCK)
                 block_min = np.float32(np.inf)
@@ -508,9 +507,9 @@ def pruned_candidates(
                         cut = min(first_cut, top[k - 1] + cut_shift[i])
                 if overflow:
                     break
-            if overflow:
-                counts[i] = -1
-                continue
+        if overflow:
+            counts[i] = -1
+            continue
         counts[i] = n_cand
         # 3. The candidates the full rounding bound cannot separate from the k-th.
         limit = top[k - 1] + 2.0 * full_bound[i]

@@ -20,6 +20,8 @@ What it does
   which is float32 only, gets a float32 copy made before its timer starts).
 * For each p: ``knnlab.neighbors.kneighbors`` against scikit-learn's
   ``NearestNeighbors(algorithm="brute")`` (``fit`` + ``kneighbors``). At p = 2 also
+  knnlab's search with its low-rank pre-filter turned off (``prefilter=False``: one full
+  matrix multiply per chunk, the like-for-like comparison with faiss),
   ``knnlab.KNNClassifier(algorithm="brute")`` against ``KNeighborsClassifier(algorithm=
   "brute")`` (``fit`` + ``predict``) and, when ``faiss`` imports, ``faiss.IndexFlatL2``
   (exact; ``add`` + ``search``). ``--trees`` adds scikit-learn's kd-tree and ball-tree
@@ -200,6 +202,11 @@ def _prepare_knnlab(data: Inputs, p: float, k: int) -> Prepared:
     return lambda: kneighbors(data.X_train, data.X_query, k, p=p)
 
 
+def _prepare_knnlab_plain(data: Inputs, p: float, k: int) -> Prepared:
+    warm_up(p)
+    return lambda: kneighbors(data.X_train, data.X_query, k, p=p, prefilter=False)
+
+
 def _prepare_sklearn(algorithm: str) -> Callable[[Inputs, float, int], Prepared]:
     def prepare(data: Inputs, p: float, k: int) -> Prepared:
         model = NearestNeighbors(n_neighbors=k, algorithm=algorithm, p=p)
@@ -249,6 +256,7 @@ class Method:
 
 METHODS = {
     "knnlab": Method("knnlab kneighbors", "search", _prepare_knnlab),
+    "knnlab-plain": Method("knnlab, no pre-filter", "search", _prepare_knnlab_plain),
     "sklearn": Method("sklearn brute", "search", _prepare_sklearn("brute")),
     "faiss": Method("faiss IndexFlatL2 (float32)", "search", _prepare_faiss),
     "knnlab-clf": Method("knnlab KNNClassifier brute", "predict", _prepare_knnlab_classifier),
@@ -456,6 +464,7 @@ def plan(args: argparse.Namespace, n_test: int, faiss_available: bool, data_dir:
         n_queries = queries_for(p, n_test, args.query_subset)
         keys = ["knnlab"] + ([] if args.skip_sklearn else ["sklearn"])
         if p == 2:
+            keys.insert(1, "knnlab-plain")  # the same search without the low-rank pre-filter
             keys += ["faiss"] if faiss_available else []
             keys += ["knnlab-clf"] + ([] if args.skip_sklearn else ["sklearn-clf"])
         tasks += [Task(key, p, args.k, n_queries, args.repeat, data_dir) for key in keys]

@@ -180,7 +180,9 @@ _LOW_RANK_MIN_QUERIES = 512  # fewer do not repay the principal directions (0.2 
 _LOW_RANK_MAX_NEIGHBORS = 32
 _LOW_RANK_RANK = 48
 _LOW_RANK_SAMPLE = 4096  # training rows the principal directions are estimated from
-_TASK_ROWS = 256  # queries per task of a p = 2 search worker (measured)
+# Queries per task of a p = 2 search worker (measured best at MNIST size).
+_TASK_ROWS = 512
+_TASK_ROWS_LOW_RANK = 256
 # Stop pre-filtering when a chunk's queries average more full-dimension candidates than this
 # fraction of the training set (counting an unfinished query as all of it): each costs a
 # dot product outside the matrix multiply, several times the multiply's cost per point.
@@ -356,9 +358,10 @@ def _gram_search(
     """
     n_queries = len(queries)
     n_train = training.X.shape[0]
-    n_threads = max(1, min(numba.get_num_threads(), -(-n_queries // _TASK_ROWS)))
+    wanted_rows = _TASK_ROWS if low is None else _TASK_ROWS_LOW_RANK
+    n_threads = max(1, min(numba.get_num_threads(), -(-n_queries // wanted_rows)))
     budget_rows = _chunk_rows(n_train, True, working_memory) // n_threads
-    task_rows = max(1, min(_TASK_ROWS, budget_rows))
+    task_rows = max(1, min(wanted_rows, budget_rows))
     starts = iter(range(0, n_queries, task_rows))
     lock = threading.Lock()
     progress = {"low": low, "queries": 0, "examined": 0}
