@@ -246,8 +246,7 @@ def test_prefilter_on_mnist_shaped_data_matches_scikit_learn(monkeypatch):
 
     X_train, _, X_query, _ = make_mnist_like(5000, 600, seed=1)
     counts = _spy_low_rank_counts(monkeypatch)
-    dist, ind = kneighbors(X_train, X_query, 5)  # the automatic choice takes the pre-filter
-    assert counts, "784 features, 5000 points, 600 queries: the pre-filter should be used"
+    dist, ind = kneighbors(X_train, X_query, 5, prefilter=True)
     assert np.concatenate(counts).mean() < 0.02 * 5000
     sk_dist, sk_ind = (
         NearestNeighbors(n_neighbors=5, algorithm="brute")
@@ -301,6 +300,7 @@ def test_prefilter_hands_hopeless_queries_to_the_plain_search(rng, monkeypatch):
 def test_automatic_prefilter_gives_up_when_it_rules_out_too_little(rng, monkeypatch):
     import knnlab.neighbors as neighbors
 
+    monkeypatch.setattr(neighbors, "_LOW_RANK_MIN_PAIRS", 0)  # a smaller problem will do
     X_train = rng.normal(size=(neighbors._LOW_RANK_MIN_TRAIN, neighbors._LOW_RANK_MIN_FEATURES))
     X_query = rng.normal(size=(4 * neighbors._TASK_ROWS_LOW_RANK, neighbors._LOW_RANK_MIN_FEATURES))
     counts = _spy_low_rank_counts(monkeypatch)
@@ -309,6 +309,27 @@ def test_automatic_prefilter_gives_up_when_it_rules_out_too_little(rng, monkeypa
     plain = kneighbors(X_train, X_query, 5, prefilter=False)
     np.testing.assert_array_equal(ind, plain[1])
     np.testing.assert_array_equal(dist, plain[0])
+
+
+@pytest.mark.parametrize(
+    ("shape", "expected"),
+    [
+        ({}, True),  # MNIST: 60,000 x 784 training points, 10,000 queries, k = 5
+        ({"n_train": 8000, "n_queries": 2000}, False),  # one CV fold: set-up > saving
+        ({"n_features": 64}, False),  # digits: the full multiply is already short
+        ({"kind": 1}, False),  # no matrix multiply at p = 1
+        ({"k": 50}, False),
+        ({"n_queries": 1}, False),
+        ({"prefilter": False}, False),
+        ({"prefilter": True, "n_features": 3, "n_train": 10}, True),
+    ],
+)
+def test_when_the_prefilter_is_used(shape, expected):
+    from knnlab.neighbors import _prefilter_applies
+
+    args = {"prefilter": None, "kind": 2, "n_train": 60000, "n_features": 784}
+    args |= {"n_queries": 10000, "k": 5} | shape
+    assert _prefilter_applies(**args) is expected
 
 
 def test_bad_prefilter_value_is_refused(rng):

@@ -709,6 +709,12 @@ def notes(args: argparse.Namespace, n_train: int, n_test: int, faiss_available: 
         f"tied: queries left out of agree (equal distances within {TIE_RTOL:g}); max rel "
         "diff: max |d - d_sklearn| / d_sklearn",
     ]
+    if 2 in args.p:
+        lines.append(
+            "p=2: 'knnlab kneighbors' decides on its own to use the low-rank pre-filter "
+            "(it does at this size); 'no pre-filter' is prefilter=False, one full float32 "
+            "multiply per chunk like faiss; both give the same answer bit for bit"
+        )
     if not faiss_available and 2 in args.p:
         lines.append("faiss: skipped (not installed, or --no-faiss); pip install faiss-cpu")
     return lines
