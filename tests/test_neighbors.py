@@ -287,8 +287,8 @@ def test_prefilter_with_ties_duplicates_and_an_offset(rng):
 def test_prefilter_hands_hopeless_queries_to_the_plain_search(rng, monkeypatch):
     """Isotropic noise in 160 dimensions: no low-rank bound rules anything out, every query
     overflows its candidate cap, and the plain search must still answer it exactly."""
-    X_train = rng.normal(size=(9000, 160))
-    X_query = rng.normal(size=(60, 160))
+    X = _wide_noise(rng, 9060, 160)
+    X_train, X_query = X[60:], X[:60]
     counts = _spy_low_rank_counts(monkeypatch)
     dist, ind = kneighbors(X_train, X_query, 5, prefilter=True)
     assert (np.concatenate(counts) < 0).mean() > 0.9, "nearly every query should overflow"
@@ -297,18 +297,44 @@ def test_prefilter_hands_hopeless_queries_to_the_plain_search(rng, monkeypatch):
     np.testing.assert_array_equal(dist, plain[0])
 
 
+def _wide_noise(rng, n, d, clusters=False):
+    """Isotropic noise in d dimensions; with clusters, also two far-apart groups along a few
+    features: the top components then explain most of the variance, yet within a group
+    they say nothing about who is near whom."""
+    X = rng.normal(size=(n, d))
+    if clusters:
+        X[:, :8] += 50.0 * rng.integers(0, 2, size=(n, 1))
+    return X
+
+
 def test_automatic_prefilter_gives_up_when_it_rules_out_too_little(rng, monkeypatch):
     import knnlab.neighbors as neighbors
 
     monkeypatch.setattr(neighbors, "_LOW_RANK_MIN_PAIRS", 0)  # a smaller problem will do
-    X_train = rng.normal(size=(neighbors._LOW_RANK_MIN_TRAIN, neighbors._LOW_RANK_MIN_FEATURES))
-    X_query = rng.normal(size=(4 * neighbors._TASK_ROWS_LOW_RANK, neighbors._LOW_RANK_MIN_FEATURES))
+    n_train, d = neighbors._LOW_RANK_MIN_TRAIN, neighbors._LOW_RANK_MIN_FEATURES
+    X = _wide_noise(rng, n_train + 4 * neighbors._TASK_ROWS_LOW_RANK, d, clusters=True)
+    X_train, X_query = X[:n_train], X[n_train:]
     counts = _spy_low_rank_counts(monkeypatch)
     dist, ind = kneighbors(X_train, X_query, 5, n_jobs=1)  # one worker: tasks in order
     assert len(counts) == 1, f"only the first task should try the pre-filter, {len(counts)} did"
+    assert len(counts[0]) == neighbors._PILOT_ROWS, "and it is a small one"
     plain = kneighbors(X_train, X_query, 5, prefilter=False)
     np.testing.assert_array_equal(ind, plain[1])
     np.testing.assert_array_equal(dist, plain[0])
+
+
+def test_automatic_prefilter_skips_data_without_dominant_directions(rng, monkeypatch):
+    import knnlab.neighbors as neighbors
+
+    monkeypatch.setattr(neighbors, "_LOW_RANK_MIN_PAIRS", 0)
+    X = _wide_noise(rng, neighbors._LOW_RANK_MIN_TRAIN + 300, neighbors._LOW_RANK_MIN_FEATURES)
+    counts = _spy_low_rank_counts(monkeypatch)
+    dist, ind = kneighbors(X[300:], X[:300], 5)
+    assert counts == [], "48 of 256 noise directions explain too little to try"
+    forced = kneighbors(X[300:], X[:300], 5, prefilter=True)
+    assert counts, "forced, it runs (and is still exact)"
+    np.testing.assert_array_equal(ind, forced[1])
+    np.testing.assert_array_equal(dist, forced[0])
 
 
 @pytest.mark.parametrize(
@@ -336,3 +362,37 @@ def test_bad_prefilter_value_is_refused(rng):
     X = rng.normal(size=(10, 3))
     with pytest.raises(ValueError, match=r"prefilter must be True, False or None .*'yes'"):
         kneighbors(X, X, 2, prefilter="yes")
+
+
+def test_near_ties_wider_than_the_buffer_are_collected_not_scanned(rng, monkeypatch):
+    """Two far-apart clusters of 400-dimensional noise: centring on the mean between them
+    makes the float32 bound wide, so many candidates tie within it. Those queries collect
+    every candidate from the product in hand (gram_candidates_under) instead of the exact
+    re-rank computing all n distances, and the answer stays exact."""
+    from knnlab import _kernels
+
+    X = _wide_noise(rng, 3100, 400, clusters=True)
+    X_train, X_query = X[100:], X[:100]
+    collected, full_scans = [], []
+    real_collect, real_rerank = _kernels.gram_candidates_under, _kernels.exact_rerank
+
+    def collect(*args):
+        collected.append(len(args[2]))
+        return real_collect(*args)
+
+    def rerank(*args):
+        full_scans.append(real_rerank(*args))
+        return full_scans[-1]
+
+    monkeypatch.setattr(_kernels, "gram_candidates_under", collect)
+    monkeypatch.setattr(_kernels, "exact_rerank", rerank)
+    dist, ind = kneighbors(X_train, X_query, 5, prefilter=False)
+    assert sum(collected) > 0, "the data should overflow some buffers"
+    assert sum(full_scans) == 0, "no query should need the all-points exact scan"
+    sk_dist, sk_ind = (
+        NearestNeighbors(n_neighbors=5, algorithm="brute").fit(X_train).kneighbors(X_query)
+    )
+    np.testing.assert_array_equal(ind, sk_ind)
+    np.testing.assert_allclose(dist, sk_dist, rtol=1e-9)
+    ref_dist, ref_ind = reference.kneighbors(X_train, X_query[:5], 5, 2)
+    np.testing.assert_array_equal(ind[:5], ref_ind)

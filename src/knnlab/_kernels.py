@@ -525,3 +525,33 @@ def pruned_candidates(
             best_v[i, c] = np.inf
             best_j[i, c] = -1
     return counts
+
+
+@njit(parallel=True, nogil=True, fastmath={"nnan", "nsz", "reassoc"}, cache=True)
+def gram_candidates_under(G, T_sq_norms, rows, threshold, self_index, width):
+    """Every candidate under the threshold, for queries whose buffer from
+    :func:`approx_candidates_gram` overflowed (near-ties wider than the buffer).
+
+    G : (m, n) float32 product; rows : (r,) the queries to redo; threshold, self_index :
+    (r,) theirs. Values are computed exactly as approx_candidates_gram computes them.
+    Returns best_v, best_j (r, width + 1), +inf after the candidates, so exact_rerank sees
+    the buffer as complete; a query with more than ``width`` candidates keeps a full buffer
+    (exact_rerank then scans every point for it).
+    """
+    n = G.shape[1]
+    r = rows.shape[0]
+    best_v = np.full((r, width + 1), np.inf)
+    best_j = np.full((r, width + 1), -1, dtype=np.int64)
+    two = np.float32(2.0)
+    for a in prange(r):
+        i = rows[a]
+        c = 0
+        for j in range(n):
+            v = np.float64(T_sq_norms[j] - two * G[i, j])
+            if v <= threshold[a] and j != self_index[a]:
+                best_v[a, c] = v
+                best_j[a, c] = j
+                c += 1
+                if c == width + 1:
+                    break
+    return best_v, best_j

@@ -182,6 +182,12 @@ _LOW_RANK_MIN_PAIRS = 2**26  # n_queries * n_train
 _LOW_RANK_MAX_NEIGHBORS = 32
 _LOW_RANK_RANK = 48  # at most; a quarter of the features below 192
 _LOW_RANK_SAMPLE = 4096  # training rows the principal directions are estimated from
+# The automatic choice skips data whose top components explain less of the variance than
+# this (MNIST-shaped digits: 0.95 at rank 48; isotropic noise in 784 dimensions: 0.07), and
+# tries small tasks first, so that data it cannot help cost little before it gives up.
+_LOW_RANK_MIN_EXPLAINED = 0.5
+_PILOT_ROWS = 64
+_WIDE_BUFFER = 4096  # candidates one overflowed p = 2 query may collect before a full scan
 # Queries per task of a p = 2 search worker (measured best at MNIST size).
 _TASK_ROWS = 512
 _TASK_ROWS_LOW_RANK = 256
@@ -208,14 +214,19 @@ def _prefilter_applies(
     )
 
 
-def _low_rank(training: _Training) -> _LowRank:
-    """Principal directions from an evenly strided sample of the training rows. Any
-    orthonormal basis keeps the search exact; principal ones make the bound tight."""
+def _low_rank(training: _Training, min_explained: float = 0.0) -> _LowRank | None:
+    """Principal directions from an evenly strided sample of the training rows, or None
+    when they explain less than ``min_explained`` of the sample's variance (the bound
+    would then miss most of every distance). Any orthonormal basis keeps the search exact;
+    principal ones make the bound tight."""
     X, centre = training.X, training.centre
     n, d = X.shape
     rank = min(_LOW_RANK_RANK, max(1, d // 4))
     sample = X[:: max(1, n // _LOW_RANK_SAMPLE)] - centre
-    _, vectors = np.linalg.eigh(sample.T @ sample)  # ascending eigenvalues
+    values, vectors = np.linalg.eigh(sample.T @ sample)  # ascending eigenvalues
+    values = np.maximum(values, 0.0)
+    if values[::-1][:rank].sum() < min_explained * values.sum():
+        return None
     basis = np.ascontiguousarray(vectors[:, ::-1][:, :rank])
     # (x - c) V as x V - c V: no centred copy of X; the float64 rounding this adds is a
     # few 1e-13 of |x|, far inside the float32 bound the pre-filter allows for.
@@ -255,21 +266,42 @@ def _plain_chunk(
         )
         best_v, best_j = best_v[:m], best_j[:m]
     threshold = _candidate_threshold(best_v, k, q_norms, training.norm_max, p, n_features)
+    Q_raw = np.ascontiguousarray(Q_raw)
+    batches = [(slice(None), best_v, best_j)]
+    overflowed = np.flatnonzero(~(best_v > threshold[:, None]).any(axis=1))
+    if gram is not None and overflowed.size:
+        # Near-ties wider than the buffer (clustered or concentrated data): collect every
+        # candidate under the threshold from the product still in hand, rather than let
+        # the re-rank compute all n exact distances for such a query.
+        wide_v, wide_j = _kernels.gram_candidates_under(
+            block,
+            training.norms32,
+            overflowed,
+            threshold[overflowed],
+            self_index[overflowed],
+            _WIDE_BUFFER,
+        )
+        rest = np.setdiff1d(np.arange(m), overflowed)
+        batches = [(rest, best_v[rest], best_j[rest]), (overflowed, wide_v, wide_j)]
     distances = np.empty((m, k))
     indices = np.empty((m, k), dtype=np.int64)
-    _kernels.exact_rerank(
-        np.ascontiguousarray(Q_raw),
-        training.X,
-        best_v,
-        best_j,
-        threshold,
-        k,
-        kind,
-        p,
-        self_index,
-        distances,
-        indices,
-    )
+    for rows, values, cols in batches:
+        batch_d = np.empty((len(values), k))
+        batch_i = np.empty((len(values), k), dtype=np.int64)
+        _kernels.exact_rerank(
+            Q_raw[rows],
+            training.X,
+            values,
+            cols,
+            threshold[rows],
+            k,
+            kind,
+            p,
+            self_index[rows],
+            batch_d,
+            batch_i,
+        )
+        distances[rows], indices[rows] = batch_d, batch_i
     return distances, indices
 
 
@@ -360,24 +392,33 @@ def _gram_search(
     """
     n_queries = len(queries)
     n_train = training.X.shape[0]
-    wanted_rows = _TASK_ROWS if low is None else _TASK_ROWS_LOW_RANK
-    n_threads = max(1, min(numba.get_num_threads(), -(-n_queries // wanted_rows)))
-    budget_rows = _chunk_rows(n_train, True, working_memory) // n_threads
-    task_rows = max(1, min(wanted_rows, budget_rows))
-    starts = iter(range(0, n_queries, task_rows))
+    n_threads = max(1, min(numba.get_num_threads(), -(-n_queries // _TASK_ROWS_LOW_RANK)))
+    budget_rows = max(1, _chunk_rows(n_train, True, working_memory) // n_threads)
     lock = threading.Lock()
-    progress = {"low": low, "queries": 0, "examined": 0}
+    progress = {"low": low, "queries": 0, "examined": 0, "next": 0}
+
+    def next_task() -> tuple[int, int, _LowRank | None] | None:
+        """The next chunk of queries, and whether to pre-filter it; small chunks while an
+        automatic pre-filter is still on trial."""
+        with lock:
+            start = progress["next"]
+            if start >= n_queries:
+                return None
+            low = progress["low"]
+            size = _TASK_ROWS if low is None else _TASK_ROWS_LOW_RANK
+            if may_give_up and low is not None and progress["queries"] == 0:
+                size = _PILOT_ROWS  # on trial
+            stop = min(start + min(size, budget_rows), n_queries)
+            progress["next"] = stop
+            return start, stop, low
 
     def work() -> None:
         numba.set_num_threads(1)  # per thread: this worker's kernels run on it alone
-        gram = np.empty((min(task_rows, n_queries), n_train), dtype=np.float32)
-        while True:
-            with lock:
-                start = next(starts, None)
-                current = progress["low"]
-            if start is None:
-                return
-            stop = min(start + task_rows, n_queries)
+        gram = np.empty((0, n_train), dtype=np.float32)  # grown to the largest task, reused
+        while (task := next_task()) is not None:
+            start, stop, current = task
+            if len(gram) < stop - start:
+                gram = np.empty((stop - start, n_train), dtype=np.float32)
             Q_raw = queries[start:stop]
             self_index = (
                 np.arange(start, stop, dtype=np.int64)
@@ -491,14 +532,17 @@ def kneighbors(
     indices = np.empty((n_queries, n_neighbors), dtype=np.int64)
     with _threads(n_jobs):
         if uses_gram:
+            auto = prefilter is None
             _gram_search(
                 training,
-                _low_rank(training) if use_low_rank else None,
+                _low_rank(training, _LOW_RANK_MIN_EXPLAINED if auto else 0.0)
+                if use_low_rank
+                else None,
                 queries,
                 is_self_query,
                 n_neighbors,
                 working_memory,
-                prefilter is None,
+                auto,
                 distances,
                 indices,
             )
