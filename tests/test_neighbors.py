@@ -396,3 +396,17 @@ def test_near_ties_wider_than_the_buffer_are_collected_not_scanned(rng, monkeypa
     np.testing.assert_allclose(dist, sk_dist, rtol=1e-9)
     ref_dist, ref_ind = reference.kneighbors(X_train, X_query[:5], 5, 2)
     np.testing.assert_array_equal(ind[:5], ref_ind)
+
+
+def test_prefilter_is_exact_far_from_the_origin(rng):
+    """Offset by 1e8, the projection must be taken after centring: otherwise its float64
+    rounding, relative to |x|, would exceed the bound the pre-filter allows for."""
+    X_train, X_query = _low_rank_data(rng, 2000, 40)
+    X_train, X_query = X_train + 1e8, X_query + 1e8
+    dist, ind = kneighbors(X_train, X_query, 5, prefilter=True)
+    ref_dist, ref_ind = reference.kneighbors(X_train, X_query[:8], 5, 2)
+    np.testing.assert_array_equal(ind[:8], ref_ind)
+    np.testing.assert_allclose(dist[:8], ref_dist, rtol=1e-9)
+    plain = kneighbors(X_train, X_query, 5, prefilter=False)
+    np.testing.assert_array_equal(ind, plain[1])
+    np.testing.assert_array_equal(dist, plain[0])

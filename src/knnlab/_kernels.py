@@ -409,10 +409,10 @@ def pruned_candidates(
         skip, or -1; cap : most full-dimension candidates one query may take.
     Writes, per query, the buffer :func:`exact_rerank` takes: best_v, best_j (m, width) the
     full values and rows of the candidates under threshold (m,) (the k-th full value plus
-    twice the bound), +inf after them. More than ``width`` such candidates (a large tie)
-    fill the buffer, which makes the re-rank scan every point. Returns (m,) int64: the
-    number of full-dimension candidates per query, or -1 where a query needed more than
-    ``cap`` (its rows are left unwritten; the caller searches it another way). The exact
+    twice the bound), +inf after them. Returns (m,) int64: the number of full-dimension
+    candidates per query, or -1 where a query needed more than ``cap`` of them, or has
+    more than ``width`` under its threshold (a wide near-tie): its rows are left unwritten
+    for the caller's plain search. The exact
     distances are left to exact_rerank, compiled without fast-math: inlined here, their
     feature-order sums could be reassociated.
     """
@@ -510,14 +510,22 @@ def pruned_candidates(
         if overflow:
             counts[i] = -1
             continue
-        counts[i] = n_cand
-        # 3. The candidates the full rounding bound cannot separate from the k-th.
+        # 3. The candidates the full rounding bound cannot separate from the k-th; more
+        #    than the buffer holds (a wide near-tie) go to the caller's plain search.
         limit = top[k - 1] + 2.0 * full_bound[i]
-        threshold[i] = limit
         slots = best_v.shape[1]
+        n_under = 0
+        for c in range(n_cand):
+            if cand_w[c] <= limit:
+                n_under += 1
+        if n_under > slots:
+            counts[i] = -1
+            continue
+        counts[i] = n_cand
+        threshold[i] = limit
         r = 0
         for c in range(n_cand):
-            if cand_w[c] <= limit and r < slots:
+            if cand_w[c] <= limit:
                 best_v[i, r] = cand_w[c]
                 best_j[i, r] = cand_j[c]
                 r += 1
