@@ -255,6 +255,10 @@ def test_low_rank_prefilter_matches_reference(problem, self_query):
     plain_dist, plain_ind = kneighbors(X_train, X_query, k, p=2, prefilter=False)
     np.testing.assert_array_equal(ind, plain_ind)
     np.testing.assert_array_equal(dist, plain_dist, err_msg="bitwise equal to the plain search")
+    for kwargs in ({"working_memory": 1}, {"n_jobs": 1}):
+        other_dist, other_ind = kneighbors(X_train, X_query, k, p=2, prefilter=True, **kwargs)
+        np.testing.assert_array_equal(other_ind, ind, err_msg=str(kwargs))
+        np.testing.assert_array_equal(other_dist, dist, err_msg=str(kwargs))
 
 
 # --------------------------------------------------------------------------- classifier
