@@ -396,6 +396,7 @@ def test_near_ties_wider_than_the_buffer_are_collected_not_scanned(rng, monkeypa
     np.testing.assert_allclose(dist, sk_dist, rtol=1e-9)
     ref_dist, ref_ind = reference.kneighbors(X_train, X_query[:5], 5, 2)
     np.testing.assert_array_equal(ind[:5], ref_ind)
+    np.testing.assert_allclose(dist[:5], ref_dist, rtol=1e-12)
 
 
 def test_prefilter_is_exact_far_from_the_origin(rng):
