@@ -17,6 +17,7 @@ import fcntl
 import math
 import os
 import re
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -188,13 +189,67 @@ def git_commit() -> str | None:
 
 def standard_tags(stage: str) -> dict[str, str]:
     """Tags every knnlab run carries: the DVC stage, the experiment name when DVC runs one,
-    and the git commit (MLflow's own tag name, so the UI links it)."""
-    tags = {"knnlab.stage": os.environ.get("DVC_STAGE", stage)}
+    the git commit (MLflow's own tag name, so the UI links it) and the owning process."""
+    tags = {"knnlab.stage": os.environ.get("DVC_STAGE", stage), **process_tags()}
     if commit := git_commit():
         tags["mlflow.source.git.commit"] = commit
     if exp_name := os.environ.get("DVC_EXP_NAME"):
         tags["knnlab.dvc_exp_name"] = exp_name
     return tags
+
+
+def _process_start(pid: int) -> str | None:
+    """The start time of process ``pid`` (clock ticks since boot, Linux), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()  # after the command name, from field 3 on
+    return fields[19] if len(fields) > 19 else None  # field 22, starttime
+
+
+def process_tags() -> dict[str, str]:
+    """Which process owns a run: a later stage on the same host closes the runs of a
+    process that has gone (killed) without closing them."""
+    tags = {"knnlab.host": socket.gethostname(), "knnlab.pid": str(os.getpid())}
+    if (start := _process_start(os.getpid())) is not None:
+        tags["knnlab.pid_start"] = start
+    return tags
+
+
+def _process_gone(pid: int, start: str | None) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # it exists, under another user
+    now = _process_start(pid)
+    return start is not None and now is not None and now != start  # the PID was reused
+
+
+def close_orphaned_runs(client, experiment_id: str) -> list[str]:
+    """Mark KILLED the RUNNING runs whose process, on this host, no longer exists (a stage
+    killed by SIGKILL or the OOM killer cannot close its own run). Returns their ids."""
+    host = socket.gethostname().replace("'", "")
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"attributes.status = 'RUNNING' and tags.`knnlab.host` = '{host}'",
+        max_results=1000,
+    )
+    closed = []
+    for run in runs:
+        pid = run.data.tags.get("knnlab.pid", "")
+        if not pid.isdigit() or not _process_gone(int(pid), run.data.tags.get("knnlab.pid_start")):
+            continue
+        client.set_tag(
+            run.info.run_id,
+            "knnlab.ended",
+            f"process {pid} ended without closing this run (killed); closed by a later stage",
+        )
+        client.set_terminated(run.info.run_id, "KILLED")
+        closed.append(run.info.run_id)
+    return closed
 
 
 def _param_value(value: Any) -> str:
@@ -286,7 +341,7 @@ class Run:
             run = self._client.create_run(
                 self.record.experiment_id,
                 run_name=child["name"],
-                tags={"mlflow.parentRunId": self.record.run_id},
+                tags={"mlflow.parentRunId": self.record.run_id, **process_tags()},
             )
             _log_batch(
                 self._client,
@@ -347,6 +402,7 @@ def _open_run(config: MlflowParams, stage: str, run_name: str, tracking_uri: str
     try:
         client = _client(tracking_uri)
         experiment_id = _experiment_id(client, config.experiment, tracking_uri)
+        close_orphaned_runs(client, experiment_id)
         run = client.create_run(experiment_id, run_name=run_name, tags=standard_tags(stage))
     except (MlflowException, SQLAlchemyError, OSError) as error:
         raise TrackingError(f"MLflow store {_redact(tracking_uri)}: {error}") from None
