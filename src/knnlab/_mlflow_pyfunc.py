@@ -19,7 +19,9 @@ class KnnlabPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
         self.model = load_model(context.artifacts["knnlab_model"])
 
-    def predict(self, context, model_input, params=None):
+    # Annotated with a type MLflow infers no schema from: the logged signature is explicit,
+    # and MLflow no longer warns that predict has no type hints. Arrays work too.
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> np.ndarray:
         if isinstance(model_input, pd.DataFrame):
             model_input = model_input.to_numpy(dtype=np.float64)
         return self.model.predict(np.asarray(model_input, dtype=np.float64))

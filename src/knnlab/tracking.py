@@ -296,12 +296,16 @@ class Run:
 
     @contextlib.contextmanager
     def _fluent(self) -> Iterator[Any]:
-        """This run as MLflow's active run, for the fluent-only APIs (models, inputs)."""
+        """This run as MLflow's active run, for the fluent-only APIs (models, inputs),
+        without the hint MLflow prints at each schema it infers from integer columns (that
+        they cannot hold missing values: true, and moot, knnlab refuses missing features)."""
         import mlflow
 
         mlflow.set_tracking_uri(self.record.tracking_uri)
-        with mlflow.start_run(run_id=self.record.run_id) as active:
-            yield active
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+            with mlflow.start_run(run_id=self.record.run_id) as active:
+                yield active
 
     def log_dataset(self, frame, name: str, context: str, target: str) -> None:
         """Record a data split as a run input (name, digest, schema, row count in the UI).
@@ -310,8 +314,8 @@ class Run:
         """
         import mlflow
 
-        dataset = mlflow.data.from_pandas(frame, name=name, targets=target)
         with self._fluent():
+            dataset = mlflow.data.from_pandas(frame, name=name, targets=target)
             mlflow.log_input(dataset, context=context)
 
     def log_model(self, model_file: Path, input_example, predicted) -> None:
@@ -321,9 +325,7 @@ class Run:
         import mlflow
         from mlflow.models import infer_signature
 
-        with self._fluent(), warnings.catch_warnings():
-            # MLflow hints that integer labels cannot hold missing values: true, and moot.
-            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+        with self._fluent():
             mlflow.pyfunc.log_model(
                 name="model",
                 python_model=str(Path(__file__).with_name("_mlflow_pyfunc.py")),
