@@ -226,14 +226,22 @@ def test_self_query_with_k_equal_to_n_train_minus_one(problem):
     _assert_matches_reference(X_train, None, k, p, dist, ind)
 
 
+def _as_self_query(X_train, X_query, k):
+    """The problem with the training points as queries (X_query None, k <= n - 1), or None
+    when there is a single training point."""
+    if X_train.shape[0] < 2:
+        return None
+    return None, min(k, X_train.shape[0] - 1)
+
+
 @settings(BASE, max_examples=60)
 @given(problem=search_problems(), self_query=st.booleans())
 def test_kneighbors_invariant_to_working_memory_and_threads(problem, self_query):
     X_train, X_query, k, p = problem
     if self_query:
-        if X_train.shape[0] < 2:
+        if (swapped := _as_self_query(X_train, X_query, k)) is None:
             return
-        X_query, k = None, min(k, X_train.shape[0] - 1)
+        X_query, k = swapped
     dist, ind = kneighbors(X_train, X_query, k, p=p)
     for kwargs in ({"working_memory": 1}, {"n_jobs": 1}, {"n_jobs": 2}):
         other_dist, other_ind = kneighbors(X_train, X_query, k, p=p, **kwargs)
@@ -247,9 +255,9 @@ def test_low_rank_prefilter_matches_reference(problem, self_query):
     """The p = 2 pre-filter forced on, whatever the shape: same neighbours, same ties."""
     X_train, X_query, k, _ = problem
     if self_query:
-        if X_train.shape[0] < 2:
+        if (swapped := _as_self_query(X_train, X_query, k)) is None:
             return
-        X_query, k = None, min(k, X_train.shape[0] - 1)
+        X_query, k = swapped
     dist, ind = kneighbors(X_train, X_query, k, p=2, prefilter=True)
     _assert_matches_reference(X_train, X_query, k, 2, dist, ind)
     plain_dist, plain_ind = kneighbors(X_train, X_query, k, p=2, prefilter=False)

@@ -374,6 +374,38 @@ def _dot32(a, b):
     return s
 
 
+@njit(inline="always")
+def _collect_under(G, i, low_sq, block_mins, limit, skip, most):
+    """Values ``low_sq[j] - 2 G[i, j]`` <= limit (float64 compare) and their columns j,
+    skipping column ``skip``; only blocks whose minimum is <= limit are walked. Computed as
+    the block minima were, so a block ruled out holds nothing that would be taken. Stops
+    after ``most + 1`` values (more than ``most`` means: too many to be worth it)."""
+    n = G.shape[1]
+    two = np.float32(2.0)
+    n_walked = 0
+    for b in range(len(block_mins)):
+        if np.float64(block_mins[b]) <= limit:
+            n_walked += 1
+    size = min(n_walked * _SCAN_BLOCK, most + 1)
+    values = np.empty(size, dtype=np.float32)
+    cols = np.empty(size, dtype=np.int64)
+    fill = 0
+    for b in range(len(block_mins)):
+        if fill == size:
+            break
+        if np.float64(block_mins[b]) <= limit:
+            j0 = b * _SCAN_BLOCK
+            for j in range(j0, min(n, j0 + _SCAN_BLOCK)):
+                v = low_sq[j] - two * G[i, j]
+                if np.float64(v) <= limit and j != skip:
+                    values[fill] = v
+                    cols[fill] = j
+                    fill += 1
+                    if fill == size:
+                        break
+    return values[:fill], cols[:fill]
+
+
 @njit(cache=True)
 def _push_top(top, value):
     """Insert value into the ascending array ``top`` of the k smallest values seen."""
@@ -412,22 +444,19 @@ def pruned_candidates(
     twice the bound), +inf after them. Returns (m,) int64: the number of full-dimension
     candidates per query, or -1 where a query needed more than ``cap`` of them, or has
     more than ``width`` under its threshold (a wide near-tie): its rows are left unwritten
-    for the caller's plain search. The exact
-    distances are left to exact_rerank, compiled without fast-math: inlined here, their
-    feature-order sums could be reassociated.
+    for the caller's plain search. The exact distances are left to exact_rerank,
+    compiled without fast-math: inlined here, their feature-order sums could be
+    reassociated.
     """
     m, n = G.shape
     width = max(PRUNE_WIDTH, 2 * k)
     two = np.float32(2.0)
+    n_blocks = (n + _SCAN_BLOCK - 1) // _SCAN_BLOCK
     counts = np.zeros(m, dtype=np.int64)
     for i in prange(m):
         skip = self_index[i]
         q = Q32[i]
-        # 1. Lower-bound values under a threshold tau that at least `width` points meet:
-        #    the width-th smallest block minimum (each of those blocks holds a point at or
-        #    under it). A first pass takes every block's minimum (vectorized, the only pass
-        #    over the whole row); a second walks just the blocks whose minimum is <= tau.
-        n_blocks = (n + _SCAN_BLOCK - 1) // _SCAN_BLOCK
+        # 1. Every block's minimum lower-bound value: the only pass over the whole row.
         block_mins = np.empty(n_blocks, dtype=np.float32)
         for b in range(n_blocks):
             j0 = b * _SCAN_BLOCK
@@ -435,78 +464,50 @@ def pruned_candidates(
             for j in range(j0, min(n, j0 + _SCAN_BLOCK)):
                 block_min = min(block_min, low_sq[j] - two * G[i, j])
             block_mins[b] = block_min
-        compacted = n_blocks > width  # some points lie above tau, unseen
-        tau = np.float32(np.inf)
-        if compacted:
-            tau = np.partition(block_mins, width - 1)[width - 1]
-        n_walked = 0
-        for b in range(n_blocks):
-            if block_mins[b] <= tau:
-                n_walked += 1
-        buf_v = np.empty(n_walked * _SCAN_BLOCK, dtype=np.float32)
-        buf_j = np.empty(n_walked * _SCAN_BLOCK, dtype=np.int64)
-        fill = 0
-        for b in range(n_blocks):
-            if block_mins[b] <= tau:
-                j0 = b * _SCAN_BLOCK
-                for j in range(j0, min(n, j0 + _SCAN_BLOCK)):
-                    v = low_sq[j] - two * G[i, j]
-                    if v <= tau and j != skip:
-                        buf_v[fill] = v
-                        buf_j[fill] = j
-                        fill += 1
-        # 2. Full values in lower-bound order until the bound passes the k-th full value.
-        cand_w = np.empty(cap)
-        cand_j = np.empty(cap, dtype=np.int64)
+        # 2. Collect the points whose value is <= a threshold (walking only the blocks whose
+        #    minimum is), then take full values in lower-bound order until the bound passes
+        #    the k-th full value. First threshold: the width-th smallest block minimum, met
+        #    by at least `width` points. Points never collected lie above the threshold; if
+        #    that may still be under the cut (more than ~width survive, rare), a second
+        #    round collects every point under the cut, and then nothing uncollected can be.
+        limit_in = np.inf
+        if n_blocks > width:
+            limit_in = np.float64(np.partition(block_mins, width - 1)[width - 1])
         top = np.full(k, np.inf)
         n_cand = 0
-        cut = np.inf
-        complete = False
+        cand_w = np.empty(0)
+        cand_j = np.empty(0, dtype=np.int64)
         overflow = False
-        for e in np.argsort(buf_v[:fill], kind="mergesort"):
-            if np.float64(buf_v[e]) > cut:
-                complete = True  # this and every later value (and each unseen one) is out
-                break
-            if n_cand == cap:
+        while True:
+            # Over `cap` points under a finite threshold: the bound rules out too little for
+            # this query; hand it to the plain search rather than collect and sort them all.
+            most = n if limit_in == np.inf else cap
+            buf_v, buf_j = _collect_under(G, i, low_sq, block_mins, limit_in, skip, most)
+            if len(buf_v) > most:
                 overflow = True
                 break
-            j = buf_j[e]
-            w = np.float64(t_sq[j] - two * _dot32(q, T32[j]))
-            cand_w[n_cand] = w
-            cand_j[n_cand] = j
-            n_cand += 1  # noqa: SIM113 (the count outlives a break, and the rescan reuses it)
-            _push_top(top, w)
-            cut = top[k - 1] + cut_shift[i]
-        if not complete and not overflow:
-            # Nothing was left unseen, or every unseen value (> tau) is past the cut: done.
-            # Else a rescan takes every point under the cut (rare: more than `width` survive).
-            complete = not compacted or np.float64(tau) >= cut
-        if not complete and not overflow:
-            # The cut found so far stays valid; candidates restart so none is counted twice.
-            first_cut = cut
-            n_cand = 0
+            cand_w = np.empty(len(buf_v))
+            cand_j = np.empty(len(buf_v), dtype=np.int64)
             top[:] = np.inf
-            for j0 in range(0, n, _SCAN_BLOCK):
-                j1 = min(n, j0 + _SCAN_BLOCK)
-                block_min = np.float32(np.inf)
-                for j in range(j0, j1):
-                    block_min = min(block_min, low_sq[j] - two * G[i, j])
-                if np.float64(block_min) > cut:
-                    continue
-                for j in range(j0, j1):
-                    v = low_sq[j] - two * G[i, j]
-                    if np.float64(v) <= cut and j != skip:
-                        if n_cand == cap:
-                            overflow = True
-                            break
-                        w = np.float64(t_sq[j] - two * _dot32(q, T32[j]))
-                        cand_w[n_cand] = w
-                        cand_j[n_cand] = j
-                        n_cand += 1
-                        _push_top(top, w)
-                        cut = min(first_cut, top[k - 1] + cut_shift[i])
-                if overflow:
+            cut = np.inf
+            n_cand = 0
+            stopped = False
+            for e in np.argsort(buf_v, kind="mergesort"):
+                if np.float64(buf_v[e]) > cut:
+                    stopped = True  # this and every later value, collected or not, is out
                     break
+                if n_cand == cap:
+                    overflow = True
+                    break
+                j = buf_j[e]
+                cand_w[n_cand] = np.float64(t_sq[j] - two * _dot32(q, T32[j]))
+                cand_j[n_cand] = j
+                _push_top(top, cand_w[n_cand])
+                n_cand += 1
+                cut = top[k - 1] + cut_shift[i]
+            if overflow or stopped or limit_in >= cut:
+                break
+            limit_in = cut
         if overflow:
             counts[i] = -1
             continue

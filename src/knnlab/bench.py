@@ -197,14 +197,12 @@ class Inputs:
 Prepared = Callable[[], object]
 
 
-def _prepare_knnlab(data: Inputs, p: float, k: int) -> Prepared:
-    warm_up(p)  # numba's one-time compilation (or cache load) is set-up, not search
-    return lambda: kneighbors(data.X_train, data.X_query, k, p=p)
+def _prepare_knnlab(prefilter: bool | None) -> Callable[[Inputs, float, int], Prepared]:
+    def prepare(data: Inputs, p: float, k: int) -> Prepared:
+        warm_up(p)  # numba's one-time compilation (or cache load) is set-up, not search
+        return lambda: kneighbors(data.X_train, data.X_query, k, p=p, prefilter=prefilter)
 
-
-def _prepare_knnlab_plain(data: Inputs, p: float, k: int) -> Prepared:
-    warm_up(p)
-    return lambda: kneighbors(data.X_train, data.X_query, k, p=p, prefilter=False)
+    return prepare
 
 
 def _prepare_sklearn(algorithm: str) -> Callable[[Inputs, float, int], Prepared]:
@@ -255,8 +253,8 @@ class Method:
 
 
 METHODS = {
-    "knnlab": Method("knnlab kneighbors", "search", _prepare_knnlab),
-    "knnlab-plain": Method("knnlab, no pre-filter", "search", _prepare_knnlab_plain),
+    "knnlab": Method("knnlab kneighbors", "search", _prepare_knnlab(None)),
+    "knnlab-plain": Method("knnlab, no pre-filter", "search", _prepare_knnlab(False)),
     "sklearn": Method("sklearn brute", "search", _prepare_sklearn("brute")),
     "faiss": Method("faiss IndexFlatL2 (float32)", "search", _prepare_faiss),
     "knnlab-clf": Method("knnlab KNNClassifier brute", "predict", _prepare_knnlab_classifier),

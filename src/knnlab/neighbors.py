@@ -246,6 +246,14 @@ def _project(rows: np.ndarray, centre: np.ndarray, basis: np.ndarray, work: np.n
     return (centred @ basis).astype(np.float32)
 
 
+def _self_index(start: int, stop: int, is_self_query: bool) -> np.ndarray:
+    """(stop - start,) the training row each query of rows start..stop skips: itself when
+    the queries are the training points, else none (-1)."""
+    if is_self_query:
+        return np.arange(start, stop, dtype=np.int64)
+    return np.full(stop - start, -1, dtype=np.int64)
+
+
 def _plain_chunk(
     training: _Training, Q_raw: np.ndarray, self_index: np.ndarray, k: int, gram: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -277,42 +285,65 @@ def _plain_chunk(
         )
         best_v, best_j = best_v[:m], best_j[:m]
     threshold = _candidate_threshold(best_v, k, q_norms, training.norm_max, p, n_features)
-    Q_raw = np.ascontiguousarray(Q_raw)
-    batches = [(slice(None), best_v, best_j)]
     overflowed = np.flatnonzero(~(best_v > threshold[:, None]).any(axis=1))
-    if gram is not None and overflowed.size:
-        # Near-ties wider than the buffer (clustered or concentrated data): collect every
-        # candidate under the threshold from the product still in hand, rather than let
-        # the re-rank compute all n exact distances for such a query.
-        wide_v, wide_j = _kernels.gram_candidates_under(
-            block,
-            training.norms32,
-            overflowed,
-            threshold[overflowed],
-            self_index[overflowed],
-            _WIDE_BUFFER,
-        )
-        rest = np.setdiff1d(np.arange(m), overflowed)
-        batches = [(rest, best_v[rest], best_j[rest]), (overflowed, wide_v, wide_j)]
+    if gram is None or not overflowed.size:
+        return _rerank(training, Q_raw, best_v, best_j, threshold, self_index, k)
+    # Near-ties wider than the buffer (clustered or concentrated data): collect every
+    # candidate under the threshold from the product still in hand, rather than let the
+    # re-rank compute all n exact distances for such a query.
+    wide_v, wide_j = _kernels.gram_candidates_under(
+        block,
+        training.norms32,
+        overflowed,
+        threshold[overflowed],
+        self_index[overflowed],
+        _WIDE_BUFFER,
+    )
+    rest = np.setdiff1d(np.arange(m), overflowed)
     distances = np.empty((m, k))
     indices = np.empty((m, k), dtype=np.int64)
-    for rows, values, cols in batches:
-        batch_d = np.empty((len(values), k))
-        batch_i = np.empty((len(values), k), dtype=np.int64)
-        _kernels.exact_rerank(
-            Q_raw[rows],
-            training.X,
-            values,
-            cols,
-            threshold[rows],
-            k,
-            kind,
-            p,
-            self_index[rows],
-            batch_d,
-            batch_i,
-        )
-        distances[rows], indices[rows] = batch_d, batch_i
+    distances[rest], indices[rest] = _rerank(
+        training, Q_raw[rest], best_v[rest], best_j[rest], threshold[rest], self_index[rest], k
+    )
+    distances[overflowed], indices[overflowed] = _rerank(
+        training,
+        Q_raw[overflowed],
+        wide_v,
+        wide_j,
+        threshold[overflowed],
+        self_index[overflowed],
+        k,
+    )
+    return distances, indices
+
+
+def _rerank(
+    training: _Training,
+    Q_raw: np.ndarray,
+    best_v: np.ndarray,
+    best_j: np.ndarray,
+    threshold: np.ndarray,
+    self_index: np.ndarray,
+    k: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_kernels.exact_rerank` of the queries Q_raw (m, d) from their candidate
+    buffers best_v, best_j (m, width) and thresholds (m,). Returns distances, indices
+    (m, k)."""
+    distances = np.empty((len(Q_raw), k))
+    indices = np.empty((len(Q_raw), k), dtype=np.int64)
+    _kernels.exact_rerank(
+        np.ascontiguousarray(Q_raw),
+        training.X,
+        best_v,
+        best_j,
+        threshold,
+        k,
+        training.kind,
+        training.p,
+        self_index,
+        distances,
+        indices,
+    )
     return distances, indices
 
 
@@ -364,22 +395,9 @@ def _low_rank_chunk(
     )
     done = np.flatnonzero(counts >= 0)
     if done.size:
-        out_v = np.empty((done.size, k))
-        out_j = np.empty((done.size, k), dtype=np.int64)
-        _kernels.exact_rerank(
-            np.ascontiguousarray(Q_raw[done]),
-            training.X,
-            best_v[done],
-            best_j[done],
-            threshold[done],
-            k,
-            2,
-            2.0,
-            self_index[done],
-            out_v,
-            out_j,
+        distances[done], indices[done] = _rerank(
+            training, Q_raw[done], best_v[done], best_j[done], threshold[done], self_index[done], k
         )
-        distances[done], indices[done] = out_v, out_j
     return counts
 
 
@@ -431,11 +449,7 @@ def _gram_search(
             if len(gram) < stop - start:
                 gram = np.empty((stop - start, n_train), dtype=np.float32)
             Q_raw = queries[start:stop]
-            self_index = (
-                np.arange(start, stop, dtype=np.int64)
-                if is_self_query
-                else np.full(stop - start, -1, dtype=np.int64)
-            )
+            self_index = _self_index(start, stop, is_self_query)
             if current is None:
                 distances[start:stop], indices[start:stop] = _plain_chunk(
                     training, Q_raw, self_index, k, gram
@@ -561,11 +575,7 @@ def kneighbors(
             chunk = _chunk_rows(n_train, False, working_memory)
             for start in range(0, n_queries, chunk):
                 stop = min(start + chunk, n_queries)
-                self_index = (
-                    np.arange(start, stop, dtype=np.int64)
-                    if is_self_query
-                    else np.full(stop - start, -1, dtype=np.int64)
-                )
+                self_index = _self_index(start, stop, is_self_query)
                 distances[start:stop], indices[start:stop] = _plain_chunk(
                     training, queries[start:stop], self_index, n_neighbors, None
                 )

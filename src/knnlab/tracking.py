@@ -339,11 +339,10 @@ class Run:
     def log_children(self, children: list[dict[str, Any]]) -> list[str]:
         """One nested run per child: ``{"name", "params", "metrics"}``. Returns run ids."""
         ids = []
+        tags = {"mlflow.parentRunId": self.record.run_id, **process_tags()}
         for child in children:
             run = self._client.create_run(
-                self.record.experiment_id,
-                run_name=child["name"],
-                tags={"mlflow.parentRunId": self.record.run_id, **process_tags()},
+                self.record.experiment_id, run_name=child["name"], tags=tags
             )
             _log_batch(
                 self._client,
