@@ -237,12 +237,12 @@ def _low_rank(training: _Training, min_explained: float = 0.0) -> _LowRank | Non
     return _LowRank(basis, coords, coords_sq)
 
 
-def _project(rows: np.ndarray, centre: np.ndarray, basis: np.ndarray, work: np.ndarray):
+def _project(rows: np.ndarray, centre: np.ndarray, basis: np.ndarray, work=None) -> np.ndarray:
     """(rows - centre) @ basis in float64, rounded to float32: (m, rank). Centring first
     keeps the float64 error relative to the centred norms, which the pre-filter's rounding
     bound is stated in (x V - c V would err relative to |x|: data far from the origin).
-    work : (>= m, d) float64 scratch."""
-    centred = np.subtract(rows, centre, out=work[: len(rows)])
+    work : optional (>= m, d) float64 scratch for the centred rows."""
+    centred = np.subtract(rows, centre, out=None if work is None else work[: len(rows)])
     return (centred @ basis).astype(np.float32)
 
 
@@ -364,7 +364,7 @@ def _low_rank_chunk(
     m, n_features = Q_raw.shape
     n_train = training.X.shape[0]
     Q32, q_norms = _kernels.centred_float32(Q_raw, training.centre, 2, 2.0)
-    q_coords = _project(Q_raw, training.centre, low.basis, np.empty(Q_raw.shape))
+    q_coords = _project(Q_raw, training.centre, low.basis)
     q_coords_sq = np.square(q_coords, dtype=np.float64).sum(axis=1)
     block = np.matmul(q_coords, low.coords.T, out=gram[:m])
     full_bound = _rounding_bound(q_norms, training.norm_max, 2.0, n_features)
