@@ -14,7 +14,15 @@ from knnlab import tracking
 
 from .conftest import REPO_ROOT
 
-PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", "src"]
+PROJECT_FILES = [
+    "dvc.yaml",
+    "params.yaml",
+    ".dvcignore",
+    ".gitignore",
+    ".dvc/config",
+    "src",
+    "data/input",
+]
 
 
 def _env() -> dict[str, str]:

@@ -49,7 +49,8 @@ def test_defaults_fill_missing_keys():
             "data.dataset = 'mnist' .* one of digits, iris, moons, mnist_784, file, or openml:",
         ),
         ({"data": {"dataset": "file"}}, "needs data.path"),
-        ({"data": {"path": "x.csv"}}, "data.path = 'x.csv' is only used with data.dataset: file"),
+        ({"data": {"label_column": "y"}}, "data.label_column = 'y' is only used with data.d"),
+        ({"data": {"path": None}}, "data.path = None .* not null: dvc.yaml makes it a dep"),
         (
             {"data": {"dataset": "file", "path": "x.xlsx", "label_column": "y"}},
             "data.path = 'x.xlsx' .* ending in .csv or .parquet",

@@ -1,11 +1,33 @@
 """knnlab: tracked, reproducible k-nearest-neighbour experiments.
 
-The public API: :class:`KNNClassifier`, :func:`knnlab.neighbors.kneighbors`,
-:mod:`knnlab.metrics` and :func:`knnlab.tune.grid_search_cv`.
+The public API: :class:`KNNClassifier`, :class:`KNNRegressor`,
+:func:`knnlab.neighbors.kneighbors`, :mod:`knnlab.metrics` and
+:func:`knnlab.tune.grid_search_cv`.
+
+The names below are imported on first use (PEP 562), not with the package: ``import
+knnlab.paths`` (every stage and the command line) must not pay for numba and scikit-learn,
+and a stage must depend only on the modules it really uses (tests/test_dvc_deps.py derives
+each stage's modules from its imports).
 """
 
-from knnlab.estimators import KNNClassifier, KNNRegressor
-from knnlab.neighbors import kneighbors
+import importlib
 
-__all__ = ["KNNClassifier", "KNNRegressor", "kneighbors"]
+# Public name -> the module that defines it.
+LAZY_EXPORTS = {
+    "KNNClassifier": "knnlab.estimators",
+    "KNNRegressor": "knnlab.estimators",
+    "kneighbors": "knnlab.neighbors",
+}
+
+__all__ = list(LAZY_EXPORTS)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name in LAZY_EXPORTS:
+        return getattr(importlib.import_module(LAZY_EXPORTS[name]), name)
+    raise AttributeError(f"module 'knnlab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *LAZY_EXPORTS])

@@ -3,6 +3,7 @@
 Usage::
 
     knnlab {fetch,split,train,tune,evaluate,plot} [--params params.yaml]
+    knnlab params [--stamp]                        validate params.yaml, print it resolved
     knnlab predict [--model FILE] [--json] INPUT...  label images, .npy or CSV rows
     knnlab report [--base REV] [--output FILE]     the reviewer's report, with a diff
     knnlab bench [...]                              search benchmark (see knnlab.bench)
@@ -18,25 +19,49 @@ import importlib
 import os
 import sys
 
-from knnlab import paths
-from knnlab.datasets import DataError
-from knnlab.model_io import ModelFileError
-from knnlab.params import ParamsError, load_params
-from knnlab.tracking import TrackingError
+from knnlab import io, paths
+from knnlab.errors import TrackingError
+from knnlab.params import load_params
 
-STAGES = ("fetch", "split", "train", "tune", "evaluate", "plot")
-# Errors that mean "the input is wrong", reported as one line rather than a traceback.
-USER_ERRORS = (ParamsError, DataError, ModelFileError)  # all ValueError subclasses
+DESCRIPTION = (
+    "Tracked, reproducible k-nearest-neighbour experiments: the pipeline stages and tools."
+)
+# One line each, for ``knnlab -h``. Static: building the parser must not import the stages
+# (and with them numba, matplotlib, scikit-learn and MLflow).
+STAGES = {
+    "fetch": "the configured dataset -> data/raw",
+    "split": "data/raw -> a stratified, seeded train/test split in data/split",
+    "train": "fit the configured model on the train split -> models/model.npz",
+    "tune": "cross-validated grid search on the train split -> reports/tune, MLflow runs",
+    "evaluate": "score configured, tuned and baseline models on the test split -> reports/",
+    "plot": "figures, DVC plot data and reports/report.md",
+}
+# A stage is dispatched through this module's top-level imports only (tests/test_dvc_deps.py
+# relies on it): the imports inside functions serve the other commands.
+# Errors that mean "the input or the environment is wrong", reported as one line rather than
+# a traceback: ParamsError, DataError and ModelFileError are ValueErrors.
+USER_ERRORS = (ValueError, OSError, TrackingError)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="knnlab", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="knnlab", description=DESCRIPTION)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for stage in STAGES:
-        module = importlib.import_module(f"knnlab.stages.{stage}")
-        sub = commands.add_parser(stage, help=module.__doc__.splitlines()[0])
-        sub.add_argument("--params", default=str(paths.PARAMS_FILE), help="params file")
+    params_help = "the parameters file, validated whole before the stage starts"
+    for stage, summary in STAGES.items():
+        sub = commands.add_parser(stage, help=summary, description=summary)
+        sub.add_argument("--params", default=str(paths.PARAMS_FILE), help=params_help)
+    check = commands.add_parser(
+        "params",
+        help="validate params.yaml and print it with every default filled in",
+        description="Validate params.yaml (unknown keys, types, ranges) and print the resolved "
+        "values. With --stamp, also write the file the DVC 'params' stage outputs, so every "
+        "`dvc repro` target checks the whole file first.",
+    )
+    check.add_argument("--params", default=str(paths.PARAMS_FILE), help=params_help)
+    check.add_argument(
+        "--stamp", action="store_true", help=f"write {paths.PARAMS_STAMP} instead of printing"
+    )
     report = commands.add_parser("report", help="print reports/report.md, with --base a diff")
     report.add_argument("--base", help="git revision to compare params and metrics against")
     report.add_argument("--output", help="write here instead of standard output")
@@ -56,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _report(base: str | None, output: str | None, figure_url: str | None) -> None:
-    from knnlab import io, report
+    from knnlab import report
 
     text = paths.REPORT_FILE.read_text(encoding="utf-8")
     if base is not None:
@@ -82,6 +107,21 @@ def load_raw_params() -> dict:
     return yaml.safe_load(paths.PARAMS_FILE.read_text(encoding="utf-8")) or {}
 
 
+def _params(params_file: str, stamp: bool) -> None:
+    params = load_params(params_file)
+    if stamp:
+        io.write_text(paths.PARAMS_STAMP, STAMP_TEXT)
+    else:
+        sys.stdout.write(params.to_yaml())
+
+
+STAMP_TEXT = (
+    "params.yaml passed validation. Written by `knnlab params --stamp` (the DVC stage "
+    "'params'); fetch depends on this file so that every `dvc repro` target checks the whole "
+    "of params.yaml first. Its content never changes, so it re-runs nothing.\n"
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = args.debug or os.environ.get("KNNLAB_DEBUG") == "1"
@@ -97,9 +137,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             _report(args.base, args.output, args.figure_url)
             return 0
+        if args.command == "params":
+            _params(args.params, args.stamp)
+            return 0
+        params = load_params(args.params)  # the whole file, before the stage's imports
         module = importlib.import_module(f"knnlab.stages.{args.command}")
-        module.run(load_params(args.params))
-    except (*USER_ERRORS, OSError, ValueError, TrackingError) as error:
+        module.run(params)
+    except USER_ERRORS as error:
         if debug:
             raise
         print(f"knnlab {args.command}: error: {error}", file=sys.stderr)

@@ -11,9 +11,10 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _current_umask() -> int:
@@ -56,17 +57,116 @@ def atomic_dir(path: Path | str) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700
-        old = None
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-            os.rmdir(old)
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old)
+        _replace_dir(tmp, path)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def _replace_dir(source: Path, target: Path) -> None:
+    """Move folder ``source`` to ``target``, replacing it whole: the old folder is renamed
+    aside, the new one renamed in, then the old one deleted."""
+    old = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+        os.rmdir(old)
+        os.replace(target, old)
+    os.replace(source, target)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+STAGING_PREFIX = ".knnlab-staging."
+
+
+class StagedOutputs:
+    """A stage's outputs, written into a private staging folder and moved into place together
+    by :meth:`commit`, only once the whole stage (MLflow logging included) has succeeded.
+
+    ``staged(target)`` gives the path to write ``target`` (relative to the working directory,
+    e.g. ``reports/metrics.json``) to; the staged file keeps its name, so it can be logged to
+    MLflow before it is committed. A stage that raises, or is killed, never commits: the
+    previous outputs stay as they were, and the staging folder is removed (a killed stage's
+    folder by the next stage, see :func:`remove_stale_staging`).
+    """
+
+    def __init__(self, root: Path | str = "."):
+        self.root = Path(root)
+        remove_stale_staging(self.root)
+        self.folder = Path(
+            tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}.", suffix=".tmp", dir=root)
+        )
+        self._targets: dict[Path, bool] = {}  # target -> is a folder
+
+    def staged(self, target: Path | str) -> Path:
+        """The staging path of file ``target``; its folder exists."""
+        target = Path(target)
+        self._check_target(target, is_dir=False)
+        staged = self.folder / target
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        return staged
+
+    def staged_dir(self, target: Path | str) -> Path:
+        """An empty staging folder for ``target``, a folder replaced whole on commit."""
+        target = Path(target)
+        self._check_target(target, is_dir=True)
+        staged = self.folder / target
+        staged.mkdir(parents=True)
+        return staged
+
+    def _check_target(self, target: Path, is_dir: bool) -> None:
+        if target.is_absolute() or ".." in target.parts:
+            raise ValueError(f"staged output {target} must be a path inside the project")
+        if target in self._targets:
+            raise ValueError(f"staged output {target} is staged twice")
+        self._targets[target] = is_dir
+
+    def commit(self) -> None:
+        """Move every staged output into place (each one atomically, one after the other)."""
+        for target in self._targets:
+            staged = self.folder / target
+            if not staged.exists():
+                raise FileNotFoundError(f"staged output {target} was never written")
+        for target, is_dir in self._targets.items():
+            staged, final = self.folder / target, self.root / target
+            final.parent.mkdir(parents=True, exist_ok=True)
+            if is_dir:
+                os.chmod(staged, 0o777 & ~_UMASK)
+                _replace_dir(staged, final)
+            else:
+                os.replace(staged, final)
+
+    def discard(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_staging(root: Path | str = ".") -> None:
+    """Delete staging folders left by killed stages (their process no longer exists)."""
+    for folder in Path(root).glob(f"{STAGING_PREFIX}*.tmp"):
+        pid = folder.name.removeprefix(STAGING_PREFIX).split(".", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_outputs(root: Path | str = ".") -> Iterator[StagedOutputs]:
+    """:class:`StagedOutputs` committed when the block succeeds, discarded in every case."""
+    outputs = StagedOutputs(root)
+    try:
+        yield outputs
+        outputs.commit()
+    finally:
+        outputs.discard()
 
 
 def write_text(path: Path | str, text: str) -> None:
@@ -98,8 +198,12 @@ def write_csv(path: Path | str, frame: pd.DataFrame) -> None:
 
 
 def read_parquet(path: Path | str) -> pd.DataFrame:
+    import pandas as pd  # here, not at the top: the command line imports this module
+
     return pd.read_parquet(path)
 
 
 def read_csv(path: Path | str) -> pd.DataFrame:
+    import pandas as pd
+
     return pd.read_csv(path)

@@ -8,7 +8,8 @@ resolved, frozen :class:`Params` is what stages use and what gets logged to MLfl
 from __future__ import annotations
 
 import math
-from dataclasses import MISSING, dataclass, field, fields
+import re
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,9 @@ EMBEDDED_DATASETS = ("digits", "iris", "moons")
 FILE_DATASET = "file"
 OPENML_DATASETS = ("mnist_784",)  # by bare name; any other OpenML name as "openml:<name>"
 OPENML_PREFIX = "openml:"
+# data.path when no table is used. DVC needs a real path for fetch's dependency on the table
+# (dvc.yaml interpolates ${data.path}, which cannot be null): this folder holds only a README.
+DEFAULT_DATA_PATH = "data/input"
 WEIGHTS = ("uniform", "distance")
 ALGORITHMS = ("auto", "brute", "kd_tree", "ball_tree")
 SCORERS = ("accuracy", "f1_macro", "roc_auc_ovr")
@@ -111,13 +115,37 @@ def _optional_label(key: str, value: Any) -> int | str | None:
     return value
 
 
+# An OpenML dataset name also names its cache file, data/cache/openml/<name>.parquet: no
+# separator, no "..", no leading "." (OpenML names such as BNG(breast-w) use parentheses).
+_OPENML_NAME = re.compile(r"[A-Za-z0-9_\-.()]+")
+
+
 def _dataset_name(key: str, value: Any) -> str:
     names = (*EMBEDDED_DATASETS, *OPENML_DATASETS, FILE_DATASET)
-    if isinstance(value, str) and (
-        value in names or (value.startswith(OPENML_PREFIX) and len(value) > len(OPENML_PREFIX))
-    ):
+    if isinstance(value, str) and value in names:
         return value
+    if isinstance(value, str) and value.startswith(OPENML_PREFIX):
+        name = value.removeprefix(OPENML_PREFIX)
+        if _OPENML_NAME.fullmatch(name) and not name.startswith(".") and ".." not in name:
+            return value
+        raise _fail(
+            key,
+            value,
+            "openml:<name> with an OpenML dataset name: letters, digits, _, -, . and ( ), not "
+            "starting with '.' and without '..' (it names a file in data/cache/openml)",
+        )
     raise _fail(key, value, f"one of {', '.join(names)}, or openml:<name> for any OpenML dataset")
+
+
+def _data_path(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(
+            key,
+            value,
+            f"a path (the table of data.dataset: file, else the default {DEFAULT_DATA_PATH}; "
+            "not null: dvc.yaml makes it a dependency of fetch)",
+        )
+    return value
 
 
 def _bool(key: str, value: Any) -> bool:
@@ -171,7 +199,7 @@ class DataParams:
     """
 
     dataset: str = _param("digits", _dataset_name)
-    path: str | None = _param(None, _optional_str)
+    path: str = _param(DEFAULT_DATA_PATH, _data_path)
     label_column: str | None = _param(None, _optional_str)
     moons: MoonsParams = field(default_factory=MoonsParams)
     features: tuple[str, ...] | None = _param(None, _optional(_list_of(_nonempty_str)))
@@ -181,21 +209,19 @@ class DataParams:
 
     def __post_init__(self) -> None:
         if self.dataset == FILE_DATASET:
-            if self.path is None or self.label_column is None:
+            if self.path == DEFAULT_DATA_PATH or self.label_column is None:
                 raise ParamsError(
                     "params.yaml: data.dataset = 'file' needs data.path (a .csv or .parquet "
                     "file) and data.label_column (the column holding the labels)"
                 )
             if Path(self.path).suffix.lower() not in (".csv", ".parquet"):
                 raise _fail("data.path", self.path, "a path ending in .csv or .parquet")
-        else:
-            for name in ("path", "label_column"):
-                if getattr(self, name) is not None:
-                    raise ParamsError(
-                        f"params.yaml: data.{name} = {getattr(self, name)!r} is only used with "
-                        f"data.dataset: file, but data.dataset = {self.dataset!r}; remove it or "
-                        "set data.dataset: file"
-                    )
+        elif self.label_column is not None:
+            raise ParamsError(
+                f"params.yaml: data.label_column = {self.label_column!r} is only used with "
+                f"data.dataset: file, but data.dataset = {self.dataset!r}; set it to null or "
+                "set data.dataset: file"
+            )
 
 
 @dataclass(frozen=True)
@@ -259,6 +285,21 @@ class Params:
     model: ModelParams = field(default_factory=ModelParams)
     tune: TuneParams = field(default_factory=TuneParams)
     mlflow: MlflowParams = field(default_factory=MlflowParams)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every value, defaults filled in, as plain YAML/JSON types (tuples as lists)."""
+
+        def plain(value: Any) -> Any:
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items()}
+            if isinstance(value, tuple | list):
+                return [plain(v) for v in value]
+            return value
+
+        return plain(asdict(self))
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
 def _build(cls: type, raw: Any, prefix: str):

@@ -33,6 +33,8 @@ MODEL_FILE = MODELS_DIR / "model.npz"
 # Local record of the MLflow runs each stage created. Not committed: the MLflow store is
 # local too, so a fresh clone has neither and the logging stages run again.
 TRACKING_DIR = Path("tracking")
+# Written by the DVC stage "params" once params.yaml validates; fetch depends on it.
+PARAMS_STAMP = TRACKING_DIR / "params.ok"
 TUNE_RUN = TRACKING_DIR / "tune_run.json"
 EVALUATE_RUN = TRACKING_DIR / "evaluate_run.json"
 

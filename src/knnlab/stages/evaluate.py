@@ -107,35 +107,40 @@ def run(params: Params) -> None:
     predictions = prediction_table(y_test, configured)
 
     run_name = "k={n_neighbors} p={p} {weights} {algorithm}".format(**model_params)
-    with tracking.stage_run(params.mlflow, "evaluate", run_name) as mlflow_run:
-        mlflow_run.log(
-            params={
-                "dataset": meta["name"],
-                "test_size": meta["test_size"],
-                "seed": meta["seed"],
-                "n_train": meta["n_train"],
-                "n_test": meta["n_test"],
-                **model_params,
-                **{f"tuned_{k}": v for k, v in tuned["best_params"].items()},
-            },
-            metrics={
-                **configured.scores,
-                "fit_seconds": configured.fit_seconds,
-                "predict_seconds": configured.predict_seconds,
-                **{f"tuned_{k}": v for k, v in metrics["tuned"].items()},
-                **{f"baseline_{k}": v for k, v in metrics["baseline"].items()},
-            },
-        )
-        io.write_json(paths.METRICS_FILE, metrics)
-        io.write_json(paths.TIMINGS_FILE, timings)
-        io.write_csv(paths.PREDICTIONS_PLOT, predictions)
-        mlflow_run.log_dataset(train_frame, f"{meta['name']}-train", "training", LABEL)
-        mlflow_run.log_dataset(test_frame, f"{meta['name']}-test", "evaluation", LABEL)
-        example = test_frame.drop(columns=[LABEL]).head(5)
-        mlflow_run.log_model(paths.MODEL_FILE, example, configured.y_pred[:5])
-        mlflow_run.log_artifact(paths.METRICS_FILE)
-        mlflow_run.log_artifact(paths.TIMINGS_FILE)
-    io.write_json(paths.EVALUATE_RUN, mlflow_run.record.to_dict())
+    # Staged, then committed only once the run has logged everything and closed: a failure
+    # or a kill anywhere before leaves the previous outputs and run record in place.
+    with io.staged_outputs() as outputs:
+        metrics_file = outputs.staged(paths.METRICS_FILE)
+        timings_file = outputs.staged(paths.TIMINGS_FILE)
+        io.write_json(metrics_file, metrics)
+        io.write_json(timings_file, timings)
+        io.write_csv(outputs.staged(paths.PREDICTIONS_PLOT), predictions)
+        with tracking.stage_run(params.mlflow, "evaluate", run_name) as mlflow_run:
+            mlflow_run.log(
+                params={
+                    "dataset": meta["name"],
+                    "test_size": meta["test_size"],
+                    "seed": meta["seed"],
+                    "n_train": meta["n_train"],
+                    "n_test": meta["n_test"],
+                    **model_params,
+                    **{f"tuned_{k}": v for k, v in tuned["best_params"].items()},
+                },
+                metrics={
+                    **configured.scores,
+                    "fit_seconds": configured.fit_seconds,
+                    "predict_seconds": configured.predict_seconds,
+                    **{f"tuned_{k}": v for k, v in metrics["tuned"].items()},
+                    **{f"baseline_{k}": v for k, v in metrics["baseline"].items()},
+                },
+            )
+            mlflow_run.log_dataset(train_frame, f"{meta['name']}-train", "training", LABEL)
+            mlflow_run.log_dataset(test_frame, f"{meta['name']}-test", "evaluation", LABEL)
+            example = test_frame.drop(columns=[LABEL]).head(5)
+            mlflow_run.log_model(paths.MODEL_FILE, example, configured.y_pred[:5])
+            mlflow_run.log_artifact(metrics_file)
+            mlflow_run.log_artifact(timings_file)
+        io.write_json(outputs.staged(paths.EVALUATE_RUN), mlflow_run.record.to_dict())
     for name, r in results.items():
         print(
             f"evaluate: {name:10s} accuracy {r.scores['accuracy']:.4f}  "

@@ -151,29 +151,32 @@ def run(params: Params) -> None:
             names,
         )
 
-    with io.atomic_dir(paths.FIGURES_DIR) as folder:
-        for name, fig in made.items():
-            figures.save(fig, folder / name)
-    written = [paths.FIGURES_DIR / name for name in made]
     roc, pr = curve_tables(y_true, proba, classes)
-    io.write_csv(paths.ROC_PLOT, roc)
-    io.write_csv(paths.PRECISION_RECALL_PLOT, pr)
-    io.write_csv(paths.CV_SCORE_PLOT, cv_curve_table(cv_results, tuned))
     text = report.build_report(
         meta,
         io.read_json(paths.METRICS_FILE),
         io.read_json(paths.TIMINGS_FILE),
         tuned,
         model_params,
-        [p.name for p in written],
+        list(made),
         binary,
     )
-    io.write_text(paths.REPORT_FILE, text)
-
     record = io.read_json(paths.EVALUATE_RUN)
-    tracking.log_artifacts_to(record, written, "figures")
-    tracking.log_artifacts_to(record, [paths.REPORT_FILE], None)
-    tracking.log_table(record, metrics_table(cm, display), "confusion_matrix.json")
+    # Staged, then committed only once the figures and report are attached to the evaluate
+    # run: a failure or a kill anywhere before leaves the previous outputs in place.
+    with io.staged_outputs() as outputs:
+        folder = outputs.staged_dir(paths.FIGURES_DIR)
+        for name, fig in made.items():
+            figures.save(fig, folder / name)
+        io.write_csv(outputs.staged(paths.ROC_PLOT), roc)
+        io.write_csv(outputs.staged(paths.PRECISION_RECALL_PLOT), pr)
+        io.write_csv(outputs.staged(paths.CV_SCORE_PLOT), cv_curve_table(cv_results, tuned))
+        report_file = outputs.staged(paths.REPORT_FILE)
+        io.write_text(report_file, text)
+        tracking.log_artifacts_to(record, [folder / name for name in made], "figures")
+        tracking.log_artifacts_to(record, [report_file], None)
+        tracking.log_table(record, metrics_table(cm, display), "confusion_matrix.json")
+    written = [paths.FIGURES_DIR / name for name in made]
     print(f"plot: {len(written)} figures -> {paths.FIGURES_DIR}, report -> {paths.REPORT_FILE}")
 
 

@@ -69,30 +69,34 @@ def run(params: Params) -> None:
         "n_candidates": len(result.cv_results),
         "n_train": len(X),
     }
-    with tracking.stage_run(
-        params.mlflow, "tune", f"tune {len(result.cv_results)} candidates"
-    ) as mlflow_run:
-        mlflow_run.log(
-            params={
-                "dataset": meta["name"],
-                "cv": tune.cv,
-                "scoring": tune.scoring,
-                "tune_seed": tune.seed,
-                "n_candidates": len(result.cv_results),
-                **{f"grid_{k}": list(v) for k, v in dataclasses.asdict(tune.grid).items()},
-                **{f"best_{k}": v for k, v in result.best_params.items()},
-            },
-            metrics={f"best_cv_{tune.scoring}": result.best_score},
-        )
-        mlflow_run.log_children(child_runs(result))
-        with io.atomic_dir(paths.TUNE_DIR) as folder:
-            io.write_csv(folder / paths.CV_RESULTS.name, score_table(result))
-            io.write_json(folder / paths.BEST_PARAMS.name, summary)
-        io.write_csv(paths.TUNE_TIMINGS, result.search_timings)
-        mlflow_run.log_artifact(paths.CV_RESULTS, "tune")
-        mlflow_run.log_artifact(paths.BEST_PARAMS, "tune")
-        mlflow_run.log_artifact(paths.TUNE_TIMINGS, "tune")
-    io.write_json(paths.TUNE_RUN, mlflow_run.record.to_dict())
+    # Outputs are staged and committed only once the run has logged everything and closed:
+    # a failure or a kill anywhere before leaves the previous outputs and record in place.
+    with io.staged_outputs() as outputs:
+        tune_dir = outputs.staged_dir(paths.TUNE_DIR)
+        io.write_csv(tune_dir / paths.CV_RESULTS.name, score_table(result))
+        io.write_json(tune_dir / paths.BEST_PARAMS.name, summary)
+        timings_file = outputs.staged(paths.TUNE_TIMINGS)
+        io.write_csv(timings_file, result.search_timings)
+        with tracking.stage_run(
+            params.mlflow, "tune", f"tune {len(result.cv_results)} candidates"
+        ) as mlflow_run:
+            mlflow_run.log(
+                params={
+                    "dataset": meta["name"],
+                    "cv": tune.cv,
+                    "scoring": tune.scoring,
+                    "tune_seed": tune.seed,
+                    "n_candidates": len(result.cv_results),
+                    **{f"grid_{k}": list(v) for k, v in dataclasses.asdict(tune.grid).items()},
+                    **{f"best_{k}": v for k, v in result.best_params.items()},
+                },
+                metrics={f"best_cv_{tune.scoring}": result.best_score},
+            )
+            mlflow_run.log_children(child_runs(result))
+            for artifact in (paths.CV_RESULTS.name, paths.BEST_PARAMS.name):
+                mlflow_run.log_artifact(tune_dir / artifact, "tune")
+            mlflow_run.log_artifact(timings_file, "tune")
+        io.write_json(outputs.staged(paths.TUNE_RUN), mlflow_run.record.to_dict())
     print(
         f"tune: best {result.best_params} mean CV {tune.scoring} = {result.best_score:.4f} "
         f"over {len(result.cv_results)} candidates"
