@@ -53,7 +53,9 @@ def imported_modules(path: Path, top_level_only: bool = False) -> set[str]:
     """The knnlab modules that the code of ``path`` imports or names."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     nodes = tree.body if top_level_only else list(ast.walk(tree))
-    package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
+    package = (
+        module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
+    )
     found: set[str] = set()
     for node in nodes:
         if isinstance(node, ast.Import):
