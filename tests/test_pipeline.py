@@ -44,7 +44,7 @@ def iris_project(tmp_path_factory):
 
 def test_repro_runs_every_stage_and_writes_reports(iris_project):
     root, output = iris_project
-    assert stages_run(output) == ["fetch", "split", "train", "tune", "evaluate", "plot"]
+    assert stages_run(output) == ["params", "fetch", "split", "train", "tune", "evaluate", "plot"]
     metrics = json.loads((root / "reports/metrics.json").read_text())
     assert set(metrics) == {"configured", "tuned", "baseline"}
     assert metrics["configured"]["accuracy"] >= 0.85, metrics
@@ -117,7 +117,8 @@ def test_changing_k_reruns_only_what_depends_on_it(iris_project):
     root, _ = iris_project
     before = store(root)
     output = run(["dvc", "exp", "run", "-S", "model.n_neighbors=7"], root)
-    assert stages_run(output) == ["train", "evaluate", "plot"], output
+    # "params" only re-checks the edited params.yaml; its output is unchanged.
+    assert stages_run(output) == ["params", "train", "evaluate", "plot"], output
     new = [r for r in store(root) if r["run_id"] not in {b["run_id"] for b in before}]
     assert [r["tags"]["knnlab.stage"] for r in new] == ["evaluate"]
     assert new[0]["params"]["n_neighbors"] == "7"
@@ -128,7 +129,7 @@ def test_temporary_experiment_workspace_logs_to_the_main_store(iris_project):
     root, _ = iris_project
     before = len(store(root))
     output = run(["dvc", "exp", "run", "--temp", "-S", "model.p=1"], root)
-    assert stages_run(output) == ["train", "evaluate", "plot"], output
+    assert stages_run(output) == ["params", "train", "evaluate", "plot"], output
     after = store(root)
     assert len(after) == before + 1, "the --temp run landed in the main repository's store"
     assert any(r["params"].get("p") == "1" for r in after)
@@ -168,7 +169,7 @@ def test_moons_experiment_draws_the_surface_and_the_binary_analysis(iris_project
     output = run(
         ["dvc", "exp", "run", "-S", "data.dataset=moons", "-S", "data.features=null"], root
     )
-    assert stages_run(output)[:2] == ["fetch", "split"], output
+    assert stages_run(output)[:3] == ["params", "fetch", "split"], output
     figures = {p.name for p in (root / "reports/figures").iterdir()}
     assert {"probability_surface.png", "binary_threshold.png"} <= figures, figures
     assert "## Is it a 1?" in (root / "reports/report.md").read_text()

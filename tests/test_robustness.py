@@ -132,7 +132,10 @@ def test_two_clones_log_to_one_store_at_once(tmp_path, project):
     for done in results:
         assert done.returncode == 0, done.stderr[-2000:]
         assert "database is locked" not in done.stderr
-        assert stages_run(done.stdout) == ["fetch", "split", "train", "tune", "evaluate", "plot"]
+        assert stages_run(done.stdout) == [
+            "params",
+            *("fetch", "split", "train", "tune", "evaluate", "plot"),
+        ]
     runs = tracking.run_summary(f"sqlite:///{shared}", "knnlab")
     stages = sorted(
         r["tags"]["knnlab.stage"] for r in runs if "mlflow.parentRunId" not in r["tags"]
