@@ -8,7 +8,9 @@ resolved, frozen :class:`Params` is what stages use and what gets logged to MLfl
 from __future__ import annotations
 
 import math
+import os
 import re
+import stat
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -189,6 +191,19 @@ class MoonsParams:
     seed: int = _param(0, _int(0))
 
 
+def _check_not_special(path: str) -> None:
+    """Refuse a folder, fifo, socket or device at ``data.path`` (``stat`` never blocks; a
+    fifo would block whatever reads it, DVC hashing it included). A missing or unreadable
+    file is left for fetch to report."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a pipe, socket or device"
+        raise _fail("data.path", path, f"a .csv or .parquet file, not {kind}")
+
+
 @dataclass(frozen=True)
 class DataParams:
     """Where the samples come from: an embedded dataset or a local CSV/parquet file.
@@ -216,6 +231,7 @@ class DataParams:
                 )
             if Path(self.path).suffix.lower() not in (".csv", ".parquet"):
                 raise _fail("data.path", self.path, "a path ending in .csv or .parquet")
+            _check_not_special(self.path)
         elif self.label_column is not None:
             raise ParamsError(
                 f"params.yaml: data.label_column = {self.label_column!r} is only used with "
