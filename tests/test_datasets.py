@@ -420,3 +420,12 @@ def test_openml_downloads_are_checked_like_files(tmp_path, monkeypatch):
     assert first.frame["f2"].tolist() == [1.0, 2.0, 1.0, 2.0]
     again = datasets.load_openml("flags", fetch=None)  # from the cache: the same table
     pd.testing.assert_frame_equal(first.frame, again.frame)
+
+
+def test_positive_class_must_be_a_class():
+    classes = np.array([0, 1, 2])
+    assert datasets.positive_class(None, np.array(["a", "b"])) == "b", "binary: the larger"
+    assert datasets.positive_class(None, classes) is None, "multiclass: none unless asked"
+    assert datasets.positive_class(2, classes) == 2
+    with pytest.raises(ParamsError, match=r"data.positive_class = 7 is not a class .* 0, 1, 2"):
+        datasets.positive_class(7, classes)

@@ -148,7 +148,7 @@ STAGE_PARAMS = {
         "data.max_rows",
         "data.seed",
     },
-    "split": {"split.test_size", "split.seed"},
+    "split": {"split.test_size", "split.seed", "data.positive_class"},  # checked early
     "train": {"model"},
     "tune": {"tune", "model.scale"},
     "evaluate": set(),  # the model file and tune's summary carry what it needs

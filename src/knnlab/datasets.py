@@ -47,7 +47,7 @@ from sklearn import datasets as sk_datasets
 from sklearn.model_selection import train_test_split
 
 from knnlab import io, paths
-from knnlab.params import FILE_DATASET, OPENML_PREFIX, DataParams
+from knnlab.params import FILE_DATASET, OPENML_PREFIX, DataParams, ParamsError
 
 LABEL = "label"
 
@@ -548,3 +548,18 @@ def load(params: DataParams) -> Dataset:
 def features_and_labels(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """X of shape (n_samples, n_features) float64 and y of shape (n_samples,)."""
     return frame.drop(columns=[LABEL]).to_numpy(dtype=np.float64), frame[LABEL].to_numpy()
+
+
+def positive_class(wanted: int | str | None, classes: np.ndarray):
+    """The class of the binary "is it a <class>?" analysis: ``data.positive_class`` if set
+    (it must be one of ``classes``), else the larger label of a binary problem, else None.
+    ``split`` checks it, so a wrong value stops the pipeline before any stage logs."""
+    if wanted is None:
+        return classes[1] if classes.size == 2 else None
+    matches = [c for c in classes if str(c) == str(wanted)]
+    if not matches:
+        raise ParamsError(
+            f"params.yaml: data.positive_class = {wanted!r} is not a class of this dataset; "
+            f"classes are {', '.join(map(str, classes))} (or null for none)"
+        )
+    return matches[0]

@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold
 
-from knnlab import figures, io, metrics, paths, report, tracking
+from knnlab import datasets, figures, io, metrics, paths, report, tracking
 from knnlab.datasets import features_and_labels
 from knnlab.estimators import KNNClassifier
 from knnlab.model_io import load_model, read_model_params
-from knnlab.params import Params, ParamsError
+from knnlab.params import Params
 
 PRECISION_TARGET = 0.9
 
@@ -24,21 +24,6 @@ def _labels_and_proba(predictions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray
     numeric = all(x.lstrip("-").isdigit() for x in labels)
     classes = np.array([int(x) for x in labels]) if numeric else np.array(labels)
     return classes, predictions[columns].to_numpy(dtype=np.float64), columns
-
-
-def positive_class(params: Params, classes: np.ndarray):
-    """The class of the binary analysis: ``data.positive_class`` if set (it must be a class),
-    else the larger label of a binary problem, else None."""
-    wanted = params.data.positive_class
-    if wanted is None:
-        return classes[1] if classes.size == 2 else None
-    matches = [c for c in classes if str(c) == str(wanted)]
-    if not matches:
-        raise ParamsError(
-            f"params.yaml: data.positive_class = {wanted!r} is not a class of this dataset; "
-            f"classes are {', '.join(map(str, classes))} (or null for none)"
-        )
-    return matches[0]
 
 
 def out_of_fold_scores(
@@ -102,7 +87,7 @@ def run(params: Params) -> None:
         y_true, proba, classes, display
     )
     binary = None
-    positive = positive_class(params, classes)
+    positive = datasets.positive_class(params.data.positive_class, classes)
     X_train, y_train = features_and_labels(io.read_parquet(paths.TRAIN_SPLIT))
     model_params = read_model_params(paths.MODEL_FILE)
     if positive is not None:
