@@ -12,7 +12,9 @@ file's SHA-256 is compared with its value before the fault.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -97,6 +99,17 @@ class Project:
 
     def restore(self) -> None:
         (self.root / "params.yaml").write_text(self.params_text)
+
+
+def _dvc_status(root: Path, stage: str) -> str:
+    """What ``dvc status <stage>`` says, in a few words."""
+    done = subprocess.run(
+        ["dvc", "status", "--json", stage], cwd=root, env=_env(), capture_output=True, text=True
+    )
+    if done.returncode:
+        return f"failed ({done.stderr.strip()[-200:]})"
+    changed = sorted(json.loads(done.stdout or "{}"))
+    return f"{', '.join(changed)} changed" if changed else "up to date"
 
 
 def _data_file(root: Path, name: str, content: bytes) -> dict:
@@ -189,11 +202,64 @@ def faults(project: Project) -> list[tuple[str, Callable[[], tuple[int, list[str
         time.sleep(4)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        status = subprocess.run(
-            ["dvc", "status", "tune"], cwd=root, env=_env(), capture_output=True, text=True
-        ).stdout
-        truthful = "changed" in status
-        return -9, [f"dvc status after the kill reports tune changed: {truthful}"]
+        return -9, [f"after the kill, dvc status: {_dvc_status(root, 'tune')}"]
+
+    def killed_while_logging():
+        """SIGKILL evaluate inside its MLflow logging: it has computed and staged every
+        output and waits for the store lock, which this script holds."""
+        env = {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
+        with open(root / "mlflow.db.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "knnlab", "evaluate"],
+                cwd=root,
+                env=_env(env),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline and proc.poll() is None:
+                if list(root.glob(".knnlab-staging.*/reports/metrics.json")):
+                    break
+                time.sleep(0.2)
+            time.sleep(1)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        return -9, [
+            f"killed after staging its outputs; dvc status: {_dvc_status(root, 'evaluate')}"
+        ]
+
+    def logging_fails():
+        """The artifact store refuses writes in the middle of evaluate's logging."""
+        artifacts = root / "mlruns" / "knnlab"
+        if subprocess.run(["chattr", "+i", str(artifacts)], capture_output=True).returncode:
+            return 1, ["skipped: chattr +i (immutable folder) is not available here"]
+        try:
+            env = {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
+            return knnlab(root, "evaluate", env=env)
+        finally:
+            subprocess.run(["chattr", "-i", str(artifacts)], capture_output=True)
+
+    def dvc_repro(target: str, **params):
+        """``dvc repro <target>`` after a params edit, as a user runs it; the message is the
+        knnlab line of its output."""
+
+        def go():
+            project.params(**params)
+            done = subprocess.run(
+                ["dvc", "repro", target],
+                cwd=root,
+                env=_env(),
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            output = (done.stdout + done.stderr).splitlines()
+            ours = [line for line in output if line.startswith("knnlab ")]
+            return done.returncode, ours[-1:] or output[-1:] or [""]
+
+        return go
 
     bad_csv = b"a,b,label\n1,2,x\n1,NaN,y\n3,4,x\n5,6,y\n"
     return [
@@ -212,6 +278,8 @@ def faults(project: Project) -> list[tuple[str, Callable[[], tuple[int, list[str
         ("params: empty grid list", stage_with("tune", tune__grid__p=[])),
         ("params: cv > smallest class", stage_with("tune", tune__cv=500)),
         ("params: not YAML", lambda: (project.raw_params("model: [\n"), knnlab(root, "train"))[1]),
+        ("params: typo in another section (dvc repro train)", dvc_repro("train", data__max_row=9)),
+        ("params: stray top-level section (dvc repro plot)", dvc_repro("plot", modle__k=3)),
         ("data: NaN in a feature", data_fault("nan.csv", bad_csv)),
         ("data: infinite feature", data_fault("inf.csv", bad_csv.replace(b"NaN", b"inf"))),
         ("data: non-numeric feature", data_fault("text.csv", bad_csv.replace(b"NaN", b"abc"))),
@@ -228,7 +296,9 @@ def faults(project: Project) -> list[tuple[str, Callable[[], tuple[int, list[str
         ("mlflow: server not listening", tracking_fault("http://127.0.0.1:9")),
         ("mlflow: read-only SQLite store", read_only_store),
         ("mlflow: credentials in the URI", tracking_fault("http://bob:hunter2@127.0.0.1:9")),
+        ("mlflow: artifact store refuses writes mid-logging", logging_fails),
         ("kill: SIGKILL in the middle of tune", killed_stage),
+        ("kill: SIGKILL while evaluate logs to MLflow", killed_while_logging),
     ]
 
 

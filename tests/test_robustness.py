@@ -44,6 +44,8 @@ def test_fault_injection(project, capsys, groups):
         assert not outcome.changed, outcome.line
         assert outcome.seconds < 30, f"not in seconds: {outcome.line}"
         assert "Traceback" not in outcome.message, outcome.line
+    killed_tune = [o for o in outcomes if o.fault == "kill: SIGKILL in the middle of tune"]
+    assert all("tune changed" in o.message for o in killed_tune), "dvc status tells the truth"
     user_errors = [o for o in outcomes if not o.fault.startswith("kill")]
     assert all(o.message.startswith("knnlab ") for o in user_errors), [o.line for o in user_errors]
     assert run(["dvc", "status"], project).strip().endswith("up to date."), "faults leave no trace"
