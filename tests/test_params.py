@@ -88,3 +88,17 @@ def test_invalid_yaml_and_missing_file_are_reported(tmp_path):
         load_params(bad)
     with pytest.raises(ParamsError, match="not found"):
         load_params(tmp_path / "missing.yaml")
+
+
+def test_params_command_prints_every_resolved_value(tmp_path, capsys):
+    from knnlab import cli
+
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text("model:\n  p: 2.0\n")
+    assert cli.main(["params", "--params", str(params_file)]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["model"]["p"] == 2 and shown["model"]["n_neighbors"] == 5, shown["model"]
+    assert shown["tune"]["grid"]["p"] == [1, 2, 3], "defaults filled in, tuples as lists"
+    params_file.write_text("model:\n  k: 3\n")
+    assert cli.main(["params", "--params", str(params_file)]) == 2
+    assert "unknown key 'model.k'" in capsys.readouterr().err
