@@ -1,30 +1,39 @@
-"""The knnlab model as an MLflow pyfunc, logged as code (MLflow's "models from code").
+"""The knnlab model as an MLflow pyfunc, loaded through this installed module.
 
-MLflow loads this file rather than unpickling an object, and the model then reads knnlab's
-own pickle-free ``.npz`` artifact: loading a logged model never executes pickled code. This
-is the one file besides :mod:`knnlab.tracking` that imports mlflow, because MLflow itself
-loads it. Use: ``mlflow.pyfunc.load_model("runs:/<run_id>/model").predict(frame)``.
+A logged model's ``MLmodel`` names this module as its ``loader_module`` and the knnlab
+``.npz`` as its ``data``; MLflow imports the module from the installed knnlab and calls
+:func:`_load_pyfunc` with the path of that ``.npz``. The artifact folder holds no code and no
+pickle, so nothing stored there runs when the model is loaded, and the ``.npz`` is read by
+:func:`knnlab.model_io.load_model` with all its checks. Use
+``mlflow.pyfunc.load_model("runs:/<run_id>/model").predict(frame)``, or
+:func:`knnlab.tracking.load_logged_model`, which also refuses a tampered ``MLmodel``.
+
+This module does not import mlflow.
 """
 
-import mlflow
+from __future__ import annotations
+
 import numpy as np
 import pandas as pd
 
+from knnlab.estimators import KNNClassifier
 from knnlab.model_io import load_model
 
 
-class KnnlabPyfunc(mlflow.pyfunc.PythonModel):
+class KnnlabPyfunc:
     """Predicts class labels from a frame (or array) of the training features."""
 
-    def load_context(self, context):
-        self.model = load_model(context.artifacts["knnlab_model"])
+    def __init__(self, model: KNNClassifier):
+        self.model = model
 
-    # Annotated with a type MLflow infers no schema from: the logged signature is explicit,
-    # and MLflow no longer warns that predict has no type hints. Arrays work too.
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> np.ndarray:
+    def predict(self, model_input, params=None) -> np.ndarray:
+        """model_input : DataFrame or array of shape (n_queries, n_features).
+        Returns the labels, ndarray of shape (n_queries,)."""
         if isinstance(model_input, pd.DataFrame):
             model_input = model_input.to_numpy(dtype=np.float64)
         return self.model.predict(np.asarray(model_input, dtype=np.float64))
 
 
-mlflow.models.set_model(KnnlabPyfunc())
+def _load_pyfunc(data_path: str) -> KnnlabPyfunc:
+    """MLflow's loader hook: ``data_path`` is the logged knnlab ``.npz``."""
+    return KnnlabPyfunc(load_model(data_path))

@@ -5,19 +5,29 @@ light-on-dark as the training images are, scaled to the training value range), `
 arrays, CSV rows, or ``-`` for CSV on standard input. Each prediction is flagged ``unusual``
 when the query's mean distance to its neighbours exceeds the training set's 99th percentile
 (stored in the model file at training time).
+
+Inputs are sized before they are decoded: an image may have at most ``MAX_IMAGE_PIXELS``
+(4096 x 4096) pixels, read from its header (a small PNG can declare 20000 x 20000 pixels and
+decode to gigabytes), and a ``.npy`` array at most ``MAX_NPY_BYTES`` as float64, read from
+its header; arrays of Python objects are refused, never unpickled.
 """
 
 from __future__ import annotations
 
 import io as _io
 import json
+import math
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+MAX_IMAGE_SIDE = 4096
+MAX_IMAGE_PIXELS = MAX_IMAGE_SIDE * MAX_IMAGE_SIDE
+MAX_NPY_BYTES = 2**30  # 134 million values as float64
 
 
 class InputError(ValueError):
@@ -35,11 +45,27 @@ def image_to_features(
     """
     from PIL import Image, UnidentifiedImageError
 
+    too_large = (
+        f"knnlab predict reads images of at most {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} "
+        f"({MAX_IMAGE_PIXELS:,} pixels): scale it down first"
+    )
     try:
-        with Image.open(path) as image:
+        # Opening reads the header only. Pillow itself refuses above twice its own limit
+        # and warns above it; the stricter check below comes first for the rest.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
+            width, height = image.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise InputError(f"{path}: the image is {width}x{height} pixels; {too_large}")
             grey = image.convert("L").resize(
                 (image_shape[1], image_shape[0]), Image.Resampling.LANCZOS
             )
+    except Image.DecompressionBombError:
+        raise InputError(
+            f"{path}: the image has more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels; {too_large}"
+        ) from None
     except (UnidentifiedImageError, OSError) as error:
         raise InputError(f"{path}: cannot be read as an image ({error})") from None
     pixels = np.asarray(grey, dtype=np.float64) / 255.0  # (height, width), 0 = black
@@ -98,6 +124,28 @@ def read_inputs(
 
 
 def _npy_rows(path: Path, n_features: int) -> np.ndarray:
+    from knnlab.model_io import npy_header
+
+    # Shape and dtype from the header first: nothing is allocated for what the file claims.
+    try:
+        with path.open("rb") as fh:
+            shape, _, dtype, offset = npy_header(fh)
+    except (ValueError, OSError) as error:
+        raise InputError(f"{path}: not a readable .npy array ({error})") from None
+    if dtype.hasobject or dtype.kind not in "biuf":
+        raise InputError(f"{path}: holds {dtype} values; give an array of numbers")
+    n_values = math.prod(shape)
+    declared = offset + n_values * dtype.itemsize
+    if declared > path.stat().st_size:
+        raise InputError(
+            f"{path}: declares shape {shape} of {dtype} ({declared:,} bytes) but the file has "
+            f"{path.stat().st_size:,} bytes; it is truncated or not a .npy array"
+        )
+    if n_values * 8 > MAX_NPY_BYTES:
+        raise InputError(
+            f"{path}: holds {n_values:,} values, {n_values * 8:,} bytes as float64; knnlab "
+            f"predict reads at most {MAX_NPY_BYTES:,} bytes per file: split it"
+        )
     try:
         array = np.load(path, allow_pickle=False)
     except (ValueError, OSError) as error:
