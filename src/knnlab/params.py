@@ -85,6 +85,15 @@ def _nonnegative_float(key: str, value: Any) -> float:
     return float(value)
 
 
+def _positive_seconds(key: str, value: Any) -> float:
+    allowed = "a positive, finite number of seconds"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _fail(key, value, allowed)
+    if not (math.isfinite(value) and value > 0):
+        raise _fail(key, value, allowed)
+    return float(value)
+
+
 def _choice(options: tuple[str, ...]):
     def check(key: str, value: Any) -> str:
         if not isinstance(value, str) or value not in options:
@@ -287,11 +296,14 @@ class TuneParams:
 @dataclass(frozen=True)
 class MlflowParams:
     """Where runs are logged. ``tracking_uri: null`` means ``sqlite:///<repo>/mlflow.db``;
-    ``required: false`` lets stages complete (with a warning) when the store is down."""
+    ``required: false`` lets stages complete (with a warning) when the store is down;
+    ``lock_timeout`` is how long a stage waits for another process's write to a SQLite store
+    before giving up (``KNNLAB_LOCK_TIMEOUT`` in the environment overrides it)."""
 
     experiment: str = _param("knnlab", _nonempty_str)
     tracking_uri: str | None = _param(None, _optional_str)
     required: bool = _param(True, _bool)
+    lock_timeout: float = _param(600.0, _positive_seconds)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,14 @@ which is what ``mlflow ui`` started at the repository root shows.
 
 ``mlflow`` is imported inside functions: it takes seconds to import and the stages that do
 not log should not pay for it.
+
+Secrets: a tracking URI with a credential in it (user-info, or a query parameter that looks
+like a secret) is refused before MLflow sees it, and every URI this module prints or stores
+goes through :func:`redact_uri`.
+
+Concurrency: writes to a SQLite store are serialised across processes by a lock file beside
+it, held around each write (never for a whole stage, and at most about a second at a time
+while nested runs are logged), with a message on stderr while waiting and a bounded wait.
 """
 
 from __future__ import annotations
@@ -28,10 +36,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote_plus
 
 from knnlab import paths
-from knnlab.params import MlflowParams
+from knnlab.params import MlflowParams, ParamsError
 
 _BATCH = 900  # MLflow accepts at most 1000 params+metrics+tags in one log_batch call
 
@@ -45,8 +53,9 @@ class RunRecord:
     run_id: str
 
     def to_dict(self) -> dict[str, str]:
+        """What the stages write to ``tracking/*.json`` (DVC caches it and may push it)."""
         return {
-            "tracking_uri": self.tracking_uri,
+            "tracking_uri": redact_uri(self.tracking_uri),
             "experiment_id": self.experiment_id,
             "run_id": self.run_id,
         }
@@ -56,23 +65,114 @@ class TrackingError(RuntimeError):
     """The MLflow store cannot be used: unreachable, read-only, or credentials in its URI."""
 
 
-def _redact(uri: str) -> str:
-    parts = urlsplit(uri)
-    if parts.username is None and parts.password is None:
+# --- credentials in URIs ----------------------------------------------------------------
+# Refused (TrackingError, whatever mlflow.required says), never silently cleaned: a URI that
+# worked only because of its secret would fail later in a way that hides why. Refused are
+#   - user-info: ``scheme://user:password@host`` and a lone ``scheme://token@host``, for
+#     servers and databases alike (``postgresql://user:pass@host/db``);
+#   - a query or fragment parameter whose name looks like a secret: anything containing
+#     token, pass, pwd, secret, key, sig, cred, auth, session, cookie, bearer or jwt, case and
+#     ``-``/``_``/``.`` ignored (so ``access_token``, ``password``, ``api_key``, ``sig`` and
+#     ``signature`` of Azure SAS, ``X-Amz-Credential``, ``X-Amz-Signature``,
+#     ``X-Amz-Security-Token``); it errs on refusing (``sslkey`` and ``passfile`` are file
+#     paths, but their environment variables PGSSLKEY and PGPASSFILE do the same job);
+#   - a parameter name or value that looks like an opaque token: 32 or more letters, digits
+#     and ``_-+=.~``, with both letters and digits (``?t=ghp_...``, a JWT).
+# Every other parameter is kept and works: SQLite's ``?timeout=20``, ``?mode=rwc``,
+# ``?cache=shared``, PostgreSQL's ``?sslmode=require``.
+# Redacted (redact_uri): every URI this module prints or stores. The same test decides both,
+# so a URI that is accepted comes out of redact_uri unchanged.
+_SECRET_NAME = re.compile(r"token|pass|pwd|secret|key|sig|cred|auth|session|cookie|bearer|jwt")
+_TOKEN_LIKE = re.compile(r"(?=.*[0-9])(?=.*[A-Za-z])[A-Za-z0-9_\-+=.~]{32,}")
+_HIDDEN = "***"
+
+
+def _uri_parts(uri: str) -> tuple[str, str | None, str, str | None, str | None]:
+    """``uri`` split by plain string operations as (scheme with ``://``, user-info, host and
+    path, query, fragment), None for a part that is absent: joined back with ``@``, ``?`` and
+    ``#`` they give ``uri`` exactly. The user-info is everything before the last ``@`` ahead
+    of the path, so a password with an unescaped ``?`` or ``#`` in it still counts."""
+    head, sep, rest = uri.partition("://")
+    head, rest = (head + sep, rest) if sep else ("", uri)
+    userinfo = None
+    authority = rest.split("/", 1)[0]
+    if sep and "@" in authority:
+        userinfo = authority.rpartition("@")[0]
+        rest = rest[len(userinfo) + 1 :]
+    rest, hash_, fragment = rest.partition("#")
+    rest, mark, query = rest.partition("?")
+    return head, userinfo, rest, query if mark else None, fragment if hash_ else None
+
+
+def _secret_pairs(text: str) -> list[str]:
+    """The parameters of a query (or fragment) ``text`` that look like secrets, described
+    without their values."""
+    found = []
+    for item in re.split(r"[&;]", text):
+        name, _, value = (unquote_plus(x) for x in item.partition("="))
+        if _TOKEN_LIKE.fullmatch(name):
+            found.append("a parameter named like a token")
+        elif _SECRET_NAME.search(re.sub(r"[^a-z0-9]", "", name.lower())):
+            found.append(f"parameter {name!r}")
+        elif _TOKEN_LIKE.fullmatch(value):
+            found.append(f"parameter {name!r}, whose value looks like a token")
+    return found
+
+
+def _secrets_in(uri: str) -> list[str]:
+    """What in ``uri`` looks like a credential, described without it (empty: nothing)."""
+    _, userinfo, _, query, fragment = _uri_parts(uri)
+    found = ["user-info before '@'"] if userinfo is not None else []
+    found += [f"{what} in the query" for what in _secret_pairs(query or "")]
+    found += [f"{what} in the fragment" for what in _secret_pairs(fragment or "")]
+    return found
+
+
+def _redact_pairs(text: str) -> str:
+    pieces = re.split(r"([&;])", text)  # the separators land at the odd positions
+    for i in range(0, len(pieces), 2):
+        if _secret_pairs(pieces[i]):
+            name, eq, _ = pieces[i].partition("=")
+            token_named = _TOKEN_LIKE.fullmatch(unquote_plus(name))
+            pieces[i] = _HIDDEN if token_named else name + eq + _HIDDEN
+    return "".join(pieces)
+
+
+def redact_uri(uri: str) -> str:
+    """``uri`` with what :func:`refuse_credentials` refuses replaced by ``***`` (the whole
+    user-info; a parameter's value, or the parameter if its name is token-like); any other
+    URI unchanged. The one function through which this module prints or stores a URI."""
+    if not _secrets_in(uri):
         return uri
-    host = parts.hostname or ""
-    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    head, userinfo, rest, query, fragment = _uri_parts(uri)
+    return (
+        head
+        + (f"{_HIDDEN}@" if userinfo is not None else "")
+        + rest
+        + (f"?{_redact_pairs(query)}" if query is not None else "")
+        + (f"#{_redact_pairs(fragment)}" if fragment is not None else "")
+    )
 
 
-def _refuse_credentials(uri: str) -> None:
-    parts = urlsplit(uri)
-    if parts.username or parts.password:
-        raise TrackingError(
-            f"tracking URI {_redact(uri)} has credentials in it: remove them and set "
-            "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) "
-            "in the environment instead, so they never reach params, logs or reports"
-        )
+def refuse_credentials(uri: str) -> None:
+    """Raise :class:`TrackingError` when ``uri`` carries a credential (see the rules above),
+    naming what and where to put it instead, without printing it."""
+    found = _secrets_in(uri)
+    if not found:
+        return
+    database = re.match(r"(postgres|postgresql|mysql|mssql|oracle)[+:]", uri) is not None
+    where = (
+        "give the password to the database driver through its own environment variable or "
+        "password file instead (for PostgreSQL: PGPASSWORD or ~/.pgpass; for MySQL: an option "
+        "file)"
+        if database
+        else "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or "
+        "MLFLOW_TRACKING_TOKEN) in the environment instead"
+    )
+    raise TrackingError(
+        f"tracking URI {redact_uri(uri)} has credentials in it ({', '.join(found)}): remove "
+        f"them and {where}, so they never reach params, logs, run records or reports"
+    )
 
 
 def default_tracking_uri() -> str:
@@ -81,7 +181,7 @@ def default_tracking_uri() -> str:
 
 def resolve_tracking_uri(config: MlflowParams) -> str:
     uri = os.environ.get("MLFLOW_TRACKING_URI") or config.tracking_uri or default_tracking_uri()
-    _refuse_credentials(uri)
+    refuse_credentials(uri)
     return uri
 
 
@@ -103,7 +203,7 @@ def check_store(uri: str, timeout: float = 8.0) -> None:
                 reply.read(64)
         except (OSError, ValueError) as error:  # URLError and timeouts are OSErrors
             raise TrackingError(
-                f"MLflow tracking server {_redact(uri)} cannot be reached ({error}); start it, "
+                f"MLflow tracking server {redact_uri(uri)} cannot be reached ({error}); start it, "
                 "fix mlflow.tracking_uri / MLFLOW_TRACKING_URI, or set mlflow.required: false"
             ) from None
     elif uri.startswith("sqlite:///"):
@@ -117,28 +217,156 @@ def check_store(uri: str, timeout: float = 8.0) -> None:
                 db.rollback()
         except sqlite3.Error as error:
             raise TrackingError(
-                f"MLflow store {uri} cannot be written ({error}); check the file and folder "
-                "permissions, or set mlflow.required: false"
+                f"MLflow store {redact_uri(uri)} cannot be written ({error}); check the file "
+                "and folder permissions, or set mlflow.required: false"
             ) from None
 
 
-@contextlib.contextmanager
-def _store_lock(uri: str) -> Iterator[None]:
+# --- the store lock -------------------------------------------------------------------------
+LOCK_TIMEOUT_ENV = "KNNLAB_LOCK_TIMEOUT"  # overrides mlflow.lock_timeout, as for the URI
+_LOCK_NOTICE_AFTER = 2.0  # seconds of waiting before a waiter says so on stderr
+_LOCK_POLL = 0.05  # seconds between attempts of a waiter
+_LOCK_HOLD = 1.0  # log_children lets the lock go between children after holding it this long
+_FAILED_MARK_TIMEOUT = 10.0  # marking a run FAILED waits at most this long for the lock
+_held: dict[Path, int] = {}  # lock files this process holds, and how deeply (re-entrant)
+
+
+def lock_timeout(config: MlflowParams) -> float:
+    """Seconds a writer waits for the store lock before giving up: ``KNNLAB_LOCK_TIMEOUT``
+    from the environment if set, else ``mlflow.lock_timeout``."""
+    raw = os.environ.get(LOCK_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return config.lock_timeout
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ParamsError(
+            f"{LOCK_TIMEOUT_ENV}={raw!r} is not allowed; expected a positive, finite number of "
+            "seconds (it overrides mlflow.lock_timeout in params.yaml); unset it to use that"
+        )
+    return value
+
+
+class StoreLock:
     """Serialise writers of one SQLite store across processes (parallel DVC experiments):
     SQLite allows one writer at a time, and MLflow's first use creates tables, which two
-    processes must not do at once. Other stores handle concurrency themselves."""
-    if not uri.startswith("sqlite:///"):
-        yield
-        return
-    database, _ = _sqlite_target(uri)
-    lock_path = Path(database.removeprefix("file:").split("?")[0] + ".lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_path.open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    processes must not do at once. Other stores handle concurrency themselves.
+
+    An ``fcntl.flock`` on ``<database>.lock``, taken without blocking in a polling loop so a
+    waiter can say on stderr, after ``_LOCK_NOTICE_AFTER`` seconds, what it waits for and
+    who holds it (the holder writes its pid, host, stage and start into the lock file), and
+    give up after ``timeout`` seconds with a :class:`TrackingError`. A waiter also holds a
+    shared lock on ``<database>.lock.waiting``, so a holder that lets go between batches can
+    tell that someone is waiting and step aside. Re-entrant within a process.
+    """
+
+    def __init__(self, uri: str, stage: str, timeout: float):
+        self.path: Path | None = None
+        if uri.startswith("sqlite:///"):
+            database, _ = _sqlite_target(uri)
+            self.path = Path(database.removeprefix("file:").split("?")[0] + ".lock")
+        self.stage = stage or os.environ.get("DVC_STAGE") or "knnlab"
+        self.timeout = timeout
+
+    @property
+    def _waiting_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".waiting")
+
+    def holder(self) -> str:
+        """Who holds the lock, as its holder wrote it (empty when not written yet)."""
         try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            return self.path.read_text(encoding="utf-8").strip()
+        except OSError:
+            return ""
+
+    @contextlib.contextmanager
+    def held(self, timeout: float | None = None) -> Iterator[None]:
+        """Hold the lock for the ``with`` block, waiting at most ``timeout`` seconds (default:
+        this lock's) for it."""
+        if self.path is None or _held.get(self.path, 0) > 0:
+            if self.path is not None:
+                _held[self.path] += 1
+            try:
+                yield
+            finally:
+                if self.path is not None:
+                    _held[self.path] -= 1
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a+", encoding="utf-8") as lock:
+            self._acquire(lock, self.timeout if timeout is None else timeout)
+            _held[self.path] = 1
+            try:
+                lock.truncate(0)
+                lock.write(
+                    f"pid {os.getpid()} on {socket.gethostname()}, stage {self.stage}, since "
+                    f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n"
+                )
+                lock.flush()
+                yield
+            finally:
+                _held[self.path] = 0
+                lock.truncate(0)  # no stale holder for the next waiter to name
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _acquire(self, lock, timeout: float) -> None:
+        start = time.monotonic()
+        notice_after = min(_LOCK_NOTICE_AFTER, timeout / 2)
+        announced = False
+        marker = None
+        with contextlib.ExitStack() as waiting:
+            while True:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    pass
+                if marker is None:  # the first failed attempt: let the holder know
+                    marker = waiting.enter_context(self._waiting_path.open("a"))
+                    fcntl.flock(marker, fcntl.LOCK_SH)  # blocks only while a holder checks
+                waited = time.monotonic() - start
+                holder = self.holder() or "another process (not named yet)"
+                if waited >= timeout:
+                    raise TrackingError(
+                        f"gave up after {timeout:g} s waiting for the MLflow store lock "
+                        f"{self.path}, held by {holder}: if that process is stuck, stop it; "
+                        f"if it is busy, raise mlflow.lock_timeout in params.yaml or set "
+                        f"{LOCK_TIMEOUT_ENV} (seconds)"
+                    )
+                if not announced and waited >= notice_after:
+                    announced = True
+                    print(
+                        f"knnlab {self.stage}: waiting for the MLflow store lock {self.path}, "
+                        f"held by {holder}; giving up after {timeout:g} s "
+                        f"(mlflow.lock_timeout, or {LOCK_TIMEOUT_ENV})",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                time.sleep(min(_LOCK_POLL, max(timeout - waited, 0.001)))
+        if announced:
+            print(
+                f"knnlab {self.stage}: got the MLflow store lock after "
+                f"{time.monotonic() - start:.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def others_waiting(self) -> bool:
+        """Whether another process is waiting for this lock (asked by its holder)."""
+        if self.path is None:
+            return False
+        try:
+            with self._waiting_path.open("a") as marker:
+                try:
+                    fcntl.flock(marker, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return True
+                fcntl.flock(marker, fcntl.LOCK_UN)
+        except OSError:
+            return False
+        return False
 
 
 def _artifact_location(tracking_uri: str, experiment: str) -> str | None:
@@ -146,7 +374,7 @@ def _artifact_location(tracking_uri: str, experiment: str) -> str | None:
     working directory (MLflow would resolve its default against it); let MLflow decide for
     any other store."""
     if tracking_uri.startswith("sqlite:///"):
-        db_path = Path(tracking_uri.removeprefix("sqlite:///"))
+        db_path = Path(_sqlite_target(tracking_uri)[0].removeprefix("file:").split("?")[0])
         folder = re.sub(r"[^A-Za-z0-9._-]+", "_", experiment).strip("._") or "experiment"
         return (db_path.parent / paths.MLFLOW_ARTIFACTS_NAME / folder).resolve().as_uri()
     return None
@@ -282,27 +510,33 @@ def _log_batch(client, run_id: str, params=None, metrics=None, tags=None) -> Non
 
 
 class Run:
-    """An open MLflow run of one stage; use through :func:`stage_run`."""
+    """An open MLflow run of one stage; use through :func:`stage_run`. Each method that
+    writes to the store holds the store lock for that write only."""
 
-    def __init__(self, client, record: RunRecord):
+    def __init__(self, client, record: RunRecord, lock: StoreLock | None = None):
         self._client = client
         self.record = record
+        self._lock = lock or StoreLock(record.tracking_uri, "", lock_timeout(MlflowParams()))
 
     def log(self, params=None, metrics=None, tags=None) -> None:
-        _log_batch(self._client, self.record.run_id, params, metrics, tags)
+        with self._lock.held():
+            _log_batch(self._client, self.record.run_id, params, metrics, tags)
 
     def log_artifact(self, path: Path | str, artifact_path: str | None = None) -> None:
+        # A file copy into the artifact store: no database write, so no lock (a large model
+        # file would otherwise hold it for as long as the copy takes).
         self._client.log_artifact(self.record.run_id, str(path), artifact_path)
 
     @contextlib.contextmanager
     def _fluent(self) -> Iterator[Any]:
         """This run as MLflow's active run, for the fluent-only APIs (models, inputs),
         without the hint MLflow prints at each schema it infers from integer columns (that
-        they cannot hold missing values: true, and moot, knnlab refuses missing features)."""
+        they cannot hold missing values: true, and moot, knnlab refuses missing features).
+        Resuming and ending the run writes to the store, so the lock is held throughout."""
         import mlflow
 
         mlflow.set_tracking_uri(self.record.tracking_uri)
-        with warnings.catch_warnings():
+        with self._lock.held(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
             with mlflow.start_run(run_id=self.record.run_id) as active:
                 yield active
@@ -342,23 +576,36 @@ class Run:
             _drop_artifact_location(info.model_id)
 
     def log_children(self, children: list[dict[str, Any]]) -> list[str]:
-        """One nested run per child: ``{"name", "params", "metrics"}``. Returns run ids."""
-        ids = []
+        """One nested, FINISHED run per child: ``{"name", "params", "metrics"}`` and optional
+        ``"tags"``. Returns their run ids, in order.
+
+        A child costs three store transactions (MLflow's minimum through its client: create
+        with the tags, one batch of params and metrics, terminate), tens of milliseconds on
+        SQLite; a large grid takes minutes. So the store lock is let go between children once
+        held for ``_LOCK_HOLD`` seconds, and the stages of other processes interleave.
+        """
+        ids: list[str] = []
         tags = {"mlflow.parentRunId": self.record.run_id, **process_tags()}
-        for child in children:
-            run = self._client.create_run(
-                self.record.experiment_id, run_name=child["name"], tags=tags
-            )
-            _log_batch(
-                self._client,
-                run.info.run_id,
-                params=child["params"],
-                metrics=child["metrics"],
-                tags=child.get("tags"),
-            )
-            self._client.set_terminated(run.info.run_id, "FINISHED")
-            ids.append(run.info.run_id)
+        while len(ids) < len(children):
+            if ids and self._lock.others_waiting():
+                time.sleep(4 * _LOCK_POLL)  # a waiter tries every _LOCK_POLL: let it in
+            with self._lock.held():
+                start = time.monotonic()
+                for child in children[len(ids) :]:
+                    ids.append(self._log_child(child, tags))
+                    if time.monotonic() - start >= _LOCK_HOLD:
+                        break
         return ids
+
+    def _log_child(self, child: dict[str, Any], tags: dict[str, str]) -> str:
+        run = self._client.create_run(
+            self.record.experiment_id,
+            run_name=child["name"],
+            tags={**tags, **{k: str(v) for k, v in (child.get("tags") or {}).items()}},
+        )
+        _log_batch(self._client, run.info.run_id, child["params"], child["metrics"])
+        self._client.set_terminated(run.info.run_id, "FINISHED")
+        return run.info.run_id
 
 
 _warned: set[str] = set()
@@ -373,9 +620,13 @@ def _warn_untracked(stage: str, error: TrackingError) -> None:
 
 def preflight(config: MlflowParams, stage: str) -> bool:
     """Check the store before a stage spends time computing: raise :class:`TrackingError`
-    when it is unusable and required, else warn once. Returns whether it is usable."""
+    when it is unusable and required, else warn once. Returns whether it is usable.
+    Credentials in the URI and a bad ``KNNLAB_LOCK_TIMEOUT`` are refused whatever
+    ``mlflow.required`` says."""
+    tracking_uri = resolve_tracking_uri(config)
+    lock_timeout(config)
     try:
-        check_store(resolve_tracking_uri(config))
+        check_store(tracking_uri)
     except TrackingError as error:
         if config.required:
             raise
@@ -396,7 +647,7 @@ class NullRun:
         raise AttributeError(name)
 
 
-def _open_run(config: MlflowParams, stage: str, run_name: str, tracking_uri: str):
+def _open_run(config: MlflowParams, stage: str, run_name: str, tracking_uri: str, lock):
     # Bounded retries and timeouts, so an unreachable server fails in seconds (the user's
     # own settings win).
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
@@ -411,8 +662,8 @@ def _open_run(config: MlflowParams, stage: str, run_name: str, tracking_uri: str
         close_orphaned_runs(client, experiment_id)
         run = client.create_run(experiment_id, run_name=run_name, tags=standard_tags(stage))
     except (MlflowException, SQLAlchemyError, OSError) as error:
-        raise TrackingError(f"MLflow store {_redact(tracking_uri)}: {error}") from None
-    return client, Run(client, RunRecord(tracking_uri, experiment_id, run.info.run_id))
+        raise TrackingError(f"MLflow store {redact_uri(tracking_uri)}: {error}") from None
+    return client, Run(client, RunRecord(tracking_uri, experiment_id, run.info.run_id), lock)
 
 
 @contextlib.contextmanager
@@ -421,43 +672,77 @@ def stage_run(config: MlflowParams, stage: str, run_name: str) -> Iterator[Run |
 
     An unusable store raises :class:`TrackingError` naming it, or, with
     ``mlflow.required: false``, warns once and yields a :class:`NullRun` that logs nothing.
+
+    The store lock is held around each write, not for the block: opening the run (with
+    MLflow's first use of a store, which creates its tables, and the closing of orphaned
+    runs), each log call, each second's worth of nested runs, and the end.
     """
     tracking_uri = resolve_tracking_uri(config)
-    with _store_lock(tracking_uri):
-        try:
-            client, handle = _open_run(config, stage, run_name, tracking_uri)
-        except TrackingError as error:
-            if config.required:
-                raise
-            _warn_untracked(stage, error)
-            yield NullRun(tracking_uri)
-            return
-        try:
-            yield handle
-        except BaseException:
-            client.set_terminated(handle.record.run_id, "FAILED")
+    lock = StoreLock(tracking_uri, stage, lock_timeout(config))
+    import mlflow  # noqa: F401 - seconds to import: before the lock, not under it
+
+    try:
+        with lock.held():
+            client, handle = _open_run(config, stage, run_name, tracking_uri, lock)
+    except TrackingError as error:
+        if config.required:
             raise
+        _warn_untracked(stage, error)
+        yield NullRun(tracking_uri)
+        return
+    try:
+        yield handle
+    except BaseException:
+        _mark_failed(client, handle.record.run_id, lock, stage)
+        raise
+    with lock.held():
         client.set_terminated(handle.record.run_id, "FINISHED")
 
 
+def _mark_failed(client, run_id: str, lock: StoreLock, stage: str) -> None:
+    """End a run FAILED, waiting only briefly for the lock: the stage is failing already,
+    and a run left RUNNING is closed (KILLED) by the next stage once this process is gone."""
+    try:
+        with lock.held(min(lock.timeout, _FAILED_MARK_TIMEOUT)):
+            client.set_terminated(run_id, "FAILED")
+    except TrackingError as error:
+        print(
+            f"knnlab {stage}: warning: run {run_id} could not be marked FAILED ({error}); "
+            "the next logging stage will close it",
+            file=sys.stderr,
+        )
+
+
+def _record_lock(record: Mapping[str, str], config: MlflowParams | None) -> StoreLock:
+    refuse_credentials(record["tracking_uri"])  # a run record edited by hand, or older
+    config = config or MlflowParams()
+    return StoreLock(record["tracking_uri"], "", lock_timeout(config))
+
+
 def log_artifacts_to(
-    record: Mapping[str, str], files: list[Path], artifact_path: str | None
+    record: Mapping[str, str],
+    files: list[Path],
+    artifact_path: str | None,
+    config: MlflowParams | None = None,
 ) -> None:
     """Attach files to an existing run (the plot stage adds figures to the evaluate run);
-    nothing when the run was not tracked (``mlflow.required: false``)."""
+    nothing when the run was not tracked (``mlflow.required: false``). ``config`` gives the
+    lock timeout (default: ``KNNLAB_LOCK_TIMEOUT``, else mlflow.lock_timeout's default)."""
     if not record.get("run_id"):
         return
-    with _store_lock(record["tracking_uri"]):
+    with _record_lock(record, config).held():
         client = _client(record["tracking_uri"])
         for file in files:
             client.log_artifact(record["run_id"], str(file), artifact_path)
 
 
-def log_table(record: Mapping[str, str], table, artifact_file: str) -> None:
+def log_table(
+    record: Mapping[str, str], table, artifact_file: str, config: MlflowParams | None = None
+) -> None:
     """A DataFrame as an MLflow table artifact (shown as a table in the run's UI)."""
     if not record.get("run_id"):
         return
-    with _store_lock(record["tracking_uri"]):
+    with _record_lock(record, config).held():
         _client(record["tracking_uri"]).log_table(record["run_id"], table, artifact_file)
 
 
