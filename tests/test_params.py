@@ -99,6 +99,9 @@ def test_params_command_prints_every_resolved_value(tmp_path, capsys):
     shown = yaml.safe_load(capsys.readouterr().out)
     assert shown["model"]["p"] == 2 and shown["model"]["n_neighbors"] == 5, shown["model"]
     assert shown["tune"]["grid"]["p"] == [1, 2, 3], "defaults filled in, tuples as lists"
+    params_file.write_text("mlflow:\n  tracking_uri: http://127.0.0.1:5000/?token=abc123\n")
+    assert cli.main(["params", "--params", str(params_file)]) == 0
+    assert "abc123" not in capsys.readouterr().out, "a secret in the URI is never printed"
     params_file.write_text("model:\n  k: 3\n")
     assert cli.main(["params", "--params", str(params_file)]) == 2
     assert "unknown key 'model.k'" in capsys.readouterr().err

@@ -90,6 +90,8 @@ def _report(base: str | None, output: str | None, figure_url: str | None) -> Non
             "metrics": io.read_json(paths.METRICS_FILE),
         }
         base_state = report.read_revision(base, str(paths.PARAMS_FILE), str(paths.METRICS_FILE))
+        for state in (current, base_state):
+            _redact_tracking_uri(state["params"])
         diff = report.diff_against(base_state, current)
         title, _, rest = text.partition("\n")
         text = title + "\n\n" + "\n".join(report.diff_section(diff)) + "\n" + rest
@@ -107,12 +109,25 @@ def load_raw_params() -> dict:
     return yaml.safe_load(paths.PARAMS_FILE.read_text(encoding="utf-8")) or {}
 
 
+def _redact_tracking_uri(params: dict) -> None:
+    """Hide any credential in ``mlflow.tracking_uri`` of a params mapping before printing."""
+    from knnlab.tracking import redact_uri
+
+    section = params.get("mlflow")
+    if isinstance(section, dict) and isinstance(section.get("tracking_uri"), str):
+        section["tracking_uri"] = redact_uri(section["tracking_uri"])
+
+
 def _params(params_file: str, stamp: bool) -> None:
+    import yaml
+
     params = load_params(params_file)
     if stamp:
         io.write_text(paths.PARAMS_STAMP, STAMP_TEXT)
     else:
-        sys.stdout.write(params.to_yaml())
+        shown = params.to_dict()
+        _redact_tracking_uri(shown)
+        sys.stdout.write(yaml.safe_dump(shown, sort_keys=False))
 
 
 STAMP_TEXT = (

@@ -97,6 +97,7 @@ class StagedOutputs:
             tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}.", suffix=".tmp", dir=root)
         )
         self._targets: dict[Path, bool] = {}  # target -> is a folder
+        self._on_failure: list = []
 
     def staged(self, target: Path | str) -> Path:
         """The staging path of file ``target``; its folder exists."""
@@ -121,8 +122,20 @@ class StagedOutputs:
             raise ValueError(f"staged output {target} is staged twice")
         self._targets[target] = is_dir
 
+    def if_commit_fails(self, callback) -> None:
+        """Call ``callback(error)`` if :meth:`commit` fails (before the error propagates)."""
+        self._on_failure.append(callback)
+
     def commit(self) -> None:
         """Move every staged output into place (each one atomically, one after the other)."""
+        try:
+            self._commit()
+        except OSError as error:
+            for callback in self._on_failure:
+                callback(error)
+            raise
+
+    def _commit(self) -> None:
         for target in self._targets:
             staged = self.folder / target
             if not staged.exists():

@@ -326,9 +326,6 @@ class Params:
 
         return plain(asdict(self))
 
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
-
 
 def _build(cls: type, raw: Any, prefix: str):
     """Build dataclass ``cls`` from mapping ``raw``, checking every key under ``prefix``."""

@@ -39,6 +39,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from knnlab import paths
+from knnlab.errors import TrackingError
 from knnlab.params import MlflowParams, ParamsError
 
 _BATCH = 900  # MLflow accepts at most 1000 params+metrics+tags in one log_batch call
@@ -59,10 +60,6 @@ class RunRecord:
             "experiment_id": self.experiment_id,
             "run_id": self.run_id,
         }
-
-
-class TrackingError(RuntimeError):
-    """The MLflow store cannot be used: unreachable, read-only, or credentials in its URI."""
 
 
 # --- credentials in URIs ----------------------------------------------------------------
@@ -717,6 +714,28 @@ def _record_lock(record: Mapping[str, str], config: MlflowParams | None) -> Stor
     refuse_credentials(record["tracking_uri"])  # a run record edited by hand, or older
     config = config or MlflowParams()
     return StoreLock(record["tracking_uri"], "", lock_timeout(config))
+
+
+def mark_outputs_failed(
+    record: Mapping[str, str], error: BaseException, config: MlflowParams | None = None
+) -> None:
+    """Turn a FINISHED run FAILED because its stage could not put its outputs in place
+    (a stage closes its run first, then moves its outputs in: a kill in between leaves a
+    finished run and the previous outputs, never new outputs beside an unfinished run)."""
+    if not record.get("run_id"):
+        return
+    from mlflow.exceptions import MlflowException
+
+    try:
+        with _record_lock(record, config).held(_FAILED_MARK_TIMEOUT):
+            client = _client(record["tracking_uri"])
+            client.set_tag(record["run_id"], "knnlab.ended", f"outputs not written: {error}")
+            client.set_terminated(record["run_id"], "FAILED")
+    except (TrackingError, MlflowException, OSError) as mark_error:
+        print(
+            f"knnlab: warning: run {record['run_id']} could not be marked FAILED ({mark_error})",
+            file=sys.stderr,
+        )
 
 
 def log_artifacts_to(

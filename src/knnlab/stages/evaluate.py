@@ -141,6 +141,9 @@ def run(params: Params) -> None:
             mlflow_run.log_artifact(metrics_file)
             mlflow_run.log_artifact(timings_file)
         io.write_json(outputs.staged(paths.EVALUATE_RUN), mlflow_run.record.to_dict())
+        outputs.if_commit_fails(
+            lambda error: tracking.mark_outputs_failed(mlflow_run.record.to_dict(), error)
+        )
     for name, r in results.items():
         print(
             f"evaluate: {name:10s} accuracy {r.scores['accuracy']:.4f}  "

@@ -97,6 +97,9 @@ def run(params: Params) -> None:
                 mlflow_run.log_artifact(tune_dir / artifact, "tune")
             mlflow_run.log_artifact(timings_file, "tune")
         io.write_json(outputs.staged(paths.TUNE_RUN), mlflow_run.record.to_dict())
+        outputs.if_commit_fails(
+            lambda error: tracking.mark_outputs_failed(mlflow_run.record.to_dict(), error)
+        )
     print(
         f"tune: best {result.best_params} mean CV {tune.scoring} = {result.best_score:.4f} "
         f"over {len(result.cv_results)} candidates"
