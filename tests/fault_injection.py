@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -241,6 +243,29 @@ def faults(project: Project) -> list[tuple[str, Callable[[], tuple[int, list[str
         finally:
             subprocess.run(["chattr", "-i", str(artifacts)], capture_output=True)
 
+    def lying_model_header():
+        """A model file whose X member's .npy header claims 100,000 x 100,000 float64."""
+        model = root / "models" / "model.npz"
+        crafted = root / "faults" / "lying.npz"
+        crafted.parent.mkdir(exist_ok=True)
+        with zipfile.ZipFile(model) as source, zipfile.ZipFile(crafted, "w") as target:
+            for info in source.infolist():
+                data = source.read(info)
+                if info.filename == "X.npy":
+                    header = {"descr": "<f8", "fortran_order": False, "shape": (100_000,) * 2}
+                    prefix = io.BytesIO()
+                    np.lib.format.write_array_header_1_0(prefix, header)
+                    data = prefix.getvalue() + data[-64:]  # and 64 bytes of data
+                target.writestr(info.filename, data)
+        return knnlab(root, "predict", "--model", str(crafted), "-", stdin="1,2,3,4\n")
+
+    def store_lock_held():
+        """Another process holds the SQLite store's lock; the stage waits, then gives up."""
+        env = {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}", "KNNLAB_LOCK_TIMEOUT": "3"}
+        with open(root / "mlflow.db.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return knnlab(root, "tune", env=env)
+
     def dvc_repro(target: str, **params):
         """``dvc repro <target>`` after a params edit, as a user runs it; the message is the
         knnlab line of its output."""
@@ -288,6 +313,11 @@ def faults(project: Project) -> list[tuple[str, Callable[[], tuple[int, list[str
         ("data: empty file", data_fault("empty.csv", b"")),
         ("data: corrupt parquet", data_fault("corrupt.parquet", b"PAR1 this is not parquet")),
         ("data: corrupt CSV", data_fault("corrupt.csv", b'a,b,label\n1,"2,x\n')),
+        ("data: duplicate column names", data_fault("dup.csv", b"a,a,label\n1,2,x\n3,4,y\n")),
+        (
+            "data: labels 1 and 01 (equal as text)",
+            data_fault("labels.csv", b"a,label\n1,1\n2,01\n3,1\n4,01\n"),
+        ),
         ("predict: wrong number of features", predict_with("short.csv", b"1,2,3\n")),
         ("predict: image for a model of 4 features", predict_with("a.png", b"\x89PNG no")),
         ("predict: unreadable .npy", predict_with("broken.npy", b"\x93NUMPY garbage")),
@@ -296,6 +326,9 @@ def faults(project: Project) -> list[tuple[str, Callable[[], tuple[int, list[str
         ("mlflow: server not listening", tracking_fault("http://127.0.0.1:9")),
         ("mlflow: read-only SQLite store", read_only_store),
         ("mlflow: credentials in the URI", tracking_fault("http://bob:hunter2@127.0.0.1:9")),
+        ("model: header claims 100,000 x 100,000", lying_model_header),
+        ("mlflow: a token in the URI's query", tracking_fault("http://127.0.0.1:9/?token=abc")),
+        ("mlflow: store lock held by another process", store_lock_held),
         ("mlflow: artifact store refuses writes mid-logging", logging_fails),
         ("kill: SIGKILL in the middle of tune", killed_stage),
         ("kill: SIGKILL while evaluate logs to MLflow", killed_while_logging),
