@@ -6,6 +6,9 @@ The vectorized code in knnlab is tested against these (and against scikit-learn)
 from __future__ import annotations
 
 import math
+import sys
+from decimal import MAX_EMAX, MIN_EMIN, Decimal, localcontext
+from functools import lru_cache
 
 import numpy as np
 
@@ -14,7 +17,22 @@ def minkowski(a, b, p: float) -> float:
     diffs = [abs(float(x) - float(y)) for x, y in zip(a, b, strict=True)]
     if math.isinf(p):
         return max(diffs, default=0.0)
-    return sum(d**p for d in diffs) ** (1.0 / p)
+    try:
+        terms = [d**p for d in diffs]
+    except OverflowError:  # Python floats raise rather than return inf
+        terms = None
+    if (
+        terms is None
+        or any(
+            0 < t < sys.float_info.min or (d > 0 and t == 0)
+            for d, t in zip(diffs, terms, strict=True)
+        )
+        or math.isinf(sum(terms))
+    ):
+        # A power left float64's normal range (large p, or tiny differences such as 1e-196
+        # squared): the float sum would be inf or lose the differences; decimal is exact.
+        return float(minkowski_exact(a, b, p))
+    return sum(terms) ** (1.0 / p)
 
 
 def kneighbors(X_train, X_query, k: int, p: float):
@@ -32,6 +50,52 @@ def kneighbors(X_train, X_query, k: int, p: float):
         dist_rows.append([d for d, _ in pairs[:k]])
         ind_rows.append([j for _, j in pairs[:k]])
     return np.array(dist_rows), np.array(ind_rows)
+
+
+@lru_cache(maxsize=4096)
+def _int_power(v: int, p: int) -> int:
+    return v**p
+
+
+def powered_sum_int(a, b, p: int) -> int:
+    """``sum_f |a_f - b_f| ** p`` exactly, as a Python integer: integer-valued a, b and an
+    integer p (no rounding at any p; 16 ** 1000 has 1205 digits)."""
+    return sum(_int_power(abs(int(x) - int(y)), p) for x, y in zip(a, b, strict=True))
+
+
+def root_exact(s: int, p: int, digits: int = 50) -> Decimal:
+    """``s ** (1/p)`` to about ``digits`` significant digits (decimal arithmetic; s is rounded
+    to ``digits + 10`` digits first, which moves the root by far less than 10**-digits)."""
+    with localcontext() as ctx:
+        ctx.prec, ctx.Emax, ctx.Emin = digits + 10, MAX_EMAX, MIN_EMIN
+        return ctx.create_decimal(s) ** (1 / Decimal(p)) if s else Decimal(0)
+
+
+@lru_cache(maxsize=65536)
+def _scaled_power(d: Decimal, m: Decimal, p: float, prec: int) -> Decimal:
+    """(d / m) ** p at ``prec`` digits (cached: integer data repeat a few (d, m) pairs)."""
+    with localcontext() as ctx:
+        ctx.prec, ctx.Emax, ctx.Emin = prec, MAX_EMAX, MIN_EMIN
+        return (d / m) ** Decimal(p)
+
+
+def minkowski_exact(a, b, p: float, digits: int = 40) -> Decimal:
+    """The Minkowski distance to about ``digits`` significant digits at any p >= 1 or inf,
+    from the exact binary values of a and b, in decimal arithmetic (no float rounding).
+
+    Computed as ``m * (sum_f (|a_f - b_f| / m) ** p) ** (1/p)`` with ``m = max_f |a_f - b_f|``:
+    the same number as the definition, but no power leaves decimal's exponent range even at
+    p = 1e300 (terms below it underflow to 0, far under the precision kept).
+    """
+    prec = digits + 10
+    with localcontext() as ctx:
+        ctx.prec, ctx.Emax, ctx.Emin = prec, MAX_EMAX, MIN_EMIN
+        diffs = [abs(Decimal(float(x)) - Decimal(float(y))) for x, y in zip(a, b, strict=True)]
+        m = max(diffs, default=Decimal(0))
+        if m == 0 or math.isinf(p):
+            return m
+        s = sum((_scaled_power(d, m, float(p), prec) for d in diffs), Decimal(0))
+        return m * s ** (1 / Decimal(p))
 
 
 def knn_proba(X_train, y_train, X_query, k: int, p: float, weights: str):

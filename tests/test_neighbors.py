@@ -136,6 +136,31 @@ def test_all_duplicates_fall_back_to_the_exact_scan(p):
     np.testing.assert_allclose(dist, expected, rtol=1e-12)
 
 
+@pytest.mark.parametrize("p", P_VALUES)
+def test_ties_wider_than_the_buffer_fall_back_to_the_exact_scan(monkeypatch, p):
+    """A constant training set takes the float64 scan from the start (no float32 stage: its
+    rounding bound would be 0); with one distinct point the float32 stage runs, and the
+    39-way tie overflows the buffer: the re-rank's own full scan must give the lower indices."""
+    from knnlab import _kernels
+
+    fallbacks = []
+    real = _kernels.exact_rerank
+
+    def rerank(*args):
+        fallbacks.append(real(*args))
+        return fallbacks[-1]
+
+    monkeypatch.setattr(_kernels, "exact_rerank", rerank)
+    X_train = np.ones((40, 3))
+    X_train[0] = 5.0
+    dist, ind = kneighbors(X_train, np.zeros((2, 3)), 5, p=p)
+    # (at p = 2 the tie is collected from the matrix product instead: no full scan)
+    assert sum(fallbacks) == (0 if p == 2 else 2), "both queries need the full scan"
+    np.testing.assert_array_equal(ind, [[1, 2, 3, 4, 5]] * 2)
+    expected = 3.0 if p == 1 else 1.0 if np.isinf(p) else 3.0 ** (1 / p)
+    np.testing.assert_allclose(dist, expected, rtol=1e-12)
+
+
 @pytest.mark.parametrize("p", [1, 2, 3])
 def test_larger_problem_matches_scikit_learn_across_chunks_and_threads(rng, p):
     X_train = rng.normal(size=(3000, 40)).astype(np.float32).astype(float)

@@ -1,6 +1,7 @@
 """Compiled kernels behind :func:`knnlab.neighbors.kneighbors` (numba, multi-threaded).
 
-The search runs in two steps for every p:
+The search runs in two steps wherever the data's p-th powers fit float32 (the rule is
+:func:`knnlab.neighbors._float32_stage_fits`):
 
 1. **Candidates, in float32.** Approximate p-th-power distances (a BLAS matrix multiply for
    p = 2, a blocked SIMD kernel otherwise) stream through a small per-query buffer that
@@ -12,6 +13,10 @@ The search runs in two steps for every p:
    distances computed directly in float64, ties to the lower index. When the buffer cannot
    prove it holds every candidate (many ties, duplicates), the query falls back to an exact
    float64 scan of all training points.
+
+Elsewhere (large p, or magnitudes near float32's limits) :func:`exact_scan` computes every
+exact float64 distance, skipping the rows whose largest coordinate difference already rules
+them out. Exact distances stay finite and accurate at any p (see :func:`_exact_distance`).
 
 Powers are encoded as ``kind``: 1 (|x|), 2 (x^2), 3 (|x|^3), 0 (max, p = inf) and -1 (any
 other p, through ``pow``). Integer p never calls ``pow``.
@@ -40,17 +45,21 @@ def power_kind(p: float) -> int:
 
 @njit(parallel=True, nogil=True, cache=True)
 def centred_float32(X, centre, kind, p):
-    """``X - centre`` in float32 (n, d), C order, and the p-th-power norm of each float32 row
-    in float64 (n,): ``sum |x|^p``, or ``max |x|`` for p = inf. One pass over X."""
+    """``X - centre`` in float32 (n, d), C order, the p-th-power norm of each float32 row in
+    float64 (n,): ``sum |x|^p``, or ``max |x|`` for p = inf, and the largest ``|x|`` of all
+    (float, inf if a value left float32's range). One pass over X."""
     n, d = X.shape
     out = np.empty((n, d), dtype=np.float32)
     norms = np.empty(n)
+    row_max = np.zeros(n)
     for i in prange(n):
         s = 0.0
+        largest = 0.0
         for f in range(d):
             v = np.float32(X[i, f] - centre[f])
             out[i, f] = v
             a = abs(np.float64(v))
+            largest = max(largest, a)
             if kind == 1:
                 s += a
             elif kind == 2:
@@ -62,7 +71,21 @@ def centred_float32(X, centre, kind, p):
             else:
                 s += a**p
         norms[i] = s
-    return out, norms
+        row_max[i] = largest
+    return out, norms, row_max.max() if n else 0.0
+
+
+# One thread: a pass bound by memory bandwidth, often over a few queries, where waking the
+# thread pool of a busy machine can cost more than the pass.
+@njit(nogil=True, cache=True)
+def largest_centred(X, centre):
+    """max over rows i and features f of |X[i, f] - centre[f]|, in float64; X (n, d)."""
+    n, d = X.shape
+    a = 0.0
+    for i in range(n):
+        for f in range(d):
+            a = max(a, abs(X[i, f] - centre[f]))
+    return a
 
 
 @njit(inline="always")
@@ -289,6 +312,135 @@ def _root(s, kind, p):
     return s ** (1.0 / p)
 
 
+# --- exact distances at any p -----------------------------------------------------------------
+#
+# The definition's p-th powers leave float64's range at large p or small differences: 16 ** 256
+# overflows, 0.4 ** 1000 underflows to 0, and a sum of infinities or zeros ranks nothing. Scaled
+# by the pair's largest difference m, every term (|x_f - y_f| / m) ** p is at most 1 and the
+# largest is exactly 1, so d = m * (sum_f (|x_f - y_f| / m) ** p) ** (1 / p) overflows only if
+# d itself does, and its dominant term cannot underflow (tends to m, Chebyshev, as p grows).
+# The plain sum stays wherever it is exact, so ordinary pairs keep the definition's value bit
+# for bit; which form a pair takes depends on the pair alone (m, p, d), so a pair has one
+# distance whatever path or chunk computes it.
+
+_F64_MAX = float(np.finfo(np.float64).max)
+# A float64 under 2^-1022 carries an absolute error up to 2^-1074, not a relative one; a plain
+# sum takes at most two such per feature (power, addition). With its largest term m^p at least
+# d * 2^-1000 they stay under 2^-72 of the sum, far below the sum's own rounding.
+_PLAIN_MIN = 2.0**-1000
+# Any computed distance of a pair is at least m (1 - 3 eps): the plain sum holds fl(m^p) >=
+# m^p (1 - 2 eps) and its root loses at most eps more; the scaled form is m times a root of a
+# sum >= 1. Rows whose m times this factor reaches the k-th distance cannot enter the top k.
+_BELOW_LARGEST = 1.0 - 4.0 * float(np.finfo(np.float64).eps)
+
+
+@njit(cache=True)
+def _largest_difference(q, t):
+    """max_f |q_f - t_f| (the Chebyshev distance), float64."""
+    m = 0.0
+    for f in range(q.shape[0]):
+        m = max(m, abs(q[f] - t[f]))
+    return m
+
+
+@njit(cache=True)
+def _power(x, kind, p):
+    """x ** p for x >= 0, computed as the sums of :func:`_exact_powered` compute each term."""
+    if kind == 1:
+        return x
+    if kind == 2:
+        return x * x
+    if kind == 3:
+        return x * x * x
+    return x**p
+
+
+@njit(cache=True)
+def _distance_given_largest(q, t, m, kind, p):
+    """Exact float64 distance of q and t (d,), given m = max_f |q_f - t_f|.
+
+    Plain (:func:`_exact_powered`, summed in feature order, then the root) when every term and
+    the sum lie in float64's normal range: d 2^-1000 <= m^p <= max / (2 d). Otherwise scaled,
+    ``m * (sum_f (|q_f - t_f| / m) ** p) ** (1 / p)``, also summed in feature order.
+    """
+    if kind == 0:
+        return m  # the plain form, exactly: a maximum neither overflows nor rounds
+    if kind == 1:
+        return _exact_powered(q, t, kind, p)  # sums of |differences|: no powers to leave range
+    d = q.shape[0]
+    mp = _power(m, kind, p)
+    if d * _PLAIN_MIN <= mp <= _F64_MAX / (2 * d):
+        return _root(_exact_powered(q, t, kind, p), kind, p)
+    if m == 0.0 or m > _F64_MAX:
+        return m  # identical points, or a difference beyond float64 (inf: reported by caller)
+    s = 0.0
+    for f in range(d):
+        s += _power(abs(q[f] - t[f]) / m, kind, p)
+    return m * _root(s, kind, p)
+
+
+@njit(cache=True)
+def _exact_distance(q, t, kind, p):
+    """Exact float64 Minkowski distance of q and t (d,) at any p (see the section comment)."""
+    return _distance_given_largest(q, t, _largest_difference(q, t), kind, p)
+
+
+@njit(inline="always")
+def _scan_rows(q, T, j0, j1, skip, kind, p, out_v, out_j):
+    """Offer training rows j0..j1 (ascending, after every row offered before) to the sorted
+    top-k buffer out_v, out_j (k,) of query q: a row enters only if strictly nearer than the
+    k-th, after the equal values already held, so ties keep the lower index. A row whose
+    largest difference already rules it out costs no power."""
+    k = out_v.shape[0]
+    for j in range(j0, j1):
+        if j == skip:
+            continue
+        kth = out_v[k - 1]
+        t = T[j]
+        m = _largest_difference(q, t)
+        if m * _BELOW_LARGEST >= kth:
+            continue
+        v = _distance_given_largest(q, t, m, kind, p)
+        if v < kth:
+            pos = k - 1
+            while pos > 0 and out_v[pos - 1] > v:
+                out_v[pos] = out_v[pos - 1]
+                out_j[pos] = out_j[pos - 1]
+                pos -= 1
+            out_v[pos] = v
+            out_j[pos] = j
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def exact_scan(Q, T, k, kind, p, self_index, query_chunk, out_v, out_j):
+    """Exact top k of each query among all training points, with no float32 candidate stage:
+    for data and p whose float32 p-th powers could overflow or underflow.
+
+    Q : (m, d) float64 raw queries; T : (n, d) float64 raw training points; self_index : (m,)
+    training row each query skips, or -1; query_chunk : queries per thread task.
+    Writes out_v, out_j (m, k): exact distances ascending, ties to the lower index; +inf and
+    -1 where no finite distance was found (distances beyond float64: the caller reports them).
+
+    Each thread takes a chunk of queries and streams the training rows through it in tiles
+    that stay in L2 (as :func:`approx_candidates_minkowski`); each query's buffer sees the
+    rows in index order.
+    """
+    m, d = Q.shape
+    n = T.shape[0]
+    tile = max(8, _L2_TILE_BYTES // (8 * max(d, 1)))
+    n_chunks = (m + query_chunk - 1) // query_chunk
+    for c in prange(n_chunks):
+        c0 = c * query_chunk
+        c1 = min(m, c0 + query_chunk)
+        for i in range(c0, c1):
+            out_v[i, :] = np.inf
+            out_j[i, :] = -1
+        for j0 in range(0, n, tile):
+            j1 = min(n, j0 + tile)
+            for i in range(c0, c1):
+                _scan_rows(Q[i], T, j0, j1, self_index[i], kind, p, out_v[i], out_j[i])
+
+
 @njit(cache=True)
 def _top_k_sorted(values, cols, k, out_v, out_j):
     """Write the k smallest (value, col) pairs in (value, col) order."""
@@ -307,8 +459,8 @@ def exact_rerank(Q, T, best_v, best_j, threshold, k, kind, p, self_index, out_v,
     Q : (m, d) float64 raw queries; T : (n, d) float64 raw training points.
     best_v, best_j : (m, width) approximate buffer; threshold : (m,) approximate value below
         which every possible top-k point lies; self_index : (m,) training row each query
-        skips, or -1. Writes out_v, out_j (m, k): exact distances
-        (roots taken before ranking, so equal returned distances go to the lower index) and
+        skips, or -1. Writes out_v, out_j (m, k): exact distances (:func:`_exact_distance`;
+        roots taken before ranking, so equal returned distances go to the lower index) and
         indices, sorted. Returns the number of queries that needed the full scan.
     """
     m, width = best_v.shape
@@ -333,22 +485,15 @@ def exact_rerank(Q, T, best_v, best_j, threshold, k, kind, p, self_index, out_v,
             c = 0
             for w in range(width):
                 if best_v[i, w] <= threshold[i]:
-                    values[c] = _root(_exact_powered(Q[i], T[best_j[i, w]], kind, p), kind, p)
+                    values[c] = _exact_distance(Q[i], T[best_j[i, w]], kind, p)
                     cols[c] = best_j[i, w]
                     c += 1
             _top_k_sorted(values, cols, k, out_v[i], out_j[i])
         else:
             fallbacks += 1
-            n_other = n - 1 if skip >= 0 else n
-            values = np.empty(n_other)
-            cols = np.empty(n_other, dtype=np.int64)
-            c = 0
-            for j in range(n):
-                if j != skip:
-                    values[c] = _root(_exact_powered(Q[i], T[j], kind, p), kind, p)
-                    cols[c] = j
-                    c += 1
-            _top_k_sorted(values, cols, k, out_v[i], out_j[i])
+            out_v[i, :] = np.inf
+            out_j[i, :] = -1
+            _scan_rows(Q[i], T, 0, n, skip, kind, p, out_v[i], out_j[i])
     return fallbacks
 
 

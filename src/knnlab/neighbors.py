@@ -4,7 +4,10 @@ The contract every search path in knnlab keeps (brute force here, the scikit-lea
 :mod:`knnlab.estimators`):
 
 * distances are exact float64 Minkowski distances ``(sum_f |x_f - y_f|**p) ** (1/p)``
-  (``max_f |x_f - y_f|`` for ``p = inf``), the p-th powers summed in feature order;
+  (``max_f |x_f - y_f|`` for ``p = inf``), the p-th powers summed in feature order; where a
+  pair's p-th powers would overflow or underflow float64 (large p: ``16 ** 256`` is already
+  inf), as ``m * (sum_f (|x_f - y_f| / m)**p) ** (1/p)`` with ``m = max_f |x_f - y_f|``,
+  which is finite and exact at any p and tends to ``m`` as p grows;
 * each row is sorted by distance, **ties go to the lower training index**;
 * when the queries *are* the training set (``X_query is None``), each point's own index is
   excluded, and only its own: a duplicate elsewhere in the training set is a neighbour at
@@ -17,7 +20,10 @@ How (see :mod:`knnlab._kernels`): float32 finds candidates fast (one BLAS matrix
 ``|x|^2 - 2 x.y + |y|^2`` per chunk at p = 2, a blocked SIMD kernel at other p), a rigorous
 bound on float32 rounding says which candidates could still be in the exact top k, and
 those are re-ranked with float64 distances computed directly from the differences. Data are
-centred on the training mean first: distances do not change, rounding errors shrink.
+centred on the training mean first: distances do not change, rounding errors shrink. Where
+the data's p-th powers do not fit float32 (large p, huge or tiny magnitudes; the rule is
+:func:`_float32_stage_fits`), every exact distance is computed in float64 instead, each row
+skipped whose largest coordinate difference already exceeds the k-th distance.
 
 At p = 2 on wide data (many features, most variance in a few directions, as images) a
 pre-filter comes first: the multiply runs on the top principal components only, which gives
@@ -135,6 +141,44 @@ def _rounding_bound(q_norms: np.ndarray, t_norm_max: float, p: float, d: int) ->
     else:
         bound = (d + 3 * p + 4) * _EPS32 * 2 ** (p - 1) * (q_norms + t_norm_max)
     return _BOUND_SAFETY * bound
+
+
+# When the float32 candidate stage may run, from the data (checked once per search).
+# A is the largest |centred coordinate| of training points and queries, A_t the training
+# points' alone. Every |q_f - t_f| is at most 2A, so every value the stage forms (a p-th-power
+# sum, |t|^2 - 2 q.t at p = 2) and the bound's 2^(p-1) (|q|_p^p + |t|_p^p) are at most
+# d (2A)^p. The bound above is relative: float32 values under 2^-126 (subnormal, or flushed)
+# carry absolute errors up to 2^-126 instead, at most four per feature (two conversions, the
+# power or product, the partial sum): d 2^-124 per value. The smallest bound, for a query at
+# the centre, is >= d eps 2^(p-1) A_t^p = d 2^-24 (2A_t)^p (|t|_p^p >= A_t^p for the row that
+# holds A_t; at p = 2 exactly so too; at p = inf, a maximum, neither side has the d). So the
+# stage runs only when
+#   (overflow)  d (2A)^p <= 2^126, a quarter of float32's range (headroom for rounding up),
+#   (underflow) 2^-24 (2A_t)^p >= 2^-124: the bound, before its safety factor, covers every
+#               absolute error, so it stays a valid bound, and
+#   2^(p-1) is finite in float64 (p - 1 < 1024), so the bound can be computed;
+# with p = 1 for p = inf. Elsewhere the exact float64 scan runs (at p = 2: |A| beyond about
+# 4.6e18 / sqrt(d), or A_t below 2^-51 = 4.4e-16, where squares near 2^-100 meet the 2^-126
+# floor within float32's precision). At ordinary magnitudes and p (sklearn digits: A = 15.7,
+# both hold for p <= 24) the stage and its bound are exactly as before; the rule only routes
+# what would have overflowed or underflowed.
+_F32_LOG2_MAX = int(np.finfo(np.float32).maxexp)  # 128: finite float32 values are < 2^128
+_F32_LOG2_TINY = int(np.finfo(np.float32).minexp)  # -126: smallest normal float32, 2^-126
+_F32_LOG2_EPS = int(np.finfo(np.float32).machep)  # -23
+_F64_MAXEXP = int(np.finfo(np.float64).maxexp)  # 1024
+
+
+def _float32_stage_fits(a_train: float, a_all: float, n_features: int, p: float) -> bool:
+    """Whether the float32 candidate stage and its rounding bound are valid (see the rule
+    above). a_train : largest |centred coordinate| of the training points' float32 copies;
+    a_all : the larger of it and the queries' (in float64; float32 rounding moves it by
+    2^-24, inside the rule's headroom). Either may be inf."""
+    q = 1.0 if math.isinf(p) else p
+    if not 0.0 < a_train <= a_all < math.inf or q - 1 >= _F64_MAXEXP:
+        return False  # a constant training set, or coordinates beyond float64, or p too large
+    log2_top = math.log2(n_features) + q * math.log2(2 * a_all)  # log2 of d (2A)^p
+    log2_floor = _F32_LOG2_EPS - 1 + q * math.log2(2 * a_train)  # log2 of 2^-24 (2A_t)^p
+    return log2_top <= _F32_LOG2_MAX - 2 and log2_floor >= _F32_LOG2_TINY + 2
 
 
 @dataclass(frozen=True)
@@ -264,7 +308,7 @@ def _plain_chunk(
     """
     kind, p = training.kind, training.p
     m, n_features = Q_raw.shape
-    Q32, q_norms = _kernels.centred_float32(Q_raw, training.centre, kind, p)
+    Q32, q_norms, _ = _kernels.centred_float32(Q_raw, training.centre, kind, p)
     if gram is not None:
         # gram is each worker's own buffer, reused from chunk to chunk: first touches of
         # fresh memory (page faults) cost about a millisecond per MB here.
@@ -363,7 +407,7 @@ def _low_rank_chunk(
     its rows are left for the plain search)."""
     m, n_features = Q_raw.shape
     n_train = training.X.shape[0]
-    Q32, q_norms = _kernels.centred_float32(Q_raw, training.centre, 2, 2.0)
+    Q32, q_norms, _ = _kernels.centred_float32(Q_raw, training.centre, 2, 2.0)
     q_coords = _project(Q_raw, training.centre, low.basis)
     q_coords_sq = np.square(q_coords, dtype=np.float64).sum(axis=1)
     block = np.matmul(q_coords, low.coords.T, out=gram[:m])
@@ -491,6 +535,53 @@ def _gram_search(
                     future.result()
 
 
+def _exact_search(
+    X_train: np.ndarray,
+    queries: np.ndarray,
+    is_self_query: bool,
+    k: int,
+    p: float,
+    working_memory: int | None,
+    distances: np.ndarray,
+    indices: np.ndarray,
+) -> None:
+    """The search with no float32 stage (:func:`_kernels.exact_scan`) of every query
+    (n_queries, d) against X_train (n, d), written into distances, indices (n_queries, k).
+    It holds no per-pair array: chunks only bound the per-task query count."""
+    kind = _kernels.power_kind(p)
+    chunk = _chunk_rows(X_train.shape[0], False, working_memory)
+    threads = numba.get_num_threads()
+    for start in range(0, len(queries), chunk):
+        stop = min(start + chunk, len(queries))
+        # At most 16 queries per task (they share each training tile), fewer on small
+        # problems so every thread gets work.
+        query_chunk = max(1, min(16, -(-(stop - start) // threads)))
+        _kernels.exact_scan(
+            queries[start:stop],
+            X_train,
+            k,
+            kind,
+            p,
+            _self_index(start, stop, is_self_query),
+            query_chunk,
+            distances[start:stop],
+            indices[start:stop],
+        )
+
+
+def _check_finite_distances(distances: np.ndarray, p: float, a_all: float) -> None:
+    """Refuse to return neighbours at distances beyond float64's range: their order would be
+    meaningless (every one is inf)."""
+    if np.isinf(distances).any():
+        row = int(np.flatnonzero(np.isinf(distances).any(axis=1))[0])
+        raise ValueError(
+            f"Expected neighbour distances below float64's maximum ({_kernels._F64_MAX:.3g}), "
+            f"but query {row} has neighbours farther than that at p = {p:g} (largest "
+            f"|coordinate - training mean| = {a_all:.3g}); rescale the features (e.g. "
+            f"scale='standard' or 'minmax' in the estimators)"
+        )
+
+
 def kneighbors(
     X_train,
     X_query,
@@ -512,7 +603,8 @@ def kneighbors(
     n_neighbors : int
         k, with ``1 <= k <= n_train`` (``n_train - 1`` when ``X_query`` is None).
     p : float, default 2
-        Minkowski exponent, ``p >= 1``; ``float("inf")`` for the Chebyshev distance.
+        Minkowski exponent, ``p >= 1``; ``float("inf")`` for the Chebyshev distance. Any p
+        is exact (p = 1000 or 1e300 too): see the module docstring.
     working_memory : int, optional
         Bytes allowed for one chunk's work arrays; default 512 MiB.
     n_jobs : int, optional
@@ -529,6 +621,12 @@ def kneighbors(
         Sorted ascending along each row.
     indices : ndarray of shape (n_queries, n_neighbors), int64
         Training-row indices; among equal distances the lower index comes first.
+
+    Raises
+    ------
+    ValueError
+        On bad arguments, non-finite features, or neighbour distances beyond float64's range
+        (coordinates near 1e308), which cannot be ranked.
     """
     X_train, X_query, p = _check_inputs(X_train, X_query, n_neighbors, p)
     is_self_query = X_query is None
@@ -540,8 +638,19 @@ def kneighbors(
     use_low_rank = _prefilter_applies(prefilter, kind, n_train, n_features, n_queries, n_neighbors)
 
     centre = X_train.mean(axis=0)
-    # float32 copies (C order: the kernels read rows) and their p-th-power norms, one pass.
-    T32, t_norms = _kernels.centred_float32(X_train, centre, kind, p)  # (n, d), (n,)
+    # float32 copies (C order: the kernels read rows), their p-th-power norms and their
+    # largest |coordinate|, one pass.
+    T32, t_norms, a_train = _kernels.centred_float32(X_train, centre, kind, p)  # (n, d), (n,)
+    a_all = a_train if is_self_query else max(a_train, _kernels.largest_centred(queries, centre))
+    distances = np.empty((n_queries, n_neighbors))
+    indices = np.empty((n_queries, n_neighbors), dtype=np.int64)
+    if not _float32_stage_fits(a_train, a_all, n_features, p):
+        with _threads(n_jobs):
+            _exact_search(
+                X_train, queries, is_self_query, n_neighbors, p, working_memory, distances, indices
+            )
+        _check_finite_distances(distances, p, a_all)
+        return distances, indices
     training = _Training(
         X_train,
         centre,
@@ -553,8 +662,6 @@ def kneighbors(
         p,
         _buffer_width(n_train - int(is_self_query), n_neighbors),
     )
-    distances = np.empty((n_queries, n_neighbors))
-    indices = np.empty((n_queries, n_neighbors), dtype=np.int64)
     with _threads(n_jobs):
         if uses_gram:
             auto = prefilter is None
@@ -609,7 +716,9 @@ def cross_fold_kneighbors(
     partition the rows and whose training parts are their sorted complements (as
     scikit-learn's KFold and StratifiedKFold give). Returns one (distances, indices into
     train_indices) pair per fold, each (n_valid, n_neighbors), or None when the folds are
-    not such a partition (callers then search fold by fold).
+    not such a partition, or when the squares of the data do not fit float32 (centred
+    magnitudes beyond about 1e18 or below about 4e-16, see :func:`_float32_stage_fits`):
+    callers then search fold by fold, and :func:`kneighbors` takes its exact float64 path.
     """
     X = np.ascontiguousarray(X, dtype=np.float64)
     n, d = X.shape
@@ -624,7 +733,10 @@ def cross_fold_kneighbors(
             return None
         if n_neighbors > len(train):
             return None
-    X32, norms = _kernels.centred_float32(X, X.mean(axis=0), 2, 2.0)
+    X32, norms, largest = _kernels.centred_float32(X, X.mean(axis=0), 2, 2.0)
+    # Every row is someone's training point and someone's query: one magnitude for both.
+    if not _float32_stage_fits(largest, largest, d, 2.0):
+        return None
     norms32 = norms.astype(np.float32)
     width = _buffer_width(min(len(t) for t, _ in folds), n_neighbors)
     best_v = np.full((n, width), np.inf)
