@@ -286,12 +286,8 @@ def test_cross_fold_search_declines_data_beyond_float32(rng, scale):
     np.testing.assert_allclose(dist, ref_dist, rtol=1e-12)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="scikit-learn's KDTree/BallTree sum float64 p-th powers (knnlab.estimators uses "
-    "them as they are): inf at p = 1000 on digits (16^1000 overflows), 0 for differences "
-    "whose p-th powers underflow (8e-275 cubed), so ranks and distance weights go wrong",
-)
+# scikit-learn's trees sum float64 p-th powers: inf at p = 1000 on digits, 0 for differences
+# whose powers underflow; knnlab answers such queries by brute force (powers_fit_float64).
 @pytest.mark.parametrize("algorithm", ["kd_tree", "ball_tree"])
 @pytest.mark.parametrize("case", ["digits at p = 1000", "differences of 1e-275 at p = 3"])
 def test_trees_agree_with_brute_force_where_powers_leave_float64(digits, algorithm, case):

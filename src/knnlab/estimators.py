@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.neighbors import BallTree, KDTree
@@ -40,6 +42,32 @@ def resolve_algorithm(algorithm: str, n_samples: int, n_features: int, n_neighbo
     if n_features <= 15 and n_neighbors < n_samples // 2:
         return "kd_tree"
     return "brute"
+
+
+def powers_fit_float64(X_fit: np.ndarray, X_query: np.ndarray | None, p: float) -> bool:
+    """Whether scikit-learn's trees, which sum float64 p-th powers of coordinate differences,
+    are exact for these points: the largest sum, d * span^p, must not overflow and the
+    p-th power of the smallest non-zero difference must stay a normal float64 (else it
+    rounds to 0 and distinct points look equal). knnlab's own search scales each pair by its
+    largest difference instead, so it never needs this.
+
+    X_fit : (n_samples, n_features); X_query : (n_queries, n_features) or None. ``span`` is
+    the largest range of a feature over both, the smallest difference is at least the
+    smallest gap between two sorted distinct values of a feature. O((n + m) d log(n + m)).
+    """
+    if p == 1 or math.isinf(p):
+        return True  # no powers: sums of differences, or their maximum
+    points = X_fit if X_query is None else np.vstack([X_fit, X_query])
+    gaps = np.diff(np.sort(points, axis=0), axis=0)  # (n + m - 1, d)
+    positive = gaps[gaps > 0]
+    if not positive.size:
+        return True  # every point equal: every distance 0
+    span = float((points.max(axis=0) - points.min(axis=0)).max())
+    # In log2, so the powers themselves are never formed. 2^+-1000 leaves room for the sum
+    # of d terms and for rounding.
+    fits_above = p * math.log2(span) + math.log2(points.shape[1]) < 1000
+    fits_below = p * math.log2(float(positive.min())) > -1000
+    return fits_above and fits_below
 
 
 def _tree_metric(p: float) -> dict:
@@ -173,7 +201,7 @@ class _KNNBase(BaseEstimator):
                 f"{self._fit_X.shape[0]}, n_neighbors = {k}"
                 + (" (the query point itself is excluded)" if X is None else "")
             )
-        if self._tree is not None:
+        if self._tree is not None and powers_fit_float64(self._fit_X, X, float(self.p)):
             dist, ind = tree_kneighbors(self._tree, X, k)
         else:
             dist, ind = brute_kneighbors(self._fit_X, X, k, p=float(self.p), n_jobs=self.n_jobs)
@@ -191,7 +219,9 @@ class KNNClassifier(ClassifierMixin, _KNNBase):
     weights : {"uniform", "distance"}, default "uniform"
         ``distance`` weighs votes by ``1 / d``; exact matches (d = 0) take all the weight.
     algorithm : {"auto", "brute", "kd_tree", "ball_tree"}, default "auto"
-        ``brute`` is knnlab's own search; the trees are scikit-learn's. All return the same
+        ``brute`` is knnlab's own search; the trees are scikit-learn's, used only where
+        their float64 p-th powers neither overflow nor underflow for the data at hand
+        (:func:`powers_fit_float64`; elsewhere the search is brute). All return the same
         neighbours (same tie rule), so the choice changes time, not predictions.
     n_jobs : int, optional
         Threads for the brute-force search; None uses every core.
