@@ -12,7 +12,7 @@ from sklearn.preprocessing import StandardScaler
 
 from knnlab import KNNClassifier, KNNRegressor
 
-from . import reference
+from . import exact_inputs, reference, reference_extra
 
 
 @pytest.fixture
@@ -26,10 +26,23 @@ def continuous(rng):
     return X, y, Q
 
 
+@pytest.fixture
+def on_grid(continuous):
+    """The continuous problem rounded to a fine dyadic grid (tests/exact_inputs.py), on which
+    scikit-learn's p = 2 arithmetic is exact on every BLAS: its two exact matches come out
+    at d = 0, not at 4e-8, and its other distances equal knnlab's bit for bit."""
+    X, y, Q = continuous
+    return exact_inputs.on_grid(X), y, exact_inputs.on_grid(Q)
+
+
 @pytest.mark.parametrize("weights", ["uniform", "distance"])
 @pytest.mark.parametrize("p", [1, 2, 3])
-def test_predict_proba_matches_scikit_learn(continuous, weights, p):
-    X, y, Q = continuous
+def test_predict_proba_matches_scikit_learn(on_grid, weights, p):
+    # On the grid both libraries' distances agree to the last bit (exactly at p = 2), so
+    # the probabilities differ at most by the rounding of adding 7 votes (a few eps). On
+    # arbitrary floats scikit-learn's p = 2 rounding alone (an exact match at 4e-8 on some
+    # BLAS builds) would exceed 1e-12.
+    X, y, Q = on_grid
     ours = KNNClassifier(7, p=p, weights=weights, algorithm="brute").fit(X, y)
     theirs = KNeighborsClassifier(7, p=p, weights=weights, algorithm="brute").fit(X, y)
     np.testing.assert_allclose(ours.predict_proba(Q), theirs.predict_proba(Q), rtol=0, atol=1e-12)
@@ -97,7 +110,11 @@ def test_works_in_cross_val_score_and_pipeline():
         make_pipeline(StandardScaler(), KNeighborsClassifier(3)), X, y, cv=3
     )
     assert scores.shape == (3,)
-    np.testing.assert_allclose(scores, reference_scores, atol=0.01)
+    # Equal, not close: on these fixed folds every query's 3rd and 4th neighbour distances
+    # differ by at least 3.5e-5 relative, far above the worst float64 rounding of
+    # scikit-learn's |x|^2 - 2 x.y + |y|^2 (66 u (|x| + |y|)^2, at most 6e-12 of d^2
+    # here), so every BLAS finds knnlab's neighbours; equal votes go to the smallest label.
+    np.testing.assert_array_equal(scores, reference_scores)
     assert scores.mean() > 0.9, f"digits accuracy should be high, got {scores}"
 
 
@@ -136,13 +153,37 @@ def test_wrong_feature_count_fails_clearly(continuous):
         KNNClassifier().fit(X, y).predict(np.zeros((2, 3)))
 
 
-@pytest.mark.parametrize("weights", ["uniform", "distance"])
-@pytest.mark.parametrize("n_outputs", [None, 3])
-def test_regressor_matches_scikit_learn(rng, weights, n_outputs):
+def _regression_problem(rng, n_outputs):
     X = rng.normal(size=(120, 5))
     y = rng.normal(size=(120,) if n_outputs is None else (120, n_outputs))
     Q = rng.normal(size=(30, 5))
     Q[0] = X[3]  # an exact match takes all the weight under "distance"
+    return X, y, Q
+
+
+@pytest.mark.parametrize("weights", ["uniform", "distance"])
+@pytest.mark.parametrize("n_outputs", [None, 3])
+@pytest.mark.parametrize("p", [1, 2, 3])
+def test_regressor_matches_loop_reference(rng, weights, n_outputs, p):
+    X, y, Q = _regression_problem(rng, n_outputs)
+    ours = KNNRegressor(6, p=p, weights=weights, algorithm="brute").fit(X, y).predict(Q)
+    expected = reference_extra.knn_regression(X, y, Q, 6, p, weights)
+    assert ours.shape == expected.shape
+    if weights == "distance":
+        np.testing.assert_array_equal(ours[0], y[3], err_msg="d = 0 takes all the weight")
+    # Both compute distances from the differences (equal to a few ulps) and add 6 weighted
+    # standard-normal targets: they differ by a few eps times max |y|, below 1e-13.
+    np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("weights", ["uniform", "distance"])
+@pytest.mark.parametrize("n_outputs", [None, 3])
+def test_regressor_matches_scikit_learn(rng, weights, n_outputs):
+    # On the dyadic grid scikit-learn's p = 2 distances are exact (tests/exact_inputs.py):
+    # the exact match is at d = 0 for it too. On arbitrary floats it can find 4e-8 there,
+    # depending on the BLAS, and weigh the match 2.5e7 instead of all.
+    X, y, Q = _regression_problem(rng, n_outputs)
+    X, Q = exact_inputs.on_grid(X), exact_inputs.on_grid(Q)
     ours = KNNRegressor(6, weights=weights, algorithm="brute").fit(X, y).predict(Q)
     theirs = KNeighborsRegressor(6, weights=weights, algorithm="brute").fit(X, y).predict(Q)
     assert ours.shape == theirs.shape

@@ -10,13 +10,17 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from knnlab.tune import SCORERS, grid_search_cv
 
+from . import exact_inputs
+
 
 @pytest.fixture
 def blobs(rng):
-    """Continuous features (no distance ties), 3 overlapping classes."""
+    """Continuous features (no distance ties), 3 overlapping classes, on the fine dyadic
+    grid of tests/exact_inputs.py: there scikit-learn's p = 2 distances are exact on every
+    BLAS, so its neighbours and distance weights are knnlab's."""
     y = rng.integers(0, 3, size=240)
     X = rng.normal(size=(240, 4)) + y[:, None] * 0.8
-    return X, y
+    return exact_inputs.on_grid(X), y
 
 
 @pytest.mark.parametrize("seed", [None, 7])
@@ -99,7 +103,8 @@ def test_results_do_not_depend_on_n_jobs(blobs):
     serial = grid_search_cv(X, y, grid, cv=3, seed=1, n_jobs=1)
     parallel = grid_search_cv(X, y, grid, cv=3, seed=1, n_jobs=2)
     score_columns = [c for c in serial.cv_results.columns if "test_" in c]
+    # Bit for bit: the search is exact and every score is computed the same way in a worker.
     pd.testing.assert_frame_equal(
-        serial.cv_results[score_columns], parallel.cv_results[score_columns]
+        serial.cv_results[score_columns], parallel.cv_results[score_columns], check_exact=True
     )
     assert serial.best_params == parallel.best_params
