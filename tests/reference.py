@@ -27,12 +27,21 @@ def minkowski(a, b, p: float) -> float:
             0 < t < sys.float_info.min or (d > 0 and t == 0)
             for d, t in zip(diffs, terms, strict=True)
         )
-        or math.isinf(sum(terms))
+        or math.isinf(_plain_sum(terms))
     ):
         # A power left float64's normal range (large p, or tiny differences such as 1e-196
         # squared): the float sum would be inf or lose the differences; decimal is exact.
         return float(minkowski_exact(a, b, p))
-    return sum(terms) ** (1.0 / p)
+    return _plain_sum(terms) ** (1.0 / p)
+
+
+def _plain_sum(terms) -> float:
+    """Left to right, plain float additions, as knnlab adds its p-th powers (the built-in
+    sum() compensates its rounding since Python 3.12, which reorders near-ties)."""
+    total = 0.0
+    for term in terms:
+        total += term
+    return total
 
 
 def kneighbors(X_train, X_query, k: int, p: float):
