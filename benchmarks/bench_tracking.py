@@ -7,7 +7,7 @@ Run from the repository root with the project's environment::
     python benchmarks/bench_tracking.py --children 54   # the default digits grid
 
 Each size logs into a new SQLite store in a temporary folder, through the same
-``tracking.stage_run`` and ``Run.log_children`` the tune stage uses (the store is created
+``runs.stage_run`` and ``Run.log_children`` the tune stage uses (the store is created
 and migrated first, outside the timing). Meanwhile a second process takes and lets go of the
 store lock in a loop: its longest wait is how long the logging kept other writers out.
 """
@@ -20,8 +20,8 @@ import os
 import tempfile
 import time
 
-from knnlab import tracking
-from knnlab.params import MlflowParams
+from knnlab.pipeline.params import MlflowParams
+from knnlab.tracking import runs
 
 
 def children(n: int) -> list[dict]:
@@ -43,7 +43,7 @@ def children(n: int) -> list[dict]:
 def _wait_for_lock(uri: str, stop, longest) -> None:
     """Another writer: takes and lets go of the store lock in a loop, recording its longest
     wait (seconds), which is how long the logging stage kept everyone else out."""
-    lock = tracking.StoreLock(uri, "bench-waiter", 600)
+    lock = runs.StoreLock(uri, "bench-waiter", 600)
     while not stop.is_set():
         start = time.perf_counter()
         with lock.held():
@@ -58,14 +58,14 @@ def measure(n: int) -> tuple[float, float]:
         uri = f"sqlite:///{folder}/mlflow.db"
         os.environ["MLFLOW_TRACKING_URI"] = uri
         config = MlflowParams(experiment="bench")
-        with tracking.stage_run(config, "bench", "warm-up"):
+        with runs.stage_run(config, "bench", "warm-up"):
             pass  # creates the tables, outside the timing
         stop = multiprocessing.Event()
         longest = multiprocessing.Value("d", 0.0)
         watcher = multiprocessing.Process(target=_wait_for_lock, args=(uri, stop, longest))
         watcher.start()
         start = time.perf_counter()
-        with tracking.stage_run(config, "tune", f"tune {n} candidates") as run:
+        with runs.stage_run(config, "tune", f"tune {n} candidates") as run:
             run.log_children(children(n))
         seconds = time.perf_counter() - start
         stop.set()

@@ -31,8 +31,8 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.neighbors import KNeighborsClassifier
 
 from knnlab.bench import make_mnist_like
+from knnlab.model_selection import grid_search_cv
 from knnlab.neighbors import warm_up
-from knnlab.tune import grid_search_cv
 
 
 def compare(name: str, X: np.ndarray, y: np.ndarray, grid: dict, cv: int = 5) -> dict:

@@ -24,10 +24,11 @@ from pathlib import Path
 
 from sklearn.model_selection import train_test_split
 
-from knnlab import KNNClassifier, figures, metrics
-from knnlab.datasets import features_and_labels, load_iris, load_moons, select_features
-from knnlab.params import MlflowParams
-from knnlab.tracking import stage_run
+from knnlab import KNNClassifier, metrics
+from knnlab.pipeline import figures
+from knnlab.pipeline.datasets import features_and_labels, load_iris, load_moons, select_features
+from knnlab.pipeline.params import MlflowParams
+from knnlab.tracking.runs import stage_run
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "out"
 SEPAL = ("sepal length (cm)", "sepal width (cm)")

@@ -21,10 +21,11 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from knnlab import KNNClassifier, figures, metrics
-from knnlab.datasets import features_and_labels, load_digits
-from knnlab.params import MlflowParams
-from knnlab.tracking import stage_run
+from knnlab import KNNClassifier, metrics
+from knnlab.pipeline import figures
+from knnlab.pipeline.datasets import features_and_labels, load_digits
+from knnlab.pipeline.params import MlflowParams
+from knnlab.tracking.runs import stage_run
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "out"
 

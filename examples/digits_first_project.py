@@ -26,11 +26,11 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from knnlab import KNNClassifier, metrics
-from knnlab.datasets import features_and_labels, load_digits
-from knnlab.model_io import load_model, save_model
-from knnlab.params import MlflowParams
-from knnlab.tracking import stage_run
-from knnlab.tune import grid_search_cv
+from knnlab.model_selection import grid_search_cv
+from knnlab.pipeline.datasets import features_and_labels, load_digits
+from knnlab.pipeline.model_io import load_model, save_model
+from knnlab.pipeline.params import MlflowParams
+from knnlab.tracking.runs import stage_run
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "out"
 GRID = {"n_neighbors": list(range(2, 19, 2)), "p": [1, 2, 3]}

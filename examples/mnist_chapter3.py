@@ -34,11 +34,18 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import cross_val_predict, train_test_split
 
-from knnlab import KNNClassifier, KNNRegressor, figures, metrics
+from knnlab import KNNClassifier, KNNRegressor, metrics
 from knnlab.bench import make_mnist_like
-from knnlab.datasets import DataError, features_and_labels, load_digits, load_openml, sample_rows
-from knnlab.params import MlflowParams
-from knnlab.tracking import stage_run
+from knnlab.pipeline import figures
+from knnlab.pipeline.datasets import (
+    DataError,
+    features_and_labels,
+    load_digits,
+    load_openml,
+    sample_rows,
+)
+from knnlab.pipeline.params import MlflowParams
+from knnlab.tracking.runs import stage_run
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "out"
 POSITIVE, TARGET_PRECISION = 5, 0.9

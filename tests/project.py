@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from knnlab import tracking
+from knnlab.tracking import runs
 
 from .conftest import REPO_ROOT
 
@@ -69,7 +69,7 @@ def stages_run(output: str) -> list[str]:
 
 def store(root: Path, experiment: str = "knnlab") -> list[dict]:
     """Every run in the project's default MLflow store."""
-    return tracking.run_summary(f"sqlite:///{root / 'mlflow.db'}", experiment)
+    return runs.run_summary(f"sqlite:///{root / 'mlflow.db'}", experiment)
 
 
 SMALL_GRID = {

@@ -19,9 +19,9 @@ import importlib
 import os
 import sys
 
-from knnlab import io, paths
-from knnlab.errors import TrackingError
-from knnlab.params import load_params
+from knnlab.pipeline import files, paths
+from knnlab.pipeline.params import load_params
+from knnlab.tracking.errors import TrackingError
 
 DESCRIPTION = (
     "Tracked, reproducible k-nearest-neighbour experiments: the pipeline stages and tools."
@@ -36,8 +36,9 @@ STAGES = {
     "evaluate": "score configured, tuned and baseline models on the test split -> reports/",
     "plot": "figures, DVC plot data and reports/report.md",
 }
-# A stage is dispatched through this module's top-level imports only (tests/test_dvc_deps.py
-# relies on it): the imports inside functions serve the other commands.
+# A stage is dispatched through this module's top-level imports only
+# (tests/pipeline/test_dvc_deps.py relies on it): the imports inside functions serve the
+# other commands.
 # Errors that mean "the input or the environment is wrong", reported as one line rather than
 # a traceback: ParamsError, DataError and ModelFileError are ValueErrors.
 USER_ERRORS = (ValueError, OSError, TrackingError)
@@ -81,13 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _report(base: str | None, output: str | None, figure_url: str | None) -> None:
-    from knnlab import report
+    from knnlab.pipeline import report
 
     text = paths.REPORT_FILE.read_text(encoding="utf-8")
     if base is not None:
         current = {
             "params": load_raw_params(),
-            "metrics": io.read_json(paths.METRICS_FILE),
+            "metrics": files.read_json(paths.METRICS_FILE),
         }
         base_state = report.read_revision(base, str(paths.PARAMS_FILE), str(paths.METRICS_FILE))
         for state in (current, base_state):
@@ -100,7 +101,7 @@ def _report(base: str | None, output: str | None, figure_url: str | None) -> Non
     if output is None:
         sys.stdout.write(text)
     else:
-        io.write_text(output, text)
+        files.write_text(output, text)
 
 
 def load_raw_params() -> dict:
@@ -111,7 +112,7 @@ def load_raw_params() -> dict:
 
 def _redact_tracking_uri(params: dict) -> None:
     """Hide any credential in ``mlflow.tracking_uri`` of a params mapping before printing."""
-    from knnlab.tracking import redact_uri
+    from knnlab.tracking.runs import redact_uri
 
     section = params.get("mlflow")
     if isinstance(section, dict) and isinstance(section.get("tracking_uri"), str):
@@ -123,7 +124,7 @@ def _params(params_file: str, stamp: bool) -> None:
 
     params = load_params(params_file)
     if stamp:
-        io.write_text(paths.PARAMS_STAMP, STAMP_TEXT)
+        files.write_text(paths.PARAMS_STAMP, STAMP_TEXT)
     else:
         shown = params.to_dict()
         _redact_tracking_uri(shown)
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return bench_main(args.bench_args)
         if args.command == "predict":
-            from knnlab import predict
+            from knnlab.pipeline import predict
 
             return predict.main(args.model, args.inputs, args.json, args.top)
         if args.command == "report":

@@ -12,13 +12,14 @@ import numpy as np
 import pandas as pd
 from sklearn.dummy import DummyClassifier
 
-from knnlab import io, paths, tracking
-from knnlab.datasets import LABEL, features_and_labels
 from knnlab.estimators import KNNClassifier
 from knnlab.metrics import UndefinedMetricWarning, classification_scores
-from knnlab.model_io import load_model, read_model_params
 from knnlab.neighbors import warm_up
-from knnlab.params import Params
+from knnlab.pipeline import files, paths
+from knnlab.pipeline.datasets import LABEL, features_and_labels
+from knnlab.pipeline.model_io import load_model, read_model_params
+from knnlab.pipeline.params import Params
+from knnlab.tracking import runs
 
 
 @dataclass
@@ -69,13 +70,13 @@ def _quietly_undefined(compute):
 
 
 def run(params: Params) -> None:
-    tracking.preflight(params.mlflow, "evaluate")  # fail before computing, not after
-    train_frame = io.read_parquet(paths.TRAIN_SPLIT)
-    test_frame = io.read_parquet(paths.TEST_SPLIT)
+    runs.preflight(params.mlflow, "evaluate")  # fail before computing, not after
+    train_frame = files.read_parquet(paths.TRAIN_SPLIT)
+    test_frame = files.read_parquet(paths.TEST_SPLIT)
     X_train, y_train = features_and_labels(train_frame)
     X_test, y_test = features_and_labels(test_frame)
-    meta = io.read_json(paths.SPLIT_META)
-    tuned = io.read_json(paths.BEST_PARAMS)
+    meta = files.read_json(paths.SPLIT_META)
+    tuned = files.read_json(paths.BEST_PARAMS)
     model_params = read_model_params(paths.MODEL_FILE)
     for p in {model_params["p"], tuned["best_params"]["p"]}:
         warm_up(p)  # timings below measure the search, not numba's one-time compilation
@@ -109,13 +110,13 @@ def run(params: Params) -> None:
     run_name = "k={n_neighbors} p={p} {weights} {algorithm}".format(**model_params)
     # Staged, then committed only once the run has logged everything and closed: a failure
     # or a kill anywhere before leaves the previous outputs and run record in place.
-    with io.staged_outputs() as outputs:
+    with files.staged_outputs() as outputs:
         metrics_file = outputs.staged(paths.METRICS_FILE)
         timings_file = outputs.staged(paths.TIMINGS_FILE)
-        io.write_json(metrics_file, metrics)
-        io.write_json(timings_file, timings)
-        io.write_csv(outputs.staged(paths.PREDICTIONS_PLOT), predictions)
-        with tracking.stage_run(params.mlflow, "evaluate", run_name) as mlflow_run:
+        files.write_json(metrics_file, metrics)
+        files.write_json(timings_file, timings)
+        files.write_csv(outputs.staged(paths.PREDICTIONS_PLOT), predictions)
+        with runs.stage_run(params.mlflow, "evaluate", run_name) as mlflow_run:
             mlflow_run.log(
                 params={
                     "dataset": meta["name"],
@@ -140,9 +141,9 @@ def run(params: Params) -> None:
             mlflow_run.log_model(paths.MODEL_FILE, example, configured.y_pred[:5])
             mlflow_run.log_artifact(metrics_file)
             mlflow_run.log_artifact(timings_file)
-        io.write_json(outputs.staged(paths.EVALUATE_RUN), mlflow_run.record.to_dict())
+        files.write_json(outputs.staged(paths.EVALUATE_RUN), mlflow_run.record.to_dict())
         outputs.if_commit_fails(
-            lambda error: tracking.mark_outputs_failed(mlflow_run.record.to_dict(), error)
+            lambda error: runs.mark_outputs_failed(mlflow_run.record.to_dict(), error)
         )
     for name, r in results.items():
         print(

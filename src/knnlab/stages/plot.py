@@ -7,11 +7,13 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold
 
-from knnlab import datasets, figures, io, metrics, paths, report, tracking
-from knnlab.datasets import features_and_labels
+from knnlab import metrics
 from knnlab.estimators import KNNClassifier
-from knnlab.model_io import load_model, read_model_params
-from knnlab.params import Params
+from knnlab.pipeline import datasets, figures, files, paths, report
+from knnlab.pipeline.datasets import features_and_labels
+from knnlab.pipeline.model_io import load_model, read_model_params
+from knnlab.pipeline.params import Params
+from knnlab.tracking import runs
 
 PRECISION_TARGET = 0.9
 
@@ -68,10 +70,10 @@ def cv_curve_table(cv_results: pd.DataFrame, tuned: dict) -> pd.DataFrame:
 
 
 def run(params: Params) -> None:
-    predictions = io.read_csv(paths.PREDICTIONS_PLOT)
-    cv_results = io.read_csv(paths.CV_RESULTS)
-    tuned = io.read_json(paths.BEST_PARAMS)
-    meta = io.read_json(paths.SPLIT_META)
+    predictions = files.read_csv(paths.PREDICTIONS_PLOT)
+    cv_results = files.read_csv(paths.CV_RESULTS)
+    tuned = files.read_json(paths.BEST_PARAMS)
+    meta = files.read_json(paths.SPLIT_META)
     names = meta["class_names"]
     classes, proba, _ = _labels_and_proba(predictions)
     y_true, y_pred = predictions["actual"].to_numpy(), predictions["predicted"].to_numpy()
@@ -88,7 +90,7 @@ def run(params: Params) -> None:
     )
     binary = None
     positive = datasets.positive_class(params.data.positive_class, classes)
-    X_train, y_train = features_and_labels(io.read_parquet(paths.TRAIN_SPLIT))
+    X_train, y_train = features_and_labels(files.read_parquet(paths.TRAIN_SPLIT))
     model_params = read_model_params(paths.MODEL_FILE)
     if positive is not None:
         column = int(np.flatnonzero(classes == positive)[0])
@@ -115,9 +117,9 @@ def run(params: Params) -> None:
         cv_results, tuned["scoring"], tuned["best_params"]
     )
     made["cv_heatmap.png"] = figures.cv_heatmap_figure(cv_results, tuned["scoring"])
-    made["search_speed.png"] = figures.search_speed_figure(io.read_csv(paths.TUNE_TIMINGS))
+    made["search_speed.png"] = figures.search_speed_figure(files.read_csv(paths.TUNE_TIMINGS))
 
-    X_test, _ = features_and_labels(io.read_parquet(paths.TEST_SPLIT))
+    X_test, _ = features_and_labels(files.read_parquet(paths.TEST_SPLIT))
     if meta["image_shape"]:
         images = X_test.reshape(-1, *meta["image_shape"])
         made["sample_gallery.png"] = figures.sample_gallery_figure(
@@ -139,28 +141,28 @@ def run(params: Params) -> None:
     roc, pr = curve_tables(y_true, proba, classes)
     text = report.build_report(
         meta,
-        io.read_json(paths.METRICS_FILE),
-        io.read_json(paths.TIMINGS_FILE),
+        files.read_json(paths.METRICS_FILE),
+        files.read_json(paths.TIMINGS_FILE),
         tuned,
         model_params,
         list(made),
         binary,
     )
-    record = io.read_json(paths.EVALUATE_RUN)
+    record = files.read_json(paths.EVALUATE_RUN)
     # Staged, then committed only once the figures and report are attached to the evaluate
     # run: a failure or a kill anywhere before leaves the previous outputs in place.
-    with io.staged_outputs() as outputs:
+    with files.staged_outputs() as outputs:
         folder = outputs.staged_dir(paths.FIGURES_DIR)
         for name, fig in made.items():
             figures.save(fig, folder / name)
-        io.write_csv(outputs.staged(paths.ROC_PLOT), roc)
-        io.write_csv(outputs.staged(paths.PRECISION_RECALL_PLOT), pr)
-        io.write_csv(outputs.staged(paths.CV_SCORE_PLOT), cv_curve_table(cv_results, tuned))
+        files.write_csv(outputs.staged(paths.ROC_PLOT), roc)
+        files.write_csv(outputs.staged(paths.PRECISION_RECALL_PLOT), pr)
+        files.write_csv(outputs.staged(paths.CV_SCORE_PLOT), cv_curve_table(cv_results, tuned))
         report_file = outputs.staged(paths.REPORT_FILE)
-        io.write_text(report_file, text)
-        tracking.log_artifacts_to(record, [folder / name for name in made], "figures")
-        tracking.log_artifacts_to(record, [report_file], None)
-        tracking.log_table(record, metrics_table(cm, display), "confusion_matrix.json")
+        files.write_text(report_file, text)
+        runs.log_artifacts_to(record, [folder / name for name in made], "figures")
+        runs.log_artifacts_to(record, [report_file], None)
+        runs.log_table(record, metrics_table(cm, display), "confusion_matrix.json")
     written = [paths.FIGURES_DIR / name for name in made]
     print(f"plot: {len(written)} figures -> {paths.FIGURES_DIR}, report -> {paths.REPORT_FILE}")
 

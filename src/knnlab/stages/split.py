@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from knnlab import io, paths
-from knnlab.datasets import LABEL, DataError, positive_class
-from knnlab.params import Params, SplitParams
+from knnlab.pipeline import files, paths
+from knnlab.pipeline.datasets import LABEL, DataError, positive_class
+from knnlab.pipeline.params import Params, SplitParams
 
 
 def stratified_split(frame: pd.DataFrame, params: SplitParams) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -33,15 +33,15 @@ def stratified_split(frame: pd.DataFrame, params: SplitParams) -> tuple[pd.DataF
 
 
 def run(params: Params) -> None:
-    frame = io.read_parquet(paths.RAW_DATASET)
-    meta = io.read_json(paths.RAW_META)
+    frame = files.read_parquet(paths.RAW_DATASET)
+    meta = files.read_json(paths.RAW_META)
     # Checked here, before any stage logs to MLflow, though only plot uses it.
     positive_class(params.data.positive_class, np.unique(frame[LABEL].to_numpy()))
     train, test = stratified_split(frame, params.split)
-    with io.atomic_dir(paths.SPLIT_DIR) as folder:
-        io.write_parquet(folder / paths.TRAIN_SPLIT.name, train)
-        io.write_parquet(folder / paths.TEST_SPLIT.name, test)
-        io.write_json(
+    with files.atomic_dir(paths.SPLIT_DIR) as folder:
+        files.write_parquet(folder / paths.TRAIN_SPLIT.name, train)
+        files.write_parquet(folder / paths.TEST_SPLIT.name, test)
+        files.write_json(
             folder / paths.SPLIT_META.name,
             {
                 **meta,

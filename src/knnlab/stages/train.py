@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from knnlab import io, paths
-from knnlab.datasets import features_and_labels
 from knnlab.estimators import KNNClassifier
-from knnlab.model_io import save_model
-from knnlab.params import ModelParams, Params, ParamsError
+from knnlab.pipeline import files, paths
+from knnlab.pipeline.datasets import features_and_labels
+from knnlab.pipeline.model_io import save_model
+from knnlab.pipeline.params import ModelParams, Params, ParamsError
 
 
 def build_model(params: ModelParams, n_train: int) -> KNNClassifier:
@@ -43,8 +43,8 @@ def value_range(X: np.ndarray) -> list[float]:
 
 
 def run(params: Params) -> None:
-    train = io.read_parquet(paths.TRAIN_SPLIT)
-    meta = io.read_json(paths.SPLIT_META)
+    train = files.read_parquet(paths.TRAIN_SPLIT)
+    meta = files.read_json(paths.SPLIT_META)
     X, y = features_and_labels(train)
     model = build_model(params.model, len(X)).fit(X, y)
     save_model(

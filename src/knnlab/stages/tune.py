@@ -11,10 +11,11 @@ import dataclasses
 
 import pandas as pd
 
-from knnlab import io, paths, tracking
-from knnlab.datasets import features_and_labels
-from knnlab.params import Params
-from knnlab.tune import SCORERS, GridSearchResult, grid_search_cv
+from knnlab.model_selection import SCORERS, GridSearchResult, grid_search_cv
+from knnlab.pipeline import files, paths
+from knnlab.pipeline.datasets import features_and_labels
+from knnlab.pipeline.params import Params
+from knnlab.tracking import runs
 
 TIME_COLUMNS = ("mean_fit_time", "std_fit_time", "mean_score_time", "std_score_time")
 
@@ -44,9 +45,9 @@ def child_runs(result: GridSearchResult) -> list[dict]:
 
 
 def run(params: Params) -> None:
-    tracking.preflight(params.mlflow, "tune")  # fail before computing, not after
-    train = io.read_parquet(paths.TRAIN_SPLIT)
-    meta = io.read_json(paths.SPLIT_META)
+    runs.preflight(params.mlflow, "tune")  # fail before computing, not after
+    train = files.read_parquet(paths.TRAIN_SPLIT)
+    meta = files.read_json(paths.SPLIT_META)
     X, y = features_and_labels(train)
     tune = params.tune
     result = grid_search_cv(
@@ -71,13 +72,13 @@ def run(params: Params) -> None:
     }
     # Outputs are staged and committed only once the run has logged everything and closed:
     # a failure or a kill anywhere before leaves the previous outputs and record in place.
-    with io.staged_outputs() as outputs:
+    with files.staged_outputs() as outputs:
         tune_dir = outputs.staged_dir(paths.TUNE_DIR)
-        io.write_csv(tune_dir / paths.CV_RESULTS.name, score_table(result))
-        io.write_json(tune_dir / paths.BEST_PARAMS.name, summary)
+        files.write_csv(tune_dir / paths.CV_RESULTS.name, score_table(result))
+        files.write_json(tune_dir / paths.BEST_PARAMS.name, summary)
         timings_file = outputs.staged(paths.TUNE_TIMINGS)
-        io.write_csv(timings_file, result.search_timings)
-        with tracking.stage_run(
+        files.write_csv(timings_file, result.search_timings)
+        with runs.stage_run(
             params.mlflow, "tune", f"tune {len(result.cv_results)} candidates"
         ) as mlflow_run:
             mlflow_run.log(
@@ -96,9 +97,9 @@ def run(params: Params) -> None:
             for artifact in (paths.CV_RESULTS.name, paths.BEST_PARAMS.name):
                 mlflow_run.log_artifact(tune_dir / artifact, "tune")
             mlflow_run.log_artifact(timings_file, "tune")
-        io.write_json(outputs.staged(paths.TUNE_RUN), mlflow_run.record.to_dict())
+        files.write_json(outputs.staged(paths.TUNE_RUN), mlflow_run.record.to_dict())
         outputs.if_commit_fails(
-            lambda error: tracking.mark_outputs_failed(mlflow_run.record.to_dict(), error)
+            lambda error: runs.mark_outputs_failed(mlflow_run.record.to_dict(), error)
         )
     print(
         f"tune: best {result.best_params} mean CV {tune.scoring} = {result.best_score:.4f} "

@@ -1,0 +1,471 @@
+"""Figures as pure functions: arrays and tables in, a matplotlib Figure out.
+
+One style for every figure (:data:`STYLE`), applied per figure through a context manager.
+Figures are built with matplotlib's object API (``Figure``, not ``pyplot``): no backend, no
+display, no global figure registry, so importing this module changes no global state and the
+stages run headless.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from knnlab import metrics
+from knnlab.pipeline.files import atomic_path
+
+STYLE = {
+    "figure.dpi": 100,
+    "savefig.dpi": 110,
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "axes.titleweight": "bold",
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "legend.frameon": False,
+    "image.cmap": "viridis",
+}
+
+
+@contextlib.contextmanager
+def styled() -> Iterator[None]:
+    with mpl.rc_context(STYLE):
+        yield
+
+
+def _subplots(nrows: int = 1, ncols: int = 1, **kwargs):
+    """``pyplot.subplots`` without pyplot: a standalone Figure and its axes."""
+    figsize = kwargs.pop("figsize", None)
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
+
+
+def save(fig: Figure, path: Path | str) -> None:
+    """Write ``fig`` as PNG atomically, without the version stamp (stable bytes)."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", metadata={"Software": None}, bbox_inches="tight")
+
+
+def confusion_matrix_figure(cm: np.ndarray, labels: list[str], title: str) -> Figure:
+    """Counts, and row-normalised rates with the diagonal zeroed (where the errors go).
+
+    cm : ndarray of shape (n_classes, n_classes), rows = true class, columns = predicted.
+    """
+    with styled():
+        n = len(labels)
+        size = max(4.0, 0.45 * n + 2.5)
+        fig, (ax_counts, ax_errors) = _subplots(1, 2, figsize=(2 * size + 1, size))
+        rows = cm.sum(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rates = np.where(rows > 0, cm / np.maximum(rows, 1), 0.0)
+        np.fill_diagonal(rates, 0.0)
+        panels = (
+            (ax_counts, cm, "Counts", "d", "Blues"),
+            (ax_errors, rates, "Error rate per true class (diagonal zeroed)", ".2f", "Reds"),
+        )
+        for ax, values, subtitle, fmt, cmap in panels:
+            image = ax.imshow(values, cmap=cmap)
+            ax.grid(False)
+            ax.set_title(subtitle)
+            ax.set_xlabel("Predicted label")
+            ax.set_ylabel("True label")
+            ax.set_xticks(range(n), labels, rotation=45 if n > 6 else 0)
+            ax.set_yticks(range(n), labels)
+            high = values.max() if values.size else 0
+            for (i, j), v in np.ndenumerate(values):
+                if v:
+                    ax.text(
+                        j,
+                        i,
+                        format(v, fmt),
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="white" if v > 0.6 * high else "black",
+                    )
+            fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        fig.suptitle(title, fontweight="bold")
+        return fig
+
+
+def cv_score_figure(cv_results: pd.DataFrame, scorer: str, best: dict) -> Figure:
+    """Mean CV score against k, one line per (p, weights), with +/- 1 std bands; the best
+    candidate marked.
+
+    cv_results : DataFrame with ``param_n_neighbors``, ``param_p``, ``param_weights``,
+        ``mean_test_{scorer}`` and ``std_test_{scorer}`` columns (one algorithm's rows
+        suffice: all algorithms score the same).
+    """
+    mean_col, std_col = f"mean_test_{scorer}", f"std_test_{scorer}"
+    rows = cv_results.drop_duplicates(["param_n_neighbors", "param_p", "param_weights"])
+    styles = {"uniform": "-", "distance": "--"}
+    with styled():
+        fig, ax = _subplots(figsize=(7.5, 4.5))
+        colours = mpl.rcParams["axes.prop_cycle"].by_key()["color"]
+        for i, (p, by_p) in enumerate(rows.groupby("param_p", sort=True)):
+            for weights, line in by_p.groupby("param_weights", sort=True):
+                line = line.sort_values("param_n_neighbors")
+                k = line["param_n_neighbors"].to_numpy()
+                mean, std = line[mean_col].to_numpy(), line[std_col].to_numpy()
+                colour = colours[i % len(colours)]
+                ax.plot(
+                    k,
+                    mean,
+                    styles.get(weights, ":"),
+                    marker="o",
+                    markersize=3,
+                    color=colour,
+                    label=f"p={p}, {weights}",
+                )
+                ax.fill_between(k, mean - std, mean + std, color=colour, alpha=0.12)
+        best_row = rows[
+            (rows["param_n_neighbors"] == best["n_neighbors"])
+            & (rows["param_p"] == best["p"])
+            & (rows["param_weights"] == best["weights"])
+        ]
+        if not best_row.empty:
+            ax.plot(
+                best["n_neighbors"],
+                best_row[mean_col].iloc[0],
+                marker="*",
+                markersize=16,
+                color="black",
+                linestyle="none",
+                label=f"best: k={best['n_neighbors']}, p={best['p']}, {best['weights']}",
+            )
+        ax.set_xlabel("n_neighbors (k)")
+        ax.set_ylabel(f"mean CV {scorer} (± 1 std)")
+        ax.set_title(f"Cross-validated {scorer} against k")
+        ax.legend(loc="best", fontsize=8)
+        return fig
+
+
+def _grid_shape(n: int, max_cols: int = 8) -> tuple[int, int]:
+    cols = min(max_cols, max(n, 1))
+    return -(-max(n, 1) // cols), cols
+
+
+def sample_gallery_figure(
+    images: np.ndarray, labels: list[str], title: str, max_images: int = 32
+) -> Figure:
+    """A grid of images with their labels.
+
+    images : ndarray of shape (n, height, width); labels : n display strings.
+    """
+    n = min(len(images), max_images)
+    rows, cols = _grid_shape(n)
+    with styled():
+        fig, axes = _subplots(rows, cols, figsize=(1.3 * cols, 1.5 * rows + 0.4), squeeze=False)
+        for ax in axes.flat:
+            ax.axis("off")
+        for ax, image, label in zip(axes.flat, images[:n], labels[:n], strict=False):
+            ax.imshow(image, cmap="gray_r", interpolation="nearest")
+            ax.set_title(label, fontsize=9, fontweight="normal")
+        fig.suptitle(title, fontweight="bold")
+        fig.tight_layout()
+        return fig
+
+
+def _class_colours(n: int) -> list:
+    cmap = mpl.colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def roc_figure(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray, names: list[str]):
+    """One-vs-rest ROC curve per class, with micro and macro averages; AUC in the legend.
+
+    y_true : (n,) labels; proba : (n, n_classes) scores, columns in ``classes`` order.
+    """
+    is_class = y_true[:, None] == classes[None, :]  # (n, n_classes)
+    grid = np.linspace(0.0, 1.0, 201)
+    with styled():
+        fig, ax = _subplots(figsize=(6.5, 5.5))
+        mean_tpr = np.zeros_like(grid)
+        for c, (name, colour) in enumerate(zip(names, _class_colours(len(classes)), strict=True)):
+            fpr, tpr, _ = metrics.roc_curve(is_class[:, c], proba[:, c])
+            auc = metrics.roc_auc_score(is_class[:, c], proba[:, c])
+            ax.plot(fpr, tpr, color=colour, lw=1, alpha=0.8, label=f"{name} (AUC {auc:.3f})")
+            mean_tpr += np.interp(grid, fpr, tpr)
+        mean_tpr /= len(classes)
+        fpr, tpr, _ = metrics.roc_curve(is_class.ravel(), proba.ravel())
+        micro = metrics.roc_auc_score(is_class.ravel(), proba.ravel())
+        macro = metrics.roc_auc_score(y_true, proba, labels=classes)
+        ax.plot(fpr, tpr, "k--", lw=2, label=f"micro-average (AUC {micro:.3f})")
+        ax.plot(grid, mean_tpr, "k:", lw=2.5, label=f"macro-average (AUC {macro:.3f})")
+        ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls="-.", label="chance")
+        ax.set_xlabel("False positive rate")
+        ax.set_ylabel("True positive rate")
+        ax.set_title("ROC curves, one class vs the rest")
+        ax.legend(loc="lower right", fontsize=7, ncol=1 if len(classes) <= 6 else 2)
+        return fig
+
+
+def precision_recall_figure(
+    y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray, names: list[str]
+):
+    """One-vs-rest precision-recall curve per class, with micro and macro averages."""
+    is_class = y_true[:, None] == classes[None, :]
+    grid = np.linspace(0.0, 1.0, 201)
+    with styled():
+        fig, ax = _subplots(figsize=(6.5, 5.5))
+        mean_precision = np.zeros_like(grid)
+        for c, (name, colour) in enumerate(zip(names, _class_colours(len(classes)), strict=True)):
+            precision, recall, _ = metrics.precision_recall_curve(is_class[:, c], proba[:, c])
+            ax.step(recall, precision, where="post", color=colour, lw=1, alpha=0.8, label=name)
+            # recall decreases along the arrays; interpolate on the increasing copy.
+            mean_precision += np.interp(grid, recall[::-1], precision[::-1])
+        mean_precision /= len(classes)
+        precision, recall, _ = metrics.precision_recall_curve(is_class.ravel(), proba.ravel())
+        ax.step(recall, precision, "k--", where="post", lw=2, label="micro-average")
+        ax.plot(grid, mean_precision, "k:", lw=2.5, label="macro-average")
+        ax.set_xlabel("Recall")
+        ax.set_ylabel("Precision")
+        ax.set_ylim(0, 1.02)
+        ax.set_title("Precision-recall curves, one class vs the rest")
+        ax.legend(loc="lower left", fontsize=7, ncol=1 if len(classes) <= 6 else 2)
+        return fig
+
+
+def binary_threshold_figure(
+    is_positive: np.ndarray,
+    score: np.ndarray,
+    positive_name: str,
+    target: float = 0.9,
+    threshold: float | None = None,
+):
+    """'Is it a <positive>?': precision and recall against the decision threshold with the
+    threshold for ``target`` precision marked, and the ROC curve with that point.
+
+    is_positive : (n,) booleans; score : (n,) the positive class's probability.
+    threshold : the threshold to mark, chosen elsewhere (on training folds, so the test
+        split does not pick it); None chooses it on this data.
+    """
+    precision, recall, thresholds = metrics.precision_recall_curve(is_positive, score)
+    fpr, tpr, _ = metrics.roc_curve(is_positive, score)
+    if threshold is None:
+        chosen = metrics.threshold_for_precision(is_positive, score, target)
+        where = "here"
+    else:
+        chosen = metrics.rates_at_threshold(is_positive, score, threshold)
+        where = "on training folds"
+    with styled():
+        fig, (ax_t, ax_roc) = _subplots(1, 2, figsize=(12, 4.8))
+        ax_t.plot(thresholds, precision[:-1], "b--", lw=2, label="precision")
+        ax_t.plot(thresholds, recall[:-1], "g-", lw=2, label="recall")
+        ax_t.set_xlabel("Decision threshold (probability of the positive class)")
+        ax_t.set_ylabel("Precision / recall")
+        ax_t.set_title(f"Is it a {positive_name}? Precision and recall against threshold")
+        ax_roc.plot(fpr, tpr, "b-", lw=2, label=f"ROC (AUC {np.trapezoid(tpr, fpr):.3f})")
+        ax_roc.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls="-.", label="chance")
+        ax_roc.set_xlabel("False positive rate")
+        ax_roc.set_ylabel("True positive rate (recall)")
+        ax_roc.set_title(f"Is it a {positive_name}? ROC curve")
+        if chosen is not None:
+            t = chosen["threshold"]
+            ax_t.axvline(t, color="red", ls=":", lw=1.5)
+            ax_t.plot(
+                [t] * 2,
+                [chosen["precision"], chosen["recall"]],
+                "ro",
+                label=f"threshold {t:.3g} (for {target:.0%} precision {where})",
+            )
+            ax_t.annotate(
+                f"precision {chosen['precision']:.3f}\nrecall {chosen['recall']:.3f}",
+                (t, chosen["recall"]),
+                xytext=(-8, -28),
+                textcoords="offset points",
+                ha="right",
+                fontsize=8,
+                color="red",
+            )
+            ax_roc.plot(
+                chosen["false_positive_rate"],
+                chosen["recall"],
+                "ro",
+                ms=8,
+                label=f"threshold {t:.3g}: recall {chosen['recall']:.3f}, "
+                f"FPR {chosen['false_positive_rate']:.3f}",
+            )
+        else:
+            ax_t.set_title(ax_t.get_title() + f"\n(no threshold reaches {target:.0%} precision)")
+        ax_t.legend(loc="lower left", fontsize=8, framealpha=0.9, frameon=True)
+        ax_roc.legend(loc="lower right", fontsize=8, framealpha=0.9, frameon=True)
+        return fig
+
+
+def cv_heatmap_figure(cv_results: pd.DataFrame, scorer: str) -> Figure:
+    """Mean CV score over k (columns) and p (rows), one panel per weighting."""
+    mean_col = f"mean_test_{scorer}"
+    rows = cv_results.drop_duplicates(["param_n_neighbors", "param_p", "param_weights"])
+    weightings = sorted(rows["param_weights"].unique())
+    low, high = rows[mean_col].min(), rows[mean_col].max()
+    with styled():
+        fig, axes = _subplots(1, len(weightings), figsize=(6 * len(weightings), 3.6), squeeze=False)
+        for ax, weights in zip(axes[0], weightings, strict=True):
+            table = rows[rows["param_weights"] == weights].pivot_table(
+                index="param_p", columns="param_n_neighbors", values=mean_col
+            )
+            image = ax.imshow(table.to_numpy(), cmap="viridis", vmin=low, vmax=high, aspect="auto")
+            ax.grid(False)
+            ax.set_xticks(range(table.shape[1]), [str(k) for k in table.columns])
+            ax.set_yticks(range(table.shape[0]), [str(p) for p in table.index])
+            ax.set_xlabel("n_neighbors (k)")
+            ax.set_ylabel("Minkowski p")
+            ax.set_title(f"mean CV {scorer}, {weights} weights")
+            middle = (low + high) / 2
+            for (i, j), v in np.ndenumerate(table.to_numpy()):
+                colour = "black" if v > middle else "white"  # readable on viridis
+                ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=7, color=colour)
+            fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        fig.tight_layout()
+        return fig
+
+
+def most_confused_pair(cm: np.ndarray) -> tuple[int, int]:
+    """Indices (a, b), a < b, of the two classes most often mistaken for each other.
+
+    cm : (n_classes, n_classes) counts, rows true, columns predicted.
+    """
+    errors = cm + cm.T
+    np.fill_diagonal(errors, -1)
+    a, b = np.unravel_index(np.argmax(np.triu(errors, 1) - np.tril(np.ones_like(errors))), cm.shape)
+    return int(min(a, b)), int(max(a, b))
+
+
+def confused_pair_figure(
+    images: np.ndarray,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    pair: tuple,
+    names: tuple[str, str],
+    per_row: int = 8,
+) -> Figure:
+    """Right and wrong predictions for the two most-confused classes: four rows of images,
+    ``a`` as ``a``, ``a`` as ``b``, ``b`` as ``a``, ``b`` as ``b``.
+
+    images : (n, height, width); y_true, y_pred : (n,) labels; pair : the two labels.
+    """
+    a, b = pair
+    groups = [(a, a), (a, b), (b, a), (b, b)]
+    with styled():
+        fig, axes = _subplots(4, per_row, figsize=(1.2 * per_row, 6.2), squeeze=False)
+        for row, (truth, predicted) in enumerate(groups):
+            picked = np.flatnonzero((y_true == truth) & (y_pred == predicted))[:per_row]
+            name_t = names[0] if truth == a else names[1]
+            name_p = names[0] if predicted == a else names[1]
+            for col in range(per_row):
+                ax = axes[row, col]
+                ax.axis("off")
+                if col < picked.size:
+                    ax.imshow(images[picked[col]], cmap="gray_r", interpolation="nearest")
+            verdict = "right" if truth == predicted else "wrong"
+            axes[row, 0].set_title(
+                f"true {name_t}, predicted {name_p} ({verdict}, {picked.size} shown)",
+                loc="left",
+                fontsize=9,
+                fontweight="normal",
+                color="black" if truth == predicted else "firebrick",
+            )
+        fig.suptitle(f"Most-confused pair: {names[0]} and {names[1]}", fontweight="bold")
+        fig.tight_layout()
+        return fig
+
+
+def probability_surface_figure(
+    model,
+    splits: dict[str, tuple[np.ndarray, np.ndarray]],
+    feature_names: list[str],
+    names: dict,
+    resolution: int = 200,
+) -> Figure:
+    """Decision surface of a 2-feature model: P(positive class) for binary problems, the
+    confidence (top probability minus the second) for multi-class, over a mesh; train and
+    test points drawn with distinct markers per split and colours per class.
+
+    splits : {"train": (X, y), "test": (X, y)}, X of shape (n, 2).
+    """
+    X_all = np.vstack([X for X, _ in splits.values()])
+    margin = 0.1 * (X_all.max(axis=0) - X_all.min(axis=0)) + 1e-9
+    low, high = X_all.min(axis=0) - margin, X_all.max(axis=0) + margin
+    xx, yy = np.meshgrid(
+        np.linspace(low[0], high[0], resolution), np.linspace(low[1], high[1], resolution)
+    )
+    proba = model.predict_proba(np.column_stack([xx.ravel(), yy.ravel()]))
+    classes = model.classes_
+    colours = _class_colours(len(classes))
+    with styled():
+        fig, ax = _subplots(figsize=(7.5, 6))
+        if len(classes) == 2:
+            surface = proba[:, 1].reshape(xx.shape)
+            label = f"P(class {names.get(str(classes[1]), classes[1])})"
+            contour = ax.contourf(
+                xx, yy, surface, levels=np.linspace(0, 1, 11), cmap="RdBu_r", alpha=0.75
+            )
+        else:
+            top2 = np.sort(proba, axis=1)[:, -2:]
+            surface = (top2[:, 1] - top2[:, 0]).reshape(xx.shape)
+            label = "confidence: top probability minus the second"
+            winner = np.argmax(proba, axis=1).reshape(xx.shape)
+            contour = ax.contourf(
+                xx, yy, surface, levels=np.linspace(0, 1, 11), cmap="Greys", alpha=0.6
+            )
+            ax.contour(
+                xx, yy, winner, levels=np.arange(len(classes)) + 0.5, colors="k", linewidths=0.8
+            )
+        fig.colorbar(contour, ax=ax, label=label)
+        markers = {"train": "o", "test": "^"}
+        for split, (X, y) in splits.items():
+            for c, colour in zip(classes, colours, strict=True):
+                mask = y == c
+                ax.scatter(
+                    X[mask, 0],
+                    X[mask, 1],
+                    marker=markers.get(split, "s"),
+                    color=colour,
+                    edgecolors="k",
+                    linewidths=0.5,
+                    s=28 if split == "train" else 48,
+                    alpha=0.9,
+                    label=f"{split}: {names.get(str(c), c)}",
+                )
+        ax.set_xlabel(feature_names[0])
+        ax.set_ylabel(feature_names[1])
+        ax.set_title(f"Decision surface (k={model.n_neighbors}, p={model.p}, {model.weights})")
+        ax.legend(loc="upper left", fontsize=7, ncol=2, framealpha=0.7, frameon=True)
+        return fig
+
+
+def search_speed_figure(timings: pd.DataFrame) -> Figure:
+    """Mean fit and search seconds per algorithm and p, from the tuning searches.
+
+    timings : one row per (fold, p, algorithm) with fit_seconds and search_seconds.
+    """
+    summary = timings.groupby(["p", "algorithm"], sort=True)[
+        ["fit_seconds", "search_seconds"]
+    ].mean()
+    ps = summary.index.get_level_values("p").unique()
+    algorithms = summary.index.get_level_values("algorithm").unique()
+    width = 0.8 / len(algorithms)
+    with styled():
+        fig, (ax_fit, ax_search) = _subplots(1, 2, figsize=(11, 4.2))
+        colours = _class_colours(len(algorithms))
+        for a, (algorithm, colour) in enumerate(zip(algorithms, colours, strict=True)):
+            x = np.arange(len(ps)) + (a - (len(algorithms) - 1) / 2) * width
+            for ax, column in ((ax_fit, "fit_seconds"), (ax_search, "search_seconds")):
+                values = [summary.loc[(p, algorithm), column] for p in ps]
+                ax.bar(x, values, width, color=colour, label=algorithm)
+        for ax, what in ((ax_fit, "fit"), (ax_search, "search (k_max neighbours of each fold)")):
+            ax.set_xticks(range(len(ps)), [f"p={p}" for p in ps])
+            ax.set_ylabel("seconds (mean over folds)")
+            ax.set_title(f"Time to {what}")
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        return fig

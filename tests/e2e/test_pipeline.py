@@ -1,0 +1,182 @@
+"""End to end: the real DVC pipeline in a temporary git repository, logging to a real
+MLflow SQLite store at that repository's root (its default location)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from knnlab.tracking import runs
+
+from .. import dvc_plots_browser
+from ..conftest import REPO_ROOT
+from ..project import make_project, run, stages_run, store
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def iris_project(tmp_path_factory):
+    """iris with a small grid and all three algorithms: a complete pipeline in seconds."""
+    root = make_project(
+        tmp_path_factory.mktemp("project"),
+        data={"dataset": "iris"},
+        tune={
+            "grid": {
+                "n_neighbors": [1, 3, 5, 7],
+                "p": [1, 2],
+                "weights": ["uniform", "distance"],
+                "algorithm": ["brute", "kd_tree"],
+            },
+            "cv": 3,
+        },
+    )
+    output = run(["dvc", "repro"], root)
+    run(["git", "add", "-A"], root)  # as a user would: commit dvc.lock and reports/
+    run(["git", "commit", "-q", "-m", "repro"], root)
+    return root, output
+
+
+def test_repro_runs_every_stage_and_writes_reports(iris_project):
+    root, output = iris_project
+    assert stages_run(output) == ["params", "fetch", "split", "train", "tune", "evaluate", "plot"]
+    metrics = json.loads((root / "reports/metrics.json").read_text())
+    assert set(metrics) == {"configured", "tuned", "baseline"}
+    assert metrics["configured"]["accuracy"] >= 0.85, metrics
+    assert metrics["baseline"]["roc_auc_ovr"] == 0.5, "a constant predictor ranks at chance"
+    best = json.loads((root / "reports/tune/best_params.json").read_text())
+    assert best["n_candidates"] == 4 * 2 * 2 * 2
+    expected = {
+        "confusion_matrix.png",
+        "roc_curves.png",
+        "precision_recall_curves.png",
+        "cv_score_vs_k.png",
+        "cv_heatmap.png",
+        "search_speed.png",
+    }  # iris has 4 features and 3 classes: no image, surface or binary figures
+    assert {p.name for p in (root / "reports/figures").iterdir()} == expected
+    for figure in expected:
+        assert (root / "reports/figures" / figure).read_bytes()[:4] == b"\x89PNG"
+    report = (root / "reports/report.md").read_text()
+    assert "| Accuracy |" in report and "tuned best" in report
+    for link in re.findall(r"\]\((figures/[^)]+)\)", report):
+        assert (root / "reports" / link).is_file(), f"report links a missing {link}"
+    assert (root / "models/model.npz").is_file()
+
+
+def test_mlflow_holds_the_evaluate_run_and_nested_tuning_runs(iris_project):
+    root, _ = iris_project
+    logged = store(root)
+    evaluate = [r for r in logged if r["tags"].get("knnlab.stage") == "evaluate"]
+    tune = [r for r in logged if r["tags"].get("knnlab.stage") == "tune"]
+    assert len(evaluate) == 1 and len(tune) == 1, [r["name"] for r in logged]
+    run = evaluate[0]
+    assert run["status"] == "FINISHED"
+    for key in ("dataset", "test_size", "seed", "n_neighbors", "p", "weights", "algorithm"):
+        assert key in run["params"], f"evaluate run lacks param {key}"
+    assert run["params"]["dataset"] == "iris"
+    for key in ("accuracy", "f1_macro", "roc_auc_ovr", "fit_seconds", "predict_seconds"):
+        assert key in run["metrics"], f"evaluate run lacks metric {key}"
+    assert run["tags"]["mlflow.source.git.commit"], "runs carry the git commit"
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    artifacts = runs.list_artifacts(uri, run["run_id"])
+    assert {"figures", "metrics.json", "report.md", "confusion_matrix.json"} <= set(artifacts)
+    model = runs.load_logged_model(uri, run["run_id"])
+    test = pd.read_parquet(root / "data/split/test.parquet")
+    predicted = pd.read_csv(root / "reports/plots/predictions.csv")["predicted"]
+    np.testing.assert_array_equal(model.predict(test.drop(columns=["label"])), predicted)
+    inputs = runs.run_inputs(uri, run["run_id"])
+    assert sorted((name, context) for name, _, context in inputs) == [
+        ("iris-test", "evaluation"),
+        ("iris-train", "training"),
+    ]
+    assert all(len(digest) >= 8 for _, digest, _ in inputs), "datasets carry a digest"
+    logged = set(runs.list_artifacts(uri, run["run_id"], "figures"))
+    assert logged == {f"figures/{p.name}" for p in (root / "reports/figures").iterdir()}
+    assert run["artifact_uri"].startswith((root / "mlruns").as_uri()), "artifacts beside the db"
+    children = [r for r in logged if r["tags"].get("mlflow.parentRunId") == tune[0]["run_id"]]
+    assert len(children) == 32, "one nested run per grid point"
+    assert all("mean_test_accuracy" in c["metrics"] for c in children)
+    assert {"n_neighbors", "p", "weights", "algorithm"} <= set(children[0]["params"])
+
+
+def test_second_repro_is_a_no_op_and_logs_nothing(iris_project):
+    root, _ = iris_project
+    before = len(store(root))
+    output = run(["dvc", "repro"], root)
+    assert stages_run(output) == [], output
+    assert len(store(root)) == before, "an up-to-date pipeline must not log runs"
+
+
+def test_changing_k_reruns_only_what_depends_on_it(iris_project):
+    root, _ = iris_project
+    before = store(root)
+    output = run(["dvc", "exp", "run", "-S", "model.n_neighbors=7"], root)
+    # "params" only re-checks the edited params.yaml; its output is unchanged.
+    assert stages_run(output) == ["params", "train", "evaluate", "plot"], output
+    new = [r for r in store(root) if r["run_id"] not in {b["run_id"] for b in before}]
+    assert [r["tags"]["knnlab.stage"] for r in new] == ["evaluate"]
+    assert new[0]["params"]["n_neighbors"] == "7"
+    assert new[0]["tags"]["knnlab.dvc_exp_name"], "the DVC experiment name is tagged"
+
+
+def test_temporary_experiment_workspace_logs_to_the_main_store(iris_project):
+    root, _ = iris_project
+    before = len(store(root))
+    output = run(["dvc", "exp", "run", "--temp", "-S", "model.p=1"], root)
+    assert stages_run(output) == ["params", "train", "evaluate", "plot"], output
+    after = store(root)
+    assert len(after) == before + 1, "the --temp run landed in the main repository's store"
+    assert any(r["params"].get("p") == "1" for r in after)
+
+
+@pytest.mark.skipif(
+    dvc_plots_browser.chromium() is None or shutil.which("npm") is None,
+    reason="needs Debian's chromium and npm (for the vega libraries DVC's page loads)",
+)
+@pytest.mark.parametrize("command", [["dvc", "plots", "show"], ["dvc", "plots", "diff", "HEAD"]])
+def test_dvc_plots_render_in_headless_chromium(iris_project, tmp_path, command):
+    root, _ = iris_project
+    out = tmp_path / "plots"
+    run([*command, "-o", str(out)], root)
+    index = out / "index.html"
+    assert dvc_plots_browser.localise(index, REPO_ROOT / ".pytest_cache" / "vega") == 3
+    drawn = dvc_plots_browser.count_rendered(dvc_plots_browser.render(index, tmp_path / "p"))
+    figures = len(list((root / "reports/figures").iterdir()))
+    assert drawn["vega_charts"] == 4, f"confusion, ROC, PR and CV plots: {drawn}"
+    assert drawn["drawn"] == 4, f"every chart drew an SVG or canvas: {drawn}"
+    assert drawn["images"] >= figures, f"every PNG figure is on the page: {drawn}"
+    assert drawn["errors"] == 0, drawn
+
+
+def test_report_command_diffs_params_and_metrics_against_a_revision(iris_project):
+    root, _ = iris_project
+    # The workspace holds the last `dvc exp run -S model.n_neighbors=7` (or p=1) results.
+    text = run(["python", "-m", "knnlab", "report", "--base", "HEAD"], root)
+    assert "## Changes against `HEAD`" in text
+    assert "| `model.n_neighbors` | `5` | `7` |" in text, text
+    assert "| Accuracy |" in text
+
+
+def test_moons_experiment_draws_the_surface_and_the_binary_analysis(iris_project):
+    root, _ = iris_project
+    before = {r["run_id"] for r in store(root)}
+    output = run(
+        ["dvc", "exp", "run", "-S", "data.dataset=moons", "-S", "data.features=null"], root
+    )
+    assert stages_run(output)[:3] == ["params", "fetch", "split"], output
+    figures = {p.name for p in (root / "reports/figures").iterdir()}
+    assert {"probability_surface.png", "binary_threshold.png"} <= figures, figures
+    assert "## Is it a 1?" in (root / "reports/report.md").read_text()
+    new = [r for r in store(root) if r["run_id"] not in before]
+    evaluate = [r for r in new if r["tags"].get("knnlab.stage") == "evaluate"]
+    assert [r["params"]["dataset"] for r in evaluate] == ["moons"]
+    logged = runs.list_artifacts(
+        f"sqlite:///{root / 'mlflow.db'}", evaluate[0]["run_id"], "figures"
+    )
+    assert "figures/probability_surface.png" in logged

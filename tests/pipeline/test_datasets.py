@@ -1,0 +1,431 @@
+"""Datasets: embedded, local files, OpenML through its cache, sampling and feature choice."""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from knnlab.pipeline import datasets
+from knnlab.pipeline.params import ParamsError, parse_params
+
+
+def data_params(**values):
+    return parse_params({"data": values}).data
+
+
+def test_embedded_datasets_load_without_network():
+    digits = datasets.load(data_params(dataset="digits"))
+    assert digits.frame.shape == (1797, 65) and digits.image_shape == (8, 8)
+    iris = datasets.load(data_params(dataset="iris"))
+    assert iris.class_names == {"0": "setosa", "1": "versicolor", "2": "virginica"}
+    moons = datasets.load(data_params(dataset="moons", moons={"n_samples": 100, "seed": 3}))
+    assert moons.frame.shape == (100, 3)
+    again = datasets.load(data_params(dataset="moons", moons={"n_samples": 100, "seed": 3}))
+    pd.testing.assert_frame_equal(moons.frame, again.frame)
+
+
+def test_iris_on_two_features():
+    iris = datasets.load(
+        data_params(dataset="iris", features=["sepal length (cm)", "sepal width (cm)"])
+    )
+    assert iris.feature_columns == ["sepal length (cm)", "sepal width (cm)"]
+
+
+def test_unknown_feature_is_named():
+    with pytest.raises(datasets.DataError, match="'petal size' is not a feature of 'iris'"):
+        datasets.load(data_params(dataset="iris", features=["petal size"]))
+
+
+def test_max_rows_is_a_stratified_seeded_sample():
+    full = datasets.load(data_params(dataset="digits"))
+    sample = datasets.load(data_params(dataset="digits", max_rows=500, seed=1))
+    assert len(sample.frame) == 500
+    shares = sample.frame["label"].value_counts(normalize=True).sort_index()
+    expected = full.frame["label"].value_counts(normalize=True).sort_index()
+    np.testing.assert_allclose(shares, expected, atol=0.01)
+    same = datasets.load(data_params(dataset="digits", max_rows=500, seed=1))
+    pd.testing.assert_frame_equal(sample.frame, same.frame)
+
+
+def test_local_csv_with_a_named_label_column(tmp_path):
+    path = tmp_path / "points.csv"
+    pd.DataFrame({"a": [0.0, 1, 2, 3], "b": [1.0, 0, 1, 0], "kind": ["x", "y", "x", "y"]}).to_csv(
+        path, index=False
+    )
+    loaded = datasets.load(data_params(dataset="file", path=str(path), label_column="kind"))
+    assert loaded.feature_columns == ["a", "b"]
+    assert loaded.frame["label"].tolist() == ["x", "y", "x", "y"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("a,b,kind\n1,2,x\n1,NaN,y\n", "feature 'b' is nan in row 1"),
+        ("a,b,kind\n1,zz,x\n2,3,y\n", "feature column 'b' is not numeric"),
+        ("a,b,other\n1,2,x\n", "data.label_column = 'kind' is not a column"),
+        ("a,b,kind\n1,2,x\n3,4,x\n", "needs at least 2 classes"),
+        ("a,b,kind\n", "the table has no rows"),
+    ],
+)
+def test_bad_local_files_get_clear_errors(tmp_path, content, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    with pytest.raises(datasets.DataError, match=message):
+        datasets.load(data_params(dataset="file", path=str(path), label_column="kind"))
+
+
+def test_mnist_offline_without_cache_fails_fast_and_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no data/cache here; this machine has no route to OpenML
+    start = time.perf_counter()
+    with pytest.raises(datasets.DataError) as raised:
+        datasets.load(data_params(dataset="mnist_784"))
+    assert time.perf_counter() - start < 30, "offline failure must come within seconds"
+    message = str(raised.value)
+    assert "could not download it from OpenML" in message
+    assert "data/cache/openml/mnist_784.parquet" in message
+    assert "data.dataset: digits" in message
+
+
+def test_mnist_loads_from_the_cache_without_downloading(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cache = datasets.openml_cache_path("mnist_784")
+    cache.parent.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.integers(0, 256, (40, 784)).astype(float))
+    frame.columns = [f"pixel{i + 1}" for i in range(784)]
+    frame["label"] = np.tile(np.arange(10), 4)
+    frame.to_parquet(cache)
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("the cache exists: nothing may be downloaded")
+
+    dataset = datasets.load_openml("mnist_784", fetch=no_download)
+    assert dataset.image_shape == (28, 28) and len(dataset.frame) == 40
+    via_params = datasets.load(data_params(dataset="mnist_784"))  # the real fetch_openml path
+    assert len(via_params.frame) == 40
+
+
+def test_openml_download_is_cached_as_parquet(tmp_path, monkeypatch):
+    """What the fetch stage does with a download: a small bunch stands in for OpenML."""
+    monkeypatch.chdir(tmp_path)
+
+    class Bunch:
+        data = pd.DataFrame({"f1": [0.0, 1.0, 2.0, 3.0], "f2": [1.0, 1.0, 0.0, 0.0]})
+        target = pd.Series(["1", "0", "1", "0"], dtype="category")
+
+    dataset = datasets.load_openml("tiny", fetch=lambda *a, **k: Bunch())
+    assert dataset.frame["label"].tolist() == [1, 0, 1, 0]
+    assert datasets.openml_cache_path("tiny").is_file()
+
+
+# --- local files: columns ------------------------------------------------------------------
+
+
+def load_file(path, label_column="y"):
+    return datasets.load(data_params(dataset="file", path=str(path), label_column=label_column))
+
+
+def write_parquet_table(path, columns: dict):
+    """A parquet file written by pyarrow, which (unlike pandas) allows repeated names."""
+    table = pa.table(list(columns.values()), names=[name.split("#")[0] for name in columns])
+    pq.write_table(table, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("header", "label_column", "message"),
+    [
+        ("a,y,y", "y", "column 'y' appears more than once"),  # pandas would read y, y.1
+        ("a,a,y", "y", "column 'a' appears more than once"),
+        (",a,y", "y", "column 1 has no name; .* to_csv\\(index=False\\)"),
+        ("a,b,y,", "y", "column 4 has no name"),
+    ],
+)
+def test_csv_header_names_are_checked_before_pandas_renames_them(
+    tmp_path, header, label_column, message
+):
+    path = tmp_path / "table.csv"
+    fields = header.count(",") + 1
+    rows = [",".join(str(i % 2 + j) for j in range(fields)) for i in range(6)]
+    path.write_text("\n".join([header, *rows]) + "\n")
+    with pytest.raises(datasets.DataError, match=r"^data\.path = '.*table\.csv': " + message):
+        load_file(path, label_column)
+
+
+def test_duplicate_label_column_in_parquet_is_refused(tmp_path):
+    path = write_parquet_table(
+        tmp_path / "dup.parquet", {"a": [0.0, 1.0], "y": [0, 1], "y#2": [0, 1]}
+    )
+    with pytest.raises(datasets.DataError, match="parquet': column 'y' appears more than once"):
+        load_file(path)
+
+
+def test_rows_longer_than_the_header_are_refused(tmp_path):
+    path = tmp_path / "long.csv"
+    path.write_text("a,y\n1,2,0\n3,4,1\n")  # pandas would make the first field an index
+    with pytest.raises(datasets.DataError, match="csv': rows have more fields than the header"):
+        load_file(path)
+
+
+def test_a_feature_named_like_the_internal_label_column_is_refused(tmp_path):
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"label": [1.0, 2, 3, 4], "x": [0.0, 1, 0, 1], "y": [0, 1, 0, 1]}).to_csv(
+        path, index=False
+    )
+    with pytest.raises(datasets.DataError, match=r"feature column named 'label'.* rename"):
+        load_file(path, "y")
+    as_labels = load_file(path, "label")  # the same column as the labels is fine
+    assert as_labels.feature_columns == ["x", "y"]
+    assert as_labels.frame["label"].tolist() == [1, 2, 3, 4]
+
+
+# --- local files: labels -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("labels", "expected"),
+    [
+        ([1, 2, 1], [1, 2, 1]),
+        ([1.0, 2.0, 1.0], [1, 2, 1]),
+        (["1", "2"], [1, 2]),
+        (["1.0", "-2", " 3"], [1, -2, 3]),
+        ([True, False], [1, 0]),
+        (["True", "False"], [1, 0]),
+        (np.array([1, 2.0, 1], dtype=object), [1, 2, 1]),  # one number, two spellings
+        (pd.Categorical(["b", "a", "b"]), ["b", "a", "b"]),
+        (pd.Categorical(["7", "3"]), [7, 3]),  # OpenML targets: categories of text
+        (["cat", " dog", "cat"], ["cat", "dog", "cat"]),
+        (["a,b", 'say "hi"', "x"], ["a,b", 'say "hi"', "x"]),
+        (pd.array([1, 2], dtype="Int64"), [1, 2]),
+    ],
+)
+def test_labels_take_their_canonical_form(labels, expected):
+    got = datasets.canonical_labels(pd.Series(labels), "t")
+    assert got.tolist() == expected
+    assert got.dtype == (object if isinstance(expected[0], str) else np.int64)
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        (["1", "01"], "label '1' in row 0 and label '01' in row 1 are different labels"),
+        ([" 1", "1"], "label ' 1' in row 0 and label '1' in row 1 .* as 1;"),
+        (np.array([1, "1"], dtype=object), "label 1 in row 0 and label '1' in row 1"),
+        (["a", "a "], "label 'a' in row 0 and label 'a ' in row 1 .* as 'a';"),
+        (["True", "true"], "both read back from a CSV file as True;"),
+        ([1.0, 0.5], "label 0.5 in row 1 is not a whole number; classification needs class"),
+        ([1.0, np.inf], "label inf in row 1 is not a whole number"),
+        (np.array(["a", 1], dtype=object), r"labels mix a number \(label 1 in row 1\) and text"),
+        (np.array([True, 2], dtype=object), "labels mix a number .* and true/false"),
+        (["x", "2"], "labels mix a number .* and text"),
+        (["NA", "b"], "label 'NA' in row 0 reads back from a CSV file as missing"),
+        (["\u00b2", "b"], "label '\u00b2' in row 0 looks like a whole number"),
+        (np.array([2**70, 1], dtype=object), "too large for a 64-bit integer label"),
+        (pd.Series([[1], [2]]), r"label \[1\] in row 0 is a list"),
+        (pd.Series([np.array([1, 2]), np.array([3])]), r"label \[1, 2\] in row 0 is a list"),
+        (pd.to_datetime(["2020-01-01", "2021-01-01"]), "is a Timestamp"),
+        (["a", None], "the label is missing in row 1"),
+    ],
+)
+def test_labels_that_would_not_survive_csv_and_json_are_refused(labels, message):
+    with pytest.raises(datasets.DataError, match=message):
+        datasets.canonical_labels(pd.Series(labels), "t")
+
+
+def test_canonical_labels_read_back_unchanged_alone_or_together():
+    """The promise the later stages rely on: any subset of the labels, written to a CSV
+    column (as predictions.csv is) and read back, gives the same values."""
+    cases = [[3, -1, 0], ["1.0", "2.0"], [True, False], ["cat", "dog", "a,b", "x y"]]
+    for raw in cases:
+        labels = datasets.canonical_labels(pd.Series(raw), "t")
+        for subset in (labels, labels[:1], labels[1:]):
+            text = pd.DataFrame({"actual": subset}).to_csv(index=False)
+            back = pd.read_csv(io.StringIO(text))["actual"].tolist()
+            assert back == list(subset), f"{raw}: {subset!r} read back as {back!r}"
+
+
+@pytest.mark.parametrize(
+    ("column", "message"),
+    [
+        ('y\n"1"\n"01"\n"1"\n"01"\n', "label '1' in row 0 and label '01' in row 1"),
+        ("y\n0.5\n1.5\n0.5\n1.5\n", "label '0.5' in row 0 is not a whole number"),
+        ("y\nNA\nb\nb\n", "the label is missing in row 0"),
+    ],
+)
+def test_csv_labels_are_read_as_text_so_the_rule_sees_them(tmp_path, column, message):
+    path = tmp_path / "t.csv"
+    lines = column.splitlines()
+    path.write_text("\n".join(["x," + lines[0]] + [f"{i}," + v for i, v in enumerate(lines[1:])]))
+    with pytest.raises(datasets.DataError, match=message):
+        load_file(path)
+
+
+def test_csv_float_and_boolean_labels_become_integers(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("x,y,b\n0,1.0,True\n1,2.0,False\n2,1.0,True\n3,2.0,False\n")
+    assert load_file(path, "y").frame["label"].tolist() == [1, 2, 1, 2]
+    as_bool = load_file(path, "b")
+    assert as_bool.frame["label"].tolist() == [1, 0, 1, 0]
+    assert as_bool.frame["label"].dtype == np.int64
+
+
+def test_parquet_labels_and_features_of_every_kind(tmp_path):
+    base = {"x": [0.0, 1.0, 2.0, 3.0], "flag": [True, False, True, False]}
+    path = tmp_path / "t.parquet"
+    pd.DataFrame({**base, "y": ["1", "2", "1", "2"]}).to_parquet(path)
+    loaded = load_file(path)
+    assert loaded.frame["label"].tolist() == [1, 2, 1, 2], "numeric text -> integers"
+    assert loaded.frame["flag"].tolist() == [1.0, 0.0, 1.0, 0.0], "boolean features -> 0/1"
+    pd.DataFrame({**base, "y": [True, False, True, False]}).to_parquet(path)
+    assert load_file(path).frame["label"].tolist() == [1, 0, 1, 0]
+    pd.DataFrame({**base, "y": [0.5, 1.0, 0.5, 1.0]}).to_parquet(path)
+    with pytest.raises(datasets.DataError, match=r"0\.5 in row 0 is not a whole number"):
+        load_file(path)
+    pd.DataFrame({**base, "y": [[1], [2], [1], [2]]}).to_parquet(path)
+    with pytest.raises(datasets.DataError, match=r"label \[1\] in row 0 is a list"):
+        load_file(path)
+    pd.DataFrame({**base, "v": [[1, 2], [3], [4], [5]], "y": [0, 1, 0, 1]}).to_parquet(path)
+    with pytest.raises(datasets.DataError, match=r"feature column 'v' holds lists \(\[1, 2\]"):
+        load_file(path)
+    pd.DataFrame({**base, "y": pd.array([0, 1, None, 1], dtype="Int64")}).to_parquet(path)
+    with pytest.raises(datasets.DataError, match="the label is missing in row 2"):
+        load_file(path)
+    pd.DataFrame(
+        {**base, "n": pd.array([1, None, 2, 3], dtype="Int64"), "y": [0, 1, 0, 1]}
+    ).to_parquet(path)
+    with pytest.raises(datasets.DataError, match="feature 'n' is nan in row 1"):
+        load_file(path)
+
+
+# --- local files: paths --------------------------------------------------------------------
+
+
+def test_a_folder_a_fifo_and_a_missing_file_get_one_line_each(tmp_path):
+    """Checked twice: params validation stats data.path (so DVC never hashes a fifo), and
+    fetch opens the file without blocking and checks it before reading (it may change)."""
+    folder = tmp_path / "folder.csv"
+    folder.mkdir()
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    start = time.perf_counter()
+    with pytest.raises(
+        ParamsError, match=r"folder\.csv' .* a \.csv or \.parquet file, not a folder"
+    ):
+        load_file(folder)
+    with pytest.raises(ParamsError, match="not a pipe, socket or device"):
+        load_file(fifo)
+    with pytest.raises(datasets.DataError, match=r"folder\.csv': is a folder; expected a \.csv"):
+        datasets.load_table(folder, "y")
+    with pytest.raises(datasets.DataError, match="is not a regular file"):
+        datasets.load_table(fifo, "y")  # opening a fifo for reading would wait for a writer
+    assert time.perf_counter() - start < 5
+    with pytest.raises(datasets.DataError, match=r"missing\.csv': no such file"):
+        load_file(tmp_path / "missing.csv")
+    loop = tmp_path / "loop.csv"
+    loop.symlink_to(loop)
+    with pytest.raises(datasets.DataError, match="cannot be opened"):
+        load_file(loop)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_an_unreadable_file_is_named(tmp_path):
+    path = tmp_path / "secret.csv"
+    path.write_text("x,y\n1,0\n2,1\n")
+    path.chmod(0)
+    try:
+        with pytest.raises(datasets.DataError, match=r"secret\.csv': permission denied"):
+            load_file(path)
+    finally:
+        path.chmod(0o600)
+
+
+def test_permission_denied_is_one_line_also_for_root(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(datasets.os, "open", refuse)
+    with pytest.raises(datasets.DataError, match=r"t\.csv': permission denied; make the"):
+        datasets.load_table(tmp_path / "t.csv", "y")
+
+
+def test_a_symlinked_file_is_read_and_fetch_writes_only_data_raw(tmp_path, monkeypatch):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    real = outside / "t.csv"
+    pd.DataFrame({"x": [0.0, 1, 2, 3], "y": [0, 1, 0, 1]}).to_csv(real, index=False)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "link.csv").symlink_to(real)
+    monkeypatch.chdir(project)
+    before = sorted(p.name for p in outside.iterdir())
+    from knnlab.stages import fetch
+
+    params = parse_params({"data": {"dataset": "file", "path": "link.csv", "label_column": "y"}})
+    fetch.run(params)
+    assert sorted(p.name for p in outside.iterdir()) == before, "nothing written beside the file"
+    written = sorted(str(p.relative_to(project)) for p in project.rglob("*") if p.is_file())
+    assert written == ["data/raw/dataset.parquet", "data/raw/meta.json", "link.csv"]
+
+
+# --- OpenML names and downloads -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["../../../etc/x", "a/b", "a\\b", "..", ".hidden", "a..b", "", "x y", "é"]
+)
+def test_openml_names_that_could_leave_the_cache_are_refused(name):
+    with pytest.raises(ParamsError, match="OpenML dataset name: letters, digits"):
+        parse_params({"data": {"dataset": f"openml:{name}"}})
+
+
+@pytest.mark.parametrize("name", ["credit-g", "mnist_784", "Fashion-MNIST", "BNG(breast-w)", "a.b"])
+def test_real_openml_names_are_accepted(name):
+    assert parse_params({"data": {"dataset": f"openml:{name}"}}).data.dataset == f"openml:{name}"
+
+
+@pytest.mark.parametrize("name", ["../x", "a/../../x", "/etc/x", ".x", ""])
+def test_the_openml_cache_path_stays_in_the_cache(name):
+    with pytest.raises(datasets.DataError, match="would leave the cache folder"):
+        datasets.openml_cache_path(name)
+
+
+def test_openml_downloads_are_checked_like_files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    def bunch(data, target):
+        return lambda *a, **k: type("Bunch", (), {"data": data, "target": target})
+
+    features = pd.DataFrame({"f1": [0.0, 1.0, 2.0, 3.0]})
+    regression = bunch(features, pd.Series([0.5, 1.5, 2.5, 3.5]))
+    with pytest.raises(datasets.DataError, match=r"0\.5 in row 0 is not a whole number"):
+        datasets.load_openml("reg", fetch=regression)
+    clash = bunch(features.assign(label=[1.0, 2, 3, 4]), pd.Series(["a", "b", "a", "b"]))
+    with pytest.raises(datasets.DataError, match="OpenML dataset 'clash': has a feature column"):
+        datasets.load_openml("clash", fetch=clash)
+    two_targets = bunch(features, pd.DataFrame({"t1": [0, 1, 0, 1], "t2": [1, 0, 1, 0]}))
+    with pytest.raises(datasets.DataError, match="has 2 target columns"):
+        datasets.load_openml("multi", fetch=two_targets)
+    assert not any((tmp_path / "data/cache/openml").glob("*.parquet")), "nothing cached"
+    numeric_categories = features.assign(f2=pd.Categorical([1, 2, 1, 2]))
+    flags = bunch(numeric_categories, pd.Series(["TRUE", "FALSE", "TRUE", "FALSE"]))
+    first = datasets.load_openml("flags", fetch=flags)
+    assert first.frame["label"].tolist() == [1, 0, 1, 0]
+    assert first.frame["f2"].tolist() == [1.0, 2.0, 1.0, 2.0]
+    again = datasets.load_openml("flags", fetch=None)  # from the cache: the same table
+    pd.testing.assert_frame_equal(first.frame, again.frame)
+
+
+def test_positive_class_must_be_a_class():
+    classes = np.array([0, 1, 2])
+    assert datasets.positive_class(None, np.array(["a", "b"])) == "b", "binary: the larger"
+    assert datasets.positive_class(None, classes) is None, "multiclass: none unless asked"
+    assert datasets.positive_class(2, classes) == 2
+    with pytest.raises(ParamsError, match=r"data.positive_class = 7 is not a class .* 0, 1, 2"):
+        datasets.positive_class(7, classes)

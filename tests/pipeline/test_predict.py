@@ -1,0 +1,188 @@
+"""knnlab predict: images, arrays, CSV; the unusual-input flag; clear errors, also for
+image decompression bombs and lying .npy headers (refused before decoding)."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.datasets import load_digits
+
+from knnlab import KNNClassifier, cli
+from knnlab.pipeline.model_io import save_model
+from knnlab.stages.train import novelty_threshold, value_range
+
+from ..memory import peak_growth
+
+
+@pytest.fixture(scope="module")
+def digits_model(tmp_path_factory):
+    X, y = load_digits(return_X_y=True)
+    model = KNNClassifier(5).fit(X, y)
+    path = tmp_path_factory.mktemp("model") / "model.npz"
+    extra = {
+        "image_shape": [8, 8],
+        "value_range": value_range(X),
+        "novelty_threshold": novelty_threshold(model),
+    }
+    save_model(path, model, extra=extra)
+    return path, X
+
+
+def drawn_one() -> np.ndarray:
+    """The cookbook's hand-drawn 1 on an 8x8 grid, values 0..16."""
+    one = np.zeros((8, 8))
+    one[1:-1, 4] = 16
+    one[2, 3] = 16
+    return one
+
+
+def predict_json(capsys, *argv) -> list[dict]:
+    assert cli.main(["predict", "--json", *argv]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_drawn_one_as_npy_is_a_one(digits_model, tmp_path, capsys):
+    path, _ = digits_model
+    np.save(tmp_path / "one.npy", drawn_one())
+    [result] = predict_json(capsys, "--model", str(path), str(tmp_path / "one.npy"))
+    assert result["label"] == 1
+    assert next(iter(result["probabilities"])) == "1"
+
+
+def test_dark_on_light_photo_sized_png_is_converted(digits_model, tmp_path, capsys):
+    path, _ = digits_model
+    big = np.kron(drawn_one(), np.ones((6, 6)))  # 48x48
+    ink_on_paper = (255 - big / 16 * 255).astype(np.uint8)  # black ink, white paper
+    Image.fromarray(ink_on_paper).save(tmp_path / "one.png")
+    [result] = predict_json(capsys, "--model", str(path), str(tmp_path / "one.png"))
+    assert result["label"] == 1
+
+
+def test_training_rows_are_usual_and_noise_is_unusual(digits_model, tmp_path, capsys):
+    path, X = digits_model
+    rows = np.vstack([X[:3], np.random.default_rng(0).uniform(0, 16, (2, 64))])
+    np.savetxt(tmp_path / "rows.csv", rows, delimiter=",")
+    results = predict_json(capsys, "--model", str(path), str(tmp_path / "rows.csv"))
+    assert [r["unusual"] for r in results] == [False, False, False, True, True]
+
+
+def test_csv_from_stdin(digits_model, monkeypatch, capsys):
+    path, X = digits_model
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO(",".join(map(str, X[0])) + "\n"))
+    assert cli.main(["predict", "--model", str(path), "-"]) == 0
+    assert capsys.readouterr().out.startswith("<stdin>:1: 0")
+
+
+@pytest.mark.parametrize(
+    ("content", "name", "message"),
+    [
+        (b"not an image at all", "bad.png", "cannot be read as an image"),
+        (b"1,2,3\n", "short.csv", "inputs have 3 features but the model expects 64"),
+        (b"x", "notes.docx", "unsupported input"),
+    ],
+)
+def test_bad_inputs_get_one_clear_line(digits_model, tmp_path, capsys, content, name, message):
+    path, _ = digits_model
+    (tmp_path / name).write_bytes(content)
+    assert cli.main(["predict", "--model", str(path), str(tmp_path / name)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+
+
+# --- oversized and crafted inputs: refused from their headers, before decoding -------------
+
+
+def _constant_png(path, width: int, height: int, channels: int = 1) -> None:
+    """A white PNG (grey, or RGB with 3 channels) written without building its raster.
+
+    Pillow would need the whole image in memory to write one. Each row (a filter byte, then
+    the pixels) is deflated once with a full flush, after which deflate starts afresh, so
+    every row compresses to the same bytes: a 20000 x 20000 image is a file of about 1 MB.
+    The zlib stream around them is a 2-byte header and the Adler-32 of all the rows.
+    """
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data)
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    row = b"\0" + b"\xff" * (width * channels)
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)  # raw deflate: no header, no checksum
+    block = deflate.compress(row) + deflate.flush(zlib.Z_FULL_FLUSH)
+    adler = 1
+    for _ in range(height):
+        adler = zlib.adler32(row, adler)
+    idat = b"\x78\xda" + block * height + deflate.flush() + struct.pack(">I", adler)
+    color = {1: 0, 3: 2}[channels]
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, color, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
+
+
+@pytest.fixture(scope="module")
+def image_bombs(tmp_path_factory):
+    """Two small PNGs that decode to gigabytes, and what reading each did, measured in one
+    fresh interpreter: 20000x20000 grey (Pillow itself refuses it on opening) and
+    8000x8000 RGB (below Pillow's limit, above knnlab's)."""
+    root = tmp_path_factory.mktemp("bombs")
+    _constant_png(root / "small.png", 64, 48, 3)
+    with Image.open(root / "small.png") as image:
+        assert (np.asarray(image) == 255).all() and image.size == (64, 48), "a valid PNG"
+    files = {"20000x20000": (root / "huge.png", 20000, 20000, 1)}
+    files["8000x8000"] = (root / "large.png", 8000, 8000, 3)
+    for path, width, height, channels in files.values():
+        _constant_png(path, width, height, channels)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # here only: read the header
+            with Image.open(path) as image:
+                assert image.size == (width, height), "Pillow reads what was written"
+    calls = [f"image_to_features(Path({str(f[0])!r}), (8, 8), (0.0, 16.0))" for f in files.values()]
+    results = peak_growth(
+        "from pathlib import Path\n"
+        "from knnlab.pipeline.predict import image_to_features\n"
+        "import PIL.Image",
+        calls,
+    )
+    return {name: (f[0], r) for (name, f), r in zip(files.items(), results, strict=True)}
+
+
+@pytest.mark.parametrize("size", ["20000x20000", "8000x8000"])
+def test_image_bombs_are_refused_before_decoding(digits_model, image_bombs, capsys, size):
+    path, result = image_bombs[size]
+    assert path.stat().st_size < 2 * 2**20, "a small file"
+    assert result["error"].startswith("InputError"), result
+    assert "at most 4096x4096 (16,777,216 pixels)" in result["error"], result
+    assert result["growth_mib"] < 100 and result["seconds"] < 5, result
+    assert cli.main(["predict", "--model", str(digits_model[0]), str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "at most 4096x4096" in err and err.count("\n") == 1, err
+
+
+def test_npy_is_sized_from_its_header(digits_model, tmp_path, capsys, monkeypatch):
+    model = str(digits_model[0])
+    liar = tmp_path / "liar.npy"
+    np.save(liar, np.zeros((2, 64)))
+    header = np.lib.format.header_data_from_array_1_0(np.zeros((2, 64)))
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {**header, "shape": (100_000, 100_000)})
+    liar.write_bytes(buffer.getvalue() + liar.read_bytes()[len(buffer.getvalue()) :])
+    pickled = tmp_path / "objects.npy"
+    np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    big = tmp_path / "big.npy"
+    np.save(big, np.zeros((20, 64)))
+    monkeypatch.setattr("knnlab.pipeline.predict.MAX_NPY_BYTES", 8 * 64 * 10)
+    cases = {
+        liar: "declares shape (100000, 100000) of float64",
+        pickled: "holds object values; give an array of numbers",
+        big: "holds 1,280 values, 10,240 bytes as float64",
+    }
+    for path, message in cases.items():
+        assert cli.main(["predict", "--model", model, str(path)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
