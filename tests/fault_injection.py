@@ -121,37 +121,42 @@ def _data_file(root: Path, name: str, content: bytes) -> dict:
     return {"data__dataset": "file", "data__path": str(path), "data__label_column": "label"}
 
 
-def faults(project: Project) -> list[tuple[str, Callable[[], tuple[int, list[str]]]]]:
-    root = project.root
+class FaultCases:
+    """The faults, each a method that injects one kind into the project and runs the
+    command it should break; :func:`faults` lists them by name."""
 
-    def stage_with(stage: str, **params):
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self.root = project.root
+
+    def stage_with(self, stage: str, **params):
         def go():
-            project.params(**params)
-            return knnlab(root, stage)
+            self.project.params(**params)
+            return knnlab(self.root, stage)
 
         return go
 
-    def data_fault(name: str, content: bytes):
+    def data_fault(self, name: str, content: bytes):
         def go():
-            project.params(**_data_file(root, name, content))
-            return knnlab(root, "fetch")
+            self.project.params(**_data_file(self.root, name, content))
+            return knnlab(self.root, "fetch")
 
         return go
 
-    def predict_with(name: str, content: bytes):
+    def predict_with(self, name: str, content: bytes):
         def go():
-            path = root / "faults" / name
+            path = self.root / "faults" / name
             path.parent.mkdir(exist_ok=True)
             path.write_bytes(content)
-            return knnlab(root, "predict", str(path))
+            return knnlab(self.root, "predict", str(path))
 
         return go
 
-    def damaged_model(how: str):
+    def damaged_model(self, how: str):
         def go():
-            model = root / "models" / "model.npz"
+            model = self.root / "models" / "model.npz"
             original = model.read_bytes()
-            damaged = root / "faults" / "model.npz"
+            damaged = self.root / "faults" / "model.npz"
             damaged.parent.mkdir(exist_ok=True)
             if how == "truncated":
                 damaged.write_bytes(original[: len(original) // 2])
@@ -161,35 +166,35 @@ def faults(project: Project) -> list[tuple[str, Callable[[], tuple[int, list[str
                 arrays["X"] = arrays["X"] + 0.5  # changed values, stale checksum
                 np.savez(damaged, **arrays)
             row = ",".join(["1.0"] * 4)
-            return knnlab(root, "predict", "--model", str(damaged), "-", stdin=row + "\n")
+            return knnlab(self.root, "predict", "--model", str(damaged), "-", stdin=row + "\n")
 
         return go
 
-    def tracking_fault(uri: str, stage: str = "tune"):
-        return lambda: knnlab(root, stage, env={"MLFLOW_TRACKING_URI": uri})
+    def tracking_fault(self, uri: str, stage: str = "tune"):
+        return lambda: knnlab(self.root, stage, env={"MLFLOW_TRACKING_URI": uri})
 
-    def read_only_store():
-        store = root / "faults" / "readonly.db"
+    def read_only_store(self):
+        store = self.root / "faults" / "readonly.db"
         store.parent.mkdir(exist_ok=True)
-        shutil.copy(root / "mlflow.db", store)
+        shutil.copy(self.root / "mlflow.db", store)
         if subprocess.run(["chattr", "+i", str(store)], capture_output=True).returncode:
             return 0, ["skipped: chattr +i (immutable file) is not available here"]
         try:
-            return knnlab(root, "evaluate", env={"MLFLOW_TRACKING_URI": f"sqlite:///{store}"})
+            return knnlab(self.root, "evaluate", env={"MLFLOW_TRACKING_URI": f"sqlite:///{store}"})
         finally:
             subprocess.run(["chattr", "-i", str(store)], capture_output=True)
 
-    def killed_stage():
+    def killed_stage(self):
         """SIGKILL ``dvc repro`` while the tune stage is working on a long grid (thousands
         of candidates: it is searching or logging nested runs when the kill lands)."""
-        project.params(
+        self.project.params(
             tune__grid__n_neighbors=list(range(1, 60)),
             tune__grid__p=[1, 1.5, 2, 3, 4, float("inf")],
             tune__grid__algorithm=["brute", "kd_tree", "ball_tree"],
         )
         proc = subprocess.Popen(
             ["dvc", "repro", "tune"],
-            cwd=root,
+            cwd=self.root,
             env=_env(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -204,17 +209,17 @@ def faults(project: Project) -> list[tuple[str, Callable[[], tuple[int, list[str
         time.sleep(4)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        return -9, [f"after the kill, dvc status: {_dvc_status(root, 'tune')}"]
+        return -9, [f"after the kill, dvc status: {_dvc_status(self.root, 'tune')}"]
 
-    def killed_while_logging():
+    def killed_while_logging(self):
         """SIGKILL evaluate inside its MLflow logging: it has computed and staged every
         output and waits for the store lock, which this script holds."""
-        env = {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
-        with open(root / "mlflow.db.lock", "a") as lock:
+        env = {"MLFLOW_TRACKING_URI": f"sqlite:///{self.root / 'mlflow.db'}"}
+        with open(self.root / "mlflow.db.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             proc = subprocess.Popen(
                 [sys.executable, "-m", "knnlab", "evaluate"],
-                cwd=root,
+                cwd=self.root,
                 env=_env(env),
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -222,31 +227,31 @@ def faults(project: Project) -> list[tuple[str, Callable[[], tuple[int, list[str
             )
             deadline = time.monotonic() + 300
             while time.monotonic() < deadline and proc.poll() is None:
-                if list(root.glob(".knnlab-staging.*/reports/metrics.json")):
+                if list(self.root.glob(".knnlab-staging.*/reports/metrics.json")):
                     break
                 time.sleep(0.2)
             time.sleep(1)
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         return -9, [
-            f"killed after staging its outputs; dvc status: {_dvc_status(root, 'evaluate')}"
+            f"killed after staging its outputs; dvc status: {_dvc_status(self.root, 'evaluate')}"
         ]
 
-    def logging_fails():
+    def logging_fails(self):
         """The artifact store refuses writes in the middle of evaluate's logging."""
-        artifacts = root / "mlruns" / "knnlab"
+        artifacts = self.root / "mlruns" / "knnlab"
         if subprocess.run(["chattr", "+i", str(artifacts)], capture_output=True).returncode:
             return 1, ["skipped: chattr +i (immutable folder) is not available here"]
         try:
-            env = {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
-            return knnlab(root, "evaluate", env=env)
+            env = {"MLFLOW_TRACKING_URI": f"sqlite:///{self.root / 'mlflow.db'}"}
+            return knnlab(self.root, "evaluate", env=env)
         finally:
             subprocess.run(["chattr", "-i", str(artifacts)], capture_output=True)
 
-    def lying_model_header():
+    def lying_model_header(self):
         """A model file whose X member's .npy header claims 100,000 x 100,000 float64."""
-        model = root / "models" / "model.npz"
-        crafted = root / "faults" / "lying.npz"
+        model = self.root / "models" / "model.npz"
+        crafted = self.root / "faults" / "lying.npz"
         crafted.parent.mkdir(exist_ok=True)
         with zipfile.ZipFile(model) as source, zipfile.ZipFile(crafted, "w") as target:
             for info in source.infolist():
@@ -257,24 +262,27 @@ def faults(project: Project) -> list[tuple[str, Callable[[], tuple[int, list[str
                     np.lib.format.write_array_header_1_0(prefix, header)
                     data = prefix.getvalue() + data[-64:]  # and 64 bytes of data
                 target.writestr(info.filename, data)
-        return knnlab(root, "predict", "--model", str(crafted), "-", stdin="1,2,3,4\n")
+        return knnlab(self.root, "predict", "--model", str(crafted), "-", stdin="1,2,3,4\n")
 
-    def store_lock_held():
+    def store_lock_held(self):
         """Another process holds the SQLite store's lock; the stage waits, then gives up."""
-        env = {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}", "KNNLAB_LOCK_TIMEOUT": "3"}
-        with open(root / "mlflow.db.lock", "a") as lock:
+        env = {
+            "MLFLOW_TRACKING_URI": f"sqlite:///{self.root / 'mlflow.db'}",
+            "KNNLAB_LOCK_TIMEOUT": "3",
+        }
+        with open(self.root / "mlflow.db.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            return knnlab(root, "tune", env=env)
+            return knnlab(self.root, "tune", env=env)
 
-    def dvc_repro(target: str, **params):
+    def dvc_repro(self, target: str, **params):
         """``dvc repro <target>`` after a params edit, as a user runs it; the message is the
         knnlab line of its output."""
 
         def go():
-            project.params(**params)
+            self.project.params(**params)
             done = subprocess.run(
                 ["dvc", "repro", target],
-                cwd=root,
+                cwd=self.root,
                 env=_env(),
                 capture_output=True,
                 text=True,
@@ -286,52 +294,66 @@ def faults(project: Project) -> list[tuple[str, Callable[[], tuple[int, list[str
 
         return go
 
+
+def faults(project: Project) -> list[tuple[str, Callable[[], tuple[int, list[str]]]]]:
+    """Every fault, named: (name, inject) where inject() -> (exit code, message lines)."""
+    cases = FaultCases(project)
+    root = project.root
     bad_csv = b"a,b,label\n1,2,x\n1,NaN,y\n3,4,x\n5,6,y\n"
     return [
-        ("params: unknown key", stage_with("train", model__k=3)),
+        ("params: unknown key", cases.stage_with("train", model__k=3)),
         (
             "params: wrong type (n_neighbors: 'five')",
-            stage_with("train", model__n_neighbors="five"),
+            cases.stage_with("train", model__n_neighbors="five"),
         ),
-        ("params: n_neighbors = 0", stage_with("train", model__n_neighbors=0)),
-        ("params: n_neighbors > train split", stage_with("train", model__n_neighbors=10_000)),
-        ("params: p < 1", stage_with("train", model__p=0.5)),
-        ("params: unknown algorithm", stage_with("train", model__algorithm="lsh")),
-        ("params: unknown weights", stage_with("train", model__weights="inverse")),
-        ("params: unknown dataset", stage_with("fetch", data__dataset="cifar")),
-        ("params: test_size = 1.5", stage_with("split", split__test_size=1.5)),
-        ("params: empty grid list", stage_with("tune", tune__grid__p=[])),
-        ("params: cv > smallest class", stage_with("tune", tune__cv=500)),
+        ("params: n_neighbors = 0", cases.stage_with("train", model__n_neighbors=0)),
+        ("params: n_neighbors > train split", cases.stage_with("train", model__n_neighbors=10_000)),
+        ("params: p < 1", cases.stage_with("train", model__p=0.5)),
+        ("params: unknown algorithm", cases.stage_with("train", model__algorithm="lsh")),
+        ("params: unknown weights", cases.stage_with("train", model__weights="inverse")),
+        ("params: unknown dataset", cases.stage_with("fetch", data__dataset="cifar")),
+        ("params: test_size = 1.5", cases.stage_with("split", split__test_size=1.5)),
+        ("params: empty grid list", cases.stage_with("tune", tune__grid__p=[])),
+        ("params: cv > smallest class", cases.stage_with("tune", tune__cv=500)),
         ("params: not YAML", lambda: (project.raw_params("model: [\n"), knnlab(root, "train"))[1]),
-        ("params: typo in another section (dvc repro train)", dvc_repro("train", data__max_row=9)),
-        ("params: stray top-level section (dvc repro plot)", dvc_repro("plot", modle__k=3)),
-        ("data: NaN in a feature", data_fault("nan.csv", bad_csv)),
-        ("data: infinite feature", data_fault("inf.csv", bad_csv.replace(b"NaN", b"inf"))),
-        ("data: non-numeric feature", data_fault("text.csv", bad_csv.replace(b"NaN", b"abc"))),
-        ("data: missing label column", data_fault("nolabel.csv", b"a,b,c\n1,2,3\n4,5,6\n")),
-        ("data: a single class", data_fault("oneclass.csv", b"a,label\n1,x\n2,x\n3,x\n")),
-        ("data: empty file", data_fault("empty.csv", b"")),
-        ("data: corrupt parquet", data_fault("corrupt.parquet", b"PAR1 this is not parquet")),
-        ("data: corrupt CSV", data_fault("corrupt.csv", b'a,b,label\n1,"2,x\n')),
-        ("data: duplicate column names", data_fault("dup.csv", b"a,a,label\n1,2,x\n3,4,y\n")),
+        (
+            "params: typo in another section (dvc repro train)",
+            cases.dvc_repro("train", data__max_row=9),
+        ),
+        ("params: stray top-level section (dvc repro plot)", cases.dvc_repro("plot", modle__k=3)),
+        ("data: NaN in a feature", cases.data_fault("nan.csv", bad_csv)),
+        ("data: infinite feature", cases.data_fault("inf.csv", bad_csv.replace(b"NaN", b"inf"))),
+        (
+            "data: non-numeric feature",
+            cases.data_fault("text.csv", bad_csv.replace(b"NaN", b"abc")),
+        ),
+        ("data: missing label column", cases.data_fault("nolabel.csv", b"a,b,c\n1,2,3\n4,5,6\n")),
+        ("data: a single class", cases.data_fault("oneclass.csv", b"a,label\n1,x\n2,x\n3,x\n")),
+        ("data: empty file", cases.data_fault("empty.csv", b"")),
+        ("data: corrupt parquet", cases.data_fault("corrupt.parquet", b"PAR1 this is not parquet")),
+        ("data: corrupt CSV", cases.data_fault("corrupt.csv", b'a,b,label\n1,"2,x\n')),
+        ("data: duplicate column names", cases.data_fault("dup.csv", b"a,a,label\n1,2,x\n3,4,y\n")),
         (
             "data: labels 1 and 01 (equal as text)",
-            data_fault("labels.csv", b"a,label\n1,1\n2,01\n3,1\n4,01\n"),
+            cases.data_fault("labels.csv", b"a,label\n1,1\n2,01\n3,1\n4,01\n"),
         ),
-        ("predict: wrong number of features", predict_with("short.csv", b"1,2,3\n")),
-        ("predict: image for a model of 4 features", predict_with("a.png", b"\x89PNG no")),
-        ("predict: unreadable .npy", predict_with("broken.npy", b"\x93NUMPY garbage")),
-        ("model: truncated file", damaged_model("truncated")),
-        ("model: tampered arrays", damaged_model("tampered")),
-        ("mlflow: server not listening", tracking_fault("http://127.0.0.1:9")),
-        ("mlflow: read-only SQLite store", read_only_store),
-        ("mlflow: credentials in the URI", tracking_fault("http://bob:hunter2@127.0.0.1:9")),
-        ("model: header claims 100,000 x 100,000", lying_model_header),
-        ("mlflow: a token in the URI's query", tracking_fault("http://127.0.0.1:9/?token=abc")),
-        ("mlflow: store lock held by another process", store_lock_held),
-        ("mlflow: artifact store refuses writes mid-logging", logging_fails),
-        ("kill: SIGKILL in the middle of tune", killed_stage),
-        ("kill: SIGKILL while evaluate logs to MLflow", killed_while_logging),
+        ("predict: wrong number of features", cases.predict_with("short.csv", b"1,2,3\n")),
+        ("predict: image for a model of 4 features", cases.predict_with("a.png", b"\x89PNG no")),
+        ("predict: unreadable .npy", cases.predict_with("broken.npy", b"\x93NUMPY garbage")),
+        ("model: truncated file", cases.damaged_model("truncated")),
+        ("model: tampered arrays", cases.damaged_model("tampered")),
+        ("mlflow: server not listening", cases.tracking_fault("http://127.0.0.1:9")),
+        ("mlflow: read-only SQLite store", cases.read_only_store),
+        ("mlflow: credentials in the URI", cases.tracking_fault("http://bob:hunter2@127.0.0.1:9")),
+        ("model: header claims 100,000 x 100,000", cases.lying_model_header),
+        (
+            "mlflow: a token in the URI's query",
+            cases.tracking_fault("http://127.0.0.1:9/?token=abc"),
+        ),
+        ("mlflow: store lock held by another process", cases.store_lock_held),
+        ("mlflow: artifact store refuses writes mid-logging", cases.logging_fails),
+        ("kill: SIGKILL in the middle of tune", cases.killed_stage),
+        ("kill: SIGKILL while evaluate logs to MLflow", cases.killed_while_logging),
     ]
 
 

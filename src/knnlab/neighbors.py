@@ -492,30 +492,19 @@ def _gram_search(
             start, stop, current = task
             if len(gram) < stop - start:
                 gram = np.empty((stop - start, n_train), dtype=np.float32)
-            Q_raw = queries[start:stop]
-            self_index = _self_index(start, stop, is_self_query)
-            if current is None:
-                distances[start:stop], indices[start:stop] = _plain_chunk(
-                    training, Q_raw, self_index, k, gram
-                )
-                continue
-            counts = _low_rank_chunk(
+            counts = _search_task(
                 training,
                 current,
-                Q_raw,
-                self_index,
+                queries,
+                start,
+                stop,
+                is_self_query,
                 k,
                 gram,
-                distances[start:stop],
-                indices[start:stop],
+                distances,
+                indices,
             )
-            unfinished = np.flatnonzero(counts < 0)
-            if unfinished.size:
-                rows = start + unfinished
-                distances[rows], indices[rows] = _plain_chunk(
-                    training, queries[rows], self_index[unfinished], k, gram
-                )
-            if may_give_up:
+            if may_give_up and counts is not None:
                 with lock:
                     progress["queries"] += len(counts)
                     progress["examined"] += int(np.where(counts < 0, n_train, counts).sum())
@@ -533,6 +522,40 @@ def _gram_search(
             with ThreadPoolExecutor(n_threads, thread_name_prefix="knnlab-search") as pool:
                 for future in [pool.submit(work) for _ in range(n_threads)]:
                     future.result()
+
+
+def _search_task(
+    training: _Training,
+    low: _LowRank | None,
+    queries: np.ndarray,
+    start: int,
+    stop: int,
+    is_self_query: bool,
+    k: int,
+    gram: np.ndarray,
+    distances: np.ndarray,
+    indices: np.ndarray,
+) -> np.ndarray | None:
+    """Search queries[start:stop] into distances, indices (rows start:stop). With ``low``,
+    pre-filter and return the candidates examined per query (n,): -1 where the bound gave
+    up and the plain search answered; without, search plainly and return None."""
+    Q_raw = queries[start:stop]
+    self_index = _self_index(start, stop, is_self_query)
+    if low is None:
+        distances[start:stop], indices[start:stop] = _plain_chunk(
+            training, Q_raw, self_index, k, gram
+        )
+        return None
+    counts = _low_rank_chunk(
+        training, low, Q_raw, self_index, k, gram, distances[start:stop], indices[start:stop]
+    )
+    unfinished = np.flatnonzero(counts < 0)
+    if unfinished.size:
+        rows = start + unfinished
+        distances[rows], indices[rows] = _plain_chunk(
+            training, queries[rows], self_index[unfinished], k, gram
+        )
+    return counts
 
 
 def _exact_search(
