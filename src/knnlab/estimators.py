@@ -11,37 +11,18 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from knnlab.neighbors import kneighbors as brute_kneighbors
+from knnlab.options import (
+    SCALINGS,
+    WEIGHTS,
+    check_choice,
+    check_n_neighbors,
+    check_p,
+    fit_scaling,
+    resolve_algorithm,
+)
 from knnlab.voting import class_probabilities, neighbor_weights
 
-ALGORITHMS = ("auto", "brute", "kd_tree", "ball_tree")
-SCALINGS = ("none", "standard", "minmax")
-
-
-def _scaling(X: np.ndarray, scale: str) -> tuple[np.ndarray, np.ndarray]:
-    """Centre and factor (each of shape (n_features,)) so that ``(X - centre) / factor`` is
-    standardised (mean 0, std 1) or min-max scaled (0..1); constant columns keep factor 1."""
-    if scale == "none":
-        return np.zeros(X.shape[1]), np.ones(X.shape[1])
-    if scale == "standard":
-        centre, spread = X.mean(axis=0), X.std(axis=0)
-    else:
-        centre, spread = X.min(axis=0), X.max(axis=0) - X.min(axis=0)
-    return centre, np.where(spread > 0, spread, 1.0)
-
-
 _TREES = {"kd_tree": KDTree, "ball_tree": BallTree}
-
-
-def resolve_algorithm(algorithm: str, n_samples: int, n_features: int, n_neighbors: int) -> str:
-    """What ``auto`` means: a tree only where trees win (few features, small k relative to
-    n), the rule scikit-learn uses; brute force otherwise."""
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
-    if algorithm != "auto":
-        return algorithm
-    if n_features <= 15 and n_neighbors < n_samples // 2:
-        return "kd_tree"
-    return "brute"
 
 
 def powers_fit_float64(X_fit: np.ndarray, X_query: np.ndarray | None, p: float) -> bool:
@@ -149,23 +130,15 @@ class _KNNBase(BaseEstimator):
         self.n_jobs = n_jobs
 
     def _check_params(self) -> None:
-        if isinstance(self.n_neighbors, bool) or not isinstance(self.n_neighbors, int | np.integer):
-            raise TypeError(f"n_neighbors must be an integer, got {self.n_neighbors!r}")
-        if self.n_neighbors < 1:
-            raise ValueError(f"Expected n_neighbors >= 1, but n_neighbors = {self.n_neighbors}")
-        if isinstance(self.p, bool) or not isinstance(self.p, int | float | np.number):
-            raise TypeError(f"p must be a number >= 1, got {self.p!r}")
-        if not float(self.p) >= 1:
-            raise ValueError(f"Minkowski p must be >= 1 (or inf), got p = {self.p}")
-        if self.weights not in ("uniform", "distance"):
-            raise ValueError(f"weights must be 'uniform' or 'distance', got {self.weights!r}")
-        if self.scale not in SCALINGS:
-            raise ValueError(f"scale must be one of {', '.join(SCALINGS)}, got {self.scale!r}")
+        check_n_neighbors(self.n_neighbors)
+        check_p(self.p)
+        check_choice("weights", self.weights, WEIGHTS)
+        check_choice("scale", self.scale, SCALINGS)
 
     def _fit_X_only(self, X) -> None:
         # Scaling is fitted here, on the training rows only, and applied to every query.
         self._X_raw = X  # what a saved model stores: refitting reproduces the scaling
-        self.scale_center_, self.scale_factor_ = _scaling(X, self.scale)
+        self.scale_center_, self.scale_factor_ = fit_scaling(X, self.scale)
         X = self._transform(X)
         self._fit_X = X
         self.n_samples_fit_ = X.shape[0]

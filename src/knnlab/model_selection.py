@@ -27,10 +27,8 @@ from tqdm.auto import tqdm
 from knnlab import metrics
 from knnlab.estimators import KNNClassifier
 from knnlab.neighbors import cross_fold_kneighbors
+from knnlab.options import GRID_KEYS, SCORERS
 from knnlab.voting import class_probabilities
-
-SCORERS = ("accuracy", "f1_macro", "roc_auc_ovr")
-GRID_KEYS = ("n_neighbors", "p", "weights", "algorithm")
 
 
 @dataclass

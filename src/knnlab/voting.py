@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from knnlab.options import WEIGHTS, check_choice
+
 
 def neighbor_weights(distances: np.ndarray, weights: str) -> np.ndarray:
     """Vote weight of each neighbour.
@@ -26,10 +28,8 @@ def neighbor_weights(distances: np.ndarray, weights: str) -> np.ndarray:
         Valid for every prefix ``[:, :j]``: rows are sorted, so "some distance in the first
         j is 0" is the same as "the first distance is 0" for every j.
     """
-    if weights == "uniform":
+    if check_choice("weights", weights, WEIGHTS) == "uniform":
         return np.ones_like(distances)
-    if weights != "distance":
-        raise ValueError(f"weights must be 'uniform' or 'distance', got {weights!r}")
     has_exact_match = distances[:, 0] == 0
     with np.errstate(divide="ignore"):
         inverse = 1.0 / distances

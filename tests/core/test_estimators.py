@@ -131,7 +131,7 @@ def test_string_labels_round_trip(continuous):
     [
         ({"n_neighbors": 0}, "n_neighbors >= 1"),
         ({"p": 0.5}, "p must be >= 1"),
-        ({"weights": "inverse"}, "weights must be 'uniform' or 'distance'"),
+        ({"weights": "inverse"}, "weights must be one of uniform, distance"),
         ({"algorithm": "lsh"}, "algorithm must be one of"),
     ],
 )

@@ -8,7 +8,8 @@ import pytest
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.neighbors import KNeighborsClassifier
 
-from knnlab.model_selection import SCORERS, grid_search_cv
+from knnlab.model_selection import grid_search_cv
+from knnlab.options import SCORERS
 
 from .. import exact_inputs
 

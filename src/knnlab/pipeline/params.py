@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from knnlab.options import ALGORITHMS, SCALINGS, SCORERS, WEIGHTS, is_count, is_minkowski_p
 from knnlab.pipeline import paths
 
 EMBEDDED_DATASETS = ("digits", "iris", "moons")
@@ -26,10 +27,6 @@ OPENML_PREFIX = "openml:"
 # data.path when no table is used. DVC needs a real path for fetch's dependency on the table
 # (dvc.yaml interpolates ${data.path}, which cannot be null): this folder holds only a README.
 DEFAULT_DATA_PATH = "data/input"
-WEIGHTS = ("uniform", "distance")
-ALGORITHMS = ("auto", "brute", "kd_tree", "ball_tree")
-SCORERS = ("accuracy", "f1_macro", "roc_auc_ovr")
-SCALINGS = ("none", "standard", "minmax")
 
 
 class ParamsError(ValueError):
@@ -47,8 +44,7 @@ def _fail(key: str, value: Any, allowed: str) -> ParamsError:
 def _int(minimum: int | None = None):
     def check(key: str, value: Any) -> int:
         allowed = "an integer" + (f" >= {minimum}" if minimum is not None else "")
-        # bool is an int subclass; `n_neighbors: true` is a typo, not 1.
-        if isinstance(value, bool) or not isinstance(value, int):
+        if not is_count(value):  # `n_neighbors: true` is a typo, not 1
             raise _fail(key, value, allowed)
         if minimum is not None and value < minimum:
             raise _fail(key, value, allowed)
@@ -58,11 +54,8 @@ def _int(minimum: int | None = None):
 
 
 def _minkowski_p(key: str, value: Any) -> int | float:
-    allowed = "a number >= 1 (Minkowski p; .inf for Chebyshev)"
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise _fail(key, value, allowed)
-    if value < 1:
-        raise _fail(key, value, allowed)
+    if not is_minkowski_p(value):
+        raise _fail(key, value, "a number >= 1 (Minkowski p; .inf for Chebyshev)")
     # 2.0 and 2 are the same metric; keep integers as int so logs and file names agree.
     if isinstance(value, float) and value.is_integer():
         return int(value)
@@ -277,10 +270,6 @@ class GridParams:
     p: tuple[int | float, ...] = _param((1, 2, 3), _list_of(_minkowski_p))
     weights: tuple[str, ...] = _param(WEIGHTS, _list_of(_choice(WEIGHTS)))
     algorithm: tuple[str, ...] = _param(("brute",), _list_of(_choice(ALGORITHMS)))
-
-    @property
-    def n_candidates(self) -> int:
-        return len(self.n_neighbors) * len(self.p) * len(self.weights) * len(self.algorithm)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ import dataclasses
 
 import pandas as pd
 
-from knnlab.model_selection import SCORERS, GridSearchResult, grid_search_cv
+from knnlab.model_selection import GridSearchResult, grid_search_cv
+from knnlab.options import SCORERS
 from knnlab.pipeline import files, paths
 from knnlab.pipeline.datasets import features_and_labels
 from knnlab.pipeline.params import Params

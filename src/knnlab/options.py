@@ -1,0 +1,83 @@
+"""The options of a kNN model and their rules, declared once.
+
+The estimators, the grid search, the voting code and ``params.yaml``'s validation all import
+these, so an allowed value or a range cannot drift between them. Each check raises the error
+an estimator raises (``TypeError`` for a wrong type, ``ValueError`` for a wrong value) and
+names the parameter, the value and what is allowed; :mod:`knnlab.pipeline.params` turns the
+same rules into messages about ``params.yaml`` keys.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import numpy as np
+
+WEIGHTS = ("uniform", "distance")
+ALGORITHMS = ("auto", "brute", "kd_tree", "ball_tree")
+SCALINGS = ("none", "standard", "minmax")
+SCORERS = ("accuracy", "f1_macro", "roc_auc_ovr")
+GRID_KEYS = ("n_neighbors", "p", "weights", "algorithm")
+
+P_ALLOWED = "a number >= 1 (Minkowski p; inf for Chebyshev)"
+
+
+def is_count(value) -> bool:
+    """An integer (not a bool: ``n_neighbors: true`` is a typo, not 1)."""
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+
+
+def is_minkowski_p(value) -> bool:
+    """A real number >= 1, infinity included (Chebyshev); not a bool, not NaN."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, Real):
+        return False
+    return bool(not math.isnan(value) and value >= 1)
+
+
+def check_n_neighbors(value) -> int:
+    if not is_count(value):
+        raise TypeError(f"n_neighbors must be an integer, got {value!r}")
+    if value < 1:
+        raise ValueError(f"Expected n_neighbors >= 1, but n_neighbors = {value}")
+    return int(value)
+
+
+def check_p(value) -> float:
+    """The Minkowski exponent as a float (``inf`` for Chebyshev)."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, Real):
+        raise TypeError(f"p must be {P_ALLOWED}, got {value!r}")
+    if not is_minkowski_p(value):
+        raise ValueError(f"Minkowski p must be >= 1 (or inf), got p = {value}")
+    return float(value)
+
+
+def check_choice(name: str, value, allowed: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
+def resolve_algorithm(algorithm: str, n_samples: int, n_features: int, n_neighbors: int) -> str:
+    """What ``auto`` means: a tree only where trees win (few features, small k relative to
+    n), the rule scikit-learn uses; brute force otherwise."""
+    check_choice("algorithm", algorithm, ALGORITHMS)
+    if algorithm != "auto":
+        return algorithm
+    if n_features <= 15 and n_neighbors < n_samples // 2:
+        return "kd_tree"
+    return "brute"
+
+
+def fit_scaling(X: np.ndarray, scale: str) -> tuple[np.ndarray, np.ndarray]:
+    """Centre and factor (each of shape (n_features,)) so that ``(X - centre) / factor`` is
+    standardised (mean 0, std 1) or min-max scaled (0..1); constant columns keep factor 1.
+    X : (n_samples, n_features), the training rows only."""
+    check_choice("scale", scale, SCALINGS)
+    if scale == "none":
+        return np.zeros(X.shape[1]), np.ones(X.shape[1])
+    if scale == "standard":
+        centre, spread = X.mean(axis=0), X.std(axis=0)
+    else:
+        centre, spread = X.min(axis=0), X.max(axis=0) - X.min(axis=0)
+    return centre, np.where(spread > 0, spread, 1.0)
