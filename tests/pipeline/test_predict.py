@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import json
 import struct
+import subprocess
+import sys
 import zlib
 
 import numpy as np
@@ -186,3 +188,53 @@ def test_npy_is_sized_from_its_header(digits_model, tmp_path, capsys, monkeypatc
         assert cli.main(["predict", "--model", model, str(path)]) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("scale", ["none", "standard", "minmax"])
+@pytest.mark.parametrize("weights", ["uniform", "distance"])
+@pytest.mark.parametrize("p", [1, 2, 3, 1.5, float("inf")])
+def test_the_saved_model_answers_as_the_estimator_does(tmp_path, scale, weights, p):
+    """predict answers brute-force models from the file's arrays (no scikit-learn): the
+    same neighbour distances and probabilities, bit for bit, as the loaded estimator."""
+    from knnlab.pipeline.model_io import load_model, read_model
+    from knnlab.pipeline.predict import SavedModel
+
+    X, y = load_digits(return_X_y=True)
+    path = tmp_path / "model.npz"
+    save_model(path, KNNClassifier(7, p=p, weights=weights, scale=scale).fit(X[:1200], y[:1200]))
+    queries = X[1200:] + 0.25  # off the grid: no exact matches
+    queries[:3] = X[:3]  # and some exact matches (distance-weighted votes of d = 0)
+    estimator = load_model(path)
+    distances, proba = SavedModel(*read_model(path)).neighbors_and_proba(queries)
+    np.testing.assert_array_equal(distances, estimator.kneighbors(queries)[0])
+    np.testing.assert_array_equal(proba, estimator.predict_proba(queries))
+
+
+def test_a_tree_model_is_answered_by_the_estimator(tmp_path):
+    from knnlab.pipeline.model_io import load_model, read_model
+    from knnlab.pipeline.predict import SavedModel
+
+    X, y = load_digits(return_X_y=True)
+    X = X[:, 20:24]  # 4 features: auto picks a k-d tree
+    path = tmp_path / "model.npz"
+    save_model(path, KNNClassifier(5, weights="distance").fit(X, y))
+    estimator = load_model(path)
+    assert estimator.algorithm_ == "kd_tree"
+    distances, proba = SavedModel(*read_model(path)).neighbors_and_proba(X[:50] + 0.5)
+    np.testing.assert_array_equal(proba, estimator.predict_proba(X[:50] + 0.5))
+    np.testing.assert_array_equal(distances, estimator.kneighbors(X[:50] + 0.5)[0])
+
+
+def test_predicting_an_image_imports_no_scikit_learn_pandas_or_mlflow(digits_model, tmp_path):
+    path, _ = digits_model
+    image = tmp_path / "one.png"
+    Image.fromarray((drawn_one() * 15).astype(np.uint8)).save(image)
+    code = (
+        "import sys; from knnlab.cli import main; "
+        f"main(['predict', '--model', {str(path)!r}, {str(image)!r}]); "
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(done.stdout.splitlines()[-1].split())
+    assert done.stdout.startswith(f"{image}: 1")
+    assert not loaded & {"sklearn", "pandas", "mlflow", "matplotlib", "dvc"}

@@ -25,13 +25,15 @@ import os
 import zipfile
 from dataclasses import fields
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
-from knnlab.estimators import KNNClassifier
 from knnlab.pipeline.files import atomic_path
 from knnlab.pipeline.params import ModelParams, ParamsError
+
+if TYPE_CHECKING:  # reading a model file needs no scikit-learn; building the estimator does
+    from knnlab.estimators import KNNClassifier
 
 FORMAT = "knnlab.model/2"
 OLD_FORMATS = ("knnlab.model/1",)
@@ -114,7 +116,7 @@ def save_model(path: Path | str, model: KNNClassifier, extra: dict | None = None
 def read_header(path: Path | str) -> dict:
     """The JSON header of a model file (params, checksum, extra facts), once the whole
     file has passed its checks."""
-    return _read(path)[0]
+    return read_model(path)[0]
 
 
 def read_model_params(path: Path | str) -> dict:
@@ -286,7 +288,9 @@ def _check_contents(path: Path, arrays: dict[str, np.ndarray]) -> None:
         )
 
 
-def _read(path: Path | str) -> tuple[dict, dict[str, np.ndarray]]:
+def read_model(path: Path | str) -> tuple[dict, dict[str, np.ndarray]]:
+    """The checked header and arrays of a model file: ``X`` (n_samples, n_features) float64
+    unscaled training rows, ``y`` (n_samples,) int64 label codes, ``classes`` (n_classes,)."""
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"model file {path} does not exist; run `dvc repro train` first")
@@ -325,6 +329,8 @@ def _read(path: Path | str) -> tuple[dict, dict[str, np.ndarray]]:
 
 def load_model(path: Path | str) -> KNNClassifier:
     """Read a model file and return the fitted estimator (trees are rebuilt on load)."""
-    header, arrays = _read(path)
+    from knnlab.estimators import KNNClassifier
+
+    header, arrays = read_model(path)
     model = KNNClassifier(**header["params"])
     return model.fit(arrays["X"], arrays["classes"][arrays["y"]])

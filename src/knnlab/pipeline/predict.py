@@ -22,7 +22,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 MAX_IMAGE_SIDE = 4096
@@ -161,6 +160,8 @@ def _npy_rows(path: Path, n_features: int) -> np.ndarray:
 
 
 def _csv_rows(text: str, name: str) -> np.ndarray:
+    import pandas as pd  # here: an image or .npy prediction should not pay for it
+
     try:
         frame = pd.read_csv(_io.StringIO(text), header=None)
     except (ValueError, pd.errors.ParserError) as error:
@@ -174,10 +175,65 @@ def _csv_rows(text: str, name: str) -> np.ndarray:
         raise InputError(f"{name}: every CSV value must be a number") from None
 
 
-def predict_rows(model, X: np.ndarray, names: list[str], novelty: float, top: int = 3):
+class SavedModel:
+    """A saved model ready to answer queries. Brute-force models (what ``auto`` picks for
+    images) answer from the file's arrays with knnlab's search and voting, exactly as
+    :class:`~knnlab.estimators.KNNClassifier` does, without importing scikit-learn (1.6 s of
+    the command's time); a tree model is rebuilt as the estimator.
+
+    header, arrays : as :func:`knnlab.pipeline.model_io.read_model` returns them.
+    """
+
+    def __init__(self, header: dict, arrays: dict[str, np.ndarray]) -> None:
+        from knnlab.options import fit_scaling, resolve_algorithm
+
+        params = header["params"]
+        X = arrays["X"]
+        self.classes_ = arrays["classes"]
+        self.n_features_in_ = X.shape[1]
+        self._params = params
+        self._y = arrays["y"]
+        self._estimator = None
+        if resolve_algorithm(params["algorithm"], *X.shape, params["n_neighbors"]) != "brute":
+            from knnlab.estimators import KNNClassifier
+
+            self._estimator = KNNClassifier(**params).fit(X, self.classes_[self._y])
+            return
+        self._centre, self._factor = fit_scaling(X, params["scale"])
+        self._X = self._transform(X)
+
+    def _transform(self, X: np.ndarray) -> np.ndarray:
+        # The estimator's own transform, operation for operation: the same bits.
+        if self._params["scale"] == "none":
+            return X
+        return (X - self._centre) / self._factor
+
+    def neighbors_and_proba(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Distances (n, k) to the k nearest training rows and class probabilities
+        (n, n_classes) of queries X (n, n_features), from one search."""
+        if self._estimator is not None:
+            return self._estimator.kneighbors(X)[0], self._estimator.predict_proba(X)
+        from knnlab.neighbors import kneighbors
+        from knnlab.voting import class_probabilities
+
+        k = self._params["n_neighbors"]
+        distances, indices = kneighbors(
+            self._X,
+            self._transform(np.asarray(X, dtype=np.float64)),
+            k,
+            p=float(self._params["p"]),
+            n_jobs=self._params["n_jobs"],
+        )
+        labels = self._y[indices]
+        proba = class_probabilities(
+            distances, labels, len(self.classes_), self._params["weights"], [k]
+        )
+        return distances, proba[0]
+
+
+def predict_rows(model: SavedModel, X: np.ndarray, names: list[str], novelty: float, top: int = 3):
     """Label, top class probabilities, mean neighbour distance and the unusual flag, per row."""
-    distances, _ = model.kneighbors(X)
-    proba = model.predict_proba(X)
+    distances, proba = model.neighbors_and_proba(X)
     results = []
     for name, row, d in zip(names, proba, distances.mean(axis=1), strict=True):
         order = np.argsort(-row, kind="stable")[:top]
@@ -206,11 +262,11 @@ def format_results(results: list[dict], as_json: bool) -> str:
 
 
 def main(model_path: str, sources: list[str], as_json: bool, top: int) -> int:
-    from knnlab.pipeline.model_io import load_model, read_header
+    from knnlab.pipeline.model_io import read_model
 
-    header = read_header(model_path)
+    header, arrays = read_model(model_path)
     extra = header["extra"]
-    model = load_model(model_path)
+    model = SavedModel(header, arrays)
     X, names = read_inputs(
         sources,
         model.n_features_in_,
