@@ -49,8 +49,8 @@ class GridSearchResult:
     best_params: dict[str, Any]
     best_score: float
     best_index: int
-    refit: str
-    best_estimator: KNNClassifier
+    rank_by: str
+    best_estimator: KNNClassifier | None
 
 
 def _score(scorer: str, y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> float:
@@ -65,51 +65,62 @@ def _score(scorer: str, y_true: np.ndarray, proba: np.ndarray, classes: np.ndarr
     return metrics.f1_score(y_true, y_pred, average="macro", labels=np.arange(classes.size))
 
 
-def _search_and_score(
-    X_train,
-    y_train,
-    X_valid,
-    y_valid,
-    p,
-    algorithms,
-    weightings,
-    ks,
-    n_classes,
-    scoring,
-    threads,
-    scale,
-    precomputed=None,
-):
+@dataclass(frozen=True)
+class _FoldTask:
+    """One (fold, p) search: the fold's rows (labels encoded 0..n_classes-1), the grid's
+    algorithms, weightings and sorted ks, and the threads each search may use.
+    ``precomputed``: this fold's share of the cross-fold p = 2 search and its seconds."""
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_valid: np.ndarray
+    y_valid: np.ndarray
+    p: float
+    algorithms: tuple[str, ...]
+    weightings: tuple[str, ...]
+    ks: tuple[int, ...]
+    n_classes: int
+    scoring: tuple[str, ...]
+    threads: int | None
+    scale: str
+    precomputed: tuple | None = None
+
+
+def _search_and_score(task: _FoldTask):
     """One (fold, p) task: one search per algorithm at the largest k, every (weights, k)
     scored from the first search's neighbours (all algorithms return the same ones).
 
     Returns ({(weights, k): {scorer: value}}, [(algorithm, fit_s, search_s, resolved)]).
     """
-    k_max = ks[-1]
+    k_max = task.ks[-1]
     neighbours = None
     times = []
-    for algorithm in algorithms:
-        if algorithm == "brute" and precomputed is not None:
-            found, seconds = precomputed  # this fold's share of the cross-fold search
+    for algorithm in task.algorithms:
+        if algorithm == "brute" and task.precomputed is not None:
+            found, seconds = task.precomputed  # this fold's share of the cross-fold search
             times.append((algorithm, 0.0, seconds, "brute"))
             neighbours = neighbours or found
             continue
         start = time.perf_counter()
-        model = KNNClassifier(k_max, p=p, algorithm=algorithm, scale=scale, n_jobs=threads)
-        model.fit(X_train, y_train)
+        model = KNNClassifier(
+            k_max, p=task.p, algorithm=algorithm, scale=task.scale, n_jobs=task.threads
+        )
+        model.fit(task.X_train, task.y_train)
         fitted = time.perf_counter()
-        found = model.kneighbors(X_valid)  # (n_valid, k_max) distances and indices
+        found = model.kneighbors(task.X_valid)  # (n_valid, k_max) distances and indices
         searched = time.perf_counter()
         times.append((algorithm, fitted - start, searched - fitted, model.algorithm_))
         neighbours = neighbours or found
     distances, indices = neighbours
-    neighbor_labels = y_train[indices]  # (n_valid, k_max)
-    classes = np.arange(n_classes)
+    neighbor_labels = task.y_train[indices]  # (n_valid, k_max)
+    classes = np.arange(task.n_classes)
     scores = {}
-    for weights in weightings:
-        proba = class_probabilities(distances, neighbor_labels, n_classes, weights, ks)
-        for k, proba_k in zip(ks, proba, strict=True):  # proba_k: (n_valid, n_classes)
-            scores[weights, k] = {s: _score(s, y_valid, proba_k, classes) for s in scoring}
+    for weights in task.weightings:
+        proba = class_probabilities(distances, neighbor_labels, task.n_classes, weights, task.ks)
+        for k, proba_k in zip(task.ks, proba, strict=True):  # proba_k: (n_valid, n_classes)
+            scores[weights, k] = {
+                s: _score(s, task.y_valid, proba_k, classes) for s in task.scoring
+            }
     return scores, times
 
 
@@ -142,7 +153,8 @@ def grid_search_cv(
     *,
     cv: int = 5,
     scoring: Sequence[str] = SCORERS,
-    refit: str = "accuracy",
+    rank_by: str = "accuracy",
+    refit: bool = False,
     seed: int | None = None,
     n_jobs: int | None = None,
     scale: str = "none",
@@ -159,22 +171,52 @@ def grid_search_cv(
         Folds of ``StratifiedKFold(cv)``, shuffled with ``seed`` when given, exactly as
         scikit-learn builds them.
     scoring : scorer names among ``accuracy``, ``f1_macro``, ``roc_auc_ovr``
-    refit : the scorer that picks ``best_params`` (ties: the earlier candidate)
+    rank_by : the scorer that picks ``best_params`` (ties: the earlier candidate)
+    refit : also fit the best candidate on all of X (``best_estimator``); off by default,
+        since the pipeline refits from ``best_params`` where it needs the model
     n_jobs : parallel (fold, p) tasks with joblib; None or 1 runs them in this process
         (whose search then uses every core). Results are the same for any value.
     scale : feature scaling of every candidate ("none", "standard", "minmax"), fitted on
         each fold's training rows only.
     """
-    grid = _check_grid(grid)
-    scoring = tuple(scoring)
-    bad = [s for s in scoring if s not in SCORERS]
-    if bad or refit not in scoring:
-        raise ValueError(
-            f"scoring must be among {', '.join(SCORERS)} and include refit={refit!r}, "
-            f"got scoring={scoring}"
-        )
+    grid, scoring = _check_grid(grid), _check_scoring(scoring, rank_by)
     X = np.asarray(X, dtype=np.float64)
     classes, y_code = np.unique(np.asarray(y), return_inverse=True)
+    ks = tuple(sorted(set(grid["n_neighbors"])))
+    folds = _plan_folds(X, y_code, cv, seed, ks[-1])
+    tasks = _fold_tasks(X, y_code, folds, grid, ks, classes.size, scoring, n_jobs, scale)
+    scores, times, timing_rows = _run(tasks, folds, n_jobs, len(ParameterGrid(grid)))
+    candidates = list(ParameterGrid(grid))
+    cv_results = _tabulate(candidates, scoring, scores, times, cv)
+    best_index = int(np.argmin(cv_results[f"rank_test_{rank_by}"].to_numpy()))
+    best_params = dict(candidates[best_index])
+    return GridSearchResult(
+        cv_results=cv_results,
+        search_timings=pd.DataFrame(timing_rows),
+        best_params=best_params,
+        best_score=float(cv_results[f"mean_test_{rank_by}"].iloc[best_index]),
+        best_index=best_index,
+        rank_by=rank_by,
+        best_estimator=(
+            KNNClassifier(**best_params, scale=scale).fit(X, classes[y_code]) if refit else None
+        ),
+    )
+
+
+def _check_scoring(scoring: Sequence[str], rank_by: str) -> tuple[str, ...]:
+    scoring = tuple(scoring)
+    bad = [s for s in scoring if s not in SCORERS]
+    if bad or rank_by not in scoring:
+        raise ValueError(
+            f"scoring must be among {', '.join(SCORERS)} and include rank_by={rank_by!r}, "
+            f"got scoring={scoring}"
+        )
+    return scoring
+
+
+def _plan_folds(X: np.ndarray, y_code: np.ndarray, cv: int, seed: int | None, k_max: int):
+    """scikit-learn's StratifiedKFold folds as [(train rows, validation rows)], checked: every
+    class has a row in every fold and every training fold holds at least k_max rows."""
     smallest_class = np.bincount(y_code).min()
     if cv > smallest_class:
         raise ValueError(
@@ -182,50 +224,58 @@ def grid_search_cv(
             f"class has {smallest_class}; lower tune.cv"
         )
     folds = list(StratifiedKFold(cv, shuffle=seed is not None, random_state=seed).split(X, y_code))
-    ks = sorted(set(grid["n_neighbors"]))
-    k_max = ks[-1]
     smallest_train = min(len(train) for train, _ in folds)
     if k_max > smallest_train:
         raise ValueError(
             f"n_neighbors = {k_max} in the grid exceeds the smallest training fold "
             f"({smallest_train} samples); lower it or use fewer folds"
         )
+    return folds
 
+
+def _fold_tasks(X, y_code, folds, grid, ks, n_classes, scoring, n_jobs, scale):
+    """One :class:`_FoldTask` per (fold, p), as {(fold, p): task}."""
     # At p = 2 with brute force and no scaling, the folds' searches share their products
     # (half the multiply work); other settings search fold by fold.
     shared, shared_seconds = None, 0.0
     if 2 in grid["p"] and "brute" in grid["algorithm"] and scale == "none":
         start = time.perf_counter()
-        shared = cross_fold_kneighbors(X, folds, k_max)
-        shared_seconds = (time.perf_counter() - start) / cv
-    tasks = [(fold, p) for fold in range(cv) for p in grid["p"]]
-    # Parallel over (fold, p): each task is one search per algorithm. Workers search on one
-    # thread each (no oversubscription); results do not depend on n_jobs.
-    inner_threads = 1 if n_jobs not in (None, 1) else None
-    jobs = (
-        delayed(_search_and_score)(
-            X[folds[fold][0]],
-            y_code[folds[fold][0]],
-            X[folds[fold][1]],
-            y_code[folds[fold][1]],
+        shared = cross_fold_kneighbors(X, folds, ks[-1])
+        shared_seconds = (time.perf_counter() - start) / len(folds)
+    # Workers of a parallel run search on one thread each (no oversubscription); results
+    # do not depend on n_jobs.
+    threads = 1 if n_jobs not in (None, 1) else None
+    return {
+        (fold, p): _FoldTask(
+            X[train],
+            y_code[train],
+            X[valid],
+            y_code[valid],
             p,
-            grid["algorithm"],
-            grid["weights"],
+            tuple(grid["algorithm"]),
+            tuple(grid["weights"]),
             ks,
-            classes.size,
+            n_classes,
             scoring,
-            inner_threads,
+            threads,
             scale,
             None if shared is None or p != 2 else (shared[fold], shared_seconds),
         )
-        for fold, p in tasks
-    )
-    # scores[(fold, p, weights, k)][scorer]; times[(fold, p, algorithm)] = (fit, search)
+        for fold, (train, valid) in enumerate(folds)
+        for p in grid["p"]
+    }
+
+
+def _run(tasks: dict, folds, n_jobs: int | None, n_candidates: int):
+    """Run every task (in parallel with joblib when n_jobs asks for it) and collect
+    scores[(fold, p, weights, k)][scorer], times[(fold, p, algorithm)] = (fit, search) and
+    one timing row per (fold, p, algorithm)."""
     scores: dict[tuple, dict[str, float]] = {}
     times: dict[tuple, tuple[float, float]] = {}
     timing_rows = []
+    jobs = (delayed(_search_and_score)(task) for task in tasks.values())
     outputs = Parallel(n_jobs=n_jobs or 1, return_as="generator")(jobs)
-    with _progress(len(tasks), f"tuning {len(ParameterGrid(grid))} candidates") as bar:
+    with _progress(len(tasks), f"tuning {n_candidates} candidates") as bar:
         for (fold, p), (task_scores, task_times) in zip(tasks, outputs, strict=True):
             for (weights, k), values in task_scores.items():
                 scores[fold, p, weights, k] = values
@@ -244,8 +294,11 @@ def grid_search_cv(
                     }
                 )
             bar.update(1)
+    return scores, times, timing_rows
 
-    candidates = list(ParameterGrid(grid))
+
+def _tabulate(candidates: list[dict], scoring, scores: dict, times: dict, cv: int):
+    """scikit-learn's ``cv_results_`` table, one row per candidate in grid order."""
     table: dict[str, Any] = {"params": candidates}
     for key in sorted(GRID_KEYS):
         table[f"param_{key}"] = [c[key] for c in candidates]
@@ -268,20 +321,7 @@ def grid_search_cv(
         )
         table[f"mean_{column}"] = per_split.mean(axis=1)
         table[f"std_{column}"] = per_split.std(axis=1)
-    cv_results = pd.DataFrame(table)
-
-    best_index = int(np.argmin(cv_results[f"rank_test_{refit}"].to_numpy()))
-    best_params = dict(candidates[best_index])
-    best_estimator = KNNClassifier(**best_params, scale=scale).fit(X, classes[y_code])
-    return GridSearchResult(
-        cv_results=cv_results,
-        search_timings=pd.DataFrame(timing_rows),
-        best_params=best_params,
-        best_score=float(cv_results[f"mean_test_{refit}"].iloc[best_index]),
-        best_index=best_index,
-        refit=refit,
-        best_estimator=best_estimator,
-    )
+    return pd.DataFrame(table)
 
 
 def _rank_min(values: np.ndarray) -> np.ndarray:

@@ -54,9 +54,10 @@ def test_scores_equal_grid_search_cv_for_every_candidate(blobs, seed):
     assert ours.best_score == pytest.approx(theirs.best_score_, abs=1e-12)
 
 
-def test_best_estimator_is_refit_on_all_data(blobs):
+def test_best_estimator_is_refit_on_all_data_only_when_asked(blobs):
     X, y = blobs
-    result = grid_search_cv(X, y, {"n_neighbors": [3, 5]}, cv=3)
+    assert grid_search_cv(X, y, {"n_neighbors": [3, 5]}, cv=3).best_estimator is None
+    result = grid_search_cv(X, y, {"n_neighbors": [3, 5]}, cv=3, refit=True)
     assert result.best_estimator.n_neighbors == result.best_params["n_neighbors"]
     assert result.best_estimator._fit_X.shape[0] == len(X), "refit uses every sample"
 

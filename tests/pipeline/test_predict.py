@@ -17,7 +17,7 @@ from sklearn.datasets import load_digits
 
 from knnlab import KNNClassifier, cli
 from knnlab.pipeline.model_io import save_model
-from knnlab.stages.train import novelty_threshold, value_range
+from knnlab.pipeline.training import novelty_threshold, value_range
 
 from ..memory import peak_growth
 

@@ -128,7 +128,7 @@ def test_a_stage_like_flow_records_a_harmless_query_exactly_and_no_secret(
 
     figure = tmp_path / "figure.txt"
     figure.write_text("a figure")
-    runs.log_artifacts_to(record, [figure], "figures")  # the record is usable as stored
+    runs.log_artifacts_to(runs.RunRecord.from_dict(record), [figure], "figures")  # as stored
     assert runs.list_artifacts(uri, record["run_id"], "figures") == ["figures/figure.txt"]
 
     logged = runs.run_summary(uri, "secrets")
@@ -153,7 +153,12 @@ def test_a_run_record_is_redacted_when_written():
 
 
 def test_a_run_record_with_a_secret_is_refused_when_read(tmp_path):
-    record = {"tracking_uri": f"https://u:{SECRET}@mlflow.example", "run_id": "abc"}
+    stored = {
+        "tracking_uri": f"https://u:{SECRET}@mlflow.example",
+        "experiment_id": "1",
+        "run_id": "abc",
+    }
+    record = runs.RunRecord.from_dict(stored)
     with pytest.raises(TrackingError, match="credentials") as raised:
         runs.log_artifacts_to(record, [tmp_path / "x"], None)
     assert SECRET not in str(raised.value)

@@ -47,7 +47,14 @@ from sklearn import datasets as sk_datasets
 from sklearn.model_selection import train_test_split
 
 from knnlab.pipeline import files, paths
-from knnlab.pipeline.params import FILE_DATASET, OPENML_PREFIX, DataParams, ParamsError
+from knnlab.pipeline.artifacts import DatasetInfo
+from knnlab.pipeline.params import (
+    FILE_DATASET,
+    OPENML_PREFIX,
+    DataParams,
+    ParamsError,
+    SplitParams,
+)
 
 LABEL = "label"
 
@@ -75,18 +82,17 @@ class Dataset:
     def feature_columns(self) -> list[str]:
         return [c for c in self.frame.columns if c != LABEL]
 
-    def meta(self) -> dict:
-        labels = self.frame[LABEL]
-        return {
-            "name": self.name,
-            "n_samples": len(self.frame),
-            "n_features": len(self.feature_columns),
-            "n_classes": int(labels.nunique()),
-            "feature_columns": self.feature_columns,
-            "label_column": LABEL,
-            "image_shape": list(self.image_shape) if self.image_shape else None,
-            "class_names": self.class_names,
-        }
+    def info(self) -> DatasetInfo:
+        return DatasetInfo(
+            name=self.name,
+            n_samples=len(self.frame),
+            n_features=len(self.feature_columns),
+            n_classes=int(self.frame[LABEL].nunique()),
+            feature_columns=list(self.feature_columns),
+            label_column=LABEL,
+            image_shape=list(self.image_shape) if self.image_shape else None,
+            class_names=dict(self.class_names),
+        )
 
 
 def _from_bunch(name: str, bunch, image_shape=None, class_names=None) -> Dataset:
@@ -563,3 +569,24 @@ def positive_class(wanted: int | str | None, classes: np.ndarray):
             f"classes are {', '.join(map(str, classes))} (or null for none)"
         )
     return matches[0]
+
+
+def stratified_split(frame: pd.DataFrame, params: SplitParams) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split rows so each class keeps its share in both parts; same seed, same split."""
+    counts = frame[LABEL].value_counts()
+    if counts.min() < 2:
+        raise DataError(
+            f"class {counts.idxmin()!r} has {counts.min()} sample(s); a stratified split needs "
+            "at least 2 per class: remove the class or add samples"
+        )
+    n_test = int(np.ceil(params.test_size * len(frame)))
+    if n_test < counts.size or len(frame) - n_test < counts.size:
+        raise DataError(
+            f"split.test_size = {params.test_size} gives {n_test} test and "
+            f"{len(frame) - n_test} train rows for {counts.size} classes; each part needs at "
+            "least one row per class: change split.test_size"
+        )
+    train, test = train_test_split(
+        frame, test_size=params.test_size, random_state=params.seed, stratify=frame[LABEL]
+    )
+    return train.reset_index(drop=True), test.reset_index(drop=True)

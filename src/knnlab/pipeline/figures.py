@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib as mpl
@@ -18,6 +19,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from knnlab import metrics
+from knnlab.pipeline.artifacts import SplitInfo, TuneSummary
 from knnlab.pipeline.files import atomic_path
 
 STYLE = {
@@ -469,3 +471,80 @@ def search_speed_figure(timings: pd.DataFrame) -> Figure:
             ax.legend(fontsize=8)
         fig.tight_layout()
         return fig
+
+
+@dataclass(frozen=True)
+class TestPredictions:
+    """The configured model on the test split: y_true, y_pred (n,), proba (n, n_classes)
+    with columns in ``classes`` order, X (n, d) the test features."""
+
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    proba: np.ndarray
+    classes: np.ndarray
+    X: np.ndarray
+
+
+def pipeline_figures(
+    split: SplitInfo,
+    test: TestPredictions,
+    tuned: TuneSummary,
+    cv_results: pd.DataFrame,
+    tune_timings: pd.DataFrame,
+    binary: dict | None = None,
+    surface=None,
+) -> dict[str, Figure]:
+    """Every figure of the report that fits these data, by file name.
+
+    Always the confusion matrix, ROC and precision-recall curves, the CV figures and the
+    search speed; the binary threshold figure when ``binary`` (from
+    :func:`knnlab.pipeline.evaluation.binary_analysis`, plus ``positive``) is given; for image
+    data a sample gallery and, when there are errors, the most-confused pair; for 2-feature
+    data the decision surface of ``surface`` = (fitted model, {"train": (X, y)}).
+    """
+    display = [split.display_name(c) for c in test.classes]
+    cm = metrics.confusion_matrix(test.y_true, test.y_pred, labels=test.classes)
+    made = {
+        "confusion_matrix.png": confusion_matrix_figure(
+            cm, display, f"Confusion matrix: configured model on the {split.name} test split"
+        ),
+        "roc_curves.png": roc_figure(test.y_true, test.proba, test.classes, display),
+        "precision_recall_curves.png": precision_recall_figure(
+            test.y_true, test.proba, test.classes, display
+        ),
+    }
+    if binary is not None:
+        column = int(np.flatnonzero(test.classes == binary["positive"])[0])
+        made["binary_threshold.png"] = binary_threshold_figure(
+            test.y_true == binary["positive"],
+            test.proba[:, column],
+            binary["name"],
+            binary["target"],
+            threshold=binary["threshold"],
+        )
+    made["cv_score_vs_k.png"] = cv_score_figure(cv_results, tuned.scoring, tuned.best_params)
+    made["cv_heatmap.png"] = cv_heatmap_figure(cv_results, tuned.scoring)
+    made["search_speed.png"] = search_speed_figure(tune_timings)
+    if split.image_shape:
+        images = test.X.reshape(-1, *split.image_shape)
+        made["sample_gallery.png"] = sample_gallery_figure(
+            images, [f"label {split.display_name(y)}" for y in test.y_true], "Test-split samples"
+        )
+        if (cm - np.diag(np.diag(cm))).any():
+            a, b = most_confused_pair(cm)
+            made["confused_pair.png"] = confused_pair_figure(
+                images,
+                test.y_true,
+                test.y_pred,
+                (test.classes[a], test.classes[b]),
+                (display[a], display[b]),
+            )
+    if surface is not None and split.n_features == 2:
+        model, splits = surface
+        made["probability_surface.png"] = probability_surface_figure(
+            model,
+            {**splits, "test": (test.X, test.y_true)},
+            split.feature_columns,
+            split.class_names,
+        )
+    return made

@@ -1,8 +1,9 @@
 """``reports/report.md``: the page a reviewer reads in a pull request.
 
-:func:`build_report` is pure (dicts in, markdown out). The plot stage writes the report;
-``knnlab report --base <rev>`` rebuilds it with the change in params and metrics against a
-git revision (read with ``git show``, no DVC needed), for a pull-request comment.
+:func:`build_report` is pure (the stages' records in, markdown out). The plot stage writes
+the report; ``knnlab report --base <rev>`` rebuilds it with the change in params and
+metrics against a git revision (read with ``git show``, no DVC needed), for a pull-request
+comment.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 
 import yaml
 
-MODELS = ("configured", "tuned", "baseline")
+from knnlab.pipeline.artifacts import MODELS, Evaluation, SplitInfo, TuneSummary
+
 HEADLINE = (
     ("accuracy", "Accuracy"),
     ("precision_macro", "Precision (macro)"),
@@ -50,37 +52,32 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def build_report(
-    meta: dict,
-    metrics: dict,
-    timings: dict,
-    tuned: dict,
+    split: SplitInfo,
+    evaluation: Evaluation,
+    tuned: TuneSummary,
     model_params: dict,
     figures: list[str],
     binary: dict | None = None,
-    diff: dict | None = None,
 ) -> str:
     """The report as markdown.
 
-    meta : the split's meta.json; metrics / timings : reports/metrics.json, timings.json;
-    tuned : reports/tune/best_params.json; model_params : the configured model's params;
-    figures : file names present in reports/figures/; binary : the positive-class analysis
-    (``threshold_for_precision`` result and the class name), if any; diff : from
-    :func:`diff_against`, if any.
+    model_params : the configured model's params; figures : file names present in
+    reports/figures/; binary : the positive-class analysis (:func:`knnlab.pipeline.evaluation.
+    binary_analysis`), if any.
     """
-    lines = [f"# knnlab report: {meta['name']}", ""]
-    if diff is not None:
-        lines += [*diff_section(diff), ""]
+    metrics, timings = evaluation.metrics, evaluation.timings
+    lines = [f"# knnlab report: {split.name}", ""]
     lines += ["## Data", ""]
     lines += _table(
         ["rows", "features", "classes", "train / test", "test_size", "split seed"],
         [
             [
-                str(meta["n_samples"]),
-                str(meta["n_features"]),
-                str(meta["n_classes"]),
-                f"{meta['n_train']} / {meta['n_test']}",
-                str(meta["test_size"]),
-                str(meta["seed"]),
+                str(split.n_samples),
+                str(split.n_features),
+                str(split.n_classes),
+                f"{split.n_train} / {split.n_test}",
+                str(split.test_size),
+                str(split.seed),
             ]
         ],
     )
@@ -92,13 +89,13 @@ def build_report(
     ]
     lines += _table(["", "configured", "tuned best", "baseline (most frequent)"], rows)
     configured = ", ".join(f"{k}={v}" for k, v in sorted(model_params.items()))
-    best = ", ".join(f"{k}={v}" for k, v in sorted(tuned["best_params"].items()))
+    best = ", ".join(f"{k}={v}" for k, v in sorted(tuned.best_params.items()))
     lines += [
         "",
         f"- **configured**: {configured}",
-        f"- **tuned best** ({tuned['cv']}-fold CV on the train split only, "
-        f"{tuned['n_candidates']} candidates, by {tuned['scoring']}): {best}; "
-        f"mean CV {tuned['scoring']} {_fmt(tuned['best_score'])}",
+        f"- **tuned best** ({tuned.cv}-fold CV on the train split only, "
+        f"{tuned.n_candidates} candidates, by {tuned.scoring}): {best}; "
+        f"mean CV {tuned.scoring} {_fmt(tuned.best_score)}",
         "- **baseline**: always predicts the most frequent class of the train split",
     ]
     if binary is not None:

@@ -10,7 +10,7 @@ def run(params: Params) -> None:
     dataset = datasets.load(params.data)
     with files.atomic_dir(paths.RAW_DIR) as folder:
         files.write_parquet(folder / paths.RAW_DATASET.name, dataset.frame)
-        files.write_json(folder / paths.RAW_META.name, dataset.meta())
+        dataset.info().write(folder / paths.RAW_META.name)
     print(
         f"fetch: {dataset.name}: {len(dataset.frame)} rows, "
         f"{len(dataset.feature_columns)} features -> {paths.RAW_DATASET}"

@@ -53,6 +53,22 @@ class RunRecord:
     experiment_id: str
     run_id: str
 
+    @classmethod
+    def from_dict(cls, data: Any, source: str | Path = "<record>") -> RunRecord:
+        """A record as a stage wrote it: exactly these three text fields. A URI with
+        credentials (a record edited by hand) is refused when the record is used."""
+        names = ("tracking_uri", "experiment_id", "run_id")
+        if not isinstance(data, dict) or sorted(data) != sorted(names):
+            got = sorted(data) if isinstance(data, dict) else type(data).__name__
+            raise TrackingError(
+                f"{source}: a run record has the fields {', '.join(names)}, got {got}; "
+                "re-run the stage that wrote it (`dvc repro --force <stage>`)"
+            )
+        wrong = [n for n in names if not isinstance(data[n], str)]
+        if wrong:
+            raise TrackingError(f"{source}: run record field {wrong[0]} is not text")
+        return cls(**data)
+
     def to_dict(self) -> dict[str, str]:
         """What the stages write to ``tracking/*.json`` (DVC caches it and may push it)."""
         return {
@@ -710,36 +726,36 @@ def _mark_failed(client, run_id: str, lock: StoreLock, stage: str) -> None:
         )
 
 
-def _record_lock(record: Mapping[str, str], config: MlflowParams | None) -> StoreLock:
-    refuse_credentials(record["tracking_uri"])  # a run record edited by hand, or older
+def _record_lock(record: RunRecord, config: MlflowParams | None) -> StoreLock:
+    refuse_credentials(record.tracking_uri)  # a run record edited by hand, or older
     config = config or MlflowParams()
-    return StoreLock(record["tracking_uri"], "", lock_timeout(config))
+    return StoreLock(record.tracking_uri, "", lock_timeout(config))
 
 
 def mark_outputs_failed(
-    record: Mapping[str, str], error: BaseException, config: MlflowParams | None = None
+    record: RunRecord, error: BaseException, config: MlflowParams | None = None
 ) -> None:
     """Turn a FINISHED run FAILED because its stage could not put its outputs in place
     (a stage closes its run first, then moves its outputs in: a kill in between leaves a
     finished run and the previous outputs, never new outputs beside an unfinished run)."""
-    if not record.get("run_id"):
+    if not record.run_id:
         return
     from mlflow.exceptions import MlflowException
 
     try:
         with _record_lock(record, config).held(_FAILED_MARK_TIMEOUT):
-            client = _client(record["tracking_uri"])
-            client.set_tag(record["run_id"], "knnlab.ended", f"outputs not written: {error}")
-            client.set_terminated(record["run_id"], "FAILED")
+            client = _client(record.tracking_uri)
+            client.set_tag(record.run_id, "knnlab.ended", f"outputs not written: {error}")
+            client.set_terminated(record.run_id, "FAILED")
     except (TrackingError, MlflowException, OSError) as mark_error:
         print(
-            f"knnlab: warning: run {record['run_id']} could not be marked FAILED ({mark_error})",
+            f"knnlab: warning: run {record.run_id} could not be marked FAILED ({mark_error})",
             file=sys.stderr,
         )
 
 
 def log_artifacts_to(
-    record: Mapping[str, str],
+    record: RunRecord,
     files: list[Path],
     artifact_path: str | None,
     config: MlflowParams | None = None,
@@ -747,22 +763,22 @@ def log_artifacts_to(
     """Attach files to an existing run (the plot stage adds figures to the evaluate run);
     nothing when the run was not tracked (``mlflow.required: false``). ``config`` gives the
     lock timeout (default: ``KNNLAB_LOCK_TIMEOUT``, else mlflow.lock_timeout's default)."""
-    if not record.get("run_id"):
+    if not record.run_id:
         return
     with _record_lock(record, config).held():
-        client = _client(record["tracking_uri"])
+        client = _client(record.tracking_uri)
         for file in files:
-            client.log_artifact(record["run_id"], str(file), artifact_path)
+            client.log_artifact(record.run_id, str(file), artifact_path)
 
 
 def log_table(
-    record: Mapping[str, str], table, artifact_file: str, config: MlflowParams | None = None
+    record: RunRecord, table, artifact_file: str, config: MlflowParams | None = None
 ) -> None:
     """A DataFrame as an MLflow table artifact (shown as a table in the run's UI)."""
-    if not record.get("run_id"):
+    if not record.run_id:
         return
     with _record_lock(record, config).held():
-        _client(record["tracking_uri"]).log_table(record["run_id"], table, artifact_file)
+        _client(record.tracking_uri).log_table(record.run_id, table, artifact_file)
 
 
 def run_summary(tracking_uri: str, experiment: str) -> list[dict[str, Any]]:

@@ -1,0 +1,189 @@
+"""What one stage writes and a later stage reads, as small frozen records.
+
+Each record is written as JSON by :func:`write` (sorted keys, so the files stay
+byte-identical across runs) and read back by :func:`read`, which is strict: a missing field,
+an unknown field or a value of the wrong type is an :class:`ArtifactError` naming the file,
+the field and the stage that rebuilds it. Nothing falls back to a default: a file written by
+an older knnlab is rebuilt, not half-read.
+
+    DatasetInfo   data/raw/meta.json          fetch    -> split
+    SplitInfo     data/split/meta.json        split    -> train, tune, evaluate, plot
+    TuneSummary   reports/tune/best_params    tune     -> evaluate, plot
+    ModelCard     the model file's "extra"    train    -> predict (and the MLflow model)
+    Evaluation    reports/metrics.json and    evaluate -> plot, ``knnlab report``
+                  reports/timings.json
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any, ClassVar
+
+from knnlab.pipeline import files
+
+MODELS = ("configured", "tuned", "baseline")  # the models evaluate scores
+
+
+class ArtifactError(ValueError):
+    """A file passed between stages is missing a field, has an unknown one, or a wrong type."""
+
+
+def _type_error(cls, name: str, value: Any) -> str | None:
+    """Why ``value`` does not fit field ``name`` of ``cls`` (simple types only), or None."""
+    hint = typing.get_type_hints(cls)[name]
+    origin = typing.get_origin(hint) or hint
+    allowed = {str: str, int: int, float: (int, float), bool: bool, list: list, dict: dict}
+    if origin in (typing.Union, type(int | None)):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        origin = typing.get_origin(options[0]) or options[0]
+    expected = allowed.get(origin)
+    if expected is None:
+        return None
+    wrong_bool = isinstance(value, bool) and origin is not bool
+    if wrong_bool or not isinstance(value, expected):
+        return f"{type(value).__name__} {value!r}, expected {getattr(origin, '__name__', origin)}"
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Record:
+    WRITTEN_BY: ClassVar[str] = ""
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str | Path = "<data>"):
+        rebuild = f"re-run `dvc repro {cls.WRITTEN_BY}`"
+        if not isinstance(data, dict):
+            raise ArtifactError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        names = [f.name for f in dataclasses.fields(cls)]
+        missing = [n for n in names if n not in data]
+        unknown = sorted(set(data) - set(names))
+        if missing or unknown:
+            what = "; ".join(
+                part
+                for part in (
+                    f"missing field(s) {', '.join(missing)}" if missing else "",
+                    f"unknown field(s) {', '.join(unknown)}" if unknown else "",
+                )
+                if part
+            )
+            raise ArtifactError(f"{source}: {what} for a {cls.__name__}; {rebuild}")
+        for name in names:
+            if (reason := _type_error(cls, name, data[name])) is not None:
+                raise ArtifactError(f"{source}: field {name} is {reason}; {rebuild}")
+        return cls(**{n: data[n] for n in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def read(cls, path: Path | str):
+        return cls.from_dict(files.read_json(path), path)
+
+    def write(self, path: Path | str) -> None:
+        files.write_json(path, self.to_dict())
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo(_Record):
+    """The fetched dataset. ``class_names`` maps a label (as text) to a display name;
+    ``image_shape`` is (height, width) for image data, else None."""
+
+    WRITTEN_BY: ClassVar[str] = "fetch"
+
+    name: str
+    n_samples: int
+    n_features: int
+    n_classes: int
+    feature_columns: list
+    label_column: str
+    image_shape: list | None
+    class_names: dict
+
+    def display_name(self, label) -> str:
+        return self.class_names.get(str(label), str(label))
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitInfo(DatasetInfo):
+    """The dataset as split: its :class:`DatasetInfo` and the split's own facts."""
+
+    WRITTEN_BY: ClassVar[str] = "split"
+
+    test_size: float
+    seed: int
+    n_train: int
+    n_test: int
+
+    @classmethod
+    def of(cls, dataset: DatasetInfo, test_size: float, seed: int, n_train: int, n_test: int):
+        return cls(
+            **dataset.to_dict(), test_size=test_size, seed=seed, n_train=n_train, n_test=n_test
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class TuneSummary(_Record):
+    """The grid search's pick: ``best_params`` (n_neighbors, p, weights, algorithm) by
+    ``scoring`` over ``cv`` folds of the ``n_train`` training rows."""
+
+    WRITTEN_BY: ClassVar[str] = "tune"
+
+    best_params: dict
+    best_score: float
+    scoring: str
+    cv: int
+    seed: int
+    scale: str
+    n_candidates: int
+    n_train: int
+
+    def model_params(self) -> dict[str, Any]:
+        """The tuned model's constructor arguments (the scaling is not tuned)."""
+        return {**self.best_params, "scale": self.scale}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelCard(_Record):
+    """Facts train keeps in the model file beside the arrays: where the data came from,
+    how ``knnlab predict`` turns an image into features (``image_shape``, ``value_range``:
+    the training values' smallest and largest) and the mean neighbour distance above which a
+    query is flagged unusual (``novelty_threshold``)."""
+
+    WRITTEN_BY: ClassVar[str] = "train"
+
+    dataset: str
+    feature_columns: list
+    image_shape: list | None
+    value_range: list
+    novelty_threshold: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """Test-split scores and times of each model in :data:`MODELS`: ``metrics[model]`` maps
+    a metric name to its value, ``timings[model]`` holds fit_seconds and predict_seconds.
+    Written as two files: the metrics are compared across revisions, the times are not."""
+
+    metrics: dict[str, dict[str, float]]
+    timings: dict[str, dict[str, float]]
+
+    @classmethod
+    def read(cls, metrics_path: Path | str, timings_path: Path | str) -> Evaluation:
+        metrics = files.read_json(metrics_path)
+        timings = files.read_json(timings_path)
+        for path, table in ((metrics_path, metrics), (timings_path, timings)):
+            if not isinstance(table, dict) or sorted(table) != sorted(MODELS):
+                got = sorted(table) if isinstance(table, dict) else type(table).__name__
+                raise ArtifactError(
+                    f"{path}: expected one entry per model ({', '.join(MODELS)}), got {got}; "
+                    "re-run `dvc repro evaluate`"
+                )
+        return cls(metrics, timings)
+
+    def write(self, metrics_path: Path | str, timings_path: Path | str) -> None:
+        files.write_json(metrics_path, self.metrics)
+        files.write_json(timings_path, self.timings)

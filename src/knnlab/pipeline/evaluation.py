@@ -1,0 +1,206 @@
+"""Scoring models on the test split and the analyses drawn from the scores: arrays and
+frames in, values out (the evaluate and plot stages read and write the files)."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.dummy import DummyClassifier
+from sklearn.model_selection import StratifiedKFold
+
+from knnlab import metrics
+from knnlab.estimators import KNNClassifier
+from knnlab.metrics import UndefinedMetricWarning, classification_scores
+from knnlab.pipeline.artifacts import Evaluation, SplitInfo, TuneSummary
+
+PRECISION_TARGET = 0.9  # of the binary "is it a <class>?" analysis
+
+
+@dataclass
+class ModelResult:
+    """One model's test-split results. proba: (n_test, n_classes); y_pred: (n_test,)."""
+
+    scores: dict[str, float]
+    fit_seconds: float
+    predict_seconds: float
+    y_pred: np.ndarray
+    proba: np.ndarray
+    classes: np.ndarray
+
+
+def evaluate_model(make_fitted, X_test: np.ndarray, y_test: np.ndarray) -> ModelResult:
+    """Time ``make_fitted()`` (load or fit), then predict the test split and score it."""
+    start = time.perf_counter()
+    model = make_fitted()
+    fitted = time.perf_counter()
+    proba = model.predict_proba(X_test)
+    y_pred = model.classes_[np.argmax(proba, axis=1)]
+    predicted = time.perf_counter()
+    return ModelResult(
+        scores=classification_scores(y_test, y_pred, proba, model.classes_),
+        fit_seconds=fitted - start,
+        predict_seconds=predicted - fitted,
+        y_pred=y_pred,
+        proba=proba,
+        classes=model.classes_,
+    )
+
+
+def evaluate_models(load_configured, tuned: TuneSummary, X_train, y_train, X_test, y_test):
+    """The configured model (``load_configured()``: the saved one, as a user gets it), the
+    tuned best refitted on the train split and a most-frequent-class baseline, each scored on
+    the test split: {name: ModelResult} in :data:`knnlab.pipeline.artifacts.MODELS` order."""
+
+    def baseline() -> ModelResult:
+        # A constant predictor leaves precision undefined for every class it never
+        # predicts: expected, reported as NaN per class, so the warning is only noise here.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UndefinedMetricWarning)
+            return evaluate_model(
+                lambda: DummyClassifier(strategy="most_frequent").fit(X_train, y_train),
+                X_test,
+                y_test,
+            )
+
+    results = {
+        # "fit" of the saved model = load + check + (for trees) rebuild: what a user pays.
+        "configured": evaluate_model(load_configured, X_test, y_test),
+        "tuned": evaluate_model(
+            lambda: KNNClassifier(**tuned.model_params()).fit(X_train, y_train), X_test, y_test
+        ),
+        "baseline": baseline(),
+    }
+    return results
+
+
+def evaluation_of(results: dict[str, ModelResult]) -> Evaluation:
+    return Evaluation(
+        metrics={name: r.scores for name, r in results.items()},
+        timings={
+            name: {"fit_seconds": r.fit_seconds, "predict_seconds": r.predict_seconds}
+            for name, r in results.items()
+        },
+    )
+
+
+def run_params(split: SplitInfo, model_params: dict, tuned: TuneSummary) -> dict:
+    """The evaluate run's MLflow params: the data, the configured model, the tuned pick."""
+    return {
+        "dataset": split.name,
+        "test_size": split.test_size,
+        "seed": split.seed,
+        "n_train": split.n_train,
+        "n_test": split.n_test,
+        **model_params,
+        **{f"tuned_{k}": v for k, v in tuned.best_params.items()},
+    }
+
+
+def run_metrics(results: dict[str, ModelResult]) -> dict[str, float]:
+    """The evaluate run's MLflow metrics: the configured model's scores and times plain, the
+    other models' scores prefixed with their name."""
+    configured = results["configured"]
+    return {
+        **configured.scores,
+        "fit_seconds": configured.fit_seconds,
+        "predict_seconds": configured.predict_seconds,
+        **{f"tuned_{k}": v for k, v in results["tuned"].scores.items()},
+        **{f"baseline_{k}": v for k, v in results["baseline"].scores.items()},
+    }
+
+
+def prediction_table(y_test: np.ndarray, result: ModelResult) -> pd.DataFrame:
+    """Per test sample: actual and predicted label and one ``proba_<class>`` column per class
+    in ``classes_`` order (the confusion, ROC and precision-recall plots are drawn from it)."""
+    table = pd.DataFrame({"actual": y_test, "predicted": result.y_pred})
+    for column, label in enumerate(result.classes):
+        table[f"proba_{label}"] = result.proba[:, column]
+    return table
+
+
+def read_prediction_table(predictions: pd.DataFrame):
+    """The inverse of :func:`prediction_table`: y_true, y_pred (n,), the classes (as stored)
+    and proba (n, n_classes)."""
+    columns = [c for c in predictions.columns if c.startswith("proba_")]
+    labels = [c.removeprefix("proba_") for c in columns]
+    # CSV round-trips integer labels as integers; match the class column names to them.
+    numeric = all(x.lstrip("-").isdigit() for x in labels)
+    classes = np.array([int(x) for x in labels]) if numeric else np.array(labels)
+    y_true = predictions["actual"].to_numpy()
+    y_pred = predictions["predicted"].to_numpy()
+    return y_true, y_pred, classes, predictions[columns].to_numpy(dtype=np.float64)
+
+
+def out_of_fold_scores(
+    model_params: dict, X_train: np.ndarray, y_train: np.ndarray, positive
+) -> np.ndarray:
+    """Probability of ``positive`` for each training row (n_train,), from the configured
+    model fitted on the other folds (5 stratified folds, unshuffled: no random choice)."""
+    scores = np.empty(len(y_train))
+    for fit_rows, score_rows in StratifiedKFold(5).split(X_train, y_train):
+        model = KNNClassifier(**model_params).fit(X_train[fit_rows], y_train[fit_rows])
+        column = int(np.flatnonzero(model.classes_ == positive)[0])
+        scores[score_rows] = model.predict_proba(X_train[score_rows])[:, column]
+    return scores
+
+
+def binary_analysis(
+    positive, name: str, is_positive_test, test_scores, is_positive_train, train_scores
+) -> dict:
+    """The "is it a <positive>?" analysis: the threshold that reaches
+    :data:`PRECISION_TARGET` precision on out-of-fold training scores, then its precision,
+    recall and false positive rate on the test split. Chosen on the training folds: choosing
+    it on the test split would leak, as tuning there would. Scores: (n,) each."""
+    chosen = metrics.threshold_for_precision(is_positive_train, train_scores, PRECISION_TARGET)
+    return {
+        "name": name,
+        "target": PRECISION_TARGET,
+        "threshold": None if chosen is None else chosen["threshold"],
+        "at_precision": None
+        if chosen is None
+        else metrics.rates_at_threshold(is_positive_test, test_scores, chosen["threshold"]),
+    }
+
+
+def curve_tables(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray):
+    """Micro-averaged one-vs-rest ROC and precision-recall curves as DVC plot tables."""
+    is_class = (y_true[:, None] == classes[None, :]).ravel()
+    scores = proba.ravel()
+    fpr, tpr, _ = metrics.roc_curve(is_class, scores)
+    precision, recall, _ = metrics.precision_recall_curve(is_class, scores)
+    roc = pd.DataFrame({"false_positive_rate": fpr, "true_positive_rate": tpr})
+    pr = pd.DataFrame({"recall": recall, "precision": precision})
+    return roc, pr
+
+
+def cv_curve_table(cv_results: pd.DataFrame, tuned: TuneSummary) -> pd.DataFrame:
+    """Mean and std CV score against k for the tuned p and weights (the DVC linear plot)."""
+    best = tuned.best_params
+    rows = cv_results[
+        (cv_results["param_p"].astype(str) == str(best["p"]))
+        & (cv_results["param_weights"] == best["weights"])
+    ].drop_duplicates("param_n_neighbors")
+    return pd.DataFrame(
+        {
+            "n_neighbors": rows["param_n_neighbors"].to_numpy(),
+            "cv_score": rows[f"mean_test_{tuned.scoring}"].to_numpy(),
+            "cv_std": rows[f"std_test_{tuned.scoring}"].to_numpy(),
+        }
+    ).sort_values("n_neighbors")
+
+
+def confusion_table(cm: np.ndarray, display: list[str]) -> pd.DataFrame:
+    """The confusion matrix cm (n_classes, n_classes) as a long table (true, predicted,
+    count) for MLflow's table view."""
+    true_idx, pred_idx = np.indices(cm.shape)
+    return pd.DataFrame(
+        {
+            "true": np.array(display)[true_idx.ravel()],
+            "predicted": np.array(display)[pred_idx.ravel()],
+            "count": cm.ravel(),
+        }
+    )

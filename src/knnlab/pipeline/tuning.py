@@ -1,0 +1,78 @@
+"""The grid search as the pipeline runs and records it: params in, the tables, the summary
+and the MLflow records out (the tune stage reads and writes the files)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+
+from knnlab.model_selection import GridSearchResult, grid_search_cv
+from knnlab.options import SCORERS
+from knnlab.pipeline.artifacts import SplitInfo, TuneSummary
+from knnlab.pipeline.params import Params
+
+TIME_COLUMNS = ("mean_fit_time", "std_fit_time", "mean_score_time", "std_score_time")
+
+
+def tune(params: Params, X: np.ndarray, y: np.ndarray) -> tuple[GridSearchResult, TuneSummary]:
+    """The configured grid search on the training rows X (n, d), y (n,), every scorer
+    recorded and ``tune.scoring`` picking the best; no refit (evaluate fits the pick)."""
+    config = params.tune
+    result = grid_search_cv(
+        X,
+        y,
+        dataclasses.asdict(config.grid),
+        cv=config.cv,
+        scoring=SCORERS,
+        rank_by=config.scoring,
+        seed=config.seed,
+        scale=params.model.scale,
+    )
+    summary = TuneSummary(
+        best_params=result.best_params,
+        best_score=result.best_score,
+        scoring=config.scoring,
+        cv=config.cv,
+        seed=config.seed,
+        scale=params.model.scale,
+        n_candidates=len(result.cv_results),
+        n_train=len(X),
+    )
+    return result, summary
+
+
+def score_table(result: GridSearchResult) -> pd.DataFrame:
+    """The CV table without its timing columns (they vary run to run and live in
+    ``reports/tune_timings.csv``), so ``reports/tune/`` is byte-identical across runs."""
+    return result.cv_results.drop(columns=["params", *TIME_COLUMNS])
+
+
+def child_runs(result: GridSearchResult) -> list[dict]:
+    """One nested MLflow run per candidate: its params and every mean/std CV score."""
+    score_columns = [
+        c for c in result.cv_results.columns if c.startswith(("mean_", "std_", "rank_"))
+    ]
+    return [
+        {
+            "name": "k={n_neighbors} p={p} {weights} {algorithm}".format(**row.params),
+            "params": row.params,
+            "metrics": {c: getattr(row, c) for c in score_columns},
+        }
+        for row in result.cv_results.itertuples(index=False)
+    ]
+
+
+def run_params(params: Params, split: SplitInfo, summary: TuneSummary) -> dict:
+    """The tune run's MLflow params: the data, the search settings, the grid and the pick."""
+    config = params.tune
+    return {
+        "dataset": split.name,
+        "cv": config.cv,
+        "scoring": config.scoring,
+        "tune_seed": config.seed,
+        "n_candidates": summary.n_candidates,
+        **{f"grid_{k}": list(v) for k, v in dataclasses.asdict(config.grid).items()},
+        **{f"best_{k}": v for k, v in summary.best_params.items()},
+    }

@@ -1,0 +1,221 @@
+"""The records passed between stages: exact round trips, strict reading, and the pure
+functions the stages wire together, tested without files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from knnlab import KNNClassifier
+from knnlab.pipeline import evaluation, figures, tuning
+from knnlab.pipeline.artifacts import (
+    ArtifactError,
+    DatasetInfo,
+    Evaluation,
+    ModelCard,
+    SplitInfo,
+    TuneSummary,
+)
+from knnlab.pipeline.datasets import LABEL, stratified_split
+from knnlab.pipeline.params import parse_params
+from knnlab.pipeline.report import build_report
+from knnlab.pipeline.training import model_card, novelty_threshold
+
+DATASET = DatasetInfo(
+    name="toy",
+    n_samples=12,
+    n_features=2,
+    n_classes=2,
+    feature_columns=["a", "b"],
+    label_column=LABEL,
+    image_shape=None,
+    class_names={"1": "one"},
+)
+SPLIT = SplitInfo.of(DATASET, 0.25, 42, 9, 3)
+TUNED = TuneSummary(
+    best_params={"algorithm": "brute", "n_neighbors": 3, "p": 2, "weights": "distance"},
+    best_score=0.875,
+    scoring="accuracy",
+    cv=3,
+    seed=0,
+    scale="none",
+    n_candidates=8,
+    n_train=9,
+)
+
+
+@pytest.mark.parametrize("record", [DATASET, SPLIT, TUNED], ids=lambda r: type(r).__name__)
+def test_a_record_round_trips_through_its_file_exactly(record, tmp_path):
+    path = tmp_path / "record.json"
+    record.write(path)
+    assert type(record).read(path) == record
+    text = path.read_text()
+    assert text == json.dumps(record.to_dict(), indent=2, sort_keys=True) + "\n"
+
+
+def test_split_info_is_the_dataset_info_plus_the_split():
+    assert SPLIT.to_dict() == {
+        **DATASET.to_dict(),
+        "test_size": 0.25,
+        "seed": 42,
+        "n_train": 9,
+        "n_test": 3,
+    }
+    assert SPLIT.display_name(1) == "one" and SPLIT.display_name(0) == "0"
+    assert TUNED.model_params() == {**TUNED.best_params, "scale": "none"}
+
+
+def test_reading_is_strict_and_names_the_file_and_field(tmp_path):
+    data = SPLIT.to_dict()
+    path = tmp_path / "meta.json"
+    for broken, message in [
+        ({k: v for k, v in data.items() if k != "n_test"}, "missing field.*n_test"),
+        ({**data, "extra": 1}, "unknown field.*extra"),
+        ({**data, "n_train": "9"}, "field n_train is str '9', expected int"),
+        ({**data, "n_train": True}, "field n_train is bool"),
+        ({**data, "image_shape": "8x8"}, "field image_shape is str"),
+    ]:
+        path.write_text(json.dumps(broken))
+        with pytest.raises(ArtifactError, match=message) as raised:
+            SplitInfo.read(path)
+        assert str(path) in str(raised.value) and "dvc repro split" in str(raised.value)
+    path.write_text(json.dumps({**TUNED.to_dict(), "best_score": None}))
+    with pytest.raises(ArtifactError, match="best_score is NoneType"):
+        TuneSummary.read(path)
+
+
+def test_an_evaluation_needs_every_model(tmp_path):
+    scores = {m: {"accuracy": 0.5} for m in ("configured", "tuned", "baseline")}
+    times = {m: {"fit_seconds": 0.1, "predict_seconds": 0.2} for m in scores}
+    Evaluation(scores, times).write(tmp_path / "m.json", tmp_path / "t.json")
+    assert Evaluation.read(tmp_path / "m.json", tmp_path / "t.json") == Evaluation(scores, times)
+    (tmp_path / "t.json").write_text(json.dumps({"configured": {}}))
+    with pytest.raises(ArtifactError, match=r"t\.json: expected one entry per model"):
+        Evaluation.read(tmp_path / "m.json", tmp_path / "t.json")
+
+
+def test_the_model_card_describes_the_fit():
+    X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [5.0, 5.0], [5.0, 6.0], [6.0, 5.0]])
+    y = np.array([0, 0, 0, 1, 1, 1])
+    model = KNNClassifier(2).fit(X, y)
+    card = model_card(SPLIT, model, X)
+    # Each point's 2 nearest others are at distances 1 and sqrt(2): mean (1 + sqrt 2) / 2.
+    assert card == ModelCard("toy", ["a", "b"], None, [0.0, 6.0], (1 + np.sqrt(2)) / 2)
+    assert novelty_threshold(KNNClassifier(6).fit(X, y)) == float("inf"), "k = n: no others"
+    assert ModelCard.from_dict(card.to_dict()) == card
+
+
+def test_the_split_is_stratified_and_seeded():
+    frame = pd.DataFrame({"a": np.arange(40.0), LABEL: [0] * 30 + [1] * 10})
+    split = parse_params({"split": {"test_size": 0.25, "seed": 3}}).split
+    train, test = stratified_split(frame, split)
+    again, _ = stratified_split(frame, split)
+    assert (len(train), len(test)) == (30, 10)
+    assert test[LABEL].value_counts().to_dict() == {0: 8, 1: 2}, "each class keeps its share"
+    pd.testing.assert_frame_equal(train, again)
+
+
+def test_the_binary_threshold_is_chosen_on_training_scores_only():
+    train_scores = np.array([0.1, 0.4, 0.6, 0.8, 0.9])
+    is_positive_train = np.array([False, False, True, True, True])
+    test_scores = np.array([0.5, 0.7, 0.95])
+    is_positive_test = np.array([True, False, True])
+    found = evaluation.binary_analysis(
+        1, "one", is_positive_test, test_scores, is_positive_train, train_scores
+    )
+    # On the training scores, 0.6 is the lowest threshold with precision >= 0.9 (3 of 3).
+    assert found["threshold"] == 0.6 and found["name"] == "one"
+    rates = found["at_precision"]
+    assert (rates["precision"], rates["recall"]) == (0.5, 0.5), "test: 0.7 wrong, 0.95 right"
+
+
+def test_the_cv_curve_follows_the_tuned_p_and_weights():
+    cv = pd.DataFrame(
+        {
+            "param_n_neighbors": [3, 1, 3, 1],
+            "param_p": [2, 2, 1, 2],
+            "param_weights": ["distance", "distance", "distance", "uniform"],
+            "mean_test_accuracy": [0.9, 0.8, 0.7, 0.6],
+            "std_test_accuracy": [0.01, 0.02, 0.03, 0.04],
+        }
+    )
+    table = evaluation.cv_curve_table(cv, TUNED)
+    assert table.to_dict("list") == {
+        "n_neighbors": [1, 3],
+        "cv_score": [0.8, 0.9],
+        "cv_std": [0.02, 0.01],
+    }
+
+
+def test_predictions_table_round_trips_labels_and_probabilities():
+    result = evaluation.ModelResult(
+        scores={},
+        fit_seconds=0.0,
+        predict_seconds=0.0,
+        y_pred=np.array([1, 0]),
+        proba=np.array([[0.25, 0.75], [1.0, 0.0]]),
+        classes=np.array([0, 1]),
+    )
+    table = evaluation.prediction_table(np.array([1, 1]), result)
+    y_true, y_pred, classes, proba = evaluation.read_prediction_table(table)
+    np.testing.assert_array_equal(y_true, [1, 1])
+    np.testing.assert_array_equal(y_pred, [1, 0])
+    np.testing.assert_array_equal(classes, [0, 1])
+    np.testing.assert_array_equal(proba, result.proba)
+
+
+def test_the_figures_fit_the_data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(12, 2))
+    y = np.array([0, 1] * 6)
+    proba = np.column_stack([1 - y * 0.75, y * 0.75])
+    proba[0] = [0.25, 0.75]  # one error
+    test = figures.TestPredictions(y, proba.argmax(axis=1), proba, np.array([0, 1]), X)
+    result = tuning.tune(
+        parse_params({"tune": {"cv": 3, "grid": {"n_neighbors": [1, 3], "p": [2]}}}), X, y
+    )[0]
+    timings = result.search_timings
+    made = figures.pipeline_figures(SPLIT, test, TUNED, result.cv_results, timings)
+    assert sorted(made) == sorted(
+        [
+            "confusion_matrix.png",
+            "roc_curves.png",
+            "precision_recall_curves.png",
+            "cv_score_vs_k.png",
+            "cv_heatmap.png",
+            "search_speed.png",
+        ]
+    ), "no images, no positive class, no model for a surface"
+    model = KNNClassifier(3).fit(X, y)
+    binary = {"positive": 1, "name": "one", "target": 0.9, "threshold": 0.5}
+    made = figures.pipeline_figures(
+        SPLIT, test, TUNED, result.cv_results, timings, binary, (model, {"train": (X, y)})
+    )
+    assert {"binary_threshold.png", "probability_surface.png"} <= set(made)
+    images = SplitInfo.of(
+        DatasetInfo(**{**DATASET.to_dict(), "n_features": 4, "image_shape": [2, 2]}), 0.25, 1, 9, 3
+    )
+    test4 = figures.TestPredictions(test.y_true, test.y_pred, proba, test.classes, np.ones((12, 4)))
+    made = figures.pipeline_figures(images, test4, TUNED, result.cv_results, timings)
+    assert {"sample_gallery.png", "confused_pair.png"} <= set(made)
+
+
+def test_the_report_reads_the_records():
+    scores = {"accuracy": 0.5, "precision_macro": 0.5, "recall_macro": 0.5, "f1_macro": 0.5}
+    scores |= {"f1_weighted": 0.5, "roc_auc_ovr": float("nan")}
+    evaluation_ = Evaluation(
+        {m: scores for m in ("configured", "tuned", "baseline")},
+        {
+            m: {"fit_seconds": 0.0, "predict_seconds": 0.0}
+            for m in ("configured", "tuned", "baseline")
+        },
+    )
+    text = build_report(SPLIT, evaluation_, TUNED, {"n_neighbors": 5}, ["cv_heatmap.png"])
+    assert text.startswith("# knnlab report: toy\n")
+    assert "| 12 | 2 | 2 | 9 / 3 | 0.25 | 42 |" in text
+    assert "54 candidates" not in text and "8 candidates, by accuracy" in text
+    assert "| ROC-AUC (one-vs-rest) | n/a | n/a | n/a |" in text
+    assert "![Mean CV score over k and p](figures/cv_heatmap.png)" in text
