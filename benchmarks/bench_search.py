@@ -8,11 +8,11 @@ Usage, from the repository root with the project's environment::
     python benchmarks/bench_search.py --p 2 --repeat 3 --json bench.json
     python benchmarks/bench_search.py --help
 
-Everything is in :mod:`knnlab.bench`. The ``__main__`` guard is needed: each measurement
+Everything is in ``benchmarks/searchbench.py``. The ``__main__`` guard is needed: each measurement
 runs in a fresh process (forkserver or spawn), which imports this file again.
 """
 
-from knnlab.bench import main
+from searchbench import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -6,7 +6,6 @@ Usage::
     knnlab params [--stamp]                        validate params.yaml, print it resolved
     knnlab predict [--model FILE] [--json] INPUT...  label images, .npy or CSV rows
     knnlab report [--base REV] [--output FILE]     the reviewer's report, with a diff
-    knnlab bench [...]                              search benchmark (see knnlab.bench)
 
 Bad input ends the command with one line on stderr naming what is wrong and exit code 2;
 ``--debug`` (or ``KNNLAB_DEBUG=1``) shows the traceback instead.
@@ -76,8 +75,6 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="machine-readable output")
     predict.add_argument("--top", type=int, default=3, help="class probabilities to show")
     predict.add_argument("inputs", nargs="+", help="images, .npy, .csv, or - (CSV on stdin)")
-    bench = commands.add_parser("bench", help="benchmark the search against scikit-learn")
-    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="see knnlab bench -h")
     return parser
 
 
@@ -142,10 +139,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = args.debug or os.environ.get("KNNLAB_DEBUG") == "1"
     try:
-        if args.command == "bench":
-            from knnlab.bench import main as bench_main
-
-            return bench_main(args.bench_args)
         if args.command == "predict":
             from knnlab.pipeline import predict
 

@@ -267,7 +267,7 @@ def test_prefilter_gives_the_plain_search_bit_for_bit(rng, monkeypatch, self_que
 
 
 def test_prefilter_on_mnist_shaped_data_matches_scikit_learn(monkeypatch):
-    from knnlab.bench import make_mnist_like
+    from knnlab.pipeline.synthetic import make_mnist_like
 
     X_train, _, X_query, _ = make_mnist_like(5000, 600, seed=1)
     counts = _spy_low_rank_counts(monkeypatch)
