@@ -7,7 +7,7 @@ Run from the repository root with the project's environment::
     python benchmarks/bench_tracking.py --children 54   # the default digits grid
 
 Each size logs into a new SQLite store in a temporary folder, through the same
-``runs.stage_run`` and ``Run.log_children`` the tune stage uses (the store is created
+``runs.stage_run`` and ``StageRun.log_children`` the tune stage uses (the store is created
 and migrated first, outside the timing). Meanwhile a second process takes and lets go of the
 store lock in a loop: its longest wait is how long the logging kept other writers out.
 """
@@ -21,7 +21,7 @@ import tempfile
 import time
 
 from knnlab.pipeline.params import MlflowParams
-from knnlab.tracking import runs
+from knnlab.tracking import runs, store
 
 
 def children(n: int) -> list[dict]:
@@ -43,7 +43,7 @@ def children(n: int) -> list[dict]:
 def _wait_for_lock(uri: str, stop, longest) -> None:
     """Another writer: takes and lets go of the store lock in a loop, recording its longest
     wait (seconds), which is how long the logging stage kept everyone else out."""
-    lock = runs.StoreLock(uri, "bench-waiter", 600)
+    lock = store.StoreLock(uri, "bench-waiter", 600)
     while not stop.is_set():
         start = time.perf_counter()
         with lock.held():

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from knnlab.tracking import runs
-
+from . import mlflow_store
 from .conftest import REPO_ROOT
 
 PROJECT_FILES = [
@@ -69,7 +68,7 @@ def stages_run(output: str) -> list[str]:
 
 def store(root: Path, experiment: str = "knnlab") -> list[dict]:
     """Every run in the project's default MLflow store."""
-    return runs.run_summary(f"sqlite:///{root / 'mlflow.db'}", experiment)
+    return mlflow_store.run_summary(f"sqlite:///{root / 'mlflow.db'}", experiment)
 
 
 SMALL_GRID = {

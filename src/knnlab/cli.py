@@ -109,7 +109,7 @@ def load_raw_params() -> dict:
 
 def _redact_tracking_uri(params: dict) -> None:
     """Hide any credential in ``mlflow.tracking_uri`` of a params mapping before printing."""
-    from knnlab.tracking.runs import redact_uri
+    from knnlab.tracking.store import redact_uri
 
     section = params.get("mlflow")
     if isinstance(section, dict) and isinstance(section.get("tracking_uri"), str):

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from knnlab.tracking import runs
+from knnlab.tracking import models
 
-from .. import dvc_plots_browser
+from .. import dvc_plots_browser, mlflow_store
 from ..conftest import REPO_ROOT
 from ..project import make_project, run, stages_run, store
 
@@ -84,19 +84,19 @@ def test_mlflow_holds_the_evaluate_run_and_nested_tuning_runs(iris_project):
         assert key in run["metrics"], f"evaluate run lacks metric {key}"
     assert run["tags"]["mlflow.source.git.commit"], "runs carry the git commit"
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    artifacts = runs.list_artifacts(uri, run["run_id"])
+    artifacts = mlflow_store.list_artifacts(uri, run["run_id"])
     assert {"figures", "metrics.json", "report.md", "confusion_matrix.json"} <= set(artifacts)
-    model = runs.load_logged_model(uri, run["run_id"])
+    model = models.load_logged_model(uri, run["run_id"])
     test = pd.read_parquet(root / "data/split/test.parquet")
     predicted = pd.read_csv(root / "reports/plots/predictions.csv")["predicted"]
     np.testing.assert_array_equal(model.predict(test.drop(columns=["label"])), predicted)
-    inputs = runs.run_inputs(uri, run["run_id"])
+    inputs = mlflow_store.run_inputs(uri, run["run_id"])
     assert sorted((name, context) for name, _, context in inputs) == [
         ("iris-test", "evaluation"),
         ("iris-train", "training"),
     ]
     assert all(len(digest) >= 8 for _, digest, _ in inputs), "datasets carry a digest"
-    logged = set(runs.list_artifacts(uri, run["run_id"], "figures"))
+    logged = set(mlflow_store.list_artifacts(uri, run["run_id"], "figures"))
     assert logged == {f"figures/{p.name}" for p in (root / "reports/figures").iterdir()}
     assert run["artifact_uri"].startswith((root / "mlruns").as_uri()), "artifacts beside the db"
     children = [r for r in logged if r["tags"].get("mlflow.parentRunId") == tune[0]["run_id"]]
@@ -176,7 +176,7 @@ def test_moons_experiment_draws_the_surface_and_the_binary_analysis(iris_project
     new = [r for r in store(root) if r["run_id"] not in before]
     evaluate = [r for r in new if r["tags"].get("knnlab.stage") == "evaluate"]
     assert [r["params"]["dataset"] for r in evaluate] == ["moons"]
-    logged = runs.list_artifacts(
+    logged = mlflow_store.list_artifacts(
         f"sqlite:///{root / 'mlflow.db'}", evaluate[0]["run_id"], "figures"
     )
     assert "figures/probability_surface.png" in logged

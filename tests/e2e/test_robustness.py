@@ -11,9 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from knnlab.tracking import runs
-
-from .. import fault_injection
+from .. import fault_injection, mlflow_store
 from ..project import SMALL_GRID, make_project, run, stages_run, store
 
 pytestmark = pytest.mark.slow
@@ -141,7 +139,7 @@ def test_two_clones_log_to_one_store_at_once(tmp_path, project):
             "params",
             *("fetch", "split", "train", "tune", "evaluate", "plot"),
         ]
-    logged = runs.run_summary(f"sqlite:///{shared}", "knnlab")
+    logged = mlflow_store.run_summary(f"sqlite:///{shared}", "knnlab")
     stages = sorted(
         r["tags"]["knnlab.stage"] for r in logged if "mlflow.parentRunId" not in r["tags"]
     )

@@ -11,8 +11,7 @@ import urllib.error
 import pytest
 import sklearn.datasets
 
-from knnlab.tracking import runs
-
+from .. import mlflow_store
 from ..conftest import REPO_ROOT
 
 
@@ -104,7 +103,7 @@ def test_mnist_chapter3_without_the_cache_fails_clearly(tmp_path, monkeypatch, c
 def test_an_example_logs_its_run_to_mlflow(tmp_path, isolated_mlflow):
     results = load_example("decision_surfaces").main(["--out", str(tmp_path), "--mlflow"])
 
-    logged = runs.run_summary(isolated_mlflow, "knnlab-examples")
+    logged = mlflow_store.run_summary(isolated_mlflow, "knnlab-examples")
     assert len(logged) == 1
     run = logged[0]
     assert run["status"] == "FINISHED"
@@ -112,7 +111,7 @@ def test_an_example_logs_its_run_to_mlflow(tmp_path, isolated_mlflow):
     assert run["params"]["n_neighbors"] == "15"
     assert run["metrics"]["moons_accuracy"] == pytest.approx(results["moons_accuracy"])
     assert run["metrics"]["iris_accuracy"] == pytest.approx(results["iris_accuracy"])
-    figures = runs.list_artifacts(isolated_mlflow, run["run_id"], "figures")
+    figures = mlflow_store.list_artifacts(isolated_mlflow, run["run_id"], "figures")
     assert sorted(figures) == ["figures/iris_surface.png", "figures/moons_surface.png"]
 
 

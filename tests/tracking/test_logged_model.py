@@ -18,8 +18,9 @@ import yaml
 from knnlab import KNNClassifier
 from knnlab.pipeline.model_io import ModelFileError, save_model
 from knnlab.pipeline.params import MlflowParams
-from knnlab.tracking import runs
+from knnlab.tracking import models, runs
 
+from .. import mlflow_store
 from ..conftest import REPO_ROOT
 
 
@@ -91,7 +92,7 @@ class _Touch:
 
 def test_logged_model_is_data_for_an_installed_loader(logged):
     uri, run_id, folder, frame, predicted = logged
-    np.testing.assert_array_equal(runs.load_logged_model(uri, run_id).predict(frame), predicted)
+    np.testing.assert_array_equal(models.load_logged_model(uri, run_id).predict(frame), predicted)
     np.testing.assert_array_equal(_plain_mlflow_load(uri, run_id).predict(frame), predicted)
     files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
     assert "data/model.npz" in files and "MLmodel" in files, files
@@ -118,7 +119,7 @@ def test_code_and_pickles_added_to_the_folder_never_run(logged, tmp_path):
     (folder / "knnlab" / "__init__.py").write_text(payload)
     for name in ("python_model.pkl", "data/model.pkl"):
         (folder / name).write_bytes(pickle.dumps(_Touch(marker)))
-    np.testing.assert_array_equal(runs.load_logged_model(uri, run_id).predict(frame), predicted)
+    np.testing.assert_array_equal(models.load_logged_model(uri, run_id).predict(frame), predicted)
     np.testing.assert_array_equal(_plain_mlflow_load(uri, run_id).predict(frame), predicted)
     assert not marker.exists(), "code from the artifact store ran"
 
@@ -175,7 +176,7 @@ def test_rewritten_mlmodel_is_refused_and_nothing_runs(logged, tmp_path, tamper)
     rewrite(meta["flavors"]["python_function"], folder, marker)
     (folder / "MLmodel").write_text(yaml.safe_dump(meta))
     with pytest.raises(ModelFileError, match="is not a model knnlab logged") as refused:
-        runs.load_logged_model(uri, run_id)
+        models.load_logged_model(uri, run_id)
     assert message in str(refused.value)
     assert not marker.exists(), "code from the artifact store ran"
 
@@ -207,7 +208,7 @@ def test_other_mlmodel_changes_are_refused(logged, rewrite, message):
     rewrite(meta)
     (folder / "MLmodel").write_text(yaml.safe_dump(meta))
     with pytest.raises(ModelFileError, match=message):
-        runs.load_logged_model(uri, run_id)
+        models.load_logged_model(uri, run_id)
 
 
 def test_mlmodel_is_read_with_safe_yaml(logged, tmp_path):
@@ -218,7 +219,7 @@ def test_mlmodel_is_read_with_safe_yaml(logged, tmp_path):
         f"PosixPath [{str(marker)!r}]]\n"
     )
     with pytest.raises(ModelFileError, match="is not valid YAML"):
-        runs.load_logged_model(uri, run_id)
+        models.load_logged_model(uri, run_id)
     assert not marker.exists()
 
 
@@ -230,7 +231,7 @@ def test_tampered_npz_fails_its_checksum(logged):
     arrays["X"] = arrays["X"] + 0.5
     np.savez(npz, **arrays)
     with pytest.raises(ModelFileError, match="fails its SHA-256 check"):
-        runs.load_logged_model(uri, run_id)
+        models.load_logged_model(uri, run_id)
     with pytest.raises(ModelFileError, match="fails its SHA-256 check"):
         _plain_mlflow_load(uri, run_id)
 
@@ -238,9 +239,9 @@ def test_tampered_npz_fails_its_checksum(logged):
 def test_50000_feature_columns_log_and_load(tmp_path):
     """Beyond MLflow's 1 MiB dataset schema: array datasets and a tensor signature."""
     uri, run_id, frame, predicted = _fit_and_log(tmp_path, n_features=50_000, seed=1)
-    [(name, digest, context)] = runs.run_inputs(uri, run_id)
+    [(name, digest, context)] = mlflow_store.run_inputs(uri, run_id)
     assert (name, context) == ("random-train", "training") and digest
-    model = runs.load_logged_model(uri, run_id)
+    model = models.load_logged_model(uri, run_id)
     np.testing.assert_array_equal(model.predict(frame), predicted)
     np.testing.assert_array_equal(model.predict(frame.to_numpy()), predicted)
     meta = yaml.safe_load((_model_folder(uri, run_id) / "MLmodel").read_text())

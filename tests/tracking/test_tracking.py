@@ -12,6 +12,8 @@ import textwrap
 from knnlab.pipeline.params import MlflowParams
 from knnlab.tracking import runs
 
+from .. import mlflow_store
+
 KILLED_STAGE = textwrap.dedent(
     """
     import os, signal
@@ -27,7 +29,7 @@ KILLED_STAGE = textwrap.dedent(
 
 
 def _runs(uri: str) -> dict[str, dict]:
-    return {r["run_id"]: r for r in runs.run_summary(uri, "orphans")}
+    return {r["run_id"]: r for r in mlflow_store.run_summary(uri, "orphans")}
 
 
 def test_the_next_stage_closes_the_run_of_a_killed_stage(isolated_mlflow):

@@ -14,14 +14,16 @@ from pathlib import Path
 import pytest
 
 from knnlab.pipeline.params import MlflowParams, ParamsError, parse_params
-from knnlab.tracking import runs
+from knnlab.tracking import runs, store
+
+from .. import mlflow_store
 
 # Holds the store lock as the evaluate stage would, until the file argv[2] appears.
 HOLDER = textwrap.dedent(
     """
     import os, sys, time
-    from knnlab.tracking import runs
-    lock = runs.StoreLock(sys.argv[1], "evaluate", 60)
+    from knnlab.tracking import store
+    lock = store.StoreLock(sys.argv[1], "evaluate", 60)
     with lock.held():
         print("held", flush=True)
         deadline = time.monotonic() + 120
@@ -151,7 +153,7 @@ def test_a_waiter_goes_on_once_the_holder_lets_go(isolated_mlflow, holder):
     release.touch()
     assert waiter.wait(timeout=120) == 0, out.text() + err.text()
     assert "got the MLflow store lock after" in err.text()
-    (run,) = runs.run_summary(isolated_mlflow, "locks")
+    (run,) = mlflow_store.run_summary(isolated_mlflow, "locks")
     assert run["status"] == "FINISHED" and run["params"] == {"a": "1"}
 
 
@@ -162,7 +164,7 @@ def test_a_lock_timeout_with_mlflow_not_required_leaves_the_stage_untracked(
     config = MlflowParams(experiment="locks", required=False)
     with runs.stage_run(config, "tune", "tune") as run:
         run.log(params={"a": 1})
-    assert isinstance(run, runs.NullRun)
+    assert isinstance(run, runs.UntrackedRun)
     assert "gave up after 1 s" in capsys.readouterr().err
 
 
@@ -173,7 +175,7 @@ def test_the_lock_is_not_held_while_the_stage_computes(isolated_mlflow):
         run.log(params={"a": 1})
         free = subprocess.run([sys.executable, "-c", take, lock], capture_output=True, text=True)
         assert free.returncode == 0, f"another process could not take the lock: {free.stderr}"
-        store_lock = runs.StoreLock(isolated_mlflow, "tune", 5)
+        store_lock = store.StoreLock(isolated_mlflow, "tune", 5)
         with store_lock.held(), store_lock.held():  # re-entrant within a process
             busy = subprocess.run([sys.executable, "-c", take, lock], capture_output=True)
             assert busy.returncode != 0, "held, the lock keeps other processes out"
@@ -226,7 +228,7 @@ def test_nested_runs_keep_their_content_and_order(isolated_mlflow):
     ]
     with runs.stage_run(MlflowParams(experiment="nested"), "tune", "tune") as run:
         ids = run.log_children(children)
-    by_id = {r["run_id"]: r for r in runs.run_summary(isolated_mlflow, "nested")}
+    by_id = {r["run_id"]: r for r in mlflow_store.run_summary(isolated_mlflow, "nested")}
     for child, run_id in zip(children, ids, strict=True):
         logged = by_id[run_id]
         assert logged["name"] == child["name"] and logged["status"] == "FINISHED"
@@ -247,7 +249,7 @@ def test_a_failing_stage_ends_its_run_failed(isolated_mlflow):
     with pytest.raises(RuntimeError, match="boom"), runs.stage_run(config, "tune", "t") as run:
         run.log(params={"a": 1})
         raise RuntimeError("boom")
-    (logged,) = runs.run_summary(isolated_mlflow, "fail")
+    (logged,) = mlflow_store.run_summary(isolated_mlflow, "fail")
     assert logged["status"] == "FAILED"
 
 
@@ -260,9 +262,9 @@ def test_a_lock_timeout_that_is_not_a_positive_number_is_refused(value):
 def test_the_lock_timeout_comes_from_params_unless_the_environment_says(monkeypatch):
     assert parse_params({}).mlflow.lock_timeout == 600, "the default"
     config = parse_params({"mlflow": {"lock_timeout": 30}}).mlflow
-    assert runs.lock_timeout(config) == 30.0
+    assert store.lock_timeout(config) == 30.0
     monkeypatch.setenv("KNNLAB_LOCK_TIMEOUT", "2.5")
-    assert runs.lock_timeout(config) == 2.5
+    assert store.lock_timeout(config) == 2.5
 
 
 @pytest.mark.parametrize("value", ["abc", "0", "-1", "inf", "nan"])

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from knnlab.pipeline.params import MlflowParams
-from knnlab.tracking import runs
+from knnlab.tracking import runs, store
+
+from .. import mlflow_store
 
 TrackingError = runs.TrackingError  # the class the CLI reports as one line
 
@@ -58,16 +60,16 @@ HARMLESS = [
 def test_a_credential_in_the_uri_is_refused_without_printing_it(uri, instead, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     with pytest.raises(TrackingError, match="has credentials in it") as raised:
-        runs.resolve_tracking_uri(MlflowParams())
+        store.resolve_tracking_uri(MlflowParams())
     message = str(raised.value)
     assert SECRET not in message, f"the refusal printed the secret: {message}"
     assert instead in message, f"the refusal does not say where the secret goes: {message}"
-    assert runs.redact_uri(uri) in message, "the URI is named, redacted"
+    assert store.redact_uri(uri) in message, "the URI is named, redacted"
 
 
 @pytest.mark.parametrize(("uri", "instead"), REFUSED)
 def test_redaction_hides_every_refused_secret(uri, instead):
-    redacted = runs.redact_uri(uri)
+    redacted = store.redact_uri(uri)
     assert SECRET not in redacted, redacted
     assert "***" in redacted, redacted
     assert redacted.split(":", 1)[0] == uri.split(":", 1)[0], "the scheme stays readable"
@@ -75,15 +77,15 @@ def test_redaction_hides_every_refused_secret(uri, instead):
 
 @pytest.mark.parametrize("uri", HARMLESS)
 def test_harmless_uris_are_accepted_and_left_as_they_are(uri):
-    runs.refuse_credentials(uri)  # raises if refused
-    assert runs.redact_uri(uri) == uri, "an accepted URI is recorded exactly"
+    store.refuse_credentials(uri)  # raises if refused
+    assert store.redact_uri(uri) == uri, "an accepted URI is recorded exactly"
 
 
 def test_redaction_keeps_the_harmless_parts_of_a_refused_uri():
     uri = f"https://mlflow.example/p?timeout=5&token={SECRET}&x=1#frag"
-    assert runs.redact_uri(uri) == "https://mlflow.example/p?timeout=5&token=***&x=1#frag"
+    assert store.redact_uri(uri) == "https://mlflow.example/p?timeout=5&token=***&x=1#frag"
     user = f"postgresql://mlflow:{SECRET}@db.example:5432/mlflow?sslmode=require"
-    assert runs.redact_uri(user) == "postgresql://***@db.example:5432/mlflow?sslmode=require"
+    assert store.redact_uri(user) == "postgresql://***@db.example:5432/mlflow?sslmode=require"
 
 
 def test_refusal_does_not_depend_on_mlflow_required(monkeypatch, capsys, isolated_mlflow):
@@ -129,9 +131,9 @@ def test_a_stage_like_flow_records_a_harmless_query_exactly_and_no_secret(
     figure = tmp_path / "figure.txt"
     figure.write_text("a figure")
     runs.log_artifacts_to(runs.RunRecord.from_dict(record), [figure], "figures")  # as stored
-    assert runs.list_artifacts(uri, record["run_id"], "figures") == ["figures/figure.txt"]
+    assert mlflow_store.list_artifacts(uri, record["run_id"], "figures") == ["figures/figure.txt"]
 
-    logged = runs.run_summary(uri, "secrets")
+    logged = mlflow_store.run_summary(uri, "secrets")
     assert sorted(r["name"] for r in logged) == ["k=1", "k=3", "tune 2 candidates"]
     assert {r["status"] for r in logged} == {"FINISHED"}
     tag_text = json.dumps([r["tags"] for r in logged])
@@ -144,7 +146,7 @@ def test_a_stage_like_flow_records_a_harmless_query_exactly_and_no_secret(
     with pytest.raises(TrackingError) as raised, runs.stage_run(config, "tune", "tune"):
         pytest.fail("the block must not run")
     assert "timeout=30&password=***" in str(raised.value)
-    assert len(runs.run_summary(uri, "secrets")) == 3, "no run was added"
+    assert len(mlflow_store.run_summary(uri, "secrets")) == 3, "no run was added"
 
 
 def test_a_run_record_is_redacted_when_written():

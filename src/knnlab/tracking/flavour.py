@@ -6,7 +6,7 @@ A logged model's ``MLmodel`` names this module as its ``loader_module`` and the 
 pickle, so nothing stored there runs when the model is loaded, and the ``.npz`` is read by
 :func:`knnlab.pipeline.model_io.load_model` with all its checks. Use
 ``mlflow.pyfunc.load_model("runs:/<run_id>/model").predict(frame)``, or
-:func:`knnlab.tracking.runs.load_logged_model`, which also refuses a tampered ``MLmodel``.
+:func:`knnlab.tracking.models.load_logged_model`, which also refuses a tampered ``MLmodel``.
 
 This module does not import mlflow.
 """
