@@ -28,8 +28,8 @@ FORBIDDEN = {
     "core": {"mlflow", "dvc", "matplotlib", "yaml", "PIL"},
     "pipeline": {"mlflow", "dvc"},
     "tracking": {"dvc"},
-    "stages": {"dvc"},
-    "cli": {"dvc"},
+    "stages": {"dvc", "mlflow"},  # through knnlab.tracking only
+    "cli": {"dvc", "mlflow"},
 }
 
 

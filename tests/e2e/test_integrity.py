@@ -82,8 +82,9 @@ def clean(project):
     [
         ("estimators.py", {"train", "tune", "evaluate", "plot"}),  # scaling, the tree path
         ("_kernels.py", {"train", "tune", "evaluate", "plot"}),  # the search itself
-        ("figures.py", {"plot"}),
-        ("datasets.py", {"fetch", "split", "train", "tune", "evaluate", "plot"}),
+        ("pipeline/figures.py", {"plot"}),
+        ("pipeline/evaluation.py", {"evaluate", "plot"}),
+        ("pipeline/datasets.py", {"fetch", "split", "train", "tune", "evaluate", "plot"}),
     ],
 )
 def test_a_code_edit_marks_exactly_the_stages_that_run_it(clean, module, stages):

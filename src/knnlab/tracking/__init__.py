@@ -1,5 +1,6 @@
-"""MLflow: the only package that imports it. ``runs`` opens and logs the stages' runs,
-``flavour`` is the loader MLflow calls for a logged knnlab model, ``errors`` holds
+"""MLflow: the only package that imports it. ``store`` says where runs go and guards the
+store (secrets, the SQLite lock), ``runs`` opens and logs the stages' runs, ``models`` logs
+and checks the knnlab model, ``flavour`` is the loader MLflow calls for it, ``errors`` holds
 :class:`~knnlab.tracking.errors.TrackingError`.
 
 Deliberately empty: the command line imports ``knnlab.tracking.errors`` for every command,
