@@ -96,8 +96,8 @@ def test_mlflow_holds_the_evaluate_run_and_nested_tuning_runs(iris_project):
         ("iris-train", "training"),
     ]
     assert all(len(digest) >= 8 for _, digest, _ in inputs), "datasets carry a digest"
-    logged = set(mlflow_store.list_artifacts(uri, run["run_id"], "figures"))
-    assert logged == {f"figures/{p.name}" for p in (root / "reports/figures").iterdir()}
+    figures = set(mlflow_store.list_artifacts(uri, run["run_id"], "figures"))
+    assert figures == {f"figures/{p.name}" for p in (root / "reports/figures").iterdir()}
     assert run["artifact_uri"].startswith((root / "mlruns").as_uri()), "artifacts beside the db"
     children = [r for r in logged if r["tags"].get("mlflow.parentRunId") == tune[0]["run_id"]]
     assert len(children) == 32, "one nested run per grid point"
