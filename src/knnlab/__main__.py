@@ -1,7 +1,5 @@
 """``python -m knnlab <stage>``: see :mod:`knnlab.cli`."""
 
-import sys
+from knnlab.cli import run
 
-from knnlab.cli import main
-
-sys.exit(main())
+run()

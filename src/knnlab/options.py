@@ -10,9 +10,7 @@ same rules into messages about ``params.yaml`` keys.
 from __future__ import annotations
 
 import math
-from numbers import Real
-
-import numpy as np
+from numbers import Integral, Real
 
 WEIGHTS = ("uniform", "distance")
 ALGORITHMS = ("auto", "brute", "kd_tree", "ball_tree")
@@ -23,14 +21,18 @@ GRID_KEYS = ("n_neighbors", "p", "weights", "algorithm")
 P_ALLOWED = "a number >= 1 (Minkowski p; inf for Chebyshev)"
 
 
+# numpy's integer and float types register as Integral and Real; numpy's bool does not.
+# No numpy import here: params.yaml's validation, and so the command line, use these.
+
+
 def is_count(value) -> bool:
     """An integer (not a bool: ``n_neighbors: true`` is a typo, not 1)."""
-    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+    return isinstance(value, Integral) and not isinstance(value, bool)
 
 
 def is_minkowski_p(value) -> bool:
     """A real number >= 1, infinity included (Chebyshev); not a bool, not NaN."""
-    if isinstance(value, bool | np.bool_) or not isinstance(value, Real):
+    if isinstance(value, bool) or not isinstance(value, Real):
         return False
     return bool(not math.isnan(value) and value >= 1)
 
@@ -45,7 +47,7 @@ def check_n_neighbors(value) -> int:
 
 def check_p(value) -> float:
     """The Minkowski exponent as a float (``inf`` for Chebyshev)."""
-    if isinstance(value, bool | np.bool_) or not isinstance(value, Real):
+    if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"p must be {P_ALLOWED}, got {value!r}")
     if not is_minkowski_p(value):
         raise ValueError(f"Minkowski p must be >= 1 (or inf), got p = {value}")
@@ -69,10 +71,12 @@ def resolve_algorithm(algorithm: str, n_samples: int, n_features: int, n_neighbo
     return "brute"
 
 
-def fit_scaling(X: np.ndarray, scale: str) -> tuple[np.ndarray, np.ndarray]:
+def fit_scaling(X, scale: str):
     """Centre and factor (each of shape (n_features,)) so that ``(X - centre) / factor`` is
     standardised (mean 0, std 1) or min-max scaled (0..1); constant columns keep factor 1.
-    X : (n_samples, n_features), the training rows only."""
+    X : ndarray (n_samples, n_features), the training rows only."""
+    import numpy as np
+
     check_choice("scale", scale, SCALINGS)
     if scale == "none":
         return np.zeros(X.shape[1]), np.ones(X.shape[1])

@@ -238,3 +238,22 @@ def test_predicting_an_image_imports_no_scikit_learn_pandas_or_mlflow(digits_mod
     loaded = set(done.stdout.splitlines()[-1].split())
     assert done.stdout.startswith(f"{image}: 1")
     assert not loaded & {"sklearn", "pandas", "mlflow", "matplotlib", "dvc"}
+
+
+def test_the_program_exits_early_after_predict_and_loses_no_output(digits_model, tmp_path):
+    """`knnlab predict` skips Python's teardown (cli.FAST_EXIT_COMMANDS): its whole output,
+    through a pipe, and its exit codes must still arrive."""
+    path, _ = digits_model
+    images = []
+    for i in range(40):  # more output than one pipe write
+        image = tmp_path / f"one_{i}.png"
+        Image.fromarray((drawn_one() * 15).astype(np.uint8)).save(image)
+        images.append(str(image))
+    command = [sys.executable, "-m", "knnlab", "predict", "--json", "--model", str(path)]
+    done = subprocess.run([*command, *images], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)
+    assert [r["input"] for r in results] == images and {r["label"] for r in results} == {1}
+    failed = subprocess.run([*command, str(tmp_path / "missing.png")], capture_output=True)
+    assert failed.returncode == 2
+    assert failed.stderr.decode().strip().endswith("missing.png: no such file")
