@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
+import re
+import struct
 import time
 
 import numpy as np
@@ -429,3 +432,318 @@ def test_positive_class_must_be_a_class():
     assert datasets.positive_class(2, classes) == 2
     with pytest.raises(ParamsError, match=r"data.positive_class = 7 is not a class .* 0, 1, 2"):
         datasets.positive_class(7, classes)
+
+
+# --- IDX files --------------------------------------------------------------------------------
+
+IDX_CODES = {
+    "uint8": 0x08,
+    "int8": 0x09,
+    "int16": 0x0B,
+    "int32": 0x0C,
+    "float32": 0x0D,
+    "float64": 0x0E,
+}
+
+
+def idx_bytes(array: np.ndarray, code: int | None = None, shape=None) -> bytes:
+    """``array`` in the IDX format, spelled out here independently of read_idx: 00 00, the
+    type code, the number of dimensions, big-endian uint32 sizes, big-endian values."""
+    code = IDX_CODES[array.dtype.name] if code is None else code
+    shape = array.shape if shape is None else shape
+    header = bytes([0, 0, code, len(shape)]) + b"".join(struct.pack(">I", n) for n in shape)
+    return header + array.astype(array.dtype.newbyteorder(">")).tobytes()
+
+
+def write_idx(path, array: np.ndarray, gzipped: bool = False):
+    data = idx_bytes(array)
+    path.write_bytes(gzip.compress(data) if gzipped else data)
+    return path
+
+
+def sample_array(dtype_name: str) -> np.ndarray:
+    """A (2, 3, 4) array of ``dtype_name`` reaching both ends of the type's range."""
+    dtype = np.dtype(dtype_name)
+    if dtype.kind == "f":
+        info = np.finfo(dtype)
+        values = [info.min, info.max, -0.0, 1.5, -2.25, info.tiny, np.inf, -np.inf]
+    else:
+        info = np.iinfo(dtype)
+        values = [info.min, info.max, 0, 1, -1 if info.min < 0 else 2, 7]
+    return np.resize(np.array(values, dtype=dtype), (2, 3, 4))
+
+
+@pytest.mark.parametrize("gzipped", [False, True], ids=["raw", "gzip"])
+@pytest.mark.parametrize("dtype_name", list(IDX_CODES))
+def test_read_idx_reads_back_every_type_code_raw_and_gzipped(tmp_path, dtype_name, gzipped):
+    array = sample_array(dtype_name)
+    got = datasets.read_idx(write_idx(tmp_path / "a.idx", array, gzipped))
+    assert got.shape == (2, 3, 4) and got.dtype == np.dtype(dtype_name)
+    assert got.dtype.isnative and got.flags.writeable
+    np.testing.assert_array_equal(got, array)
+
+
+def test_read_idx_tells_gzip_by_its_bytes_not_its_name(tmp_path):
+    labels = np.arange(10, dtype=np.uint8)
+    gzipped_no_suffix = write_idx(tmp_path / "labels-idx1-ubyte", labels, gzipped=True)
+    raw_with_suffix = write_idx(tmp_path / "labels-idx1-ubyte.gz", labels, gzipped=False)
+    for path in (gzipped_no_suffix, raw_with_suffix):
+        np.testing.assert_array_equal(datasets.read_idx(path), labels)
+    empty = datasets.read_idx(write_idx(tmp_path / "empty", np.zeros((0, 28, 28), np.uint8)))
+    assert empty.shape == (0, 28, 28)
+
+
+def uint8_idx(*shape: int) -> bytes:
+    return idx_bytes(np.zeros(shape, np.uint8))
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "is not an IDX file: starts with bytes \\(none\\); expected 00 00"),
+        (
+            b"\x01\x00\x08\x01" + bytes(8),
+            "is not an IDX file: starts with bytes 01 00 08 01; expected 00 00, a type",
+        ),
+        (
+            b"\x00\x00\x07\x01" + bytes(8),
+            r"unknown IDX type code 0x07; expected one of 0x08 \(uint8\)",
+        ),
+        (b"\x00\x00\x08\x00", "the IDX header declares 0 dimensions; expected at least 1"),
+        (b"\x00\x00\x08\x03" + bytes(6), "ends inside the IDX header: 3 dimensions need 16 header"),
+        (
+            uint8_idx(60000, 28, 28)[:16] + bytes(1234),
+            r"expected 47,040,000 bytes of data after the header "
+            r"\(60000 x 28 x 28 uint8 values\), found 1,234 \(the file is truncated\)",
+        ),
+        (uint8_idx(10) + b"\x00\x00", r"expected 10 bytes .* found 12 \(bytes trail the data\)"),
+        (
+            idx_bytes(np.zeros(3, np.int32), shape=(4,)),
+            r"expected 16 bytes of data after the header \(4 int32 values\), found 12",
+        ),
+        (
+            gzip.compress(uint8_idx(100))[:-12],
+            "starts with the gzip magic bytes 1f 8b but does not",
+        ),
+        (
+            b"\x1f\x8b" + bytes(30),
+            "starts with the gzip magic bytes 1f 8b but does not decompress .*expected a complete",
+        ),
+    ],
+    ids=[
+        "empty",
+        "magic",
+        "type-code",
+        "no-dimensions",
+        "header-cut",
+        "truncated",
+        "trailing",
+        "int32-short",
+        "gzip-cut",
+        "gzip-corrupt",
+    ],
+)
+def test_read_idx_errors_name_the_file_and_the_expectation(tmp_path, content, message):
+    path = tmp_path / "bad-idx3-ubyte.gz"
+    path.write_bytes(content)
+    with pytest.raises(datasets.DataError, match="^" + re.escape(str(path)) + ": " + message):
+        datasets.read_idx(path)
+
+
+def test_read_idx_refuses_a_folder_and_a_missing_file(tmp_path):
+    folder = tmp_path / "train-images-idx3-ubyte"
+    folder.mkdir()
+    with pytest.raises(datasets.DataError, match="idx3-ubyte: is a folder; expected an IDX file"):
+        datasets.read_idx(folder)
+    with pytest.raises(datasets.DataError, match=r"missing-ubyte: no such file"):
+        datasets.read_idx(tmp_path / "missing-ubyte")
+
+
+# --- Fashion-MNIST ----------------------------------------------------------------------------
+
+
+def fake_fashion_mnist(folder, train_labels, test_labels, gzipped=(True, False, False, True)):
+    """The four Fashion-MNIST files with small contents: image i is filled from i, so the row
+    order can be checked; some files gzipped and named .gz, the others raw without it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    base = np.arange(784, dtype=np.int64).reshape(28, 28)
+    train = np.stack([(base + i) % 256 for i in range(len(train_labels))]).astype(np.uint8)
+    test = np.stack([(base * 3 + 100 + i) % 256 for i in range(len(test_labels))]).astype(np.uint8)
+    arrays = [train, np.asarray(train_labels, np.uint8), test, np.asarray(test_labels, np.uint8)]
+    for name, array, zipped in zip(datasets.FASHION_MNIST_FILES, arrays, gzipped, strict=True):
+        write_idx(folder / (name + ".gz" if zipped else name), array, zipped)
+    return train, test
+
+
+# 12 training and 4 test images; the first training labels are Fashion-MNIST's own.
+TRAIN_LABELS = [9, 0, 0, 3, 0, 2, 7, 2, 5, 5, 1, 4]
+TEST_LABELS = [9, 2, 1, 8]
+
+
+def test_fashion_mnist_from_a_folder_keeps_train_then_test_rows(tmp_path):
+    folder = tmp_path / "fashion"
+    train, test = fake_fashion_mnist(folder, TRAIN_LABELS, TEST_LABELS)
+    dataset = datasets.load_fashion_mnist(folder)
+    assert dataset.name == "fashion_mnist" and dataset.image_shape == (28, 28)
+    assert dataset.feature_columns == [f"pixel{i}" for i in range(1, 785)]
+    assert list(dataset.frame.columns)[-1] == "label" and dataset.frame.shape == (16, 785)
+    X, y = datasets.features_and_labels(dataset.frame)
+    assert X.dtype == np.float64 and y.dtype == np.int64
+    expected = np.concatenate([train, test]).reshape(16, 784)  # row-major: pixel29 is (1, 0)
+    np.testing.assert_array_equal(X, expected)
+    assert y.tolist() == TRAIN_LABELS + TEST_LABELS
+    assert (dataset.frame.dtypes.iloc[:-1] == np.float64).all(), "features stored as float64"
+    assert dataset.class_names["0"] == "T-shirt/top" and dataset.class_names["9"] == "Ankle boot"
+    assert len(dataset.class_names) == 10
+    via_params = datasets.load(data_params(dataset="fashion_mnist", path=str(folder)))
+    pd.testing.assert_frame_equal(via_params.frame, dataset.frame)
+    info = via_params.info()
+    assert info.image_shape == [28, 28] and info.display_name(8) == "Bag"
+
+
+def test_fashion_mnist_folder_without_the_files_says_where_and_how(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(datasets.DataError) as raised:
+        datasets.load(data_params(dataset="fashion_mnist", path=str(empty)))
+    message = str(raised.value)
+    assert message.startswith(f"data.path = {str(empty)!r}: missing train-images-idx3-ubyte, ")
+    for name in datasets.FASHION_MNIST_FILES:
+        assert name in message
+    assert "with or without .gz" in message
+    assert "apt-get install dataset-fashion-mnist" in message and "set data.path to it" in message
+    with pytest.raises(datasets.DataError, match=r"nowhere': no such folder; with data\.dataset"):
+        datasets.load_fashion_mnist(tmp_path / "nowhere")
+
+
+def test_fashion_mnist_path_must_be_a_folder(tmp_path):
+    table = tmp_path / "fashion.csv"
+    table.write_text("x,y\n1,0\n")
+    with pytest.raises(ParamsError, match=r"with data\.dataset: fashion_mnist, a folder holding"):
+        data_params(dataset="fashion_mnist", path=str(table))
+
+
+@pytest.mark.parametrize(
+    ("broken", "message"),
+    [
+        (
+            1,
+            "train-images-idx3-ubyte.gz holds 12 images but .*train-labels-idx1-ubyte holds "
+            "11 labels; expected one label per image",
+        ),
+        (
+            0,
+            r"train-images-idx3-ubyte.gz: holds an array of shape \(12, 28, 27\); expected "
+            r"\(n, 28, 28\)",
+        ),
+        (3, "t10k-labels-idx1-ubyte.gz: label 10 at position 3; expected 0..9"),
+        (2, r"t10k-images-idx3-ubyte: holds an array of shape \(4, 784\); expected"),
+    ],
+)
+def test_fashion_mnist_files_that_do_not_fit_are_named(tmp_path, broken, message):
+    train, test = fake_fashion_mnist(tmp_path, TRAIN_LABELS, TEST_LABELS)
+    replacement = {
+        0: train[:, :, :27],
+        1: np.asarray(TRAIN_LABELS[:11], np.uint8),
+        2: test.reshape(4, 784),
+        3: np.asarray([9, 2, 1, 10], np.uint8),
+    }[broken]
+    name = datasets.FASHION_MNIST_FILES[broken]
+    zipped = broken in (0, 3)
+    write_idx(tmp_path / (name + ".gz" if zipped else name), replacement, zipped)
+    with pytest.raises(datasets.DataError, match=message):
+        datasets.load_fashion_mnist(tmp_path)
+
+
+def test_fashion_mnist_labels_must_be_integers(tmp_path):
+    fake_fashion_mnist(tmp_path, TRAIN_LABELS, TEST_LABELS)
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.asarray(TRAIN_LABELS, np.float32))
+    with pytest.raises(
+        datasets.DataError, match=r"train-labels-idx1-ubyte: holds float32 values of shape \(12,\)"
+    ):
+        datasets.load_fashion_mnist(tmp_path)
+
+
+def test_fashion_mnist_is_looked_for_in_data_input_then_debian_then_openml(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no dvc.yaml above: the repository root is tmp_path
+    debian = tmp_path / "usr-share-datasets-fashion-mnist"
+    monkeypatch.setattr(datasets, "FASHION_MNIST_DIR", debian)
+    fake_fashion_mnist(tmp_path / "data/input", TRAIN_LABELS, TEST_LABELS)
+    fake_fashion_mnist(debian, TRAIN_LABELS[::-1], TEST_LABELS)
+    default = data_params(dataset="fashion_mnist")
+    assert datasets.load(default).frame["label"].tolist()[:12] == TRAIN_LABELS, "data/input first"
+    (tmp_path / "data/input/t10k-labels-idx1-ubyte.gz").unlink()  # three of four: passed over
+    assert datasets.load(default).frame["label"].tolist()[:12] == TRAIN_LABELS[::-1], "Debian's"
+    for path in debian.iterdir():
+        path.unlink()
+
+    def offline(*args, **kwargs):
+        raise OSError("[Errno 101] Network is unreachable")
+
+    with pytest.raises(datasets.DataError) as raised:
+        datasets.load_fashion_mnist(fetch=offline)
+    message = str(raised.value)
+    assert message.startswith("data.dataset = 'fashion_mnist': Fashion-MNIST not found; looked in")
+    assert f"{tmp_path / 'data/input'} (missing t10k-labels-idx1-ubyte)" in message
+    assert f"{debian} (missing train-images-idx3-ubyte, train-labels-idx1-ubyte, " in message
+    assert (
+        "OpenML 'Fashion-MNIST' (no cache at data/cache/openml/Fashion-MNIST.parquet; " in message
+    )
+    assert "download failed: [Errno 101] Network is unreachable" in message
+    assert "apt-get install dataset-fashion-mnist" in message and "set data.path to it" in message
+    # Last, OpenML's table through its cache, with the same names as the IDX files give.
+    cache = datasets.openml_cache_path("Fashion-MNIST")
+    cache.parent.mkdir(parents=True)
+    pixels = pd.DataFrame(np.zeros((20, 784)), columns=[f"pixel{i}" for i in range(1, 785)])
+    pixels.assign(label=np.tile(np.arange(10), 2)).to_parquet(cache)
+    dataset = datasets.load(default)
+    assert dataset.name == "fashion_mnist" and dataset.image_shape == (28, 28)
+    assert dataset.class_names["8"] == "Bag" and len(dataset.frame) == 20
+
+
+@pytest.mark.skipif(
+    not datasets.FASHION_MNIST_DIR.is_dir(),
+    reason=f"{datasets.FASHION_MNIST_DIR} absent: apt-get install dataset-fashion-mnist",
+)
+def test_the_real_fashion_mnist_from_debian_loads_in_seconds():
+    start = time.perf_counter()
+    dataset = datasets.validate(datasets.load_fashion_mnist(datasets.FASHION_MNIST_DIR))
+    seconds = time.perf_counter() - start
+    assert seconds < 15, f"70,000 x 784 took {seconds:.1f} s; expected a few seconds"
+    X, y = datasets.features_and_labels(dataset.frame)
+    assert X.shape == (70_000, 784) and X.dtype == np.float64
+    assert X.min() == 0 and X.max() == 255
+    assert np.bincount(y).tolist() == [7_000] * 10
+    assert np.bincount(y[:60_000]).tolist() == [6_000] * 10, "the training images come first"
+    assert y[0] == 9 and dataset.class_names[str(y[0])] == "Ankle boot"
+    assert y[60_000:60_003].tolist() == [9, 2, 1], "then the test images, in their order"
+
+
+# --- split --------------------------------------------------------------------------------------
+
+
+def test_an_integer_test_size_is_the_number_of_test_rows():
+    frame = datasets.load(data_params(dataset="digits")).frame
+    train, test = datasets.stratified_split(frame, parse_params({"split": {"test_size": 10}}).split)
+    assert len(test) == 10 and len(train) == 1797 - 10
+    assert test["label"].nunique() == 10, "stratified: one row of each class"
+    train, test = datasets.stratified_split(
+        frame, parse_params({"split": {"test_size": 0.1}}).split
+    )
+    assert len(test) == 180, "a fraction: ceil(0.1 * 1797) rows"
+
+
+@pytest.mark.parametrize(
+    ("test_size", "message"),
+    [
+        (1797, "split.test_size = 1797 test rows is not fewer than the 1797 rows of the dataset"),
+        (5000, "split.test_size = 5000 test rows is not fewer than the 1797 rows"),
+        (9, "split.test_size = 9 gives 9 test and 1788 train rows for 10 classes; each part"),
+        (1790, "split.test_size = 1790 gives 1790 test and 7 train rows for 10 classes"),
+    ],
+)
+def test_a_test_row_count_must_leave_each_part_every_class(test_size, message):
+    frame = datasets.load(data_params(dataset="digits")).frame
+    split = parse_params({"split": {"test_size": test_size}}).split
+    with pytest.raises(datasets.DataError, match=message):
+        datasets.stratified_split(frame, split)

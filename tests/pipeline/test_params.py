@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import yaml
@@ -46,7 +47,8 @@ def test_defaults_fill_missing_keys():
         ({"split": {"test_size": 0}}, "split.test_size = 0 "),
         (
             {"data": {"dataset": "mnist"}},
-            "data.dataset = 'mnist' .* one of digits, iris, moons, mnist_784, file, or openml:",
+            "data.dataset = 'mnist' .* one of digits, iris, moons, fashion_mnist, mnist_784, "
+            "file, or openml:",
         ),
         ({"data": {"dataset": "file"}}, "needs data.path"),
         ({"data": {"label_column": "y"}}, "data.label_column = 'y' is only used with data.d"),
@@ -67,6 +69,34 @@ def test_defaults_fill_missing_keys():
 def test_bad_values_are_named_with_what_is_allowed(raw, message):
     with pytest.raises(ParamsError, match=message):
         parse_params(raw)
+
+
+def test_fashion_mnist_is_a_dataset_whose_path_may_be_a_folder(tmp_path):
+    assert parse_params({"data": {"dataset": "fashion_mnist"}}).data.dataset == "fashion_mnist"
+    data = parse_params({"data": {"dataset": "fashion_mnist", "path": str(tmp_path)}}).data
+    assert data.path == str(tmp_path), "a folder of IDX files"
+    with pytest.raises(
+        ParamsError, match=r"data\.label_column = 'y' is only used with data\.dataset"
+    ):
+        parse_params({"data": {"dataset": "fashion_mnist", "label_column": "y"}})
+
+
+@pytest.mark.parametrize(("value", "kind"), [(10000, int), (1, int), (0.2, float), (0.999, float)])
+def test_test_size_is_a_fraction_or_a_row_count(value, kind):
+    test_size = parse_params({"split": {"test_size": value}}).split.test_size
+    assert test_size == value and type(test_size) is kind
+
+
+@pytest.mark.parametrize(
+    "value", [True, False, 0, -1, -0.5, 1.0, 1.5, 10000.0, float("nan"), float("inf"), "0.2", None]
+)
+def test_test_size_refusals_say_both_allowed_forms(value):
+    expected = (
+        f"split.test_size = {value!r} is not allowed; expected a fraction strictly between 0 "
+        "and 1, or a whole number of test rows >= 1"
+    )
+    with pytest.raises(ParamsError, match=re.escape(expected)):
+        parse_params({"split": {"test_size": value}})
 
 
 def test_integral_p_is_normalised_and_infinity_accepted():

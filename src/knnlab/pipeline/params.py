@@ -21,11 +21,14 @@ from knnlab.options import ALGORITHMS, SCALINGS, SCORERS, WEIGHTS, is_count, is_
 from knnlab.pipeline import paths
 
 EMBEDDED_DATASETS = ("digits", "iris", "moons")
+# Read from its IDX files (data.path, data/input, Debian's dataset-fashion-mnist), else OpenML.
+FASHION_MNIST = "fashion_mnist"
 FILE_DATASET = "file"
 OPENML_DATASETS = ("mnist_784",)  # by bare name; any other OpenML name as "openml:<name>"
 OPENML_PREFIX = "openml:"
-# data.path when no table is used. DVC needs a real path for fetch's dependency on the table
-# (dvc.yaml interpolates ${data.path}, which cannot be null): this folder holds only a README.
+# data.path when no table or folder is chosen. DVC needs a real path for fetch's dependency on
+# the table (dvc.yaml interpolates ${data.path}, which cannot be null): this folder holds only a
+# README, or the Fashion-MNIST IDX files.
 DEFAULT_DATA_PATH = "data/input"
 
 
@@ -62,10 +65,18 @@ def _minkowski_p(key: str, value: Any) -> int | float:
     return value
 
 
-def _open_fraction(key: str, value: Any) -> float:
-    allowed = "a number strictly between 0 and 1"
+def _test_size(key: str, value: Any) -> int | float:
+    """scikit-learn's ``train_test_split`` semantics: a fraction of the rows, or a count."""
+    allowed = (
+        "a fraction strictly between 0 and 1, or a whole number of test rows >= 1 (e.g. 10000)"
+    )
+    if is_count(value):  # `test_size: true` is a typo, not 1 row
+        if value < 1:
+            raise _fail(key, value, allowed)
+        return int(value)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _fail(key, value, allowed)
+    # A float >= 1 is refused, not taken as a count: 1.0 reads as "all of it", 2.5 is no count.
     if not 0 < value < 1:
         raise _fail(key, value, allowed)
     return float(value)
@@ -125,7 +136,7 @@ _OPENML_NAME = re.compile(r"[A-Za-z0-9_\-.()]+")
 
 
 def _dataset_name(key: str, value: Any) -> str:
-    names = (*EMBEDDED_DATASETS, *OPENML_DATASETS, FILE_DATASET)
+    names = (*EMBEDDED_DATASETS, FASHION_MNIST, *OPENML_DATASETS, FILE_DATASET)
     if isinstance(value, str) and value in names:
         return value
     if isinstance(value, str) and value.startswith(OPENML_PREFIX):
@@ -146,8 +157,9 @@ def _data_path(key: str, value: Any) -> str:
         raise _fail(
             key,
             value,
-            f"a path (the table of data.dataset: file, else the default {DEFAULT_DATA_PATH}; "
-            "not null: dvc.yaml makes it a dependency of fetch)",
+            "a path (the table of data.dataset: file, the folder of fashion_mnist's IDX "
+            f"files, else the default {DEFAULT_DATA_PATH}; not null: dvc.yaml makes it a "
+            "dependency of fetch)",
         )
     return value
 
@@ -206,9 +218,26 @@ def _check_not_special(path: str) -> None:
         raise _fail("data.path", path, f"a .csv or .parquet file, not {kind}")
 
 
+def _check_folder(path: str) -> None:
+    """Refuse anything but a folder at ``data.path`` for Fashion-MNIST (a fifo would block DVC
+    hashing it, as above). A missing folder is left for fetch, which lists what it needs."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if not stat.S_ISDIR(mode):
+        raise _fail(
+            "data.path",
+            path,
+            f"with data.dataset: {FASHION_MNIST}, a folder holding the four Fashion-MNIST IDX "
+            f"files (or the default {DEFAULT_DATA_PATH})",
+        )
+
+
 @dataclass(frozen=True)
 class DataParams:
-    """Where the samples come from: an embedded dataset or a local CSV/parquet file.
+    """Where the samples come from: an embedded dataset, Fashion-MNIST's IDX files (in the
+    folder ``path`` when it is not the default), OpenML, or a local CSV/parquet file.
 
     ``features`` keeps only those columns (iris on sepal length and width, for a surface);
     ``max_rows`` keeps a stratified sample of that many rows, drawn with ``seed``;
@@ -240,13 +269,16 @@ class DataParams:
                 f"data.dataset: file, but data.dataset = {self.dataset!r}; set it to null or "
                 "set data.dataset: file"
             )
+        if self.dataset == FASHION_MNIST and self.path != DEFAULT_DATA_PATH:
+            _check_folder(self.path)
 
 
 @dataclass(frozen=True)
 class SplitParams:
-    """Stratified, seeded train/test split."""
+    """Stratified, seeded train/test split. ``test_size`` is a fraction of the rows (float)
+    or the number of test rows (int), as in scikit-learn's ``train_test_split``."""
 
-    test_size: float = _param(0.25, _open_fraction)
+    test_size: float | int = _param(0.25, _test_size)
     seed: int = _param(42, _int(0))
 
 
