@@ -21,16 +21,17 @@ def minkowski(a, b, p: float) -> float:
         terms = [d**p for d in diffs]
     except OverflowError:  # Python floats raise rather than return inf
         terms = None
+    largest = max(terms, default=0.0) if terms is not None else math.inf
     if (
         terms is None
-        or any(
-            0 < t < sys.float_info.min or (d > 0 and t == 0)
-            for d, t in zip(diffs, terms, strict=True)
-        )
+        or not len(diffs) * 2.0**-1000 <= largest <= sys.float_info.max / (2 * len(diffs))
         or math.isinf(_plain_sum(terms))
     ):
-        # A power left float64's normal range (large p, or tiny differences such as 1e-196
-        # squared): the float sum would be inf or lose the differences; decimal is exact.
+        # The largest power left float64's normal range (large p, or only tiny differences
+        # such as 1e-196 squared): the float sum would be inf or lose the differences;
+        # decimal is exact. Smaller powers that underflow beside a normal largest one are
+        # below the float sum's own rounding (2^-1000 of it at most, per feature): the
+        # definition's float sum is the distance, as in knnlab's contract.
         return float(minkowski_exact(a, b, p))
     return _plain_sum(terms) ** (1.0 / p)
 

@@ -43,6 +43,30 @@ def power_kind(p: float) -> int:
     return KIND_GENERAL
 
 
+@njit(inline="always")
+def _centre_row(x, centre, kind, p, out):
+    """out[:] = x - centre in float32; returns the p-th-power norm of out in float64 (or
+    its max |value| at p = inf) and its largest |value|."""
+    s = 0.0
+    largest = 0.0
+    for f in range(x.shape[0]):
+        v = np.float32(x[f] - centre[f])
+        out[f] = v
+        a = abs(np.float64(v))
+        largest = max(largest, a)
+        if kind == 1:
+            s += a
+        elif kind == 2:
+            s += a * a
+        elif kind == 3:
+            s += a * a * a
+        elif kind == 0:
+            s = max(s, a)
+        else:
+            s += a**p
+    return s, largest
+
+
 @njit(parallel=True, nogil=True, cache=True)
 def centred_float32(X, centre, kind, p):
     """``X - centre`` in float32 (n, d), C order, the p-th-power norm of each float32 row in
@@ -53,25 +77,20 @@ def centred_float32(X, centre, kind, p):
     norms = np.empty(n)
     row_max = np.zeros(n)
     for i in prange(n):
-        s = 0.0
-        largest = 0.0
-        for f in range(d):
-            v = np.float32(X[i, f] - centre[f])
-            out[i, f] = v
-            a = abs(np.float64(v))
-            largest = max(largest, a)
-            if kind == 1:
-                s += a
-            elif kind == 2:
-                s += a * a
-            elif kind == 3:
-                s += a * a * a
-            elif kind == 0:
-                s = max(s, a)
-            else:
-                s += a**p
-        norms[i] = s
-        row_max[i] = largest
+        norms[i], row_max[i] = _centre_row(X[i], centre, kind, p, out[i])
+    return out, norms, row_max.max() if n else 0.0
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def centred_float32_rows(X, rows, centre, kind, p):
+    """As :func:`centred_float32`, of the rows ``X[rows]`` (rows (n,) int64), in that
+    order, without a float64 copy of them."""
+    n = rows.shape[0]
+    out = np.empty((n, X.shape[1]), dtype=np.float32)
+    norms = np.empty(n)
+    row_max = np.zeros(n)
+    for i in prange(n):
+        norms[i], row_max[i] = _centre_row(X[rows[i]], centre, kind, p, out[i])
     return out, norms, row_max.max() if n else 0.0
 
 
@@ -198,6 +217,7 @@ def approx_candidates_minkowski(Q, T, kind, p, width, self_index, query_chunk):
 
 
 _SCAN_BLOCK = 32  # values screened at once by a vectorized minimum before any insert
+SCAN_BLOCK = _SCAN_BLOCK
 
 
 # The screen and the insert loop must compute identical values: no 'contract' (an FMA in
@@ -507,7 +527,8 @@ def exact_rerank(Q, T, best_v, best_j, threshold, k, kind, p, self_index, out_v,
 # every point whose lower bound exceeds that is out of the top k. On MNIST-shaped data with
 # r = 48 about 40 of 60,000 points per query survive; only those get full-dimension distances.
 
-PRUNE_WIDTH = 64  # blocks of lower bounds walked per query (their minima are the smallest)
+PRUNE_WIDTH = 32  # blocks of lower bounds walked per query (their minima are the smallest)
+PRUNE_GUESS = 16  # full values that make a query's first guess of its k-th (at least 2k)
 
 
 @njit(fastmath=_FAST, cache=True)
@@ -520,11 +541,12 @@ def _dot32(a, b):
 
 
 @njit(inline="always")
-def _collect_under(G, i, low_sq, block_mins, limit, skip, most):
-    """Values ``low_sq[j] - 2 G[i, j]`` <= limit (float64 compare) and their columns j,
-    skipping column ``skip``; only blocks whose minimum is <= limit are walked. Computed as
-    the block minima were, so a block ruled out holds nothing that would be taken. Stops
-    after ``most + 1`` values (more than ``most`` means: too many to be worth it)."""
+def _collect_under(G, i, low_sq, block_mins, floor, limit, skip, most):
+    """Values ``low_sq[j] - 2 G[i, j]`` in (floor, limit] (float64 compares) and their
+    columns j, skipping column ``skip``; only blocks whose minimum is <= limit are walked.
+    Computed as the block minima were, so a block ruled out holds nothing that would be
+    taken. Stops after ``most + 1`` values (more than ``most`` means: too many to be worth
+    it)."""
     n = G.shape[1]
     two = np.float32(2.0)
     n_walked = 0
@@ -542,13 +564,25 @@ def _collect_under(G, i, low_sq, block_mins, limit, skip, most):
             j0 = b * _SCAN_BLOCK
             for j in range(j0, min(n, j0 + _SCAN_BLOCK)):
                 v = low_sq[j] - two * G[i, j]
-                if np.float64(v) <= limit and j != skip:
+                if floor < np.float64(v) <= limit and j != skip:
                     values[fill] = v
                     cols[fill] = j
                     fill += 1
                     if fill == size:
                         break
     return values[:fill], cols[:fill]
+
+
+@njit(fastmath=_FAST, cache=True)
+def _refined_values(values, cols, q_rest, t_rest, rest_sq):
+    """(len(values),) float64: each value ``low_sq[j] - 2 a_q.a_t`` plus the next
+    directions' ``rest_sq[j] - 2 b_q.b_t`` for its column j (see pruned_candidates)."""
+    out = np.empty(len(values))
+    for e in range(len(values)):
+        j = cols[e]
+        rest = np.float64(rest_sq[j]) - 2.0 * np.float64(_dot32(q_rest, t_rest[j]))
+        out[e] = np.float64(values[e]) + rest
+    return out
 
 
 @njit(cache=True)
@@ -566,93 +600,138 @@ def _push_top(top, value):
 
 # Like approx_candidates_gram: the screen and the element loop compute identical float32 values
 # (no 'contract'), so a block the screen rules out holds nothing the loop would take.
+@njit(nogil=True, fastmath={"nnan", "nsz", "reassoc"}, cache=True)
+def block_minima(G, low_sq, j0, out):
+    """out[i, b] = min over the _SCAN_BLOCK points j of block b of ``low_sq[j] - 2 G[i, j]``,
+    for the blocks of columns j0 .. j0 + G.shape[1] (j0 a multiple of _SCAN_BLOCK; G (m, w)
+    is that slice of the product, just made, still in cache)."""
+    m, w = G.shape
+    two = np.float32(2.0)
+    b0 = j0 // _SCAN_BLOCK
+    for i in range(m):
+        for b in range((w + _SCAN_BLOCK - 1) // _SCAN_BLOCK):
+            block_min = np.float32(np.inf)
+            for c in range(b * _SCAN_BLOCK, min(w, (b + 1) * _SCAN_BLOCK)):
+                block_min = min(block_min, low_sq[j0 + c] - two * G[i, c])
+            out[i, b0 + b] = block_min
+
+
 @njit(parallel=True, nogil=True, fastmath={"nnan", "nsz", "reassoc"}, cache=True)
 def pruned_candidates(
-    G, low_sq, cut_shift, Q32, T32, t_sq, full_bound, k, self_index, cap, best_v, best_j, threshold
+    G,
+    all_block_mins,
+    low_sq,
+    cut_shift,
+    q_rest,
+    t_rest,
+    rest_sq,
+    refined_shift,
+    Q32,
+    T32,
+    t_sq,
+    full_bound,
+    k,
+    self_index,
+    most,
+    cap,
+    best_v,
+    best_j,
+    threshold,
 ):
     """Candidates for :func:`exact_rerank` (p = 2), examining in full dimension only the
-    training points a low-rank lower bound cannot rule out.
+    training points two low-rank lower bounds cannot rule out.
 
-    G : (m, n) float32, the product of the queries' and training points' r-dimensional
-        coordinates ``A_q @ A_t.T``; low_sq : (n,) float32, ``|a_t|^2``. ``low_sq[j] - 2 G[i, j]``
-        plus ``|a_q|^2`` approximates the projected squared distance, a lower bound on the
-        squared distance.
+    G : (m, n) float32, the product of the queries' and training points' coordinates in the
+        first r principal directions, ``A_q @ A_t.T``; low_sq : (n,) float32, ``|a_t|^2``.
+        ``low_sq[j] - 2 G[i, j]`` plus ``|a_q|^2`` approximates the projected squared
+        distance, a lower bound on the squared distance. all_block_mins : (m, number of
+        blocks) their minima over each block of _SCAN_BLOCK points (:func:`block_minima`).
     cut_shift : (m,) float64; point j is ruled out when its value ``low_sq[j] - 2 G[i, j]``
         exceeds the query's current k-th full value plus ``cut_shift[i]`` (which holds
         ``|q|^2 - |a_q|^2`` and both rounding bounds, see :mod:`knnlab.neighbors`).
+    q_rest, t_rest : (m, s), (n, s) float32, the coordinates in the next s principal
+        directions; rest_sq : (n,) float32, ``|b_t|^2``. Adding ``rest_sq[j] - 2 b_q.b_t``
+        to a point's value gives the tighter bound of the r + s directions, ruled out
+        against ``refined_shift`` (m,) the same way. It costs s multiply-adds per point, so
+        it is worked out only for the points the first bound keeps.
     Q32, T32 : (m, d), (n, d) float32 centred rows; t_sq : (n,) float32, ``|t|^2``; the full
         value of point j is ``t_sq[j] - 2 q.t``, as in :func:`approx_candidates_gram`.
     full_bound : (m,) rounding bound of a full value; self_index : (m,) training row to
-        skip, or -1; cap : most full-dimension candidates one query may take.
+        skip, or -1; most : most points one query may keep under the first bound; cap :
+        most full-dimension candidates one query may take.
     Writes, per query, the buffer :func:`exact_rerank` takes: best_v, best_j (m, width) the
     full values and rows of the candidates under threshold (m,) (the k-th full value plus
     twice the bound), +inf after them. Returns (m,) int64: the number of full-dimension
-    candidates per query, or -1 where a query needed more than ``cap`` of them, or has
-    more than ``width`` under its threshold (a wide near-tie): its rows are left unwritten
-    for the caller's plain search. The exact distances are left to exact_rerank,
+    candidates per query, or -1 where a query needed more than ``most`` or ``cap`` of them,
+    or has more than ``width`` under its threshold (a wide near-tie): its rows are left
+    unwritten for the caller's plain search. The exact distances are left to exact_rerank,
     compiled without fast-math: inlined here, their feature-order sums could be
     reassociated.
     """
     m, n = G.shape
     width = max(PRUNE_WIDTH, 2 * k)
+    guess = max(PRUNE_GUESS, 2 * k)
     two = np.float32(2.0)
     n_blocks = (n + _SCAN_BLOCK - 1) // _SCAN_BLOCK
     counts = np.zeros(m, dtype=np.int64)
     for i in prange(m):
         skip = self_index[i]
         q = Q32[i]
-        # 1. Every block's minimum lower-bound value: the only pass over the whole row.
-        block_mins = np.empty(n_blocks, dtype=np.float32)
-        for b in range(n_blocks):
-            j0 = b * _SCAN_BLOCK
-            block_min = np.float32(np.inf)
-            for j in range(j0, min(n, j0 + _SCAN_BLOCK)):
-                block_min = min(block_min, low_sq[j] - two * G[i, j])
-            block_mins[b] = block_min
-        # 2. Collect the points whose value is <= a threshold (walking only the blocks whose
-        #    minimum is), then take full values in lower-bound order until the bound passes
-        #    the k-th full value. First threshold: the width-th smallest block minimum, met
-        #    by at least `width` points. Points never collected lie above the threshold; if
-        #    that may still be under the cut (more than ~width survive, rare), a second
-        #    round collects every point under the cut, and then nothing uncollected can be.
-        limit_in = np.inf
+        block_mins = all_block_mins[i]  # 1. (block_minima, as the product was made)
+        # 2. A first guess of the k-th full value, from the points of the `width` blocks
+        #    with the smallest minima (at least `width` points): the full values of the
+        #    `guess` of them with the smallest refined bounds.
+        limit = np.inf
         if n_blocks > width:
-            limit_in = np.float64(np.partition(block_mins, width - 1)[width - 1])
+            limit = np.float64(np.partition(block_mins, width - 1)[width - 1])
+        keep = n if limit == np.inf else most
+        near_v, near_j = _collect_under(G, i, low_sq, block_mins, -np.inf, limit, skip, keep)
+        if len(near_v) > keep:
+            counts[i] = -1  # e.g. thousands of identical points: the plain search copes
+            continue
+        near_r = _refined_values(near_v, near_j, q_rest[i], t_rest, rest_sq)
+        n_guess = min(len(near_v), guess)
+        chosen = np.argsort(near_r, kind="mergesort")[:n_guess]
         top = np.full(k, np.inf)
-        n_cand = 0
-        cand_w = np.empty(0)
-        cand_j = np.empty(0, dtype=np.int64)
+        cand_w = np.empty(n_guess + cap)
+        cand_j = np.empty(n_guess + cap, dtype=np.int64)
+        for c in range(n_guess):
+            j = near_j[chosen[c]]
+            cand_w[c] = np.float64(t_sq[j] - two * _dot32(q, T32[j]))
+            cand_j[c] = j
+            _push_top(top, cand_w[c])
+            near_r[chosen[c]] = np.inf  # done: not again below
+        n_cand = n_guess
+        # 3. Every point whose first bound is under the guess's cut (those of step 2, then
+        #    the others), refined; full values for those whose refined bound is under the
+        #    current cut (which only falls). A point never collected, or skipped, lies
+        #    above a cut at least the final one.
+        cut_in = top[k - 1] + cut_shift[i]
+        far_v = np.empty(0, dtype=np.float32)
+        far_j = np.empty(0, dtype=np.int64)
+        if cut_in > limit:
+            keep = n if cut_in == np.inf else most
+            far_v, far_j = _collect_under(G, i, low_sq, block_mins, limit, cut_in, skip, keep)
+            if len(near_v) + len(far_v) > keep:
+                counts[i] = -1  # the bound rules out too little for this query
+                continue
+        far_r = _refined_values(far_v, far_j, q_rest[i], t_rest, rest_sq)
+        cut = top[k - 1] + refined_shift[i]
         overflow = False
-        while True:
-            # Over `cap` points under a finite threshold: the bound rules out too little for
-            # this query; hand it to the plain search rather than collect and sort them all.
-            most = n if limit_in == np.inf else cap
-            buf_v, buf_j = _collect_under(G, i, low_sq, block_mins, limit_in, skip, most)
-            if len(buf_v) > most:
+        for e in range(len(near_v) + len(far_v)):
+            near = e < len(near_v)
+            r = near_r[e] if near else far_r[e - len(near_v)]
+            if r > cut:
+                continue
+            j = near_j[e] if near else far_j[e - len(near_v)]
+            if n_cand == n_guess + cap:
                 overflow = True
                 break
-            cand_w = np.empty(len(buf_v))
-            cand_j = np.empty(len(buf_v), dtype=np.int64)
-            top[:] = np.inf
-            cut = np.inf
-            n_cand = 0
-            stopped = False
-            for e in np.argsort(buf_v, kind="mergesort"):
-                if np.float64(buf_v[e]) > cut:
-                    stopped = True  # this and every later value, collected or not, is out
-                    break
-                if n_cand == cap:
-                    overflow = True
-                    break
-                j = buf_j[e]
-                cand_w[n_cand] = np.float64(t_sq[j] - two * _dot32(q, T32[j]))
-                cand_j[n_cand] = j
-                _push_top(top, cand_w[n_cand])
-                n_cand += 1
-                cut = top[k - 1] + cut_shift[i]
-            if overflow or stopped or limit_in >= cut:
-                break
-            limit_in = cut
+            cand_w[n_cand] = np.float64(t_sq[j] - two * _dot32(q, T32[j]))
+            cand_j[n_cand] = j
+            _push_top(top, cand_w[n_cand])
+            n_cand += 1
+            cut = top[k - 1] + refined_shift[i]
         if overflow:
             counts[i] = -1
             continue

@@ -185,7 +185,10 @@ def _float32_stage_fits(a_train: float, a_all: float, n_features: int, p: float)
 class _Training:
     """The training side of a search, prepared once: raw rows X (n, d) float64, their
     centred float32 copy T32 (n, d), its p-th-power norms (n,) float64 (and in float32 for
-    the p = 2 kernels), and the candidate buffer width."""
+    the p = 2 kernels), and the candidate buffer width. With the pre-filter, T32 and the
+    norms hold the rows in cluster order (see _LowRank): row i of T32 is row order[i] of
+    X, and position is the inverse; the kernels see rows of T32, :func:`_rerank` maps
+    them back. Otherwise order and position are None (the same order as X)."""
 
     X: np.ndarray
     centre: np.ndarray
@@ -196,23 +199,78 @@ class _Training:
     kind: int
     p: float
     width: int
+    order: np.ndarray | None = None
+    position: np.ndarray | None = None
+
+    def t32_rows(self, rows: np.ndarray) -> np.ndarray:
+        """The T32 rows of training rows (-1 stays -1)."""
+        if self.position is None:
+            return rows
+        return np.where(rows >= 0, self.position[np.maximum(rows, 0)], -1)
+
+    def training_rows(self, t32_rows: np.ndarray) -> np.ndarray:
+        """The training rows of T32 rows (-1 stays -1)."""
+        if self.order is None:
+            return t32_rows
+        return np.where(t32_rows >= 0, self.order[np.maximum(t32_rows, 0)], -1)
 
 
 @dataclass(frozen=True)
 class _LowRank:
-    """Training points in the top ``rank`` principal directions of the training set.
+    """Training points in the top principal directions of the training set: the first
+    ``rank`` of them for the matrix multiply that screens every point, the next ones to
+    tighten the bound of the few points the screen keeps.
 
-    basis : (d, rank) float64, orthonormal columns; coords : (n, rank) float32, the centred
-    rows times ``basis``; coords_sq : (n,) float32, their squared norms.
+    Its rows are the training points **in cluster order** (``order[i]`` is the training row
+    at position i), as are the search's float32 rows (see _Training): points near each other
+    in space sit near each other in memory, so the few a query keeps lie in few screening
+    blocks, and a run of similar queries reads the same rows, from cache. Neighbours are
+    mapped back to training rows before their exact re-rank, which breaks ties by training
+    row as the plain search does: the order changes the speed only.
+
+    basis : (d, rank + s) float64, orthonormal columns; coords : (n, rank) float32, the
+    centred rows times the first ``rank`` columns; coords_sq : (n,) float32, their squared
+    norms; rest : (n, s) float32, the centred rows times the other s columns; rest_sq :
+    (n,) float32, their squared norms; order : (n,) int64; centroids : (c, rank) float64,
+    the clusters' centres (queries are ordered by them too).
     """
 
     basis: np.ndarray
     coords: np.ndarray
     coords_sq: np.ndarray
+    rest: np.ndarray
+    rest_sq: np.ndarray
+    order: np.ndarray
+    centroids: np.ndarray
 
     @property
     def rank(self) -> int:
+        return self.coords.shape[1]
+
+    @property
+    def refined_rank(self) -> int:
         return self.basis.shape[1]
+
+    def query_coords(self, queries: np.ndarray, centre: np.ndarray) -> np.ndarray:
+        """(m, rank + s) float32 coordinates of the queries (m, d), in blocks."""
+        out = np.empty((len(queries), self.refined_rank), dtype=np.float32)
+        work = np.empty((max(1, min(len(queries), 4096)), queries.shape[1]))
+        for start in range(0, len(queries), len(work)):
+            rows = queries[start : start + len(work)]
+            out[start : start + len(rows)] = _project(rows, centre, self.basis, work)
+        return out
+
+    def self_coords(self) -> np.ndarray:
+        """(n, rank + s) float32 coordinates of the training points, in training-row order."""
+        both = np.empty((len(self.order), self.refined_rank), dtype=np.float32)
+        both[self.order, : self.rank] = self.coords
+        both[self.order, self.rank :] = self.rest
+        return both
+
+    def query_order(self, q_coords: np.ndarray) -> np.ndarray:
+        """(m,) the queries in cluster order (stable: row order within a cluster)."""
+        labels = _nearest_centroid(q_coords[:, : self.rank], self.centroids)
+        return np.argsort(labels, kind="stable")
 
 
 # The pre-filter pays when the full multiply is long (many features) and a low rank keeps
@@ -224,7 +282,16 @@ _LOW_RANK_MIN_FEATURES = 256
 _LOW_RANK_MIN_TRAIN = 4096
 _LOW_RANK_MIN_PAIRS = 2**26  # n_queries * n_train
 _LOW_RANK_MAX_NEIGHBORS = 32
-_LOW_RANK_RANK = 48  # at most; a quarter of the features below 192
+_LOW_RANK_RANK = 48  # directions of the screening multiply, at most
+_LOW_RANK_REFINED = 128  # directions of the tightened bound, at most a quarter of the features
+# Training points are put in cluster order (see _LowRank): about this many per cluster, at
+# most _CLUSTERS clusters, found by _KMEANS_ROUNDS rounds on a sample of _CLUSTER_SAMPLE.
+# Columns of the pre-filter's product made at once (a multiple of the kernels' SCAN_BLOCK).
+_PRODUCT_SLICE = 2048
+_CLUSTERS = 256
+_CLUSTER_SIZE = 64
+_CLUSTER_SAMPLE = 8192
+_KMEANS_ROUNDS = 4
 _LOW_RANK_SAMPLE = 4096  # training rows the principal directions are estimated from
 # The automatic choice skips data whose top components explain less of the variance than
 # this (MNIST-shaped digits: 0.93 at rank 48; isotropic noise in 784 dimensions: 0.12), and
@@ -258,27 +325,67 @@ def _prefilter_applies(
     )
 
 
-def _low_rank(training: _Training, min_explained: float = 0.0) -> _LowRank | None:
+def _low_rank(X: np.ndarray, centre: np.ndarray, min_explained: float = 0.0) -> _LowRank | None:
     """Principal directions from an evenly strided sample of the training rows, or None
-    when they explain less than ``min_explained`` of the sample's variance (the bound
-    would then miss most of every distance). Any orthonormal basis keeps the search exact;
-    principal ones make the bound tight."""
-    X, centre = training.X, training.centre
+    when the refined ones explain less than ``min_explained`` of the sample's variance (the
+    bound would then miss most of every distance). Any orthonormal basis keeps the search
+    exact; principal ones make the bound tight. X : (n, d) training points; centre : (d,)."""
     n, d = X.shape
-    rank = min(_LOW_RANK_RANK, max(1, d // 4))
+    refined_rank = min(_LOW_RANK_REFINED, max(1, d // 4))
+    rank = min(_LOW_RANK_RANK, refined_rank)
     sample = X[:: max(1, n // _LOW_RANK_SAMPLE)] - centre
     values, vectors = np.linalg.eigh(sample.T @ sample)  # ascending eigenvalues
     values = np.maximum(values, 0.0)
-    if values[::-1][:rank].sum() < min_explained * values.sum():
+    if values[::-1][:refined_rank].sum() < min_explained * values.sum():
         return None
-    basis = np.ascontiguousarray(vectors[:, ::-1][:, :rank])
-    coords = np.empty((n, rank), dtype=np.float32)
+    basis = np.ascontiguousarray(vectors[:, ::-1][:, :refined_rank])
+    coords = np.empty((n, refined_rank), dtype=np.float32)
     centred = np.empty((min(n, 4096), d))  # one reused block, not a centred copy of X
     for start in range(0, n, len(centred)):
         rows = X[start : start + len(centred)]
         coords[start : start + len(rows)] = _project(rows, centre, basis, centred)
-    coords_sq = np.square(coords, dtype=np.float64).sum(axis=1).astype(np.float32)
-    return _LowRank(basis, coords, coords_sq)
+    order, centroids = _cluster_order(coords[:, :rank])
+    coords = coords[order]
+    squares = np.square(coords, dtype=np.float64)
+    return _LowRank(
+        basis=basis,
+        coords=np.ascontiguousarray(coords[:, :rank]),
+        coords_sq=squares[:, :rank].sum(axis=1).astype(np.float32),
+        rest=np.ascontiguousarray(coords[:, rank:]),
+        rest_sq=squares[:, rank:].sum(axis=1).astype(np.float32),
+        order=order,
+        centroids=centroids,
+    )
+
+
+def _nearest_centroid(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """(n,) index of the nearest of centroids (c, r) to each of points (n, r), in blocks."""
+    labels = np.empty(len(points), dtype=np.int64)
+    c_sq = np.square(centroids).sum(axis=1)
+    for start in range(0, len(points), 8192):
+        block = points[start : start + 8192].astype(np.float64)
+        labels[start : start + len(block)] = np.argmin(c_sq - 2.0 * block @ centroids.T, axis=1)
+    return labels
+
+
+def _cluster_order(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A few rounds of k-means (Lloyd's, started from evenly strided rows, so deterministic)
+    on a sample of points (n, r); returns (n,) the rows sorted by cluster, stably, and the
+    centroids (c, r). Only the speed depends on it: any order gives the same neighbours."""
+    n = len(points)
+    n_clusters = max(1, min(_CLUSTERS, n // _CLUSTER_SIZE))
+    sample = points[:: max(1, n // _CLUSTER_SAMPLE)].astype(np.float64)
+    centroids = sample[np.linspace(0, len(sample) - 1, n_clusters).astype(np.int64)]
+    for _ in range(_KMEANS_ROUNDS):
+        labels = _nearest_centroid(sample, centroids)
+        counts = np.bincount(labels, minlength=n_clusters)
+        by_label = np.argsort(labels, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        occupied = counts > 0
+        sums = np.add.reduceat(sample[by_label], starts[occupied], axis=0)
+        centroids[occupied] = sums / counts[occupied, None]
+    order = np.argsort(_nearest_centroid(points, centroids), kind="stable")
+    return order, centroids
 
 
 def _project(rows: np.ndarray, centre: np.ndarray, basis: np.ndarray, work=None) -> np.ndarray:
@@ -308,18 +415,19 @@ def _plain_chunk(
     """
     kind, p = training.kind, training.p
     m, n_features = Q_raw.shape
+    skip = training.t32_rows(self_index)  # what the float32 kernels skip
     Q32, q_norms, _ = _kernels.centred_float32(Q_raw, training.centre, kind, p)
     if gram is not None:
         # gram is each worker's own buffer, reused from chunk to chunk: first touches of
         # fresh memory (page faults) cost about a millisecond per MB here.
         block = np.matmul(Q32, training.T32.T, out=gram[:m])
         best_v, best_j = _kernels.approx_candidates_gram(
-            block, training.norms32, training.width, self_index
+            block, training.norms32, training.width, skip
         )
     else:
         padded = -(-m // 4) * 4  # the kernel takes queries four at a time
         Q32 = np.vstack([Q32, np.zeros((padded - m, n_features), np.float32)])
-        padded_self = np.concatenate([self_index, np.full(padded - m, -1, dtype=np.int64)])
+        padded_self = np.concatenate([skip, np.full(padded - m, -1, dtype=np.int64)])
         # 16 queries per task (measured best at 784 features), fewer on small problems so
         # every thread gets work.
         threads = numba.get_num_threads()
@@ -340,7 +448,7 @@ def _plain_chunk(
         training.norms32,
         overflowed,
         threshold[overflowed],
-        self_index[overflowed],
+        skip[overflowed],
         _WIDE_BUFFER,
     )
     rest = np.setdiff1d(np.arange(m), overflowed)
@@ -371,15 +479,16 @@ def _rerank(
     k: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_kernels.exact_rerank` of the queries Q_raw (m, d) from their candidate
-    buffers best_v, best_j (m, width) and thresholds (m,). Returns distances, indices
-    (m, k)."""
+    buffers best_v, best_j (m, width; rows of T32) and thresholds (m,); self_index (m,) in
+    training rows. Returns distances, indices (m, k), in training rows: ties go to the
+    lower training row whatever T32's order."""
     distances = np.empty((len(Q_raw), k))
     indices = np.empty((len(Q_raw), k), dtype=np.int64)
     _kernels.exact_rerank(
         np.ascontiguousarray(Q_raw),
         training.X,
         best_v,
-        best_j,
+        training.training_rows(best_j),
         threshold,
         k,
         training.kind,
@@ -395,54 +504,78 @@ def _low_rank_chunk(
     training: _Training,
     low: _LowRank,
     Q_raw: np.ndarray,
+    q_all: np.ndarray,
     self_index: np.ndarray,
     k: int,
     gram: np.ndarray,
-    distances: np.ndarray,
-    indices: np.ndarray,
-) -> np.ndarray:
-    """Exact neighbours (p = 2) of the queries Q_raw (m, d) through the low-rank pre-filter,
-    written into distances, indices (m, k). Returns (m,) the number of full-dimension
-    candidates per query, -1 for a query it could not finish (more candidates than the cap;
-    its rows are left for the plain search)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact neighbours (p = 2) of the queries Q_raw (m, d) through the low-rank pre-filter.
+
+    q_all : (m, rank + s) float32, their coordinates (:meth:`_LowRank.query_coords`);
+    self_index : (m,) training row each query skips, or -1; gram : (>= m, n) float32 work
+    buffer. Returns distances, indices (m, k) and counts (m,): the number of
+    full-dimension candidates per query, -1 for a query it could not finish (more
+    candidates than the cap; its rows of distances and indices are garbage, left for the
+    plain search)."""
     m, n_features = Q_raw.shape
     n_train = training.X.shape[0]
     Q32, q_norms, _ = _kernels.centred_float32(Q_raw, training.centre, 2, 2.0)
-    q_coords = _project(Q_raw, training.centre, low.basis)
-    q_coords_sq = np.square(q_coords, dtype=np.float64).sum(axis=1)
-    block = np.matmul(q_coords, low.coords.T, out=gram[:m])
+    q_coords, q_rest = np.ascontiguousarray(q_all[:, : low.rank]), q_all[:, low.rank :]
+    q_sq = np.square(q_all, dtype=np.float64)
+    q_coords_sq, q_refined_sq = q_sq[:, : low.rank].sum(axis=1), q_sq.sum(axis=1)
+    block = gram[:m]
+    block_mins = np.empty((m, -(-n_train // _kernels.SCAN_BLOCK)), dtype=np.float32)
+    # The product in slices that stay in cache while their block minima are taken.
+    for j0 in range(0, n_train, _PRODUCT_SLICE):
+        j1 = min(j0 + _PRODUCT_SLICE, n_train)
+        np.matmul(q_coords, low.coords[j0:j1].T, out=block[:, j0:j1])
+        _kernels.block_minima(block[:, j0:j1], low.coords_sq, j0, block_mins)
     full_bound = _rounding_bound(q_norms, training.norm_max, 2.0, n_features)
     # A point is out when its projected squared distance (a lower bound, with its own
     # rounding bound) exceeds the k-th full squared distance plus the full rounding bound,
-    # by a margin far above the float64 rounding of the exact distances (so no ties).
+    # by a margin far above the float64 rounding of the exact distances (so no ties). The
+    # refined value sums the screen's float32 value and the next directions' (a second
+    # float32 dot product of refined_rank - rank terms): its error is within the bound of
+    # refined_rank + 4 terms; + 8 leaves room for the float64 sums.
     low_bound = _rounding_bound(q_norms, training.norm_max, 2.0, low.rank)
+    refined_bound = _rounding_bound(q_norms, training.norm_max, 2.0, low.refined_rank + 8)
     margin = 1e-9 * (q_norms + training.norm_max)
     cut_shift = (q_norms - q_coords_sq) + full_bound + low_bound + margin
+    refined_shift = (q_norms - q_refined_sq) + full_bound + refined_bound + margin
     cap = max(4 * max(_kernels.PRUNE_WIDTH, 2 * k), n_train // 32)
+    most = max(cap, n_train // 4)
     best_v = np.empty((m, training.width))
     best_j = np.empty((m, training.width), dtype=np.int64)
     threshold = np.empty(m)
     counts = _kernels.pruned_candidates(
         block,
+        block_mins,
         low.coords_sq,
         cut_shift,
+        np.ascontiguousarray(q_rest),
+        low.rest,
+        low.rest_sq,
+        refined_shift,
         Q32,
         training.T32,
         training.norms32,
         full_bound,
         k,
-        self_index,
+        training.t32_rows(self_index),
+        most,
         cap,
         best_v,
         best_j,
         threshold,
     )
+    distances = np.empty((m, k))
+    indices = np.empty((m, k), dtype=np.int64)
     done = np.flatnonzero(counts >= 0)
     if done.size:
         distances[done], indices[done] = _rerank(
             training, Q_raw[done], best_v[done], best_j[done], threshold[done], self_index[done], k
         )
-    return counts
+    return distances, indices, counts
 
 
 def _gram_search(
@@ -462,17 +595,23 @@ def _gram_search(
     own thread: a single-threaded matrix multiply into its own product buffer, then
     single-threaded kernels. Handing both cores from BLAS's threads to numba's and back
     at every chunk costs more than the chunk (each pool spins while the other works).
+    With the pre-filter the queries are taken in cluster order (see _LowRank).
     """
     n_queries = len(queries)
     n_train = training.X.shape[0]
     n_threads = max(1, min(numba.get_num_threads(), -(-n_queries // _TASK_ROWS_LOW_RANK)))
     budget_rows = max(1, _chunk_rows(n_train, True, working_memory) // n_threads)
+    q_all = None
+    order = np.arange(n_queries)
+    if low is not None:
+        q_all = low.self_coords() if is_self_query else low.query_coords(queries, training.centre)
+        order = low.order if is_self_query else low.query_order(q_all)
     lock = threading.Lock()
     progress = {"low": low, "queries": 0, "examined": 0, "next": 0}
 
-    def next_task() -> tuple[int, int, _LowRank | None] | None:
-        """The next chunk of queries, and whether to pre-filter it; small chunks while an
-        automatic pre-filter is still on trial."""
+    def next_task() -> tuple[np.ndarray, _LowRank | None] | None:
+        """The next chunk of queries (rows), and whether to pre-filter it; small chunks while
+        an automatic pre-filter is still on trial."""
         with lock:
             start = progress["next"]
             if start >= n_queries:
@@ -483,26 +622,17 @@ def _gram_search(
                 size = _PILOT_ROWS  # on trial
             stop = min(start + min(size, budget_rows), n_queries)
             progress["next"] = stop
-            return start, stop, low
+            return order[start:stop], low
 
     def work() -> None:
         numba.set_num_threads(1)  # per thread: this worker's kernels run on it alone
         gram = np.empty((0, n_train), dtype=np.float32)  # grown to the largest task, reused
         while (task := next_task()) is not None:
-            start, stop, current = task
-            if len(gram) < stop - start:
-                gram = np.empty((stop - start, n_train), dtype=np.float32)
+            rows, current = task
+            if len(gram) < len(rows):
+                gram = np.empty((len(rows), n_train), dtype=np.float32)
             counts = _search_task(
-                training,
-                current,
-                queries,
-                start,
-                stop,
-                is_self_query,
-                k,
-                gram,
-                distances,
-                indices,
+                training, current, queries, q_all, rows, is_self_query, k, gram, distances, indices
             )
             if may_give_up and counts is not None:
                 with lock:
@@ -528,33 +658,31 @@ def _search_task(
     training: _Training,
     low: _LowRank | None,
     queries: np.ndarray,
-    start: int,
-    stop: int,
+    q_all: np.ndarray | None,
+    rows: np.ndarray,
     is_self_query: bool,
     k: int,
     gram: np.ndarray,
     distances: np.ndarray,
     indices: np.ndarray,
 ) -> np.ndarray | None:
-    """Search queries[start:stop] into distances, indices (rows start:stop). With ``low``,
-    pre-filter and return the candidates examined per query (n,): -1 where the bound gave
+    """Search the queries at rows (m,) into those rows of distances, indices. With ``low``,
+    pre-filter and return the candidates examined per query (m,): -1 where the bound gave
     up and the plain search answered; without, search plainly and return None."""
-    Q_raw = queries[start:stop]
-    self_index = _self_index(start, stop, is_self_query)
+    Q_raw = queries[rows]
+    self_index = rows if is_self_query else np.full(len(rows), -1, dtype=np.int64)
     if low is None:
-        distances[start:stop], indices[start:stop] = _plain_chunk(
-            training, Q_raw, self_index, k, gram
-        )
+        distances[rows], indices[rows] = _plain_chunk(training, Q_raw, self_index, k, gram)
         return None
-    counts = _low_rank_chunk(
-        training, low, Q_raw, self_index, k, gram, distances[start:stop], indices[start:stop]
+    found_d, found_i, counts = _low_rank_chunk(
+        training, low, Q_raw, q_all[rows], self_index, k, gram
     )
     unfinished = np.flatnonzero(counts < 0)
     if unfinished.size:
-        rows = start + unfinished
-        distances[rows], indices[rows] = _plain_chunk(
-            training, queries[rows], self_index[unfinished], k, gram
+        found_d[unfinished], found_i[unfinished] = _plain_chunk(
+            training, Q_raw[unfinished], self_index[unfinished], k, gram
         )
+    distances[rows], indices[rows] = found_d, found_i
     return counts
 
 
@@ -659,12 +787,25 @@ def kneighbors(
     kind = _kernels.power_kind(p)
     uses_gram = kind == 2
     use_low_rank = _prefilter_applies(prefilter, kind, n_train, n_features, n_queries, n_neighbors)
+    auto = prefilter is None
 
     centre = X_train.mean(axis=0)
+    a_queries = 0.0 if is_self_query else _kernels.largest_centred(queries, centre)
+    low = None
+    if use_low_rank:
+        # The pre-filter's cluster order is also the order of the float32 rows, so it comes
+        # first; its float64 work needs magnitudes the float32 stage accepts too.
+        a_rows = _kernels.largest_centred(X_train, centre)
+        if _float32_stage_fits(a_rows, max(a_rows, a_queries), n_features, p):
+            with _threads(n_jobs):
+                low = _low_rank(X_train, centre, _LOW_RANK_MIN_EXPLAINED if auto else 0.0)
     # float32 copies (C order: the kernels read rows), their p-th-power norms and their
     # largest |coordinate|, one pass.
-    T32, t_norms, a_train = _kernels.centred_float32(X_train, centre, kind, p)  # (n, d), (n,)
-    a_all = a_train if is_self_query else max(a_train, _kernels.largest_centred(queries, centre))
+    if low is None:
+        T32, t_norms, a_train = _kernels.centred_float32(X_train, centre, kind, p)  # (n, d), (n,)
+    else:
+        T32, t_norms, a_train = _kernels.centred_float32_rows(X_train, low.order, centre, kind, p)
+    a_all = max(a_train, a_queries)
     distances = np.empty((n_queries, n_neighbors))
     indices = np.empty((n_queries, n_neighbors), dtype=np.int64)
     if not _float32_stage_fits(a_train, a_all, n_features, p):
@@ -684,15 +825,14 @@ def kneighbors(
         kind,
         p,
         _buffer_width(n_train - int(is_self_query), n_neighbors),
+        order=None if low is None else low.order,
+        position=None if low is None else np.argsort(low.order),
     )
     with _threads(n_jobs):
         if uses_gram:
-            auto = prefilter is None
             _gram_search(
                 training,
-                _low_rank(training, _LOW_RANK_MIN_EXPLAINED if auto else 0.0)
-                if use_low_rank
-                else None,
+                low,
                 queries,
                 is_self_query,
                 n_neighbors,

@@ -238,7 +238,7 @@ def _spy_low_rank_counts(monkeypatch):
 
     def recording(*args):
         result = real(*args)
-        counts.append(result.copy())
+        counts.append(result[-1].copy())  # (distances, indices, counts)
         return result
 
     monkeypatch.setattr(neighbors, "_low_rank_chunk", recording)
