@@ -69,6 +69,7 @@ from knnlab.pipeline.synthetic import IMAGE_SIDE, make_mnist_like
 DEFAULT_SUBSETS = {1.0: 1_000}  # queries used at p != 2 ...
 DEFAULT_SUBSET_OTHER_P = 200  # ... for any other p != 2 (p = 3 included)
 TREE_QUERIES = 500
+SELF_QUERY_ROWS = 20_000
 QUICK_SIZE = (5_000, 500)
 FULL_SIZE = (60_000, 10_000)
 TIE_RTOL = 1e-9  # distances this close count as tied (grey levels are integers, so
@@ -76,6 +77,62 @@ TIE_RTOL = 1e-9  # distances this close count as tied (grey levels are integers,
 
 
 # --- data ------------------------------------------------------------------------------------
+
+DATASETS = ("fashion_mnist", "synthetic")
+
+
+def load_data(name: str, n_train: int, n_test: int, seed: int):
+    """(X_train, y_train, X_test, y_test, description) of a benchmark dataset.
+
+    fashion_mnist: Zalando's Fashion-MNIST, real 28x28 photographs of clothing (from Debian's
+    dataset-fashion-mnist, a folder, or OpenML: see knnlab.pipeline.datasets), the first
+    n_train of its 60,000 training images and the first n_test of its 10,000 test images.
+    synthetic: make_mnist_like (sklearn's digits upscaled to 28x28), built here.
+    """
+    if name == "synthetic":
+        X_train, y_train, X_test, y_test = make_mnist_like(n_train, n_test, seed)
+        return X_train, y_train, X_test, y_test, f"make_mnist_like({n_train}, {n_test}, {seed})"
+    from knnlab.pipeline.datasets import features_and_labels, load_fashion_mnist
+
+    X, y = features_and_labels(load_fashion_mnist().frame)
+    if n_train > 60_000 or n_test > 10_000:
+        raise SystemExit("fashion_mnist has 60,000 training and 10,000 test images")
+    return (
+        X[:n_train],
+        y[:n_train],
+        X[60_000 : 60_000 + n_test],
+        y[60_000 : 60_000 + n_test],
+        f"Fashion-MNIST, first {n_train} training and {n_test} test images",
+    )
+
+
+def auto_cases(seed: int) -> dict:
+    """The cases the automatic pre-filter choice is checked on: name -> (X_train, X_test,
+    description). Real and synthetic images, isotropic noise (no low-rank structure: the
+    pre-filter cannot rule anything out), 64-feature digits and 2-feature moons."""
+    from sklearn.datasets import load_digits, make_moons
+
+    rng = np.random.default_rng(seed)
+    digits = load_digits().data
+    moons, _ = make_moons(25_000, noise=0.3, random_state=seed)
+    return {
+        "isotropic noise": (
+            rng.normal(size=(60_000, 784)),
+            rng.normal(size=(2_000, 784)),
+            "N(0, 1) in 784 dimensions, 60,000 x 2,000",
+        ),
+        "digits (64 features)": (digits[:1347], digits[1347:], "sklearn digits, 1,347 x 450"),
+        "moons (2 features)": (moons[:20_000], moons[20_000:], "make_moons, 20,000 x 5,000"),
+    }
+
+
+def shifted_copy(X: np.ndarray) -> np.ndarray:
+    """The 28x28 images of X (n, 784) shifted one pixel to the right (a new column of 0
+    on the left): as many more, different, realistic training images."""
+    images = X.reshape(-1, IMAGE_SIDE, IMAGE_SIDE)
+    shifted = np.zeros_like(images)
+    shifted[:, :, 1:] = images[:, :, :-1]
+    return shifted.reshape(len(X), -1)
 
 
 # --- the measured calls (run in a child process) ---------------------------------------------
@@ -91,6 +148,12 @@ class Inputs:
     X_train: np.ndarray
     y_train: np.ndarray
     X_query: np.ndarray
+    self_query: bool = False
+
+    @property
+    def queries(self) -> np.ndarray | None:
+        """What kneighbors takes as X_query: None when the queries are the training set."""
+        return None if self.self_query else self.X_query
 
 
 Prepared = Callable[[], object]
@@ -99,7 +162,7 @@ Prepared = Callable[[], object]
 def _prepare_knnlab(prefilter: bool | None) -> Callable[[Inputs, float, int], Prepared]:
     def prepare(data: Inputs, p: float, k: int) -> Prepared:
         warm_up(p)  # numba's one-time compilation (or cache load) is set-up, not search
-        return lambda: kneighbors(data.X_train, data.X_query, k, p=p, prefilter=prefilter)
+        return lambda: kneighbors(data.X_train, data.queries, k, p=p, prefilter=prefilter)
 
     return prepare
 
@@ -129,6 +192,43 @@ def _prepare_faiss(data: Inputs, p: float, k: int) -> Prepared:
     return run
 
 
+# What a measurement reports beside its time (hnswlib's build time, ef and recall).
+EXTRAS: dict = {}
+HNSW_EFS = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+HNSW_RECALL = 0.99
+
+
+def _prepare_hnswlib(data: Inputs, p: float, k: int) -> Prepared:
+    """hnswlib's HNSW graph (M = 16, ef_construction = 200, both threads): built here, timed
+    on its own; the timed call is the query at the smallest ef of HNSW_EFS whose recall of
+    the exact k nearest (knnlab's, computed here) reaches HNSW_RECALL."""
+    import hnswlib  # optional dependency
+
+    if p != 2:
+        raise ValueError(f"hnswlib's 'l2' space is the Euclidean distance only, not p = {p}")
+    X_train = np.ascontiguousarray(data.X_train, dtype=np.float32)
+    X_query = np.ascontiguousarray(data.X_query, dtype=np.float32)
+    _, exact = kneighbors(data.X_train, data.X_query, k)
+    start = time.perf_counter()
+    index = hnswlib.Index(space="l2", dim=X_train.shape[1])
+    index.init_index(max_elements=len(X_train), M=16, ef_construction=200, random_seed=0)
+    index.add_items(X_train, np.arange(len(X_train)))
+    EXTRAS["build_seconds"] = time.perf_counter() - start
+    for ef in HNSW_EFS:
+        index.set_ef(max(ef, k))
+        found, _ = index.knn_query(X_query, k=k)
+        recall = np.mean([len(set(a) & set(b)) / k for a, b in zip(found, exact, strict=True)])
+        if recall >= HNSW_RECALL:
+            break
+    EXTRAS.update(ef=ef, recall=float(recall))
+
+    def run() -> tuple[np.ndarray, np.ndarray]:
+        labels, squared = index.knn_query(X_query, k=k)
+        return np.sqrt(np.maximum(squared, 0.0), dtype=np.float64), labels.astype(np.int64)
+
+    return run
+
+
 def _prepare_knnlab_classifier(data: Inputs, p: float, k: int) -> Prepared:
     warm_up(p)
     model = KNNClassifier(n_neighbors=k, p=p, algorithm="brute")
@@ -154,6 +254,8 @@ class Method:
 METHODS = {
     "knnlab": Method("knnlab kneighbors", "search", _prepare_knnlab(None)),
     "knnlab-plain": Method("knnlab, no pre-filter", "search", _prepare_knnlab(False)),
+    "knnlab-prefilter": Method("knnlab, pre-filter on", "search", _prepare_knnlab(True)),
+    "hnswlib": Method("hnswlib HNSW (approximate)", "search", _prepare_hnswlib),
     "sklearn": Method("sklearn brute", "search", _prepare_sklearn("brute")),
     "faiss": Method("faiss IndexFlatL2 (float32)", "search", _prepare_faiss),
     "knnlab-clf": Method("knnlab KNNClassifier brute", "predict", _prepare_knnlab_classifier),
@@ -174,15 +276,19 @@ class Task:
     n_queries: int
     repeat: int
     data_dir: str
+    n_train: int | None = None  # the first n_train training rows (None: all)
+    self_query: bool = False  # the training rows are the queries (X_query=None)
 
 
 def _load_inputs(task: Task) -> Inputs:
     folder = Path(task.data_dir)
     queries = np.load(folder / "X_test.npy", mmap_mode="r")
+    X_train = np.load(folder / "X_train.npy", mmap_mode="r")
     return Inputs(
-        X_train=np.load(folder / "X_train.npy"),
-        y_train=np.load(folder / "y_train.npy"),
-        X_query=np.array(queries[: task.n_queries]),  # a private copy; the map is dropped
+        X_train=np.array(X_train[: task.n_train]),  # private copies; the maps are dropped
+        y_train=np.load(folder / "y_train.npy")[: task.n_train],
+        X_query=np.array(queries[: task.n_queries]),
+        self_query=task.self_query,
     )
 
 
@@ -221,6 +327,7 @@ def run_task(task: Task) -> dict:
     peak mark could not be reset, so the peak may include earlier allocations) and
     ``output`` (the last call's result).
     """
+    EXTRAS.clear()
     call = METHODS[task.method].prepare(_load_inputs(task), task.p, task.k)
     gc.collect()
     peak_reset = _reset_peak_memory()
@@ -237,6 +344,7 @@ def run_task(task: Task) -> dict:
         "peak_mib": max(peak - before, 0) / 1024,
         "peak_reset": peak_reset,
         "output": output,
+        "extras": dict(EXTRAS),
     }
 
 
@@ -330,6 +438,7 @@ class Row:
     speedup_vs_sklearn: float | None = None
     speedup_vs_faiss: float | None = None
     checks: dict | None = None
+    extras: dict = field(default_factory=dict)
     output: object = field(default=None, repr=False)
 
     def to_json(self) -> dict:
@@ -361,8 +470,10 @@ def plan(args: argparse.Namespace, n_test: int, faiss_available: bool, data_dir:
         n_queries = queries_for(p, n_test, args.query_subset)
         keys = ["knnlab"] + ([] if args.skip_sklearn else ["sklearn"])
         if p == 2:
-            keys.insert(1, "knnlab-plain")  # the same search without the low-rank pre-filter
+            # the same search with the low-rank pre-filter forced off, and on
+            keys[1:1] = ["knnlab-plain", "knnlab-prefilter"]
             keys += ["faiss"] if faiss_available else []
+            keys += ["hnswlib"] if args.hnswlib else []
             keys += ["knnlab-clf"] + ([] if args.skip_sklearn else ["sklearn-clf"])
         tasks += [Task(key, p, args.k, n_queries, args.repeat, data_dir) for key in keys]
         if args.trees:
@@ -398,6 +509,7 @@ def run_all(tasks: list[Task], log=sys.stderr) -> list[Row]:
                 result["seconds"],
                 result["peak_mib"],
                 result["peak_reset"],
+                extras=result["extras"],
                 output=result["output"],
             )
         )
@@ -537,6 +649,9 @@ def machine_info() -> dict:
     versions["knnlab"] = metadata.version("knnlab")
     source = Path(knnlab.__file__).parent
     versions["faiss"] = faiss_version()
+    versions["hnswlib"] = (
+        metadata.version("hnswlib") if util.find_spec("hnswlib") is not None else None
+    )
     affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     return {
         "cpu_model": _cpu_model(),
@@ -580,7 +695,9 @@ def format_machine(info: dict) -> str:
     return "\n".join(lines)
 
 
-def notes(args: argparse.Namespace, n_train: int, n_test: int, faiss_available: bool) -> list[str]:
+def notes(
+    args: argparse.Namespace, description: str, n_test: int, faiss_available: bool, rows: list
+) -> list[str]:
     """What the table's columns mean, and which queries each p used."""
     subsets = ", ".join(
         f"p={_p_text(p)}: "
@@ -592,8 +709,8 @@ def notes(args: argparse.Namespace, n_train: int, n_test: int, faiss_available: 
         for p in args.p
     )
     lines = [
-        f"data: make_mnist_like({n_train}, {n_test}, seed={args.seed}), 784 features, integer "
-        f"grey levels as float64 (faiss: float32); k = {args.k}",
+        f"data: {description}, 784 features, integer grey levels as float64 (faiss, hnswlib: "
+        f"float32); k = {args.k}",
         f"queries: {subsets}" + (f"; trees: first <= {TREE_QUERIES}" if args.trees else ""),
         f"seconds: best of {args.repeat}, each call in a fresh process; sklearn = "
         "fit + kneighbors/predict, faiss = add + search, trees include the build",
@@ -610,8 +727,17 @@ def notes(args: argparse.Namespace, n_train: int, n_test: int, faiss_available: 
         lines.append(
             "p=2: 'knnlab kneighbors' decides on its own to use the low-rank pre-filter "
             "(it does at this size); 'no pre-filter' is prefilter=False, one full float32 "
-            "multiply per chunk like faiss; both give the same answer bit for bit"
+            "multiply per chunk like faiss, 'pre-filter on' is prefilter=True; all three give "
+            "the same answer bit for bit"
         )
+    for row in rows:
+        if row.method == "hnswlib" and row.extras:
+            lines.append(
+                f"hnswlib: approximate; build {row.extras['build_seconds']:.1f} s (not in its "
+                f"seconds), M = 16, ef_construction = 200, queried at ef = {row.extras['ef']}, "
+                f"the smallest of {HNSW_EFS} with recall >= {HNSW_RECALL} (recall "
+                f"{row.extras['recall']:.4f}); knnlab needs no build"
+            )
     if not faiss_available and 2 in args.p:
         lines.append("faiss: skipped (not installed, or --no-faiss); pip install faiss-cpu")
     return lines
@@ -637,8 +763,9 @@ def _parse_subset(text: str) -> tuple[float, int | None]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python benchmarks/bench_search.py",
-        description="Time knnlab's exact kNN search against scikit-learn brute force (and "
-        "faiss when installed) on MNIST-shaped data built locally.",
+        description="Time knnlab's exact kNN search against scikit-learn brute force, faiss "
+        "and hnswlib (when installed) on real Fashion-MNIST images, then check the automatic "
+        "pre-filter choice on five kinds of data and how the cost grows with n and k.",
     )
     parser.add_argument(
         "--n-train", type=int, help="training points (default 60000; 5000 with --quick)"
@@ -663,6 +790,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--skip-sklearn", action="store_true", help="time knnlab (and faiss) only")
     parser.add_argument("--no-faiss", action="store_true", help="leave faiss out even if installed")
+    parser.add_argument(
+        "--no-hnswlib", action="store_true", help="leave hnswlib out even if installed"
+    )
+    parser.add_argument(
+        "--data",
+        choices=DATASETS,
+        default="fashion_mnist",
+        help="the headline data: real Fashion-MNIST images (default; from Debian's "
+        "dataset-fashion-mnist, data/input or OpenML) or synthetic MNIST-shaped digits",
+    )
+    parser.add_argument(
+        "--headline-only",
+        action="store_true",
+        help="only the first table (default with --quick): no automatic-choice, "
+        "self-query or cost-growth tables",
+    )
     parser.add_argument(
         "--trees",
         action="store_true",
@@ -689,6 +832,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.n_test = default_test if args.n_test is None else args.n_test
     args.query_subset = dict(args.query_subset)
     args.p = list(dict.fromkeys(args.p))  # drop repeats, keep order
+    args.all_sections = not (args.quick or args.headline_only)
     if not 1 <= args.k < args.n_train:
         parser.error(f"need 1 <= --k < --n-train, got k = {args.k}, n_train = {args.n_train}")
     if args.n_test < 1 or args.repeat < 1:
@@ -697,27 +841,166 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _save_inputs(folder: Path, X_train, y_train, X_test) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
     np.save(folder / "X_train.npy", X_train.astype(np.float64))
     np.save(folder / "y_train.npy", y_train)
     np.save(folder / "X_test.npy", X_test.astype(np.float64))
 
 
+# --- the other sections: automatic choice, self-query, cost growth ---------------------------
+
+AUTO_TOLERANCE = 1.05  # prefilter=None within 5 % of the faster of True and False
+SMALL_PAIRS = 10**8  # below this many query x training pairs, repeat SMALL_REPEAT times
+SMALL_REPEAT = 20
+SCALING_TRAIN = (15_000, 30_000, 60_000, 120_000)
+SCALING_K = (1, 5, 50)
+
+
+def _one(task: Task) -> Row:
+    """One measurement, without run_all's progress line (the sections print their own)."""
+    with open(os.devnull, "w") as quiet:
+        return run_all([task], log=quiet)[0]
+
+
+def auto_choice(cases: dict, args, log=sys.stderr) -> list[dict]:
+    """Per case (name -> (data_dir, n_train, n_queries, description)): seconds of
+    kneighbors at p = 2 with prefilter None, True and False, and None over the faster."""
+    results = []
+    for name, (folder, n_train, n_queries, description) in cases.items():
+        repeat = args.repeat if n_train * n_queries >= SMALL_PAIRS else SMALL_REPEAT
+        times = {}
+        for key in ("knnlab", "knnlab-prefilter", "knnlab-plain"):
+            print(f"auto choice: {name}, {METHODS[key].label} ...", end=" ", file=log, flush=True)
+            times[key] = _one(Task(key, 2.0, args.k, n_queries, repeat, folder)).seconds
+            print(f"{times[key]:.3f} s", file=log, flush=True)
+        best = min(times["knnlab-prefilter"], times["knnlab-plain"])
+        results.append(
+            {
+                "case": name,
+                "data": description,
+                "auto": times["knnlab"],
+                "prefilter_true": times["knnlab-prefilter"],
+                "prefilter_false": times["knnlab-plain"],
+                "auto_over_best": times["knnlab"] / best,
+                "ok": times["knnlab"] <= AUTO_TOLERANCE * best,
+            }
+        )
+    return results
+
+
+def format_auto(results: list[dict]) -> str:
+    lines = [
+        f"{'case':<22} {'None (auto)':>11} {'True':>8} {'False':>8} {'auto/best':>9}  verdict",
+        f"{'-' * 22} {'-' * 11} {'-' * 8} {'-' * 8} {'-' * 9}  -------",
+    ]
+    for r in results:
+        verdict = "ok" if r["ok"] else f"SLOW (> {AUTO_TOLERANCE:.2f}x)"
+        lines.append(
+            f"{r['case']:<22} {r['auto']:>11.3f} {r['prefilter_true']:>8.3f} "
+            f"{r['prefilter_false']:>8.3f} {r['auto_over_best']:>8.2f}x  {verdict}"
+        )
+    return "\n".join(lines)
+
+
+def self_query_rows(folder: str, n_train: int, args, log=sys.stderr) -> list[Row]:
+    """The queries are the training set (X_query=None), as in tuning and the novelty
+    threshold: the first n_train training rows, prefilter None, True and False."""
+    rows = []
+    for key in ("knnlab", "knnlab-prefilter", "knnlab-plain"):
+        print(f"self-query {n_train}: {METHODS[key].label} ...", end=" ", file=log, flush=True)
+        row = _one(Task(key, 2.0, args.k, n_train, args.repeat, folder, n_train, True))
+        print(f"{row.seconds:.3f} s", file=log, flush=True)
+        rows.append(row)
+    reference = rows[-1].output
+    for row in rows:
+        row.checks = {
+            "identical": bool(
+                np.array_equal(row.output[1], reference[1])
+                and np.array_equal(row.output[0], reference[0])
+            )
+        }
+    return rows
+
+
+def scaling_rows(folder: str, n_queries: int, args, faiss_available, log=sys.stderr) -> list:
+    """Seconds and peak memory against the training-set size (k = args.k) and against k
+    (60,000 training images), knnlab's automatic search and faiss's IndexFlatL2."""
+    plan_ = [(n, args.k) for n in SCALING_TRAIN] + [(60_000, k) for k in SCALING_K if k != args.k]
+    results = []
+    for n_train, k in plan_:
+        entry = {"n_train": n_train, "k": k}
+        for key in ("knnlab", "faiss") if faiss_available else ("knnlab",):
+            print(f"scaling: n_train={n_train}, k={k}, {key} ...", end=" ", file=log, flush=True)
+            row = _one(Task(key, 2.0, k, n_queries, args.repeat, folder, n_train))
+            print(f"{row.seconds:.3f} s", file=log, flush=True)
+            entry[key] = (row.seconds, row.peak_mib, row.output)
+        if "faiss" in entry:
+            same = (entry["knnlab"][2][1] == entry["faiss"][2][1]).all(axis=1).mean()
+            entry["agree_with_faiss"] = float(same)
+        results.append(entry)
+    return results
+
+
+def format_scaling(results: list[dict]) -> str:
+    lines = [
+        f"{'n_train':>8} {'k':>3} {'knnlab s':>9} {'MiB':>6} {'faiss s':>8} {'MiB':>6} "
+        f"{'faiss/knnlab':>12} {'same ind':>8}",
+        f"{'-' * 8} {'-' * 3} {'-' * 9} {'-' * 6} {'-' * 8} {'-' * 6} {'-' * 12} {'-' * 8}",
+    ]
+    for r in results:
+        knn_s, knn_mib, _ = r["knnlab"]
+        if "faiss" in r:
+            f_s, f_mib, _ = r["faiss"]
+            tail = f"{f_s:>8.3f} {f_mib:>6.0f} {f_s / knn_s:>11.2f}x {r['agree_with_faiss']:>8.4f}"
+        else:
+            tail = f"{'-':>8} {'-':>6} {'-':>12} {'-':>8}"
+        lines.append(f"{r['n_train']:>8} {r['k']:>3} {knn_s:>9.3f} {knn_mib:>6.0f} {tail}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Build the data, run every measurement, print the table (and write ``--json``)."""
+    """Build the data, run every measurement, print the tables (and write ``--json``)."""
     args = _parse_args(argv)
     info = machine_info()
     faiss_available = info["versions"]["faiss"] is not None and not args.no_faiss
+    args.hnswlib = info["versions"]["hnswlib"] is not None and not args.no_hnswlib
     start = time.perf_counter()
-    X_train, y_train, X_test, y_test = make_mnist_like(args.n_train, args.n_test, args.seed)
-    print(f"data built in {time.perf_counter() - start:.1f} s", file=sys.stderr)
-    with tempfile.TemporaryDirectory(prefix="knnlab-bench-") as folder:
-        _save_inputs(Path(folder), X_train, y_train, X_test)
+    X_train, y_train, X_test, y_test, description = load_data(
+        args.data, args.n_train, args.n_test, args.seed
+    )
+    print(f"data ({description}) ready in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    sections = {}
+    with tempfile.TemporaryDirectory(prefix="knnlab-bench-") as tmp:
+        tmp = Path(tmp)
+        _save_inputs(tmp / "main", X_train, y_train, X_test)
+        rows = run_all(plan(args, args.n_test, faiss_available, str(tmp / "main")))
+        if args.all_sections:
+            cases = {args.data: (str(tmp / "main"), args.n_train, args.n_test, description)}
+            other = "synthetic" if args.data == "fashion_mnist" else "fashion_mnist"
+            o_train, o_y, o_test, _, o_description = load_data(
+                other, args.n_train, args.n_test, args.seed
+            )
+            _save_inputs(tmp / other, o_train, o_y, o_test)
+            cases[other] = (str(tmp / other), args.n_train, args.n_test, o_description)
+            for number, (name, (A, B, text)) in enumerate(auto_cases(args.seed).items()):
+                _save_inputs(tmp / f"case{number}", A, np.zeros(len(A)), B)
+                cases[name] = (str(tmp / f"case{number}"), len(A), len(B), text)
+            sections["auto"] = auto_choice(cases, args)
+            n_self = min(SELF_QUERY_ROWS, args.n_train)
+            sections["self"] = self_query_rows(str(tmp / "main"), n_self, args)
+            if args.data == "fashion_mnist":
+                _save_inputs(
+                    tmp / "grown", np.vstack([X_train, shifted_copy(X_train)]), np.zeros(1), X_test
+                )
+                sections["scaling"] = scaling_rows(
+                    str(tmp / "grown"), args.n_test, args, faiss_available
+                )
         del X_train, X_test
-        rows = run_all(plan(args, args.n_test, faiss_available, folder))
     add_checks(rows, y_test)
-    report_notes = notes(args, args.n_train, args.n_test, faiss_available)
+    report_notes = notes(args, description, args.n_test, faiss_available, rows)
     print(format_machine(info))
     print()
+    print(f"== Search and predict on {description}, k = {args.k}")
     print(format_table(rows))
     print()
     print("\n".join(report_notes))
@@ -726,8 +1009,37 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if accuracies:
         print("accuracy: " + ", ".join(accuracies))
+    if "auto" in sections:
+        print()
+        print(
+            f"== The automatic choice (prefilter=None) against both forced choices, p = 2, "
+            f"k = {args.k}; seconds, best of {args.repeat} ({SMALL_REPEAT} below "
+            f"{SMALL_PAIRS:.0e} pairs); target: within {AUTO_TOLERANCE:.2f}x of the faster"
+        )
+        print(format_auto(sections["auto"]))
+        for r in sections["auto"]:
+            print(f"  {r['case']}: {r['data']}")
+    if "self" in sections:
+        self_rows = sections["self"]
+        print()
+        print(
+            f"== Queries = the training set (X_query=None), the first {self_rows[0].n_queries} "
+            f"training images, p = 2, k = {args.k}"
+        )
+        for row in self_rows:
+            same = "identical to no pre-filter" if row.checks["identical"] else "DIFFERENT"
+            print(f"{row.label:<29} {row.seconds:>8.3f} s  peak {row.peak_mib:>6.0f} MiB  {same}")
+    if "scaling" in sections:
+        print()
+        print(
+            f"== How cost grows, p = 2, {args.n_test} queries: training sets of the first "
+            "15,000 / 30,000 / 60,000 Fashion-MNIST images, and 120,000 = the 60,000 plus "
+            "each shifted one pixel right; then k at 60,000. Seconds; peak MiB above the inputs"
+        )
+        print(format_scaling(sections["scaling"]))
     if args.json is not None:
         config = {
+            "data": description,
             "n_train": args.n_train,
             "n_test": args.n_test,
             "n_features": IMAGE_SIDE * IMAGE_SIDE,
@@ -742,6 +1054,17 @@ def main(argv: list[str] | None = None) -> int:
             "config": config,
             "rows": [row.to_json() for row in rows],
             "notes": report_notes,
+            "auto_choice": sections.get("auto"),
+            "self_query": [row.to_json() for row in sections.get("self", [])],
+            "scaling": [
+                {
+                    "n_train": r["n_train"],
+                    "k": r["k"],
+                    **{f"{key}_seconds": r[key][0] for key in ("knnlab", "faiss") if key in r},
+                    **{f"{key}_peak_mib": r[key][1] for key in ("knnlab", "faiss") if key in r},
+                }
+                for r in sections.get("scaling", [])
+            ],
         }
         args.json.write_text(json.dumps(record, indent=2) + "\n")
     return 0

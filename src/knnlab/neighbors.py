@@ -26,10 +26,12 @@ the data's p-th powers do not fit float32 (large p, huge or tiny magnitudes; the
 skipped whose largest coordinate difference already exceeds the k-th distance.
 
 At p = 2 on wide data (many features, most variance in a few directions, as images) a
-pre-filter comes first: the multiply runs on the top principal components only, which gives
-each training point a lower bound on its distance, and only the few points whose bound does
-not exceed the query's k-th distance get full-dimension candidates. It stops by itself on
-data where it rules out too little.
+pre-filter comes first: the multiply runs on the top 48 principal components only, which
+gives each training point a lower bound on its distance; the points it keeps get a tighter
+bound from the next 80 components, and only those whose bound does not exceed the query's
+k-th distance get full-dimension candidates. Training points and queries are taken in
+k-means cluster order, so a query's few survivors, and the next query's, lie close together
+in memory. It stops by itself on data where it rules out too little.
 """
 
 from __future__ import annotations
@@ -274,13 +276,16 @@ class _LowRank:
 
 
 # The pre-filter pays when the full multiply is long (many features) and a low rank keeps
-# most of the variance; it costs a fixed set-up (principal directions: about 0.15 s at 784
-# features) and per pair a scan the plain search also makes. Measured on MNIST-shaped data
-# (see benchmarks/results_search.txt): 4x faster than the plain search at 60,000 x 10,000
-# pairs, slower at 8,000 x 2,000 (one cross-validation fold of 10,000 points).
+# most of the variance; it costs a fixed set-up (principal directions, projections and the
+# cluster order: about 0.35 s at 60,000 x 784) and per pair a scan the plain search also
+# makes. Measured (see benchmarks/results_search.txt): about 3x faster than the plain search
+# at 60,000 x 10,000 pairs of Fashion-MNIST, slower at 8,000 x 2,000.
 _LOW_RANK_MIN_FEATURES = 256
 _LOW_RANK_MIN_TRAIN = 4096
-_LOW_RANK_MIN_PAIRS = 2**26  # n_queries * n_train
+# n_queries * n_train: deciding costs about 0.13 s at 784 features (the principal
+# directions of a sample; more for data it then turns down, e.g. isotropic noise), which must
+# stay within 5 % of the search: the plain search of 2^28 pairs takes about 2.2 s there.
+_LOW_RANK_MIN_PAIRS = 2**28
 _LOW_RANK_MAX_NEIGHBORS = 32
 _LOW_RANK_RANK = 48  # directions of the screening multiply, at most
 _LOW_RANK_REFINED = 128  # directions of the tightened bound, at most a quarter of the features
@@ -302,10 +307,15 @@ _WIDE_BUFFER = 4096  # candidates one overflowed p = 2 query may collect before 
 # Queries per task of a p = 2 search worker (measured best at MNIST size).
 _TASK_ROWS = 512
 _TASK_ROWS_LOW_RANK = 256
-# Stop pre-filtering when a chunk's queries average more full-dimension candidates than this
-# fraction of the training set (counting an unfinished query as all of it): each costs a
-# dot product outside the matrix multiply, several times the multiply's cost per point.
+# Stop pre-filtering when the queries so far average more full-dimension candidates than
+# this fraction of the training set: each costs a dot product outside the matrix multiply,
+# about 16 times the multiply's cost per point (measured: 0.5 us against 0.03 us for 784
+# features). An unfinished query, answered by the plain search after all, counts as what
+# that costs, 1/16 of the training set; counting it as all of it (as before) made a few
+# hard queries in a 64-query trial end the pre-filter on Fashion-MNIST, where it is 2-3x
+# faster.
 _LOW_RANK_GIVE_UP = 1 / 64
+_UNFINISHED_COST = 1 / 16
 
 
 def _prefilter_applies(
@@ -637,7 +647,8 @@ def _gram_search(
             if may_give_up and counts is not None:
                 with lock:
                     progress["queries"] += len(counts)
-                    progress["examined"] += int(np.where(counts < 0, n_train, counts).sum())
+                    unfinished = max(1, int(_UNFINISHED_COST * n_train))
+                    progress["examined"] += int(np.where(counts < 0, unfinished, counts).sum())
                     if progress["examined"] > _LOW_RANK_GIVE_UP * n_train * progress["queries"]:
                         progress["low"] = None  # the bound rules out too little on these data
 

@@ -371,6 +371,8 @@ def test_automatic_prefilter_skips_data_without_dominant_directions(rng, monkeyp
         ({"kind": 1}, False),  # no matrix multiply at p = 1
         ({"k": 50}, False),
         ({"n_queries": 1}, False),
+        # 2,000 queries: deciding (about 0.13 s) would cost more than 5 % of the search
+        ({"n_queries": 2000}, False),
         ({"prefilter": False}, False),
         ({"prefilter": True, "n_features": 3, "n_train": 10}, True),
     ],
@@ -438,3 +440,17 @@ def test_prefilter_is_exact_far_from_the_origin(rng):
     plain = kneighbors(X_train, X_query, 5, prefilter=False)
     np.testing.assert_array_equal(ind, plain[1])
     np.testing.assert_array_equal(dist, plain[0])
+
+
+def test_prefilter_answers_do_not_depend_on_the_training_rows_order(rng):
+    """The pre-filter reorders the training points by cluster; the answer, ties included,
+    must be the plain search's for the rows as given, in any order."""
+    (X_train, X_query), perm = _low_rank_data(rng, 2500, 300), rng.permutation(2500)
+    X_train = np.round(X_train, 1)  # coarse values: exact ties between distinct rows
+    X_train[1000:1100] = X_train[:100]  # and duplicates
+    for X in (X_train, X_train[perm]):
+        for X_q in (np.round(X_query, 1), None):
+            dist, ind = kneighbors(X, X_q, 7, prefilter=True)
+            plain = kneighbors(X, X_q, 7, prefilter=False)
+            np.testing.assert_array_equal(ind, plain[1])
+            np.testing.assert_array_equal(dist, plain[0])

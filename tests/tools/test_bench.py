@@ -57,7 +57,17 @@ def test_compare_neighbors_leaves_ties_out():
 
 def test_quick_run_writes_json(tmp_path, capsys):
     path = tmp_path / "b.json"
-    argv = ["--quick", "--n-train", "2000", "--n-test", "200", "--query-subset", "3=50"]
+    argv = [
+        "--quick",
+        "--data",
+        "synthetic",
+        "--n-train",
+        "2000",
+        "--n-test",
+        "200",
+        "--query-subset",
+        "3=50",
+    ]
     assert main([*argv, "--json", str(path)]) == 0
     record = json.loads(path.read_text())
     assert record["config"]["queries"] == {"1": 200, "2": 200, "3": 50}
