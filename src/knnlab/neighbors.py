@@ -254,13 +254,8 @@ class _LowRank:
         return self.basis.shape[1]
 
     def query_coords(self, queries: np.ndarray, centre: np.ndarray) -> np.ndarray:
-        """(m, rank + s) float32 coordinates of the queries (m, d), in blocks."""
-        out = np.empty((len(queries), self.refined_rank), dtype=np.float32)
-        work = np.empty((max(1, min(len(queries), 4096)), queries.shape[1]))
-        for start in range(0, len(queries), len(work)):
-            rows = queries[start : start + len(work)]
-            out[start : start + len(rows)] = _project(rows, centre, self.basis, work)
-        return out
+        """(m, rank + s) float32 coordinates of the queries (m, d)."""
+        return _project(queries, centre, self.basis)
 
     def self_coords(self) -> np.ndarray:
         """(n, rank + s) float32 coordinates of the training points, in training-row order."""
@@ -349,11 +344,7 @@ def _low_rank(X: np.ndarray, centre: np.ndarray, min_explained: float = 0.0) -> 
     if values[::-1][:refined_rank].sum() < min_explained * values.sum():
         return None
     basis = np.ascontiguousarray(vectors[:, ::-1][:, :refined_rank])
-    coords = np.empty((n, refined_rank), dtype=np.float32)
-    centred = np.empty((min(n, 4096), d))  # one reused block, not a centred copy of X
-    for start in range(0, n, len(centred)):
-        rows = X[start : start + len(centred)]
-        coords[start : start + len(rows)] = _project(rows, centre, basis, centred)
+    coords = _project(X, centre, basis)
     order, centroids = _cluster_order(coords[:, :rank])
     coords = coords[order]
     squares = np.square(coords, dtype=np.float64)
@@ -398,13 +389,19 @@ def _cluster_order(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order, centroids
 
 
-def _project(rows: np.ndarray, centre: np.ndarray, basis: np.ndarray, work=None) -> np.ndarray:
-    """(rows - centre) @ basis in float64, rounded to float32: (m, rank). Centring first
-    keeps the float64 error relative to the centred norms, which the pre-filter's rounding
-    bound is stated in (x V - c V would err relative to |x|: data far from the origin).
-    work : optional (>= m, d) float64 scratch for the centred rows."""
-    centred = np.subtract(rows, centre, out=None if work is None else work[: len(rows)])
-    return (centred @ basis).astype(np.float32)
+def _project(rows: np.ndarray, centre: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """(rows - centre) @ basis in float64, rounded to float32: (m, rank) from rows (m, d).
+    Centring first keeps the float64 error relative to the centred norms, which the
+    pre-filter's rounding bound is stated in (x V - c V would err relative to |x|: data far
+    from the origin). In blocks of rows through one reused scratch block, not a centred
+    float64 copy of all rows."""
+    out = np.empty((len(rows), basis.shape[1]), dtype=np.float32)
+    work = np.empty((max(1, min(len(rows), 4096)), rows.shape[1]))
+    for start in range(0, len(rows), len(work)):
+        block = rows[start : start + len(work)]
+        centred = np.subtract(block, centre, out=work[: len(block)])
+        out[start : start + len(block)] = centred @ basis
+    return out
 
 
 def _self_index(start: int, stop: int, is_self_query: bool) -> np.ndarray:
