@@ -273,6 +273,17 @@ def roc_auc_score(y_true, y_score, *, average: str = "macro", labels=None, pos_l
     return _nan_average(per_class, prevalence if average == "weighted" else None)
 
 
+# The metrics classification_scores returns, in report order.
+HEADLINE_METRICS = (
+    "accuracy",
+    "precision_macro",
+    "recall_macro",
+    "f1_macro",
+    "f1_weighted",
+    "roc_auc_ovr",
+)
+
+
 def classification_scores(y_true, y_pred, proba: np.ndarray, classes: np.ndarray) -> dict:
     """The headline metrics knnlab reports for one model on one split.
 
