@@ -79,20 +79,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _report(base: str | None, output: str | None, figure_url: str | None) -> None:
-    from knnlab.pipeline import report
+    from knnlab.pipeline import report, significance
 
     text = paths.REPORT_FILE.read_text(encoding="utf-8")
     if base is not None:
-        current = {
-            "params": load_raw_params(),
-            "metrics": files.read_json(paths.METRICS_FILE),
+        settings = load_params().stats  # the current revision's confidence and resamples
+        tracked = {
+            "params": paths.PARAMS_FILE,
+            "metrics": paths.METRICS_FILE,
+            "uncertainty": paths.UNCERTAINTY_FILE,
+            "predictions": paths.PREDICTIONS_PLOT,
         }
-        base_state = report.read_revision(base, str(paths.PARAMS_FILE), str(paths.METRICS_FILE))
+        current = report.revision_state(
+            "this change",
+            {
+                name: path.read_text(encoding="utf-8") if path.exists() else None
+                for name, path in tracked.items()
+            },
+        )
+        base_state = report.revision_state(
+            base, report.read_revision(base, {k: v.as_posix() for k, v in tracked.items()})
+        )
         for state in (current, base_state):
             _redact_tracking_uri(state["params"])
+        if not report.pairable(base_state, current):
+            base_state["predictions"] = current["predictions"] = None
+        comparison = significance.compare_revisions(
+            base_state, current, settings.confidence, settings.resamples, settings.seed
+        )
         diff = report.diff_against(base_state, current)
         title, _, rest = text.partition("\n")
-        text = title + "\n\n" + "\n".join(report.diff_section(diff)) + "\n" + rest
+        text = title + "\n\n" + "\n".join(report.diff_section(diff, comparison)) + "\n" + rest
     if figure_url is not None:
         text = text.replace("](figures/", f"]({figure_url.rstrip('/')}/figures/")
     if output is None:

@@ -6,6 +6,10 @@ order, and both weightings need only the distances, so every candidate is scored
 from that one search. The algorithm axis returns the same neighbours (same tie rule), so it
 only changes time: each algorithm is still fitted and searched once per (fold, p) so its
 cost is recorded in ``mean_fit_time`` / ``mean_score_time``.
+
+Two rules pick a candidate from the table: ``"best"``, the highest mean CV score (what
+``GridSearchCV`` refits), and ``"one_se"``, the largest k whose mean is within one standard
+error of the best (:func:`one_standard_error_index`).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,7 +31,7 @@ from tqdm.auto import tqdm
 from knnlab import metrics
 from knnlab.estimators import KNNClassifier
 from knnlab.neighbors import cross_fold_kneighbors
-from knnlab.options import GRID_KEYS, SCORERS
+from knnlab.options import GRID_KEYS, SCORERS, SELECTIONS, check_choice
 from knnlab.voting import class_probabilities
 
 
@@ -38,10 +42,18 @@ class GridSearchResult:
     cv_results : DataFrame, one row per candidate in ``ParameterGrid`` order, with
         scikit-learn's ``cv_results_`` columns (``params``, ``param_*``,
         ``split{i}_test_{scorer}``, ``mean/std/rank_test_{scorer}``, ``mean/std_fit_time``,
-        ``mean/std_score_time``). Fit and score times of a candidate are those of the one
-        search it shares with every candidate of the same (fold, p, algorithm).
+        ``mean/std_score_time``) and ``sem_test_{scorer}`` after each ``std_test_{scorer}``:
+        the standard error of the mean over folds, the sample std of the fold scores
+        (ddof=1) over sqrt(cv); ``std_test_*`` keeps scikit-learn's ddof=0. Fit and score
+        times of a candidate are those of the one search it shares with every candidate of
+        the same (fold, p, algorithm).
     search_timings : DataFrame, one row per (fold, p, algorithm): ``fit_seconds``,
         ``search_seconds``, ``n_train``, ``n_queries``.
+    best_params, best_score, best_index : the candidate ``select`` picked (by ``rank_by``).
+    picks : both rules' candidates, whichever was selected: ``picks["best"]`` and
+        ``picks["one_se"]`` each hold ``index``, ``params``, ``score`` (mean CV score) and
+        ``se`` (its standard error), as plain Python values; ``picks["one_se"]`` also holds
+        ``threshold`` (the best mean minus the best's SE).
     """
 
     cv_results: pd.DataFrame
@@ -51,6 +63,8 @@ class GridSearchResult:
     best_index: int
     rank_by: str
     best_estimator: KNNClassifier | None
+    select: str = "best"
+    picks: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _score(scorer: str, y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> float:
@@ -158,6 +172,7 @@ def grid_search_cv(
     seed: int | None = None,
     n_jobs: int | None = None,
     scale: str = "none",
+    select: str = "best",
 ) -> GridSearchResult:
     """Exhaustive cross-validated search over a kNN grid, one neighbour search per
     (fold, p, algorithm).
@@ -171,14 +186,19 @@ def grid_search_cv(
         Folds of ``StratifiedKFold(cv)``, shuffled with ``seed`` when given, exactly as
         scikit-learn builds them.
     scoring : scorer names among ``accuracy``, ``f1_macro``, ``roc_auc_ovr``
-    rank_by : the scorer that picks ``best_params`` (ties: the earlier candidate)
+    rank_by : the scorer both rules of ``select`` rank by (ties: the earlier candidate)
     refit : also fit the best candidate on all of X (``best_estimator``); off by default,
         since the pipeline refits from ``best_params`` where it needs the model
     n_jobs : parallel (fold, p) tasks with joblib; None or 1 runs them in this process
         (whose search then uses every core). Results are the same for any value.
     scale : feature scaling of every candidate ("none", "standard", "minmax"), fitted on
         each fold's training rows only.
+    select : which candidate becomes ``best_params`` (and is refit): ``"best"``, the
+        highest mean ``rank_by`` score (scikit-learn's choice), or ``"one_se"``, the largest
+        k within one standard error of it (:func:`one_standard_error_index`). Both picks are
+        in ``picks`` either way.
     """
+    check_choice("select", select, SELECTIONS)
     grid, scoring = _check_grid(grid), _check_scoring(scoring, rank_by)
     X = np.asarray(X, dtype=np.float64)
     classes, y_code = np.unique(np.asarray(y), return_inverse=True)
@@ -188,19 +208,79 @@ def grid_search_cv(
     scores, times, timing_rows = _run(tasks, folds, n_jobs, len(ParameterGrid(grid)))
     candidates = list(ParameterGrid(grid))
     cv_results = _tabulate(candidates, scoring, scores, times, cv)
-    best_index = int(np.argmin(cv_results[f"rank_test_{rank_by}"].to_numpy()))
-    best_params = dict(candidates[best_index])
+    picks = selection_picks(cv_results, rank_by)
+    chosen = picks[select]
+    best_params = dict(chosen["params"])
     return GridSearchResult(
         cv_results=cv_results,
         search_timings=pd.DataFrame(timing_rows),
         best_params=best_params,
-        best_score=float(cv_results[f"mean_test_{rank_by}"].iloc[best_index]),
-        best_index=best_index,
+        best_score=chosen["score"],
+        best_index=chosen["index"],
         rank_by=rank_by,
         best_estimator=(
             KNNClassifier(**best_params, scale=scale).fit(X, classes[y_code]) if refit else None
         ),
+        select=select,
+        picks=picks,
     )
+
+
+def _best_index(cv_results: pd.DataFrame, scorer: str) -> int:
+    """The row of rank 1 by ``mean_test_{scorer}`` (ties: the earlier candidate)."""
+    return int(np.argmin(cv_results[f"rank_test_{scorer}"].to_numpy()))
+
+
+def one_standard_error_index(cv_results: pd.DataFrame, scorer: str) -> int:
+    """The one-standard-error rule (Breiman et al. 1984; Hastie, Tibshirani & Friedman,
+    *The Elements of Statistical Learning*, 7.10): the smoothest candidate the CV cannot
+    tell apart from the best.
+
+    With ``best`` the row of rank 1 (ties: the earlier row) and threshold =
+    mean[best] - sem[best], the eligible candidates are those whose mean is >= threshold (a
+    NaN mean never is; the best always is, so a NaN threshold leaves only the best). Among
+    them the largest ``n_neighbors``, then the highest mean, then the earliest row.
+
+    cv_results : DataFrame of n_candidates rows with ``param_n_neighbors``,
+        ``mean_test_{scorer}``, ``sem_test_{scorer}`` and ``rank_test_{scorer}``.
+    Returns the row position (0 .. n_candidates - 1).
+    """
+    mean = cv_results[f"mean_test_{scorer}"].to_numpy(dtype=np.float64)  # (n_candidates,)
+    sem = cv_results[f"sem_test_{scorer}"].to_numpy(dtype=np.float64)
+    k = cv_results["param_n_neighbors"].to_numpy(dtype=np.int64)
+    best = _best_index(cv_results, scorer)
+    eligible = mean >= mean[best] - sem[best]  # NaN compares False: never eligible
+    eligible[best] = True
+    largest_k = eligible & (k == k[eligible].max())
+    rows = np.flatnonzero(largest_k)
+    # argmax keeps the first of equal maxima; only a lone best can carry a NaN mean here.
+    return int(rows[np.argmax(mean[rows])])
+
+
+def selection_picks(cv_results: pd.DataFrame, scorer: str) -> dict[str, dict[str, Any]]:
+    """Both rules' candidates as plain Python values: ``{"best": pick, "one_se": pick}``,
+    each pick ``{"index", "params", "score", "se"}`` and the one-SE pick also ``threshold``
+    (mean minus SE of the best). cv_results as in :func:`one_standard_error_index`."""
+    mean, sem = cv_results[f"mean_test_{scorer}"], cv_results[f"sem_test_{scorer}"]
+
+    def pick(index: int) -> dict[str, Any]:
+        params = {key: _plain(value) for key, value in cv_results["params"].iloc[index].items()}
+        return {
+            "index": index,
+            "params": params,
+            "score": float(mean.iloc[index]),
+            "se": float(sem.iloc[index]),
+        }
+
+    best = pick(_best_index(cv_results, scorer))
+    threshold = best["score"] - best["se"]
+    one_se = {**pick(one_standard_error_index(cv_results, scorer)), "threshold": threshold}
+    return {"best": best, "one_se": one_se}
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value (JSON files and MLflow params need them)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _check_scoring(scoring: Sequence[str], rank_by: str) -> tuple[str, ...]:
@@ -313,7 +393,10 @@ def _tabulate(candidates: list[dict], scoring, scores: dict, times: dict, cv: in
             table[f"split{f}_test_{s}"] = split_scores[:, f]
         mean = split_scores.mean(axis=1)
         table[f"mean_test_{s}"] = mean
-        table[f"std_test_{s}"] = split_scores.std(axis=1)
+        table[f"std_test_{s}"] = split_scores.std(axis=1)  # ddof=0, as scikit-learn's
+        # The standard error of the mean over folds takes the sample std (ddof=1): the folds
+        # are a sample of the splits the data allow. cv >= 2, so it is defined.
+        table[f"sem_test_{s}"] = split_scores.std(axis=1, ddof=1) / np.sqrt(cv)
         table[f"rank_test_{s}"] = _rank_min(mean)
     for column, which in (("fit_time", 0), ("score_time", 1)):
         per_split = np.array(

@@ -17,6 +17,9 @@ ALGORITHMS = ("auto", "brute", "kd_tree", "ball_tree")
 SCALINGS = ("none", "standard", "minmax")
 SCORERS = ("accuracy", "f1_macro", "roc_auc_ovr")
 GRID_KEYS = ("n_neighbors", "p", "weights", "algorithm")
+# How the grid search picks its candidate: the highest mean CV score, or the one-standard-
+# error rule (the largest k within one SE of the best; knnlab.model_selection).
+SELECTIONS = ("best", "one_se")
 
 P_ALLOWED = "a number >= 1 (Minkowski p; inf for Chebyshev)"
 

@@ -63,7 +63,7 @@ def test_repro_runs_every_stage_and_writes_reports(iris_project):
     for figure in expected:
         assert (root / "reports/figures" / figure).read_bytes()[:4] == b"\x89PNG"
     report = (root / "reports/report.md").read_text()
-    assert "| Accuracy |" in report and "tuned best" in report
+    assert "| Accuracy |" in report and "- **tuned** (" in report
     for link in re.findall(r"\]\((figures/[^)]+)\)", report):
         assert (root / "reports" / link).is_file(), f"report links a missing {link}"
     assert (root / "models/model.npz").is_file()

@@ -35,10 +35,23 @@ DATASET = DatasetInfo(
     class_names={"1": "one"},
 )
 SPLIT = SplitInfo.of(DATASET, 0.25, 42, 9, 3)
+BEST = {"algorithm": "brute", "n_neighbors": 3, "p": 2, "weights": "distance"}
 TUNED = TuneSummary(
-    best_params={"algorithm": "brute", "n_neighbors": 3, "p": 2, "weights": "distance"},
+    best_params=BEST,
     best_score=0.875,
+    best_se=0.0625,
     scoring="accuracy",
+    select="best",
+    picks={
+        "best": {"index": 5, "params": BEST, "score": 0.875, "se": 0.0625},
+        "one_se": {
+            "index": 7,
+            "params": {**BEST, "n_neighbors": 5},
+            "score": 0.8125,
+            "se": 0.0625,
+            "threshold": 0.8125,
+        },
+    },
     cv=3,
     seed=0,
     scale="none",
@@ -140,6 +153,7 @@ def test_the_cv_curve_follows_the_tuned_p_and_weights():
             "param_weights": ["distance", "distance", "distance", "uniform"],
             "mean_test_accuracy": [0.9, 0.8, 0.7, 0.6],
             "std_test_accuracy": [0.01, 0.02, 0.03, 0.04],
+            "sem_test_accuracy": [0.005, 0.01, 0.015, 0.02],
         }
     )
     table = evaluation.cv_curve_table(cv, TUNED)
@@ -147,6 +161,7 @@ def test_the_cv_curve_follows_the_tuned_p_and_weights():
         "n_neighbors": [1, 3],
         "cv_score": [0.8, 0.9],
         "cv_std": [0.02, 0.01],
+        "cv_se": [0.01, 0.005],
     }
 
 

@@ -152,7 +152,8 @@ STAGE_PARAMS = {
     "split": {"split.test_size", "split.seed", "data.positive_class"},  # checked early
     "train": {"model"},
     "tune": {"tune", "model.scale"},
-    "evaluate": set(),  # the model file and tune's summary carry what it needs
+    # The model file and tune's summary carry the models; stats.* draws the intervals.
+    "evaluate": {"stats"},
     "plot": {"data.positive_class"},
 }
 

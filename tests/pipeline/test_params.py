@@ -17,7 +17,9 @@ def test_repository_params_are_valid_and_complete():
     params = load_params(REPO_ROOT / "params.yaml")
     assert params.data.dataset == "digits"
     raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
-    assert set(raw) == {"data", "split", "model", "tune", "mlflow"}, "every section is spelled out"
+    assert set(raw) == {"data", "split", "model", "tune", "stats", "mlflow"}, (
+        "every section is spelled out"
+    )
 
 
 def test_defaults_fill_missing_keys():
@@ -62,6 +64,8 @@ def test_defaults_fill_missing_keys():
         ({"tune": {"grid": {"weights": ["uniform", "uniform"]}}}, "without repeated values"),
         ({"tune": {"cv": 1}}, "tune.cv = 1 .* >= 2"),
         ({"tune": {"scoring": "auc"}}, "tune.scoring = 'auc' .* accuracy, f1_macro, roc_auc_ovr"),
+        ({"tune": {"select": "one-se"}}, "tune.select = 'one-se' .* one of best, one_se$"),
+        ({"tune": {"select": None}}, "tune.select = None .* one of best, one_se$"),
         ({"mlflow": {"experiment": ""}}, "mlflow.experiment = ''"),
         ({"model": [1, 2]}, "model = \\[1, 2\\] .* a mapping"),
     ],

@@ -128,13 +128,20 @@ class SplitInfo(DatasetInfo):
 @dataclasses.dataclass(frozen=True)
 class TuneSummary(_Record):
     """The grid search's pick: ``best_params`` (n_neighbors, p, weights, algorithm) by
-    ``scoring`` over ``cv`` folds of the ``n_train`` training rows."""
+    ``scoring`` over ``cv`` folds of the ``n_train`` training rows, chosen by the rule
+    ``select`` (``best`` or ``one_se``); ``best_score`` and ``best_se`` are its mean CV score
+    and that mean's standard error. ``picks`` holds both rules' candidates whichever was
+    selected: ``{"best": pick, "one_se": pick}``, each pick ``{"index", "params", "score",
+    "se"}`` and the one-SE pick also ``threshold`` (the best's mean minus its SE)."""
 
     WRITTEN_BY: ClassVar[str] = "tune"
 
     best_params: dict
     best_score: float
+    best_se: float
     scoring: str
+    select: str
+    picks: dict
     cv: int
     seed: int
     scale: str

@@ -113,26 +113,59 @@ def run_metrics(results: dict[str, ModelResult]) -> dict[str, float]:
     }
 
 
-def prediction_table(y_test: np.ndarray, result: ModelResult) -> pd.DataFrame:
+def prediction_table(
+    y_test: np.ndarray, result: ModelResult, others: dict[str, ModelResult] | None = None
+) -> pd.DataFrame:
     """Per test sample: actual and predicted label and one ``proba_<class>`` column per class
-    in ``classes_`` order (the confusion, ROC and precision-recall plots are drawn from it)."""
+    in ``classes_`` order (the confusion, ROC and precision-recall plots are drawn from it);
+    for each of ``others`` (e.g. the tuned and baseline models) the same columns prefixed
+    with its name, so ``knnlab report --base`` can pair every model's predictions across
+    revisions row by row."""
     table = pd.DataFrame({"actual": y_test, "predicted": result.y_pred})
     for column, label in enumerate(result.classes):
         table[f"proba_{label}"] = result.proba[:, column]
+    for name, other in (others or {}).items():
+        table[f"{name}_predicted"] = other.y_pred
+        for column, label in enumerate(other.classes):
+            table[f"{name}_proba_{label}"] = other.proba[:, column]
     return table
 
 
-def read_prediction_table(predictions: pd.DataFrame):
-    """The inverse of :func:`prediction_table`: y_true, y_pred (n,), the classes (as stored)
-    and proba (n, n_classes)."""
-    columns = [c for c in predictions.columns if c.startswith("proba_")]
-    labels = [c.removeprefix("proba_") for c in columns]
+def _labels_of(names: list[str]) -> np.ndarray:
     # CSV round-trips integer labels as integers; match the class column names to them.
-    numeric = all(x.lstrip("-").isdigit() for x in labels)
-    classes = np.array([int(x) for x in labels]) if numeric else np.array(labels)
+    numeric = all(x.lstrip("-").isdigit() for x in names)
+    return np.array([int(x) for x in names]) if numeric else np.array(names)
+
+
+def read_prediction_table(predictions: pd.DataFrame):
+    """The inverse of :func:`prediction_table` for the configured model: y_true, y_pred
+    (n,), the classes (as stored) and proba (n, n_classes)."""
+    columns = [c for c in predictions.columns if c.startswith("proba_")]
+    classes = _labels_of([c.removeprefix("proba_") for c in columns])
     y_true = predictions["actual"].to_numpy()
     y_pred = predictions["predicted"].to_numpy()
     return y_true, y_pred, classes, predictions[columns].to_numpy(dtype=np.float64)
+
+
+def read_model_predictions(predictions: pd.DataFrame):
+    """Every model's predictions in a :func:`prediction_table`: y_true (n,), the
+    configured model's classes and {model: (y_pred (n,), proba (n, n_classes))} for the
+    configured model and each prefixed model whose classes match (columns in that order)."""
+    y_true, y_pred, classes, proba = read_prediction_table(predictions)
+    models = {"configured": (y_pred, proba)}
+    for column in predictions.columns:
+        if not column.endswith("_predicted"):
+            continue
+        name = column.removesuffix("_predicted")
+        columns = [c for c in predictions.columns if c.startswith(f"{name}_proba_")]
+        labels = _labels_of([c.removeprefix(f"{name}_proba_") for c in columns])
+        if labels.shape != classes.shape or (labels != classes).any():
+            continue  # a model with other classes cannot be scored beside these
+        models[name] = (
+            predictions[column].to_numpy(),
+            predictions[columns].to_numpy(dtype=np.float64),
+        )
+    return y_true, classes, models
 
 
 def out_of_fold_scores(
@@ -178,17 +211,21 @@ def curve_tables(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray):
 
 
 def cv_curve_table(cv_results: pd.DataFrame, tuned: TuneSummary) -> pd.DataFrame:
-    """Mean and std CV score against k for the tuned p and weights (the DVC linear plot)."""
+    """Mean, std and standard error of the CV score against k for the tuned p and weights
+    (the DVC linear plot): columns ``n_neighbors``, ``cv_score``, ``cv_std``, ``cv_se``, one
+    row per k. ``cv_se`` is NaN for a table written before ``sem_test_*`` existed."""
     best = tuned.best_params
     rows = cv_results[
         (cv_results["param_p"].astype(str) == str(best["p"]))
         & (cv_results["param_weights"] == best["weights"])
     ].drop_duplicates("param_n_neighbors")
+    se = f"sem_test_{tuned.scoring}"
     return pd.DataFrame(
         {
             "n_neighbors": rows["param_n_neighbors"].to_numpy(),
             "cv_score": rows[f"mean_test_{tuned.scoring}"].to_numpy(),
             "cv_std": rows[f"std_test_{tuned.scoring}"].to_numpy(),
+            "cv_se": rows[se].to_numpy() if se in rows else np.full(len(rows), np.nan),
         }
     ).sort_values("n_neighbors")
 

@@ -98,17 +98,36 @@ def confusion_matrix_figure(cm: np.ndarray, labels: list[str], title: str) -> Fi
         return fig
 
 
-def cv_score_figure(cv_results: pd.DataFrame, scorer: str, best: dict) -> Figure:
-    """Mean CV score against k, one line per (p, weights), with +/- 1 std bands; the best
-    candidate marked.
+def cv_score_figure(
+    cv_results: pd.DataFrame, scorer: str, best: dict, one_se: dict | None = None
+) -> Figure:
+    """Mean CV score against k, one line per (p, weights), with +/- 1 standard error bands;
+    the best candidate marked and, given ``one_se``, the one-SE threshold drawn and the
+    one-SE pick marked where it differs from the best.
 
     cv_results : DataFrame with ``param_n_neighbors``, ``param_p``, ``param_weights``,
-        ``mean_test_{scorer}`` and ``std_test_{scorer}`` columns (one algorithm's rows
-        suffice: all algorithms score the same).
+        ``mean_test_{scorer}`` and ``sem_test_{scorer}`` columns (one algorithm's rows
+        suffice: all algorithms score the same). A table without ``sem_test_{scorer}``
+        (written by an older knnlab) gets +/- 1 std bands instead.
+    best : the best candidate's params (``n_neighbors``, ``p``, ``weights``).
+    one_se : the one-SE pick, ``{"params", "score", "threshold", ...}`` as in
+        ``GridSearchResult.picks["one_se"]``, or None.
     """
-    mean_col, std_col = f"mean_test_{scorer}", f"std_test_{scorer}"
+    mean_col = f"mean_test_{scorer}"
+    band_col, band = f"sem_test_{scorer}", "1 SE"
+    if band_col not in cv_results:
+        band_col, band = f"std_test_{scorer}", "1 std"
     rows = cv_results.drop_duplicates(["param_n_neighbors", "param_p", "param_weights"])
     styles = {"uniform": "-", "distance": "--"}
+
+    def mean_of(params: dict):
+        row = rows[
+            (rows["param_n_neighbors"] == params["n_neighbors"])
+            & (rows["param_p"] == params["p"])
+            & (rows["param_weights"] == params["weights"])
+        ]
+        return None if row.empty else row[mean_col].iloc[0]
+
     with styled():
         fig, ax = _subplots(figsize=(7.5, 4.5))
         colours = mpl.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -116,7 +135,7 @@ def cv_score_figure(cv_results: pd.DataFrame, scorer: str, best: dict) -> Figure
             for weights, line in by_p.groupby("param_weights", sort=True):
                 line = line.sort_values("param_n_neighbors")
                 k = line["param_n_neighbors"].to_numpy()
-                mean, std = line[mean_col].to_numpy(), line[std_col].to_numpy()
+                mean, spread = line[mean_col].to_numpy(), line[band_col].to_numpy()
                 colour = colours[i % len(colours)]
                 ax.plot(
                     k,
@@ -127,24 +146,44 @@ def cv_score_figure(cv_results: pd.DataFrame, scorer: str, best: dict) -> Figure
                     color=colour,
                     label=f"p={p}, {weights}",
                 )
-                ax.fill_between(k, mean - std, mean + std, color=colour, alpha=0.12)
-        best_row = rows[
-            (rows["param_n_neighbors"] == best["n_neighbors"])
-            & (rows["param_p"] == best["p"])
-            & (rows["param_weights"] == best["weights"])
-        ]
-        if not best_row.empty:
+                ax.fill_between(k, mean - spread, mean + spread, color=colour, alpha=0.12)
+        if one_se is not None:
+            ax.axhline(
+                one_se["threshold"],
+                linestyle=":",
+                linewidth=1,
+                color="grey",
+                label=f"one-SE line: best − 1 SE = {one_se['threshold']:.4f}",
+            )
+        best_mean = mean_of(best)
+        if best_mean is not None:
             ax.plot(
                 best["n_neighbors"],
-                best_row[mean_col].iloc[0],
+                best_mean,
                 marker="*",
                 markersize=16,
                 color="black",
                 linestyle="none",
                 label=f"best: k={best['n_neighbors']}, p={best['p']}, {best['weights']}",
             )
+        pick = None if one_se is None else one_se["params"]
+        moved = pick is not None and any(
+            pick[key] != best[key] for key in ("n_neighbors", "p", "weights")
+        )
+        if moved and (pick_mean := mean_of(pick)) is not None:
+            ax.plot(
+                pick["n_neighbors"],
+                pick_mean,
+                marker="D",
+                markersize=9,
+                markerfacecolor="none",
+                markeredgewidth=1.5,
+                color="black",
+                linestyle="none",
+                label=f"one-SE pick: k={pick['n_neighbors']}, p={pick['p']}, {pick['weights']}",
+            )
         ax.set_xlabel("n_neighbors (k)")
-        ax.set_ylabel(f"mean CV {scorer} (± 1 std)")
+        ax.set_ylabel(f"mean CV {scorer} (± {band})")
         ax.set_title(f"Cross-validated {scorer} against k")
         ax.legend(loc="best", fontsize=8)
         return fig
@@ -522,7 +561,9 @@ def pipeline_figures(
             binary["target"],
             threshold=binary["threshold"],
         )
-    made["cv_score_vs_k.png"] = cv_score_figure(cv_results, tuned.scoring, tuned.best_params)
+    made["cv_score_vs_k.png"] = cv_score_figure(
+        cv_results, tuned.scoring, tuned.picks["best"]["params"], tuned.picks.get("one_se")
+    )
     made["cv_heatmap.png"] = cv_heatmap_figure(cv_results, tuned.scoring)
     made["search_speed.png"] = search_speed_figure(tune_timings)
     if split.image_shape:

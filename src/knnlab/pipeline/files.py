@@ -219,4 +219,12 @@ def read_parquet(path: Path | str) -> pd.DataFrame:
 def read_csv(path: Path | str) -> pd.DataFrame:
     import pandas as pd
 
-    return pd.read_csv(path)
+    return pd.read_csv(path, **exact_floats(pd))
+
+
+def exact_floats(pd) -> dict:
+    """read_csv options that read back exactly the floats written (scores recomputed from
+    a committed table must match those computed before it was written): the default from
+    pandas 3 on, which deprecates asking; "round_trip" before, whose default parser may
+    differ in the last bit."""
+    return {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}

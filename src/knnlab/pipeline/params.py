@@ -17,7 +17,15 @@ from typing import Any
 
 import yaml
 
-from knnlab.options import ALGORITHMS, SCALINGS, SCORERS, WEIGHTS, is_count, is_minkowski_p
+from knnlab.options import (
+    ALGORITHMS,
+    SCALINGS,
+    SCORERS,
+    SELECTIONS,
+    WEIGHTS,
+    is_count,
+    is_minkowski_p,
+)
 from knnlab.pipeline import paths
 
 EMBEDDED_DATASETS = ("digits", "iris", "moons")
@@ -94,6 +102,15 @@ def _positive_seconds(key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _fail(key, value, allowed)
     if not (math.isfinite(value) and value > 0):
+        raise _fail(key, value, allowed)
+    return float(value)
+
+
+def _confidence(key: str, value: Any) -> float:
+    allowed = "a confidence level strictly between 0.5 and 1 (e.g. 0.95)"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _fail(key, value, allowed)
+    if not 0.5 < value < 1:
         raise _fail(key, value, allowed)
     return float(value)
 
@@ -306,11 +323,35 @@ class GridParams:
 
 @dataclass(frozen=True)
 class TuneParams:
-    """Cross-validated grid search on the train split."""
+    """Cross-validated grid search on the train split.
+
+    ``select`` is the rule that picks the tuned model: ``best``, the highest mean CV score
+    (what scikit-learn's ``GridSearchCV`` refits), or ``one_se``, the largest k whose mean
+    is within one standard error of the best (Breiman et al. 1984; Hastie, Tibshirani &
+    Friedman, ESL 7.10). Both picks are recorded either way.
+    """
 
     grid: GridParams = field(default_factory=GridParams)
     cv: int = _param(5, _int(2))
     scoring: str = _param("accuracy", _choice(SCORERS))
+    seed: int = _param(0, _int(0))
+    # `best` by default: it is scikit-learn's choice and keeps existing runs' tuned models.
+    # `one_se` prefers the smoothest model the CV cannot tell from the best, but its SE comes
+    # from a handful of overlapping folds and is itself rough (Bengio & Grandvalet 2004), so
+    # it is an opt-in.
+    select: str = _param("best", _choice(SELECTIONS))
+
+
+@dataclass(frozen=True)
+class StatsParams:
+    """Intervals and paired tests on the test split (evaluate, ``knnlab report --base``):
+    ``resamples`` stratified bootstrap resamples of the test rows drawn with ``seed``;
+    intervals at ``confidence``, and a difference is significant at 1 - ``confidence``."""
+
+    confidence: float = _param(0.95, _confidence)
+    # Percentile intervals need their tails resolved: 2000 resamples put 50 in each 2.5 %
+    # tail; fewer than 200 would leave the bounds to a handful of draws.
+    resamples: int = _param(2000, _int(200))
     seed: int = _param(0, _int(0))
 
 
@@ -333,6 +374,7 @@ class Params:
     split: SplitParams = field(default_factory=SplitParams)
     model: ModelParams = field(default_factory=ModelParams)
     tune: TuneParams = field(default_factory=TuneParams)
+    stats: StatsParams = field(default_factory=StatsParams)
     mlflow: MlflowParams = field(default_factory=MlflowParams)
 
     def to_dict(self) -> dict[str, Any]:

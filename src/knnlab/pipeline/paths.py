@@ -41,6 +41,7 @@ EVALUATE_RUN = TRACKING_DIR / "evaluate_run.json"
 REPORTS_DIR = Path("reports")
 METRICS_FILE = REPORTS_DIR / "metrics.json"
 TIMINGS_FILE = REPORTS_DIR / "timings.json"
+UNCERTAINTY_FILE = REPORTS_DIR / "uncertainty.json"
 TUNE_DIR = REPORTS_DIR / "tune"
 CV_RESULTS = TUNE_DIR / "cv_results.csv"
 BEST_PARAMS = TUNE_DIR / "best_params.json"

@@ -8,6 +8,7 @@ comment.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import subprocess
@@ -15,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from knnlab.pipeline import significance
 from knnlab.pipeline.artifacts import MODELS, Evaluation, SplitInfo, TuneSummary
 
 HEADLINE = (
@@ -35,6 +37,7 @@ FIGURES = (
     ("cv_heatmap.png", "Mean CV score over k and p"),
     ("search_speed.png", "Search time per algorithm"),
     ("confused_pair.png", "The most-confused pair of classes"),
+    ("worst_errors.png", "The most confident errors, explained by their nearest neighbours"),
     ("probability_surface.png", "Decision surface"),
     ("sample_gallery.png", "Sample images"),
 )
@@ -44,6 +47,19 @@ def _fmt(value: Any, digits: int = 4) -> str:
     if isinstance(value, float):
         return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
     return str(value)
+
+
+# How the report names the models in sentences.
+MODEL_NAMES = {"configured": "configured", "tuned": "tuned", "baseline": "baseline"}
+
+
+def _with_interval(value: float, interval: dict | None) -> str:
+    """0.984 [0.972, 0.993]: the point value and its interval, three decimals."""
+    if interval is None or math.isnan(value):
+        return _fmt(value)
+    if math.isnan(interval["low"]):
+        return _fmt(value, 3)
+    return f"{value:.3f} [{interval['low']:.3f}, {interval['high']:.3f}]"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -58,12 +74,16 @@ def build_report(
     model_params: dict,
     figures: list[str],
     binary: dict | None = None,
+    uncertainty: dict | None = None,
+    errors: list[str] | None = None,
 ) -> str:
     """The report as markdown.
 
     model_params : the configured model's params; figures : file names present in
     reports/figures/; binary : the positive-class analysis (:func:`knnlab.pipeline.evaluation.
-    binary_analysis`), if any.
+    binary_analysis`), if any; uncertainty : ``reports/uncertainty.json``
+    (:func:`knnlab.pipeline.significance.uncertainty`); errors : markdown lines of the
+    worst errors and their neighbours (:mod:`knnlab.pipeline.explain`).
     """
     metrics, timings = evaluation.metrics, evaluation.timings
     lines = [f"# knnlab report: {split.name}", ""]
@@ -82,22 +102,39 @@ def build_report(
         ],
     )
     lines += ["", "## Test-split metrics", ""]
-    rows = [[label] + [_fmt(metrics[m][key]) for m in MODELS] for key, label in HEADLINE]
+    intervals = uncertainty["intervals"] if uncertainty else {}
+    rows = [
+        [label] + [_with_interval(metrics[m][key], intervals.get(m, {}).get(key)) for m in MODELS]
+        for key, label in HEADLINE
+    ]
+    if uncertainty:
+        wilson = uncertainty["wilson_accuracy"]
+        rows.insert(
+            1,
+            ["Accuracy, Wilson interval"]
+            + [_with_interval(metrics[m]["accuracy"], wilson.get(m)) for m in MODELS],
+        )
     rows += [
         [label] + [_fmt(timings[m][key], 3) for m in MODELS]
         for key, label in (("fit_seconds", "Fit seconds"), ("predict_seconds", "Predict seconds"))
     ]
-    lines += _table(["", "configured", "tuned best", "baseline (most frequent)"], rows)
+    lines += _table(["", "configured", "tuned", "baseline (most frequent)"], rows)
     configured = ", ".join(f"{k}={v}" for k, v in sorted(model_params.items()))
-    best = ", ".join(f"{k}={v}" for k, v in sorted(tuned.best_params.items()))
     lines += [
         "",
         f"- **configured**: {configured}",
-        f"- **tuned best** ({tuned.cv}-fold CV on the train split only, "
-        f"{tuned.n_candidates} candidates, by {tuned.scoring}): {best}; "
-        f"mean CV {tuned.scoring} {_fmt(tuned.best_score)}",
+        f"- **tuned** ({tuned.cv}-fold CV on the train split only, {tuned.n_candidates} "
+        f"candidates, by {tuned.scoring}, `tune.select: {tuned.select}`): "
+        f"{_params_text(tuned.best_params)}; mean CV {tuned.scoring} "
+        f"{_fmt(tuned.best_score)} ± {_fmt(tuned.best_se)} (standard error over folds)",
+        *_other_pick(tuned),
         "- **baseline**: always predicts the most frequent class of the train split",
     ]
+    if uncertainty:
+        lines += ["", *_significance_section(uncertainty)]
+    if errors:
+        lines += ["", "## Why kNN erred: the most confident errors and their neighbours", ""]
+        lines += errors
     if binary is not None:
         lines += ["", f"## Is it a {binary['name']}?", ""]
         found = binary["at_precision"]
@@ -118,6 +155,54 @@ def build_report(
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _params_text(params: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
+
+
+def _other_pick(tuned: TuneSummary) -> list[str]:
+    """The rule not selected, so a reviewer sees whether the choice mattered."""
+    other = "one_se" if tuned.select == "best" else "best"
+    pick = tuned.picks.get(other)
+    if pick is None:
+        return []
+    if pick["params"] == tuned.best_params:
+        return [f"  - the {_RULES[other]} picks the same candidate"]
+    return [
+        f"  - the {_RULES[other]} would pick {_params_text(pick['params'])} (mean CV "
+        f"{_fmt(pick['score'])} ± {_fmt(pick['se'])}); the one-SE line is "
+        f"{_fmt(tuned.picks['one_se']['threshold'])}"
+    ]
+
+
+_RULES = {
+    "best": "highest mean (`tune.select: best`)",
+    "one_se": "one-standard-error rule (`tune.select: one_se`: the largest k within one SE "
+    "of the best)",
+}
+
+
+def _significance_section(uncertainty: dict) -> list[str]:
+    """The paired verdicts between the models, and how the intervals were made."""
+    level = f"{uncertainty['confidence']:.0%}"
+    alpha_value = 1 - uncertainty["confidence"]
+    alpha = f"{alpha_value:.0%}"
+    lines = ["## Is the difference real?", ""]
+    lines += [f"- {significance.verdict(pair, MODEL_NAMES)}" for pair in uncertainty["paired"]]
+    lines += [
+        "",
+        f"Intervals are {level}: a stratified bootstrap of the {uncertainty['n_test']} test "
+        f"rows ({uncertainty['resamples']} resamples, seed {uncertainty['seed']}; "
+        "bias-corrected and accelerated), so they show how much each score would move on "
+        "another test split of this size. Differences are paired: both models are scored "
+        "on the same resamples, and for accuracy McNemar's exact test counts the rows only "
+        f"one model gets right. A difference is significant when p < {alpha_value:.2g} "
+        f"({alpha}). Wilson's interval treats the test rows as drawn at random; the "
+        "bootstrap keeps each class's count, as the stratified split does, so a constant "
+        "baseline's interval has no width (docs/statistics.md).",
+    ]
+    return lines
+
+
 def _arrow(change: float, higher_is_better: bool) -> str:
     if change == 0 or math.isnan(change):
         return "="
@@ -135,9 +220,10 @@ def _flatten(prefix: str, value: Any) -> dict[str, Any]:
 
 
 def diff_against(base: dict, current: dict) -> dict:
-    """Params and metrics that differ between ``base`` and ``current``.
+    """Params that differ between ``base`` and ``current``.
 
-    Each argument: {"params": params.yaml mapping, "metrics": metrics.json mapping}.
+    Each argument: {"params": params.yaml mapping, ...}; returns {"base": revision name,
+    "params": [(key, base value, current value)]}.
     """
     params_base, params_now = _flatten("", base["params"]), _flatten("", current["params"])
     params = [
@@ -145,16 +231,24 @@ def diff_against(base: dict, current: dict) -> dict:
         for key in sorted(set(params_base) | set(params_now))
         if params_base.get(key) != params_now.get(key)
     ]
-    metrics = []
-    for model in MODELS:
-        for key, label in HEADLINE:
-            before = base["metrics"].get(model, {}).get(key, float("nan"))
-            after = current["metrics"].get(model, {}).get(key, float("nan"))
-            metrics.append((f"{model}: {label}", before, after))
-    return {"base": base.get("rev", "base"), "params": params, "metrics": metrics}
+    return {"base": base.get("rev", "base"), "params": params}
 
 
-def diff_section(diff: dict) -> list[str]:
+def _verdict_cell(row: dict) -> str:
+    """▲/▼ only for a significant change; the rest is "within noise"."""
+    if row["significant"] is None:
+        return "not assessed"
+    if not row["significant"]:
+        return "within noise"
+    mark = _arrow(row["change"], True)
+    p = "" if row["p"] is None else f", McNemar {significance.format_p(row['p'])}"
+    return f"**{mark}** (significant{p})"
+
+
+def diff_section(diff: dict, comparison: dict) -> list[str]:
+    """The pull-request section: params changed, then each metric that moved, with the
+    change's interval and whether it is significant (``comparison``:
+    :func:`knnlab.pipeline.significance.compare_revisions`)."""
     lines = [f"## Changes against `{diff['base']}`", ""]
     if diff["params"]:
         lines += _table(
@@ -163,34 +257,99 @@ def diff_section(diff: dict) -> list[str]:
         )
     else:
         lines += ["No params changed."]
-    lines += [""]
+    lines += ["", f"Metrics, {comparison['reason']}.", ""]
+    labels = dict(HEADLINE)
     rows = []
-    for label, before, after in diff["metrics"]:
-        change = after - before
+    for row in comparison["rows"]:
+        change = row["change"]
         if math.isnan(change) or abs(change) < 5e-5:
             continue
-        rows.append([label, _fmt(before), _fmt(after), f"{change:+.4f}", _arrow(change, True)])
+        interval = (
+            ""
+            if math.isnan(row["low"])
+            else f" [{significance.signed(row['low'])}, {significance.signed(row['high'])}]"
+        )
+        rows.append(
+            [
+                f"{row['model']}: {labels.get(row['metric'], row['metric'])}",
+                _fmt(row["base"]),
+                _fmt(row["current"]),
+                significance.signed(change) + interval,
+                _verdict_cell(row),
+            ]
+        )
     lines += (
-        _table(["metric", "base", "this change", "Δ", ""], rows)
+        _table(["metric", "base", "this change", "change [interval]", ""], rows)
         if rows
         else ["No metric moved by 0.0001 or more."]
     )
     return lines
 
 
-def read_revision(rev: str, params_path: str, metrics_path: str) -> dict:
-    """params.yaml and reports/metrics.json as committed at ``rev`` (``git show``)."""
-
-    def show(path: str) -> str:
-        done = subprocess.run(
-            ["git", "show", f"{rev}:{path}"], capture_output=True, text=True, timeout=30
+def read_revision(rev: str, paths_at_rev: dict[str, str]) -> dict[str, str | None]:
+    """The text of each file as committed at ``rev`` (``git show``), None where the file did
+    not exist there; {name: path} in, {name: text or None} out. An unknown revision fails."""
+    check = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    if check.returncode != 0:
+        raise ValueError(
+            f"cannot read revision {rev!r}: not a commit of this repository "
+            f"({check.stderr.strip() or 'git rev-parse found nothing'})"
         )
-        if done.returncode != 0:
-            raise ValueError(f"cannot read {path} at revision {rev!r}: {done.stderr.strip()}")
-        return done.stdout
+    found = {}
+    for name, path in paths_at_rev.items():
+        done = subprocess.run(
+            ["git", "show", f"{rev}:{path}"], capture_output=True, text=True, timeout=60
+        )
+        found[name] = done.stdout if done.returncode == 0 else None
+    return found
 
+
+def revision_state(rev: str, texts: dict[str, str | None]) -> dict:
+    """A revision's params, metrics, intervals and predictions, from the file texts of
+    :func:`read_revision` (params and metrics are required; intervals and predictions are
+    None for revisions made before knnlab recorded them)."""
+    for name, path in (("params", "params.yaml"), ("metrics", "reports/metrics.json")):
+        if texts.get(name) is None:
+            raise ValueError(f"cannot read {path} at revision {rev!r}: not committed there")
     return {
         "rev": rev,
-        "params": yaml.safe_load(show(params_path)) or {},
-        "metrics": json.loads(show(metrics_path)),
+        "params": yaml.safe_load(texts["params"]) or {},
+        "metrics": json.loads(texts["metrics"]),
+        "uncertainty": _json_or_none(texts.get("uncertainty")),
+        "predictions": _predictions_or_none(texts.get("predictions")),
     }
+
+
+def _json_or_none(text: str | None):
+    return None if text is None else json.loads(text)
+
+
+def _predictions_or_none(text: str | None):
+    """(y_true, classes, {model: (y_pred, proba)}) from a predictions table's CSV text."""
+    if text is None:
+        return None
+    import pandas as pd
+
+    from knnlab.pipeline.evaluation import read_model_predictions
+    from knnlab.pipeline.files import exact_floats
+
+    frame = pd.read_csv(io.StringIO(text), **exact_floats(pd))
+    return read_model_predictions(frame)
+
+
+def pairable(base: dict, current: dict) -> bool:
+    """Both revisions' predictions cover the same rows, labels and classes in order."""
+    if base.get("predictions") is None or current.get("predictions") is None:
+        return False
+    (y_base, classes_base, _), (y_now, classes_now, _) = base["predictions"], current["predictions"]
+    return (
+        y_base.shape == y_now.shape
+        and (y_base == y_now).all()
+        and classes_base.shape == classes_now.shape
+        and (classes_base == classes_now).all()
+    )

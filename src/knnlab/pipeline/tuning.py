@@ -18,7 +18,8 @@ TIME_COLUMNS = ("mean_fit_time", "std_fit_time", "mean_score_time", "std_score_t
 
 def tune(params: Params, X: np.ndarray, y: np.ndarray) -> tuple[GridSearchResult, TuneSummary]:
     """The configured grid search on the training rows X (n, d), y (n,), every scorer
-    recorded and ``tune.scoring`` picking the best; no refit (evaluate fits the pick)."""
+    recorded, ``tune.scoring`` ranking the candidates and ``tune.select`` picking one; no
+    refit (evaluate fits the pick)."""
     config = params.tune
     result = grid_search_cv(
         X,
@@ -29,11 +30,15 @@ def tune(params: Params, X: np.ndarray, y: np.ndarray) -> tuple[GridSearchResult
         rank_by=config.scoring,
         seed=config.seed,
         scale=params.model.scale,
+        select=config.select,
     )
     summary = TuneSummary(
         best_params=result.best_params,
         best_score=result.best_score,
+        best_se=result.picks[config.select]["se"],
         scoring=config.scoring,
+        select=config.select,
+        picks=result.picks,
         cv=config.cv,
         seed=config.seed,
         scale=params.model.scale,
@@ -50,9 +55,9 @@ def score_table(result: GridSearchResult) -> pd.DataFrame:
 
 
 def child_runs(result: GridSearchResult) -> list[dict]:
-    """One nested MLflow run per candidate: its params and every mean/std CV score."""
+    """One nested MLflow run per candidate: its params and every mean/std/SE CV score."""
     score_columns = [
-        c for c in result.cv_results.columns if c.startswith(("mean_", "std_", "rank_"))
+        c for c in result.cv_results.columns if c.startswith(("mean_", "std_", "sem_", "rank_"))
     ]
     return [
         {
@@ -65,14 +70,30 @@ def child_runs(result: GridSearchResult) -> list[dict]:
 
 
 def run_params(params: Params, split: SplitInfo, summary: TuneSummary) -> dict:
-    """The tune run's MLflow params: the data, the search settings, the grid and the pick."""
+    """The tune run's MLflow params: the data, the search settings, the grid, the rule that
+    selects and both rules' picks (``best_*`` the highest mean, ``one_se_*`` the one-SE
+    rule's), whichever was selected."""
     config = params.tune
     return {
         "dataset": split.name,
         "cv": config.cv,
         "scoring": config.scoring,
         "tune_seed": config.seed,
+        "select": summary.select,
         "n_candidates": summary.n_candidates,
         **{f"grid_{k}": list(v) for k, v in dataclasses.asdict(config.grid).items()},
-        **{f"best_{k}": v for k, v in summary.best_params.items()},
+        **{f"best_{k}": v for k, v in summary.picks["best"]["params"].items()},
+        **{f"one_se_{k}": v for k, v in summary.picks["one_se"]["params"].items()},
+    }
+
+
+def run_metrics(summary: TuneSummary) -> dict[str, float]:
+    """The tune run's MLflow metrics: both picks' mean CV score, the best's SE and the
+    one-SE threshold."""
+    best, one_se = summary.picks["best"], summary.picks["one_se"]
+    return {
+        f"best_cv_{summary.scoring}": best["score"],
+        f"best_cv_{summary.scoring}_se": best["se"],
+        f"one_se_cv_{summary.scoring}": one_se["score"],
+        "one_se_threshold": one_se["threshold"],
     }

@@ -1,11 +1,12 @@
 """evaluate: score on the test split the configured model, the tuned-best model and a
 most-frequent-class baseline -> ``reports/metrics.json``, ``reports/timings.json``,
-per-sample predictions for DVC plots, and one MLflow run for the configured model."""
+``reports/uncertainty.json`` (intervals, paired tests), per-sample predictions of each
+model for DVC plots and revision comparisons, and one MLflow run for the configured model."""
 
 from __future__ import annotations
 
 from knnlab.neighbors import warm_up
-from knnlab.pipeline import evaluation, files, paths
+from knnlab.pipeline import evaluation, files, paths, significance
 from knnlab.pipeline.artifacts import SplitInfo, TuneSummary
 from knnlab.pipeline.datasets import LABEL, features_and_labels
 from knnlab.pipeline.model_io import load_model, read_model_params
@@ -29,6 +30,15 @@ def run(params: Params) -> None:
         lambda: load_model(paths.MODEL_FILE), tuned, X_train, y_train, X_test, y_test
     )
     configured = results["configured"]
+    uncertainty = significance.uncertainty(
+        y_test,
+        {name: (r.y_pred, r.proba, r.classes) for name, r in results.items()},
+        {name: r.scores for name, r in results.items()},
+        params.stats.confidence,
+        params.stats.resamples,
+        params.stats.seed,
+        significance.test_split_fingerprint(X_test, y_test),
+    )
     run_name = "k={n_neighbors} p={p} {weights} {algorithm}".format(**model_params)
     # Staged, then committed only once the run has logged everything and closed: a failure
     # or a kill anywhere before leaves the previous outputs and run record in place.
@@ -36,14 +46,20 @@ def run(params: Params) -> None:
         metrics_file = outputs.staged(paths.METRICS_FILE)
         timings_file = outputs.staged(paths.TIMINGS_FILE)
         evaluation.evaluation_of(results).write(metrics_file, timings_file)
+        uncertainty_file = outputs.staged(paths.UNCERTAINTY_FILE)
+        files.write_json(uncertainty_file, uncertainty)
+        others = {name: r for name, r in results.items() if name != "configured"}
         files.write_csv(
             outputs.staged(paths.PREDICTIONS_PLOT),
-            evaluation.prediction_table(y_test, configured),
+            evaluation.prediction_table(y_test, configured, others),
         )
         with runs.stage_run(params.mlflow, "evaluate", run_name) as mlflow_run:
             mlflow_run.log(
                 params=evaluation.run_params(split, model_params, tuned),
-                metrics=evaluation.run_metrics(results),
+                metrics={
+                    **evaluation.run_metrics(results),
+                    **significance.mlflow_metrics(uncertainty),
+                },
             )
             mlflow_run.log_dataset(train_frame, f"{split.name}-train", "training", LABEL)
             mlflow_run.log_dataset(test_frame, f"{split.name}-test", "evaluation", LABEL)
@@ -51,10 +67,14 @@ def run(params: Params) -> None:
             mlflow_run.log_model(paths.MODEL_FILE, example, configured.y_pred[:5])
             mlflow_run.log_artifact(metrics_file)
             mlflow_run.log_artifact(timings_file)
+            mlflow_run.log_artifact(uncertainty_file)
         files.write_json(outputs.staged(paths.EVALUATE_RUN), mlflow_run.record.to_dict())
         outputs.if_commit_fails(lambda error: runs.mark_outputs_failed(mlflow_run.record, error))
     for name, r in results.items():
+        low, high = (uncertainty["intervals"][name]["accuracy"][k] for k in ("low", "high"))
         print(
-            f"evaluate: {name:10s} accuracy {r.scores['accuracy']:.4f}  "
-            f"F1 macro {r.scores['f1_macro']:.4f}  ROC-AUC {r.scores['roc_auc_ovr']:.4f}"
+            f"evaluate: {name:10s} accuracy {r.scores['accuracy']:.4f} [{low:.4f}, {high:.4f}]"
+            f"  F1 macro {r.scores['f1_macro']:.4f}  ROC-AUC {r.scores['roc_auc_ovr']:.4f}"
         )
+    for pair in uncertainty["paired"]:
+        print(f"evaluate: {significance.verdict(pair, {})}")

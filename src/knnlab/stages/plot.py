@@ -4,7 +4,7 @@ reviewer's ``reports/report.md``; figures and report also attached to the evalua
 from __future__ import annotations
 
 from knnlab import metrics
-from knnlab.pipeline import datasets, evaluation, figures, files, paths, report
+from knnlab.pipeline import datasets, evaluation, explain, figures, files, paths, report
 from knnlab.pipeline.artifacts import Evaluation, SplitInfo, TuneSummary
 from knnlab.pipeline.datasets import features_and_labels
 from knnlab.pipeline.model_io import load_model, read_model_params
@@ -42,12 +42,29 @@ def run(params: Params) -> None:
     binary = None
     if positive is not None:
         binary = _binary(positive, split, test, model_params, X_train, y_train)
+    model = load_model(paths.MODEL_FILE)
     surface = None
     if split.n_features == 2:
-        surface = (load_model(paths.MODEL_FILE), {"train": (X_train, y_train)})
+        surface = (model, {"train": (X_train, y_train)})
     made = figures.pipeline_figures(
         split, test, tuned, cv_results, files.read_csv(paths.TUNE_TIMINGS), binary, surface
     )
+    # Why kNN erred: the configured model's most confident errors and their neighbours.
+    errors = explain.explain_rows(
+        model,
+        X_train,
+        y_train,
+        X_test,
+        y_true,
+        y_pred,
+        proba,
+        classes,
+        explain.worst_errors(y_true, y_pred, proba, classes),
+    )
+    if split.image_shape and len(errors):
+        made["worst_errors.png"] = explain.explanation_figure(
+            errors, X_train, X_test, split.image_shape, split.display_name
+        )
     roc, pr = evaluation.curve_tables(y_true, proba, classes)
     text = report.build_report(
         split,
@@ -56,6 +73,8 @@ def run(params: Params) -> None:
         model_params,
         list(made),
         binary,
+        files.read_json(paths.UNCERTAINTY_FILE),
+        explain.explanation_markdown(errors, split.display_name),
     )
     display = [split.display_name(c) for c in classes]
     confusion = metrics.confusion_matrix(y_true, y_pred, labels=classes)

@@ -31,7 +31,7 @@ def run(params: Params) -> None:
         with runs.stage_run(params.mlflow, "tune", run_name) as mlflow_run:
             mlflow_run.log(
                 params=tuning.run_params(params, split, summary),
-                metrics={f"best_cv_{summary.scoring}": summary.best_score},
+                metrics=tuning.run_metrics(summary),
             )
             mlflow_run.log_children(tuning.child_runs(result))
             for artifact in (paths.CV_RESULTS.name, paths.BEST_PARAMS.name):
@@ -40,6 +40,7 @@ def run(params: Params) -> None:
         files.write_json(outputs.staged(paths.TUNE_RUN), mlflow_run.record.to_dict())
         outputs.if_commit_fails(lambda error: runs.mark_outputs_failed(mlflow_run.record, error))
     print(
-        f"tune: best {summary.best_params} mean CV {summary.scoring} = "
-        f"{summary.best_score:.4f} over {summary.n_candidates} candidates"
+        f"tune: {summary.select} pick {summary.best_params} mean CV {summary.scoring} = "
+        f"{summary.best_score:.4f} ± {summary.best_se:.4f} (SE) over "
+        f"{summary.n_candidates} candidates"
     )

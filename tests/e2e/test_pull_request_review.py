@@ -1,0 +1,134 @@
+"""Pull-request review as a user does it: commits of a real DVC pipeline on digits in a
+temporary git repository, and ``knnlab report --base`` saying whether each change is real.
+
+On the default split (450 test rows), k = 5 gets 443 rows right and k = 4 gets 442: one row
+apart, which must read "within noise"; k = 600 (a model broken by over-smoothing) gets 315
+right, which must read as a significant drop.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from .. import mlflow_store
+from ..project import SMALL_GRID, make_project, run, stages_run
+
+pytestmark = pytest.mark.slow
+
+
+def _set_k(root, k: int) -> None:
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["model"]["n_neighbors"] = k
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def _commit(root, message: str) -> None:
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-q", "-m", message], root)
+
+
+@pytest.fixture(scope="module")
+def digits_project(tmp_path_factory):
+    root = make_project(tmp_path_factory.mktemp("review"), tune=SMALL_GRID)
+    run(["dvc", "repro"], root)
+    _commit(root, "base: k = 5")
+    return root
+
+
+def test_intervals_land_in_reports_and_mlflow_and_rerun_byte_identical(digits_project):
+    root = digits_project
+    record = json.loads((root / "reports/uncertainty.json").read_text())
+    metrics = json.loads((root / "reports/metrics.json").read_text())
+    accuracy = metrics["configured"]["accuracy"]
+    interval = record["intervals"]["configured"]["accuracy"]
+    assert accuracy == pytest.approx(443 / 450)
+    assert interval["low"] < accuracy < interval["high"]
+    report = (root / "reports/report.md").read_text()
+    assert (
+        f"| Accuracy | {accuracy:.3f} [{interval['low']:.3f}, {interval['high']:.3f}] |" in report
+    )
+    assert "## Is the difference real?" in report
+    assert "- tuned is not significantly" in report or "- tuned is significantly" in report
+    evaluate = next(
+        r
+        for r in mlflow_store.run_summary(f"sqlite:///{root / 'mlflow.db'}", "knnlab")
+        if r["tags"].get("knnlab.stage") == "evaluate"
+    )
+    assert evaluate["metrics"]["accuracy_ci_low"] == pytest.approx(interval["low"])
+    assert evaluate["metrics"]["accuracy_ci_high"] == pytest.approx(interval["high"])
+    assert "tuned_vs_configured_accuracy_p_value" in evaluate["metrics"]
+    logged = mlflow_store.list_artifacts(f"sqlite:///{root / 'mlflow.db'}", evaluate["run_id"])
+    assert "uncertainty.json" in logged
+    # The worst errors, explained by their neighbours: a table, a figure, in MLflow too.
+    assert "## Why kNN erred: the most confident errors and their neighbours" in report
+    assert "| 25 | 8 | 1 | 1.00 (5 of 5) | 1@21.8, 1@22.0, 1@22.2, 1@22.6, 1@23.2 |" in report
+    assert "![The most confident errors" in report
+    assert (root / "reports/figures/worst_errors.png").stat().st_size > 10_000
+    figures = mlflow_store.list_artifacts(
+        f"sqlite:///{root / 'mlflow.db'}", evaluate["run_id"], "figures"
+    )
+    assert "figures/worst_errors.png" in figures
+    # The tune run logs both picks of the grid search.
+    tune = next(
+        r
+        for r in mlflow_store.run_summary(f"sqlite:///{root / 'mlflow.db'}", "knnlab")
+        if r["tags"].get("knnlab.stage") == "tune"
+    )
+    assert {"best_n_neighbors", "one_se_n_neighbors", "select"} <= set(tune["params"])
+    assert {"best_cv_accuracy_se", "one_se_threshold"} <= set(tune["metrics"])
+    # Same params, same bytes.
+    before = {
+        p: (root / p).read_bytes() for p in ("reports/uncertainty.json", "reports/metrics.json")
+    }
+    output = run(["dvc", "repro", "--force", "--single-item", "evaluate"], root)
+    assert stages_run(output) == ["evaluate"]
+    for path, content in before.items():
+        assert (root / path).read_bytes() == content, path
+
+
+def test_a_one_row_change_is_within_noise_and_a_broken_model_is_significant(digits_project):
+    root = digits_project
+    _set_k(root, 4)
+    run(["dvc", "repro"], root)
+    _commit(root, "k = 4: one test row fewer right")
+    text = run(["python", "-m", "knnlab", "report", "--base", "HEAD~1"], root)
+    assert "Metrics, paired: both revisions scored the same 450 test rows" in text, text
+    row = next(line for line in text.splitlines() if line.startswith("| configured: Accuracy"))
+    assert row.startswith("| configured: Accuracy | 0.9844 | 0.9822 | \u22120.0022 ["), row
+    assert row.endswith("| within noise |"), row
+    changes = text.split("## Changes against")[1].split("## Data")[0]
+    assert "▲" not in changes and "▼" not in changes, changes
+    # dvc's own comparison keeps working beside it.
+    assert "configured.accuracy" in run(["dvc", "metrics", "diff", "HEAD~1"], root)
+
+    _set_k(root, 600)
+    run(["dvc", "repro"], root)
+    text = run(["python", "-m", "knnlab", "report", "--base", "HEAD"], root)
+    row = next(line for line in text.splitlines() if line.startswith("| configured: Accuracy"))
+    assert "| 0.9822 | 0.7000 |" in row, row
+    assert "**▼ worse** (significant, McNemar p < 0.0001)" in row, row
+
+
+def test_a_changed_split_is_compared_unpaired(digits_project):
+    root = digits_project
+    run(["dvc", "exp", "run", "-S", "split.seed=1", "-S", "model.n_neighbors=4"], root)
+    text = run(["python", "-m", "knnlab", "report", "--base", "HEAD"], root)
+    assert "Metrics, unpaired: the test splits differ" in text, text
+
+
+def test_an_unknown_base_revision_is_one_clear_line(digits_project):
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "knnlab", "report", "--base", "no-such-branch"],
+        cwd=digits_project,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("knnlab report: error: cannot read revision 'no-such-branch'")
+    assert len(done.stderr.strip().splitlines()) == 1

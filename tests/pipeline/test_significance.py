@@ -1,0 +1,200 @@
+"""The intervals and verdicts as the pipeline records and reports them, on real digits
+predictions: reports/uncertainty.json, the report's sentences and the revision diff."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+from knnlab.estimators import KNNClassifier
+from knnlab.metrics import classification_scores
+from knnlab.pipeline import evaluation, files, report, significance
+
+
+@pytest.fixture(scope="module")
+def digits_models():
+    """The pipeline's default split of digits; k = 5 (configured), k = 4 (one more error on
+    one test row) and k = 600 (broken), each as (y_pred, proba, classes)."""
+    X, y = load_digits(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=0.25, stratify=y, random_state=42
+    )
+    models = {}
+    for name, k in (("k5", 5), ("k4", 4), ("k600", 600)):
+        model = KNNClassifier(n_neighbors=k).fit(X_train, y_train)
+        proba = model.predict_proba(X_test)
+        models[name] = (model.classes_[np.argmax(proba, axis=1)], proba, model.classes_)
+    return X_test, y_test, models
+
+
+def _record(y_test, X_test, chosen: dict, resamples: int = 500):
+    points = {name: classification_scores(y_test, *chosen[name]) for name in chosen}
+    return significance.uncertainty(
+        y_test,
+        chosen,
+        points,
+        0.95,
+        resamples,
+        0,
+        significance.test_split_fingerprint(X_test, y_test),
+    )
+
+
+def test_uncertainty_is_byte_identical_for_a_seed_and_brackets_every_point(digits_models):
+    X_test, y_test, models = digits_models
+    chosen = {"configured": models["k5"], "tuned": models["k4"], "baseline": models["k600"]}
+    first = files.to_json_text(_record(y_test, X_test, chosen))
+    assert files.to_json_text(_record(y_test, X_test, chosen)) == first
+    record = json.loads(first)
+    for model, (y_pred, proba, classes) in chosen.items():
+        points = classification_scores(y_test, y_pred, proba, classes)
+        for metric, value in points.items():
+            interval = record["intervals"][model][metric]
+            assert interval["low"] <= value <= interval["high"], (model, metric)
+            assert interval["se"] > 0
+    # k=4 vs k=5: 442 against 443 right of 450, one row right only by k=5.
+    pair = next(p for p in record["paired"] if (p["first"], p["second"]) == ("configured", "tuned"))
+    assert (pair["only_first_right"], pair["only_second_right"]) == (1, 0)
+    assert pair["accuracy_difference"] == pytest.approx(-1 / 450)
+    assert pair["mcnemar_p"] == 1.0 and not pair["significant"]
+    assert pair["low"] < 0 <= pair["high"]
+
+
+def test_the_verdict_reads_as_a_sentence():
+    pair = {
+        "first": "configured",
+        "second": "tuned",
+        "accuracy_difference": 0.0,
+        "low": -0.0067,
+        "high": 0.0067,
+        "only_first_right": 1,
+        "only_second_right": 1,
+        "mcnemar_p": 1.0,
+        "significant": False,
+    }
+    assert significance.verdict(pair, {}) == (
+        "tuned is not significantly better than configured in accuracy: +0.0000 "
+        "[\u22120.0067, +0.0067], McNemar p = 1.0 (1 row right only by tuned, 1 only by "
+        "configured; 2 discordant)"
+    )
+    worse = {**pair, "accuracy_difference": -0.1, "mcnemar_p": 3e-6, "significant": True}
+    assert significance.verdict(worse, {}).startswith(
+        "tuned is significantly worse than configured in accuracy: \u22120.1000"
+    )
+    assert "p < 0.0001" in significance.verdict(worse, {})
+
+
+def test_mlflow_metrics_name_each_bound(digits_models):
+    X_test, y_test, models = digits_models
+    record = _record(y_test, X_test, {"configured": models["k5"], "tuned": models["k4"]}, 200)
+    logged = significance.mlflow_metrics(record)
+    for key in (
+        "accuracy_ci_low",
+        "accuracy_ci_high",
+        "roc_auc_ovr_ci_high",
+        "tuned_f1_macro_ci_low",
+        "tuned_vs_configured_accuracy_difference",
+        "tuned_vs_configured_accuracy_p_value",
+    ):
+        assert key in logged, key
+    assert logged["accuracy_ci_low"] < logged["accuracy_ci_high"]
+
+
+def _state(y_test, chosen, record, metrics=None):
+    return {
+        "metrics": metrics or {m: classification_scores(y_test, *chosen[m]) for m in chosen},
+        "uncertainty": record,
+        "predictions": (
+            y_test,
+            next(iter(chosen.values()))[2],
+            {m: (p[0], p[1]) for m, p in chosen.items()},
+        ),
+    }
+
+
+def test_a_one_row_change_is_within_noise_and_a_broken_model_is_significant(digits_models):
+    X_test, y_test, models = digits_models
+    base_models = {"configured": models["k5"]}
+    base = _state(y_test, base_models, _record(y_test, X_test, base_models, 300))
+    for candidate, significant in (("k4", False), ("k600", True)):
+        now_models = {"configured": models[candidate]}
+        now = _state(y_test, now_models, _record(y_test, X_test, now_models, 300))
+        comparison = significance.compare_revisions(base, now, 0.95, 300, 0)
+        assert comparison["mode"] == "paired"
+        rows = {(r["model"], r["metric"]): r for r in comparison["rows"]}
+        accuracy = rows["configured", "accuracy"]
+        assert accuracy["significant"] is significant, (candidate, accuracy)
+        assert accuracy["p"] == (1.0 if candidate == "k4" else pytest.approx(0, abs=1e-12))
+        lines = report.diff_section({"base": "main", "params": []}, comparison)
+        table = "\n".join(lines)
+        if significant:
+            assert "| configured: Accuracy | 0.9844 | 0.7000 |" in table, table
+            assert "**▼ worse** (significant, McNemar p < 0.0001)" in table
+        else:
+            assert "| configured: Accuracy | 0.9844 | 0.9822 | \u22120.0022 [" in table, table
+            assert "▲" not in table and "▼" not in table, table
+            assert "within noise" in table
+
+
+def test_other_test_splits_compare_unpaired_and_old_revisions_are_not_assessed(digits_models):
+    X_test, y_test, models = digits_models
+    chosen = {"configured": models["k5"]}
+    base = _state(y_test, chosen, _record(y_test, X_test, chosen, 300))
+    moved = {**base, "uncertainty": {**base["uncertainty"], "test_split": "another split"}}
+    now_models = {"configured": models["k600"]}
+    now = _state(y_test, now_models, _record(y_test, X_test, now_models, 300))
+    unpaired = significance.compare_revisions(moved, now, 0.95, 300, 0)
+    assert unpaired["mode"] == "unpaired" and "test splits differ" in unpaired["reason"]
+    accuracy = next(r for r in unpaired["rows"] if r["metric"] == "accuracy")
+    assert accuracy["significant"] is True and accuracy["p"] is None
+    old = {**base, "uncertainty": None, "predictions": None}
+    none = significance.compare_revisions(old, now, 0.95, 300, 0)
+    assert (
+        none["mode"] == "none"
+        and "base revision has no reports/uncertainty.json" in (none["reason"])
+    )
+    assert all(r["significant"] is None for r in none["rows"])
+    table = "\n".join(report.diff_section({"base": "v1", "params": []}, none))
+    assert "not assessed" in table and "▼" not in table
+
+
+def test_predictions_of_every_model_round_trip_through_csv(tmp_path, digits_models):
+    _, y_test, models = digits_models
+    results = {
+        name: evaluation.ModelResult({}, 0.0, 0.0, y_pred, proba, classes)
+        for name, (y_pred, proba, classes) in (
+            ("configured", models["k5"]),
+            ("tuned", models["k4"]),
+            ("baseline", models["k600"]),
+        )
+    }
+    table = evaluation.prediction_table(
+        y_test, results["configured"], {k: v for k, v in results.items() if k != "configured"}
+    )
+    files.write_csv(tmp_path / "p.csv", table)
+    y_true, _, found = evaluation.read_model_predictions(files.read_csv(tmp_path / "p.csv"))
+    np.testing.assert_array_equal(y_true, y_test)
+    assert list(found) == ["configured", "tuned", "baseline"]
+    for name, result in results.items():
+        np.testing.assert_array_equal(found[name][0], result.y_pred)
+        np.testing.assert_array_equal(found[name][1], result.proba)  # bit for bit
+    # The configured model's columns are those the DVC confusion plot reads.
+    assert list(table.columns[:2]) == ["actual", "predicted"]
+
+
+def test_the_report_shows_intervals_and_verdicts(digits_models):
+    from knnlab.pipeline.artifacts import Evaluation, SplitInfo, TuneSummary  # noqa: F401
+
+    X_test, y_test, models = digits_models
+    chosen = {"configured": models["k5"], "tuned": models["k4"], "baseline": models["k600"]}
+    record = _record(y_test, X_test, chosen, 300)
+    lines = report._significance_section(record)
+    assert lines[0] == "## Is the difference real?"
+    assert lines[2].startswith("- tuned is not significantly worse than configured in accuracy")
+    cell = report._with_interval(0.98444, record["intervals"]["configured"]["accuracy"])
+    low = record["intervals"]["configured"]["accuracy"]["low"]
+    assert cell.startswith(f"0.984 [{low:.3f}, ")
