@@ -26,6 +26,7 @@ from knnlab import stats
 
 CASES = (
     ("digits-like, 10 classes x 45 rows, accuracy 0.984", np.full(10, 0.984), 45),
+    ("few errors, 10 x 45, accuracy 0.99 (about 4.5 errors)", np.full(10, 0.99), 45),
     ("near-perfect, 10 x 45, accuracy 0.995 (about 2 errors)", np.full(10, 0.995), 45),
     ("uneven classes, 10 x 45, accuracy 0.87", np.linspace(0.75, 0.99, 10), 45),
     ("moderate, 10 x 45, accuracy 0.85", np.full(10, 0.85), 45),
@@ -62,6 +63,45 @@ def coverage(per_class_accuracy, per_class, splits, resamples, seed):
     return {name: count / splits for name, count in hits.items()}
 
 
+DIFFERENCE_CASES = (
+    # (rows right only by the first model, only by the second): shares of the 450 rows
+    ("equal models, about 4.5 discordant rows", 0.005, 0.005),
+    ("second better by 0.008, about 4.5 discordant", 0.002, 0.008),
+    ("second better by 0.01, about 13.5 discordant", 0.01, 0.02),
+    ("second better by 0.02, about 27 discordant", 0.02, 0.04),
+)
+
+
+def difference_coverage(only_first, only_second, splits, resamples, seed, per_class=45):
+    """Coverage of the paired accuracy difference's 95 % interval: two models right on the
+    same rows except a share only_first (only_second) of rows only the first (second) gets
+    right, and 2 % both get wrong."""
+    rng = np.random.default_rng(seed)
+    truth = only_second - only_first
+    hits = {"percentile (reported)": 0, "BCa": 0}
+    for trial in range(splits):
+        y = np.repeat(np.arange(10), per_class)
+        u = rng.random(y.size)
+        first_only = u < only_first
+        second_only = (u >= only_first) & (u < only_first + only_second)
+        both_wrong = (u >= only_first + only_second) & (u < only_first + only_second + 0.02)
+        wrong = (y + 1) % 10
+        first = np.where(second_only | both_wrong, wrong, y)
+        second = np.where(first_only | both_wrong, wrong, y)
+        plan = stats.Bootstrap(y, resamples, seed=trial)
+        found = stats.bootstrap_distribution(
+            plan, {"a": (first, None, np.arange(10)), "b": (second, None, np.arange(10))}
+        )
+        difference = found["b"]["accuracy"] - found["a"]["accuracy"]
+        low, high = difference.interval(0.95)
+        hits["percentile (reported)"] += low <= truth <= high
+        low, high = stats.bca_interval(
+            difference.values, difference.point, difference.jackknife, 0.95
+        )
+        hits["BCa"] += low <= truth <= high
+    return {name: count / splits for name, count in hits.items()}
+
+
 def mcnemar_false_alarms(splits, seed, accuracy=0.95, n=450):
     rng = np.random.default_rng(seed)
     alarms = 0
@@ -95,6 +135,16 @@ def main() -> int:
             f"| {name} ({splits} splits, {seconds:.0f} s) | {found['percentile']:.3f} | "
             f"{found['BCa']:.3f} | {found['Wilson']:.3f} |"
         )
+    splits = max(args.splits // 2, 50)
+    print(
+        f"\n95 % interval coverage of a paired accuracy difference, {splits} simulated splits "
+        "of 10 x 45 rows per row\n"
+    )
+    print("| case | percentile (reported) | BCa |")
+    print("|---|---|---|")
+    for name, only_first, only_second in DIFFERENCE_CASES:
+        found = difference_coverage(only_first, only_second, splits, args.resamples, args.seed)
+        print(f"| {name} | {found['percentile (reported)']:.3f} | {found['BCa']:.3f} |")
     rate = mcnemar_false_alarms(args.splits * 5, args.seed)
     print(
         f"\nMcNemar exact test at 5 %, two equally accurate models (0.95, independent errors, "

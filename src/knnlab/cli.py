@@ -62,8 +62,17 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--stamp", action="store_true", help=f"write {paths.PARAMS_STAMP} instead of printing"
     )
-    report = commands.add_parser("report", help="print reports/report.md, with --base a diff")
-    report.add_argument("--base", help="git revision to compare params and metrics against")
+    report = commands.add_parser(
+        "report",
+        help="print reports/report.md, with --base a diff",
+        description="Print reports/report.md. With --base, first the change in params and "
+        "metrics against a git revision, each metric change tested for significance: paired "
+        "row by row when both revisions scored the same test split, unpaired otherwise.",
+    )
+    report.add_argument(
+        "--base",
+        help="git revision to compare against (e.g. main); changes within noise are marked so",
+    )
     report.add_argument("--output", help="write here instead of standard output")
     report.add_argument(
         "--figure-url",
@@ -91,7 +100,7 @@ def _report(base: str | None, output: str | None, figure_url: str | None) -> Non
             "predictions": paths.PREDICTIONS_PLOT,
         }
         current = report.revision_state(
-            "this change",
+            report.CURRENT,
             {
                 name: path.read_text(encoding="utf-8") if path.exists() else None
                 for name, path in tracked.items()

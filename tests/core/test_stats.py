@@ -383,3 +383,19 @@ def test_jackknife_leaves_out_every_row_once_then_groups():
     assert groups.shape == (stats.JACKKNIFE_GROUPS, y.size)
     np.testing.assert_array_equal((groups == 0).sum(axis=0), 1)  # each row left out once
     assert set(np.unique((groups == 0).sum(axis=1))) <= {2, 3}  # 2500 rows in 1000 groups
+
+
+def test_a_paired_difference_takes_percentiles_and_a_score_takes_bca():
+    y, y_pred, proba, classes = _small_problem(5, 4, n=80)
+    other = np.where(np.arange(y.size) % 7 == 0, y, y_pred)  # a few rows fixed
+    plan = stats.Bootstrap(y, 400, seed=2)
+    found = stats.bootstrap_distribution(
+        plan, {"a": (y_pred, proba, classes), "b": (other, proba, classes)}
+    )
+    score = found["a"]["accuracy"]
+    assert score.interval(0.9) == stats.bca_interval(
+        score.values, score.point, score.jackknife, 0.9
+    )
+    difference = found["b"]["accuracy"] - found["a"]["accuracy"]
+    assert difference.interval(0.9) == stats.percentile_interval(difference.values, 0.9)
+    assert difference.point == pytest.approx(np.mean(other == y) - np.mean(y_pred == y))

@@ -198,3 +198,43 @@ def test_the_report_shows_intervals_and_verdicts(digits_models):
     cell = report._with_interval(0.98444, record["intervals"]["configured"]["accuracy"])
     low = record["intervals"]["configured"]["accuracy"]["low"]
     assert cell.startswith(f"0.984 [{low:.3f}, ")
+
+
+@pytest.mark.parametrize(
+    ("broken", "message"),
+    [
+        ({"metrics": None}, "cannot read reports/metrics.json at revision 'v1': the file is"),
+        ({"metrics": "[1, 2]"}, "cannot read metrics at revision 'v1': expected a mapping"),
+        ({"uncertainty": "{not json"}, "cannot read reports/uncertainty.json at revision 'v1'"),
+        (
+            {"predictions": "predicted,proba_0\n1,0.5\n"},
+            "cannot read reports/plots/predictions.csv at revision 'v1': KeyError",
+        ),
+        ({"params": "a: [1,"}, "cannot read params.yaml at revision 'v1'"),
+    ],
+)
+def test_a_broken_revision_file_is_named_with_its_revision(broken, message):
+    texts = {
+        "params": "model: {n_neighbors: 5}\n",
+        "metrics": '{"configured": {"accuracy": 0.9}}',
+        "uncertainty": None,
+        "predictions": None,
+        **broken,
+    }
+    with pytest.raises(ValueError) as error:
+        report.revision_state("v1", texts)
+    assert str(error.value).startswith(message), str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_a_split_with_few_errors_points_to_wilson():
+    metrics = {
+        "configured": {"accuracy": 448 / 450},
+        "tuned": {"accuracy": 443 / 450},
+        "baseline": {"accuracy": 46 / 450},
+    }
+    lines = report._few_errors_note(metrics, 450)
+    assert lines[1].startswith("Too few errors for the bootstrap: configured (2 errors of 450).")
+    assert "read the Wilson row" in lines[1]
+    metrics["configured"]["accuracy"] = 443 / 450
+    assert report._few_errors_note(metrics, 450) == []
