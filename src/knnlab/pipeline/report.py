@@ -219,11 +219,11 @@ def _significance_section(uncertainty: dict) -> list[str]:
         f"rows ({uncertainty['resamples']} resamples, seed {uncertainty['seed']}; "
         "bias-corrected and accelerated), so they show how much each score would move on "
         "another test split of this size. Differences are paired: both models are scored "
-        "on the same resamples, and for accuracy McNemar's exact test counts the rows only "
-        f"one model gets right. A difference is significant when p < {alpha_value:.2g} "
-        f"({alpha}). Wilson's interval treats the test rows as drawn at random; the "
-        "bootstrap keeps each class's count, as the stratified split does, so a constant "
-        "baseline's interval has no width (docs/statistics.md).",
+        "on the same resamples (percentile intervals), and for accuracy McNemar's exact "
+        "test counts the rows only one model gets right. A difference is significant when "
+        f"p < {alpha_value:.2g} ({alpha}). Wilson's interval treats the test rows as drawn "
+        "at random; the bootstrap keeps each class's count, as the stratified split does, "
+        "so a constant baseline's interval has no width (docs/statistics.md).",
     ]
     return lines
 
