@@ -260,7 +260,7 @@ def test_the_figure_shows_each_error_and_its_neighbours(digits_subset, worst, ca
 
 
 def test_the_markdown_table_lists_each_explained_row(worst):
-    lines = explain.explanation_markdown(worst, _name)
+    lines = explain.explanation_markdown(worst, _name, max_neighbors=worst.k)
 
     table = [line for line in lines if line.startswith("|")]
     assert table[0] == "| test row | true | predicted | confidence | neighbours |"
@@ -309,3 +309,10 @@ def test_the_worst_errors_of_the_configured_model_on_the_digits_test_split():
     np.testing.assert_allclose(got.vote_share, got.confidence)
     top = explain.worst_errors(y_test, y_pred, proba, model.classes_)
     assert top.tolist() == ranked[:6], "the default limit keeps the six worst"
+
+
+def test_the_markdown_lists_at_most_ten_neighbours_of_a_large_k(worst):
+    lines = explain.explanation_markdown(worst, _name, max_neighbors=2)
+    assert lines[0].startswith(f"Each test row's 2 nearest of its k = {worst.k} as label@")
+    cells = lines[-1].strip("|").split("|")
+    assert cells[4].strip().split(", ")[2:] == ["…"], cells[4]

@@ -238,8 +238,11 @@ def _draw_case(
         label = explanation.neighbor_label[i, j]
         _image(ax, X_train[explanation.neighbor_index[i, j]], image_shape)
         distance = _distance_text(explanation.neighbor_distance[i, j])
+        name = display_name(label)
+        # Long class names ("T-shirt/top") on one line run into the next image's title.
+        separator = "\n" if len(name) > 8 else " · "
         ax.set_title(
-            f"{display_name(label)} · d={distance}",
+            f"{name}{separator}d={distance}",
             fontsize=8,
             fontweight="normal",
             color=_neighbor_colour(label, truth, predicted),
@@ -299,17 +302,20 @@ def _cell(text: str) -> str:
 
 
 def explanation_markdown(
-    explanation: Explanation, display_name: Callable[[object], str]
+    explanation: Explanation, display_name: Callable[[object], str], max_neighbors: int = 10
 ) -> list[str]:
     """The explained rows as markdown lines: a sentence, then a table with one row per
     explained test row: test row, true, predicted, confidence (and how many of the k
-    neighbours have the predicted label), the neighbours as ``label@distance``, nearest
-    first. Empty when there is nothing to explain."""
+    neighbours have the predicted label), the first ``max_neighbors`` neighbours as
+    ``label@distance``, nearest first (a large k would make a line no one reads). Empty
+    when there is nothing to explain."""
     if not len(explanation):
         return []
     k = explanation.k
+    shown = min(k, max_neighbors)
+    which = f"{k} nearest training rows" if shown == k else f"{shown} nearest of its k = {k}"
     lines = [
-        f"Each test row's {k} nearest training rows as label@distance, nearest first "
+        f"Each test row's {which} as label@distance, nearest first "
         "(distances in the model's feature space, after its scaling).",
         "",
         "| test row | true | predicted | confidence | neighbours |",
@@ -319,9 +325,11 @@ def explanation_markdown(
         neighbours = ", ".join(
             f"{display_name(label)}@{_distance_text(d)}"
             for label, d in zip(
-                explanation.neighbor_label[i], explanation.neighbor_distance[i], strict=True
+                explanation.neighbor_label[i, :shown],
+                explanation.neighbor_distance[i, :shown],
+                strict=True,
             )
-        )
+        ) + (", …" if shown < k else "")
         cells = [
             str(explanation.rows[i]),
             display_name(explanation.y_true[i]),
