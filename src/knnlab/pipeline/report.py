@@ -194,7 +194,8 @@ def _few_errors_note(metrics: dict, n_test: int) -> list[str]:
     for model in MODELS:
         right = round(metrics[model]["accuracy"] * n_test)
         if min(right, n_test - right) < FEW_ERRORS:
-            few.append(f"{model} ({n_test - right} errors of {n_test})")
+            errors = n_test - right
+            few.append(f"{model} ({errors} error{'' if errors == 1 else 's'} of {n_test})")
     if not few:
         return []
     return [
