@@ -238,3 +238,29 @@ def test_a_split_with_few_errors_points_to_wilson():
     assert "read the Wilson row" in lines[1]
     metrics["configured"]["accuracy"] = 443 / 450
     assert report._few_errors_note(metrics, 450) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{not json", "cannot be read (JSONDecodeError); re-run `dvc repro evaluate`"),
+        ('{"confidence": 0.95}', "missing resamples, seed, n_test, intervals"),
+        ("[]", "missing confidence"),
+    ],
+)
+def test_a_mangled_uncertainty_file_names_itself_and_the_fix(tmp_path, text, message):
+    from knnlab.pipeline.artifacts import ArtifactError
+
+    path = tmp_path / "uncertainty.json"
+    path.write_text(text)
+    with pytest.raises(ArtifactError) as error:
+        significance.read_uncertainty(path)
+    assert str(error.value).startswith(f"{path}: "), str(error.value)
+    assert message in str(error.value)
+
+
+def test_a_missing_uncertainty_file_says_what_to_run(tmp_path):
+    from knnlab.pipeline.artifacts import ArtifactError
+
+    with pytest.raises(ArtifactError, match=r"cannot be read \(FileNotFoundError\); re-run"):
+        significance.read_uncertainty(tmp_path / "absent.json")

@@ -15,7 +15,8 @@ import math
 import numpy as np
 
 from knnlab import stats
-from knnlab.pipeline.artifacts import MODELS
+from knnlab.pipeline import files
+from knnlab.pipeline.artifacts import MODELS, ArtifactError
 
 METHOD = "stratified bootstrap over test rows, BCa intervals"
 # (first, second): the verdict says how second compares with first.
@@ -114,6 +115,34 @@ def uncertainty(
                 "differences": differences,
             }
         )
+    return record
+
+
+# What the report reads from an uncertainty record, checked before it is read.
+RECORD_KEYS = (
+    "confidence",
+    "resamples",
+    "seed",
+    "n_test",
+    "intervals",
+    "wilson_accuracy",
+    "paired",
+)
+
+
+def read_uncertainty(path) -> dict:
+    """``reports/uncertainty.json`` as evaluate wrote it, checked: a missing or mangled
+    file stops the reader with the file's name and what to run."""
+    try:
+        record = files.read_json(path)
+    except (OSError, ValueError) as error:
+        raise ArtifactError(
+            f"{path}: cannot be read ({type(error).__name__}); re-run `dvc repro evaluate`"
+        ) from None
+    missing = [key for key in RECORD_KEYS if not isinstance(record, dict) or key not in record]
+    if missing or sorted(record["intervals"]) != sorted(MODELS):
+        what = f"missing {', '.join(missing)}" if missing else "not one entry per model"
+        raise ArtifactError(f"{path}: {what}; re-run `dvc repro evaluate`")
     return record
 
 

@@ -4,7 +4,16 @@ reviewer's ``reports/report.md``; figures and report also attached to the evalua
 from __future__ import annotations
 
 from knnlab import metrics
-from knnlab.pipeline import datasets, evaluation, explain, figures, files, paths, report
+from knnlab.pipeline import (
+    datasets,
+    evaluation,
+    explain,
+    figures,
+    files,
+    paths,
+    report,
+    significance,
+)
 from knnlab.pipeline.artifacts import Evaluation, SplitInfo, TuneSummary
 from knnlab.pipeline.datasets import features_and_labels
 from knnlab.pipeline.model_io import load_model, read_model_params
@@ -73,7 +82,7 @@ def run(params: Params) -> None:
         model_params,
         list(made),
         binary,
-        files.read_json(paths.UNCERTAINTY_FILE),
+        significance.read_uncertainty(paths.UNCERTAINTY_FILE),
         explain.explanation_markdown(errors, split.display_name),
     )
     display = [split.display_name(c) for c in classes]
