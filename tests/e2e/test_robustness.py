@@ -83,6 +83,7 @@ def _digests(root, patterns) -> dict[str, str]:
 def test_forced_repro_is_byte_identical(project):
     deterministic = [
         "reports/metrics.json",
+        "reports/uncertainty.json",
         "reports/tune/*",
         "reports/plots/*",
     ]
