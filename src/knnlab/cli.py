@@ -80,11 +80,46 @@ def build_parser() -> argparse.ArgumentParser:
         "URL of the reports/ folder, for a pull-request comment)",
     )
     predict = commands.add_parser("predict", help="label new inputs with a saved model")
-    predict.add_argument("--model", default=str(paths.MODEL_FILE), help="a knnlab model file")
+    predict.add_argument(
+        "--model",
+        help=f"a knnlab model file (default: {paths.MODEL_FILE} at the root of the repository "
+        "holding the working directory, found by its dvc.yaml)",
+    )
     predict.add_argument("--json", action="store_true", help="machine-readable output")
-    predict.add_argument("--top", type=int, default=3, help="class probabilities to show")
+    predict.add_argument(
+        "--top", type=_at_least_one, default=3, help="class probabilities to show (default: 3)"
+    )
     predict.add_argument("inputs", nargs="+", help="images, .npy, .csv, or - (CSV on stdin)")
     return parser
+
+
+def _at_least_one(text: str) -> int:
+    """--top: a whole number >= 1 (argparse reports the error with the usage line)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
+def default_model_file() -> str:
+    """models/model.npz of the repository holding the working directory, wherever in it
+    the command runs; outside any repository, a message saying where it looked."""
+    root = paths.repository_root()
+    model = root / paths.MODEL_FILE
+    if model.is_file():
+        return str(model)
+    if not (root / "dvc.yaml").is_file():
+        raise FileNotFoundError(
+            f"no model given and no knnlab repository here: no dvc.yaml in {root} or its "
+            "parents; pass --model FILE, or run inside the repository"
+        )
+    raise FileNotFoundError(
+        f"no model at {model} (the repository root holding the working directory); run "
+        "`dvc repro train` there first, or pass --model FILE"
+    )
 
 
 def _report(base: str | None, output: str | None, figure_url: str | None) -> None:
@@ -168,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "predict":
             from knnlab.pipeline import predict
 
-            return predict.main(args.model, args.inputs, args.json, args.top)
+            model = args.model if args.model is not None else default_model_file()
+            return predict.main(model, args.inputs, args.json, args.top)
         if args.command == "report":
             _report(args.base, args.output, args.figure_url)
             return 0

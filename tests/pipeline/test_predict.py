@@ -257,3 +257,118 @@ def test_the_program_exits_early_after_predict_and_loses_no_output(digits_model,
     failed = subprocess.run([*command, str(tmp_path / "missing.png")], capture_output=True)
     assert failed.returncode == 2
     assert failed.stderr.decode().strip().endswith("missing.png: no such file")
+
+
+def _ink_of_one(scale: int = 10) -> np.ndarray:
+    """The drawn 1 as a (80, 80) bool mask of ink."""
+    return np.kron(drawn_one() > 0, np.ones((scale, scale))).astype(bool)
+
+
+def _image_of_one(kind: str, path):
+    """A black-ink 1 saved in one of the formats users send."""
+    ink = _ink_of_one()
+    if kind == "transparent RGBA":  # ink opaque black, paper transparent black (0,0,0,0)
+        rgba = np.zeros((*ink.shape, 4), np.uint8)
+        rgba[ink, 3] = 255
+        Image.fromarray(rgba, "RGBA").save(path)
+    elif kind == "transparent grey LA":
+        la = np.zeros((*ink.shape, 2), np.uint8)
+        la[ink, 1] = 255
+        Image.fromarray(la, "LA").save(path)
+    elif kind == "palette with transparency":
+        palette_index = np.where(ink, 1, 0).astype(np.uint8)  # 0: transparent, 1: black
+        image = Image.fromarray(palette_index, "P")
+        image.putpalette([0, 0, 0, 0, 0, 0] + [0, 0, 0] * 254)
+        image.save(path, transparency=0)
+    elif kind == "16-bit grey":
+        values = np.where(ink, 0, 65535).astype(np.uint16)
+        Image.fromarray(values).save(path)  # mode I;16
+    elif kind == "JPEG":
+        Image.fromarray(np.where(ink, 0, 255).astype(np.uint8), "L").convert("RGB").save(
+            path, quality=85
+        )
+    elif kind == "palette, opaque":
+        Image.fromarray(np.where(ink, 0, 255).astype(np.uint8), "L").convert("P").save(path)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "transparent RGBA",
+        "transparent grey LA",
+        "palette with transparency",
+        "16-bit grey",
+        "JPEG",
+        "palette, opaque",
+    ],
+)
+def test_a_black_one_is_a_one_in_every_image_format(digits_model, tmp_path, capsys, kind):
+    path, _ = digits_model
+    suffix = ".jpg" if kind == "JPEG" else ".png"
+    image_path = tmp_path / f"one{suffix}"
+    _image_of_one(kind, image_path)
+    if kind == "16-bit grey":
+        assert Image.open(image_path).mode.startswith("I"), "a real 16-bit file"
+    [result] = predict_json(capsys, "--model", str(path), str(image_path))
+    assert result["label"] == 1, (kind, result)
+
+
+def test_transparency_becomes_white_paper_not_black():
+    from knnlab.pipeline.predict import _grey
+
+    rgba = np.zeros((4, 4, 4), np.uint8)  # transparent black everywhere
+    rgba[1, 1] = [0, 0, 0, 255]  # one opaque black pixel
+    rgba[2, 2] = [0, 0, 0, 128]  # one half-transparent black pixel
+    grey = np.asarray(_grey(Image.fromarray(rgba, "RGBA")))
+    assert grey[0, 0] == 255 and grey[1, 1] == 0
+    assert 120 <= grey[2, 2] <= 135, grey[2, 2]
+    wide = Image.fromarray(np.array([[0, 65535], [32768, 1000]], np.uint16))
+    np.testing.assert_array_equal(np.asarray(_grey(wide)), [[0, 255], [128, 4]])
+
+
+def test_the_default_model_is_found_from_anywhere_in_the_repository(
+    digits_model, tmp_path, monkeypatch, capsys
+):
+    import shutil
+
+    path, _ = digits_model
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    (tmp_path / "models").mkdir()
+    shutil.copy(path, tmp_path / "models" / "model.npz")
+    deeper = tmp_path / "notebooks" / "drafts"
+    deeper.mkdir(parents=True)
+    np.save(deeper / "one.npy", drawn_one())
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    monkeypatch.chdir(deeper)
+    [result] = predict_json(capsys, "one.npy")
+    assert result["label"] == 1
+
+
+@pytest.mark.parametrize("with_repository", [False, True])
+def test_without_a_model_the_message_says_where_it_looked(
+    tmp_path, monkeypatch, capsys, with_repository
+):
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    if with_repository:
+        (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["predict", "x.png"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1, error
+    if with_repository:
+        assert error == (
+            f"knnlab predict: error: no model at {tmp_path.resolve() / 'models/model.npz'} (the "
+            "repository root holding the working directory); run `dvc repro train` there "
+            "first, or pass --model FILE"
+        )
+    else:
+        assert f"no dvc.yaml in {tmp_path.resolve()} or its parents; pass --model FILE" in error
+
+
+@pytest.mark.parametrize("top", ["0", "-3", "two"])
+def test_top_must_be_a_whole_number_of_at_least_one(digits_model, capsys, top):
+    path, _ = digits_model
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["predict", "--model", str(path), "--top", top, "x.npy"])
+    assert exit_.value.code == 2
+    assert "argument --top: expected a whole number >= 1" in capsys.readouterr().err

@@ -33,12 +33,36 @@ class InputError(ValueError):
     """An input cannot be turned into feature rows for this model."""
 
 
+def _grey(image):
+    """An opened image as 8-bit grey ("L"), whatever it holds: transparent areas composited
+    on white (paper: a black "1" on a transparent PNG is dark ink on light, not a black
+    square), 16- and 32-bit grey scaled to 8 bits rather than clipped, palettes and
+    colour spaces (RGB, CMYK JPEG, ...) converted by Pillow."""
+    from PIL import Image
+
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        # 16-bit PNGs open as "I;16" or "I"; a full 0..65535 range is the common case, and
+        # an image whose values stay below 256 was 8-bit data stored wide.
+        top = 65535.0 if values.max(initial=0) > 255 else 255.0
+        return Image.fromarray(np.clip(np.rint(values / top * 255.0), 0, 255).astype(np.uint8))
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        image.mode in ("P", "L", "RGB") and "transparency" in image.info
+    )
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("L")
+    return image.convert("L")
+
+
 def image_to_features(
     path: Path, image_shape: tuple[int, int], value_range: tuple[float, float]
 ) -> np.ndarray:
     """One image file as a feature row of shape (height * width,).
 
-    The image is made grey, resized to ``image_shape`` (height, width), inverted when its
+    The image is made grey (:func:`_grey`: transparency on white, 16-bit scaled), resized to
+    ``image_shape`` (height, width), inverted when its
     border is lighter than its centre (dark ink on light paper, where the training digits
     are light on dark), and scaled to ``value_range``.
     """
@@ -58,9 +82,7 @@ def image_to_features(
             width, height = image.size
             if width * height > MAX_IMAGE_PIXELS:
                 raise InputError(f"{path}: the image is {width}x{height} pixels; {too_large}")
-            grey = image.convert("L").resize(
-                (image_shape[1], image_shape[0]), Image.Resampling.LANCZOS
-            )
+            grey = _grey(image).resize((image_shape[1], image_shape[0]), Image.Resampling.LANCZOS)
     except Image.DecompressionBombError:
         raise InputError(
             f"{path}: the image has more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels; {too_large}"
