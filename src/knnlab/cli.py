@@ -17,6 +17,7 @@ import argparse
 import importlib
 import os
 import sys
+import textwrap
 
 from knnlab.pipeline import files, paths
 from knnlab.pipeline.params import load_params
@@ -35,6 +36,30 @@ STAGES = {
     "evaluate": "score configured, tuned and baseline models on the test split -> reports/",
     "plot": "figures, DVC plot data and reports/report.md",
 }
+# What each stage reads and writes, for ``knnlab <stage> --help`` (dvc.yaml declares the same).
+STAGE_FILES = {
+    "fetch": (
+        "params.yaml data.*; the data.path table or IDX folder when data.dataset needs one",
+        "data/raw/dataset.parquet, data/raw/meta.json",
+    ),
+    "split": ("data/raw; split.*", "data/split/train.parquet, test.parquet, meta.json"),
+    "train": ("data/split; model.*", "models/model.npz (arrays and JSON, no pickle)"),
+    "tune": (
+        "data/split/train.parquet only (never the test split); tune.*, model.scale",
+        "reports/tune/cv_results.csv, reports/tune/best_params.json, "
+        "reports/tune_timings.csv; an MLflow run with one nested run per candidate",
+    ),
+    "evaluate": (
+        "data/split, models/model.npz, reports/tune/best_params.json; stats.*",
+        "reports/metrics.json, reports/timings.json, reports/uncertainty.json, "
+        "reports/plots/predictions.csv; one MLflow run with the model",
+    ),
+    "plot": (
+        "data/split, models/model.npz, evaluate's and tune's outputs; data.positive_class",
+        "reports/figures/*.png, reports/plots/*.csv, reports/report.md; figures and "
+        "report added to the evaluate run",
+    ),
+}
 # A stage is dispatched through this module's top-level imports only
 # (tests/pipeline/test_dvc_deps.py relies on it): the imports inside functions serve the
 # other commands.
@@ -47,9 +72,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="knnlab", description=DESCRIPTION)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    params_help = "the parameters file, validated whole before the stage starts"
+    params_help = (
+        f"the parameters file, validated whole before the stage starts "
+        f"(default: {paths.PARAMS_FILE})"
+    )
     for stage, summary in STAGES.items():
-        sub = commands.add_parser(stage, help=summary, description=summary)
+        reads, writes = STAGE_FILES[stage]
+        sub = commands.add_parser(
+            stage,
+            help=summary,
+            description=f"{summary}\n\n{_labelled('reads:  ', reads)}\n"
+            f"{_labelled('writes: ', writes)}\n\n"
+            "Usually run by `dvc repro`, which runs it only when what it reads changed.",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         sub.add_argument("--params", default=str(paths.PARAMS_FILE), help=params_help)
     check = commands.add_parser(
         "params",
@@ -79,7 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="prefix for figure links instead of the relative 'figures/' (e.g. a raw-file "
         "URL of the reports/ folder, for a pull-request comment)",
     )
-    predict = commands.add_parser("predict", help="label new inputs with a saved model")
+    predict = commands.add_parser(
+        "predict",
+        help="label new inputs with a saved model",
+        description="Label new inputs with a saved model: images (made grey, transparency on "
+        "white, resized to the model's image shape), .npy arrays or CSV rows. Each line gives "
+        "the label, the top class probabilities and, for inputs far from every training row, "
+        "an UNUSUAL flag.",
+    )
     predict.add_argument(
         "--model",
         help=f"a knnlab model file (default: {paths.MODEL_FILE} at the root of the repository "
@@ -91,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("inputs", nargs="+", help="images, .npy, .csv, or - (CSV on stdin)")
     return parser
+
+
+def _labelled(label: str, text: str) -> str:
+    return textwrap.fill(text, 79, initial_indent=label, subsequent_indent=" " * len(label))
 
 
 def _at_least_one(text: str) -> int:
