@@ -102,8 +102,27 @@ def test_a_one_row_change_is_within_noise_and_a_broken_model_is_significant(digi
     assert row.endswith("| within noise |"), row
     changes = text.split("## Changes against")[1].split("## Data")[0]
     assert "▲" not in changes and "▼" not in changes, changes
-    # dvc's own comparison keeps working beside it.
-    assert "configured.accuracy" in run(["dvc", "metrics", "diff", "HEAD~1"], root)
+    # dvc's own comparison keeps working beside it, on quality only (timings are outputs).
+    metrics_diff = run(["dvc", "metrics", "diff", "HEAD~1"], root)
+    assert "configured.accuracy" in metrics_diff and "seconds" not in metrics_diff
+    # The README's recipe for the columns that matter in `dvc exp show`.
+    shown = run(
+        [
+            "dvc",
+            "exp",
+            "show",
+            "--md",
+            "--drop",
+            ".*",
+            "--keep",
+            r"^Experiment$|^model\.|^(configured|tuned)\.accuracy$",
+        ],
+        root,
+    )
+    header = [cell.strip() for cell in shown.splitlines()[0].strip("|").split("|")]
+    assert header[0] == "Experiment" and "configured.accuracy" in header, header
+    assert {"model.n_neighbors", "model.p", "model.weights", "model.algorithm"} <= set(header)
+    assert not [h for h in header if "seconds" in h or h.startswith(("stats.", "data."))]
 
     _set_k(root, 600)
     run(["dvc", "repro", "evaluate"], root)  # report --base reads what evaluate writes
