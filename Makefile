@@ -8,20 +8,48 @@ BIN    := $(abspath $(VENV))/bin
 # Stage commands call `python -m knnlab`: put the venv first on PATH for DVC's subprocesses.
 RUN    := PATH="$(BIN):$$PATH" VIRTUAL_ENV="$(abspath $(VENV))"
 
-.PHONY: repro test lint format clean-venv
+.PHONY: repro test lint format clean-venv constraints
+
+# uv resolves and installs in seconds where pip takes minutes; it comes from PyPI into the
+# venv itself (nothing global). If it cannot be installed, pip does the same work.
+UV_VERSION := 0.13.9
+# The versions the tests passed with. A platform or Python without wheels for one of them
+# falls back to the newest versions pyproject.toml allows, and says so.
+CONSTRAINTS := constraints.txt
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "knnlab needs Python 3.11+")'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION) \
+	  || echo "make: uv could not be installed; installing with pip (slower)"
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+# $(call install,<pip requirement>): with uv when the venv has it, else pip; with the
+# constraints first, without them if they cannot be met here.
+define install
+	@if [ -x $(BIN)/uv ]; then \
+	  $(BIN)/uv pip install --quiet --python $(BIN)/python -c $(CONSTRAINTS) $(1) \
+	  || { echo "make: the pinned versions in $(CONSTRAINTS) do not install here; installing the newest allowed"; \
+	       $(BIN)/uv pip install --quiet --python $(BIN)/python $(1); }; \
+	else \
+	  $(BIN)/python -m pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) $(1) \
+	  || { echo "make: the pinned versions in $(CONSTRAINTS) do not install here; installing the newest allowed"; \
+	       $(BIN)/python -m pip install --quiet --disable-pip-version-check $(1); }; \
+	fi
+endef
+
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
+	$(call install,-e .)
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+$(VENV)/.installed-dev: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
+	$(call install,-e '.[dev]')
 	touch $@ $(VENV)/.installed
+
+# Pin what the dev install resolved to (run `make test` after).
+constraints: $(VENV)/.installed-dev
+	@{ sed -n '1,3p' $(CONSTRAINTS); \
+	   $(BIN)/python -m pip freeze --exclude-editable --disable-pip-version-check \
+	     | grep -v '^uv=='; } > $(CONSTRAINTS).new && mv $(CONSTRAINTS).new $(CONSTRAINTS)
 
 repro: $(VENV)/.installed
 	$(RUN) $(BIN)/dvc repro
