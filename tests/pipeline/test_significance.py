@@ -32,11 +32,9 @@ def digits_models():
 
 
 def _record(y_test, X_test, chosen: dict, resamples: int = 500):
-    points = {name: classification_scores(y_test, *chosen[name]) for name in chosen}
     return significance.uncertainty(
         y_test,
         chosen,
-        points,
         0.95,
         resamples,
         0,
@@ -187,8 +185,6 @@ def test_predictions_of_every_model_round_trip_through_csv(tmp_path, digits_mode
 
 
 def test_the_report_shows_intervals_and_verdicts(digits_models):
-    from knnlab.pipeline.artifacts import Evaluation, SplitInfo, TuneSummary  # noqa: F401
-
     X_test, y_test, models = digits_models
     chosen = {"configured": models["k5"], "tuned": models["k4"], "baseline": models["k600"]}
     record = _record(y_test, X_test, chosen, 300)

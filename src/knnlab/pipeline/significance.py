@@ -42,7 +42,6 @@ def _interval(resampled: stats.Resampled, confidence: float) -> dict[str, float]
 def uncertainty(
     y_true: np.ndarray,
     predictions: dict[str, tuple],
-    points: dict[str, dict[str, float]],
     confidence: float,
     resamples: int,
     seed: int,
@@ -51,7 +50,7 @@ def uncertainty(
     """The record of ``reports/uncertainty.json``.
 
     y_true : (n,) test labels; predictions : {model: (y_pred (n,), proba (n, n_classes),
-    classes)}; points : {model: {metric: value}} (metrics.json, the intervals' centres).
+    classes)}.
     Per model and metric the bootstrap interval and standard error; Wilson's interval for
     accuracy; per pair of :data:`PAIRS` the paired difference of every metric with its
     interval, and for accuracy McNemar's exact test.
@@ -93,14 +92,9 @@ def uncertainty(
         )
         differences = {}
         for metric in distribution[first]:
-            low, high = (distribution[second][metric] - distribution[first][metric]).interval(
-                confidence
-            )
-            differences[metric] = {
-                "difference": points[second][metric] - points[first][metric],
-                "low": low,
-                "high": high,
-            }
+            change = distribution[second][metric] - distribution[first][metric]
+            low, high = change.interval(confidence)
+            differences[metric] = {"difference": change.point, "low": low, "high": high}
         record["paired"].append(
             {
                 "first": first,
@@ -247,22 +241,25 @@ def compare_revisions(
             },
         )
         for model in both:
-            right_base = np.asarray(base_models[model][0]) == y_true
-            right_now = np.asarray(now_models[model][0]) == y_true
             for metric in metrics:
                 before = base["metrics"].get(model, {}).get(metric, float("nan"))
                 after = current["metrics"].get(model, {}).get(metric, float("nan"))
                 change = (
                     distribution[f"now:{model}"][metric] - distribution[f"base:{model}"][metric]
                 )
-                low, high = change.interval(confidence)
-                p = None
-                if metric == "accuracy":
-                    b = int(np.count_nonzero(right_base & ~right_now))
-                    c = int(np.count_nonzero(~right_base & right_now))
-                    p = stats.mcnemar_exact(b, c)
-                    significant = p < alpha
+                if metric == "accuracy":  # the same test as between models: McNemar's
+                    mcnemar = stats.paired_accuracy(
+                        "base",
+                        "now",
+                        np.asarray(base_models[model][0]) == y_true,
+                        np.asarray(now_models[model][0]) == y_true,
+                        change,
+                        confidence,
+                    )
+                    low, high, p = mcnemar.low, mcnemar.high, mcnemar.p_value
+                    significant = mcnemar.significant(alpha)
                 else:
+                    (low, high), p = change.interval(confidence), None
                     significant = bool(low > 0 or high < 0)
                 rows.append(_row(model, metric, before, after, low, high, p, significant))
         reason = (

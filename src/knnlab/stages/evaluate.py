@@ -33,7 +33,6 @@ def run(params: Params) -> None:
     uncertainty = significance.uncertainty(
         y_test,
         {name: (r.y_pred, r.proba, r.classes) for name, r in results.items()},
-        {name: r.scores for name, r in results.items()},
         params.stats.confidence,
         params.stats.resamples,
         params.stats.seed,
