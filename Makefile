@@ -1,6 +1,6 @@
 # Set-up and everyday commands. Needs only Python 3.11+, git and make.
 #   make repro   create .venv, install knnlab, run the DVC pipeline
-#   make test    create/refresh .venv with the dev extras, lint, run the whole test suite
+#   make test    create/refresh .venv with the dev extras, lint, run the fast tests, then the slow
 
 PYTHON ?= python3
 VENV   := .venv
@@ -61,8 +61,11 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The fast tests first (about a minute in all), so a broken kernel, metric or params check
+# shows before the end-to-end runs; then the slow ones (real DVC, MLflow and servers).
 test: lint
-	$(RUN) $(BIN)/python -m pytest
+	$(RUN) $(BIN)/python -m pytest -m "not slow"
+	$(RUN) $(BIN)/python -m pytest -m slow
 
 format: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix .

@@ -19,6 +19,7 @@ from .conftest import REPO_ROOT
         "mlflow.db",
         "mlruns/0/meta.yaml",
         "tracking/evaluate_run.json",
+        "reports/timings/timings.json",  # seconds: logged to MLflow, not committed
         "data/raw/dataset.parquet",
         "models/model.npz",
         ".reports.tmp",  # an atomic write a killed stage left behind

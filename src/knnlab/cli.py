@@ -6,6 +6,7 @@ Usage::
     knnlab params [--stamp]                        validate params.yaml, print it resolved
     knnlab predict [--model FILE] [--json] INPUT...  label images, .npy or CSV rows
     knnlab report [--base REV] [--output FILE]     the reviewer's report, with a diff
+    knnlab serve MODEL_URI [--host H] [--port P]   serve a logged model over HTTP
 
 Bad input ends the command with one line on stderr naming what is wrong and exit code 2;
 ``--debug`` (or ``KNNLAB_DEBUG=1``) shows the traceback instead.
@@ -46,16 +47,19 @@ STAGE_FILES = {
     "train": ("data/split; model.*", "models/model.npz (arrays and JSON, no pickle)"),
     "tune": (
         "data/split/train.parquet only (never the test split); tune.*, model.scale",
-        "reports/tune/cv_results.csv, reports/tune/best_params.json, "
-        "reports/tune_timings.csv; an MLflow run with one nested run per candidate",
+        "reports/tune/cv_results.csv, reports/tune/best_params.json; an MLflow run with "
+        "one nested run per candidate; search times in that run and reports/timings/ (not "
+        "committed)",
     ),
     "evaluate": (
         "data/split, models/model.npz, reports/tune/best_params.json; stats.*",
-        "reports/metrics.json, reports/timings.json, reports/uncertainty.json, "
-        "reports/plots/predictions.csv; one MLflow run with the model",
+        "reports/metrics.json, reports/uncertainty.json, reports/plots/predictions.csv; "
+        "one MLflow run with the model, tagged with a digest of these files; fit and "
+        "predict seconds in that run and reports/timings/ (not committed)",
     ),
     "plot": (
-        "data/split, models/model.npz, evaluate's and tune's outputs; data.positive_class",
+        "data/split, models/model.npz, evaluate's and tune's outputs; data.positive_class; "
+        "the MLflow run evaluate logged these outputs in",
         "reports/figures/*.png, reports/plots/*.csv, reports/report.md; figures and "
         "report added to the evaluate run",
     ),
@@ -133,6 +137,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--top", type=_at_least_one, default=3, help="class probabilities to show (default: 3)"
     )
     predict.add_argument("inputs", nargs="+", help="images, .npy, .csv, or - (CSV on stdin)")
+    serve = commands.add_parser(
+        "serve",
+        help="serve a logged model over HTTP with MLflow's scoring server",
+        description="Serve a model an evaluate run logged with MLflow's own scoring server "
+        "(POST /invocations, GET /ping, /health, /version), as `mlflow models serve "
+        "--env-manager local` does, after checking it is knnlab's own model. Needs no "
+        "activated environment. The store: MLFLOW_TRACKING_URI, else mlflow.tracking_uri in "
+        "--params, else mlflow.db at the repository root.",
+    )
+    serve.add_argument("model_uri", help="runs:/<run_id>/model, models:/<model_id> or a folder")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    serve.add_argument("--port", type=int, default=5000, help="port (default: %(default)s)")
+    serve.add_argument("--params", default=str(paths.PARAMS_FILE), help=params_help)
     return parser
 
 
@@ -236,6 +255,18 @@ def _params(params_file: str, stamp: bool) -> None:
         sys.stdout.write(yaml.safe_dump(shown, sort_keys=False))
 
 
+def _serve(model_uri: str, host: str, port: int, params_file: str) -> None:
+    from knnlab.pipeline.params import MlflowParams
+    from knnlab.tracking import models
+    from knnlab.tracking.store import resolve_tracking_uri
+
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        config = MlflowParams()  # the environment's store comes first: no params.yaml needed
+    else:
+        config = load_params(params_file).mlflow
+    models.serve(resolve_tracking_uri(config), model_uri, host, port)
+
+
 STAMP_TEXT = (
     "params.yaml passed validation. Written by `knnlab params --stamp` (the DVC stage "
     "'params'); fetch depends on this file so that every `dvc repro` target checks the whole "
@@ -257,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "params":
             _params(args.params, args.stamp)
+            return 0
+        if args.command == "serve":
+            _serve(args.model_uri, args.host, args.port, args.params)
             return 0
         params = load_params(args.params)  # the whole file, before the stage's imports
         module = importlib.import_module(f"knnlab.stages.{args.command}")

@@ -57,7 +57,6 @@ def test_repro_runs_every_stage_and_writes_reports(iris_project):
         "precision_recall_curves.png",
         "cv_score_vs_k.png",
         "cv_heatmap.png",
-        "search_speed.png",
     }  # iris has 4 features and 3 classes: no image, surface or binary figures
     assert {p.name for p in (root / "reports/figures").iterdir()} == expected
     for figure in expected:
@@ -67,6 +66,26 @@ def test_repro_runs_every_stage_and_writes_reports(iris_project):
     for link in re.findall(r"\]\((figures/[^)]+)\)", report):
         assert (root / "reports" / link).is_file(), f"report links a missing {link}"
     assert (root / "models/model.npz").is_file()
+    assert "Fit seconds" not in report, "seconds differ on every run: not in the report"
+    timings = json.loads((root / "reports/timings/timings.json").read_text())
+    assert timings["configured"]["predict_seconds"] > 0
+    assert (root / "reports/timings/search_speed.png").read_bytes()[:4] == b"\x89PNG"
+    assert "reports/timings" not in run(["git", "ls-files", "reports"], root), "not committed"
+
+
+def test_a_fresh_clone_reproduces_to_a_clean_tree(iris_project, tmp_path):
+    """The quickstart's promise: a clone has no DVC cache, MLflow store or run records, and
+    `dvc repro` there rebuilds every output byte for byte: `git status` shows nothing."""
+    root, _ = iris_project
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(root), str(clone)], tmp_path)
+    output = run(["dvc", "repro"], clone)
+    assert stages_run(output) == ["params", "fetch", "split", "train", "tune", "evaluate", "plot"]
+    assert run(["git", "status", "--porcelain", "--untracked-files=all"], clone) == ""
+    [evaluate] = [r for r in store(clone) if r["tags"].get("knnlab.stage") == "evaluate"]
+    assert {"figures", "report.md"} <= set(
+        mlflow_store.list_artifacts(f"sqlite:///{clone / 'mlflow.db'}", evaluate["run_id"])
+    ), "plot found the clone's own evaluate run by its tag"
 
 
 def test_mlflow_holds_the_evaluate_run_and_nested_tuning_runs(iris_project):
@@ -98,6 +117,10 @@ def test_mlflow_holds_the_evaluate_run_and_nested_tuning_runs(iris_project):
     assert all(len(digest) >= 8 for _, digest, _ in inputs), "datasets carry a digest"
     figures = set(mlflow_store.list_artifacts(uri, run["run_id"], "figures"))
     assert figures == {f"figures/{p.name}" for p in (root / "reports/figures").iterdir()}
+    assert {"timings.json", "uncertainty.json"} <= set(artifacts)
+    key = run["tags"]["knnlab.evaluation_sha256"]
+    assert re.fullmatch(r"[0-9a-f]{64}", key), "plot finds this run by the outputs' digest"
+    assert "tune/search_speed.png" in mlflow_store.list_artifacts(uri, tune[0]["run_id"], "tune")
     assert run["artifact_uri"].startswith((root / "mlruns").as_uri()), "artifacts beside the db"
     children = [r for r in logged if r["tags"].get("mlflow.parentRunId") == tune[0]["run_id"]]
     assert len(children) == 32, "one nested run per grid point"

@@ -104,10 +104,11 @@ def test_an_evaluation_needs_every_model(tmp_path):
     scores = {m: {"accuracy": 0.5} for m in ("configured", "tuned", "baseline")}
     times = {m: {"fit_seconds": 0.1, "predict_seconds": 0.2} for m in scores}
     Evaluation(scores, times).write(tmp_path / "m.json", tmp_path / "t.json")
-    assert Evaluation.read(tmp_path / "m.json", tmp_path / "t.json") == Evaluation(scores, times)
-    (tmp_path / "t.json").write_text(json.dumps({"configured": {}}))
-    with pytest.raises(ArtifactError, match=r"t\.json: expected one entry per model"):
-        Evaluation.read(tmp_path / "m.json", tmp_path / "t.json")
+    assert Evaluation.read_metrics(tmp_path / "m.json") == scores
+    assert json.loads((tmp_path / "t.json").read_text()) == times
+    (tmp_path / "m.json").write_text(json.dumps({"configured": {}}))
+    with pytest.raises(ArtifactError, match=r"m\.json: expected one entry per model"):
+        Evaluation.read_metrics(tmp_path / "m.json")
 
 
 def test_the_model_card_describes_the_fit():
@@ -192,8 +193,7 @@ def test_the_figures_fit_the_data():
     result = tuning.tune(
         parse_params({"tune": {"cv": 3, "grid": {"n_neighbors": [1, 3], "p": [2]}}}), X, y
     )[0]
-    timings = result.search_timings
-    made = figures.pipeline_figures(SPLIT, test, TUNED, result.cv_results, timings)
+    made = figures.pipeline_figures(SPLIT, test, TUNED, result.cv_results)
     assert sorted(made) == sorted(
         [
             "confusion_matrix.png",
@@ -201,36 +201,31 @@ def test_the_figures_fit_the_data():
             "precision_recall_curves.png",
             "cv_score_vs_k.png",
             "cv_heatmap.png",
-            "search_speed.png",
         ]
-    ), "no images, no positive class, no model for a surface"
+    ), "no images, no positive class, no model for a surface (search speed is tune's)"
     model = KNNClassifier(3).fit(X, y)
     binary = {"positive": 1, "name": "one", "target": 0.9, "threshold": 0.5}
     made = figures.pipeline_figures(
-        SPLIT, test, TUNED, result.cv_results, timings, binary, (model, {"train": (X, y)})
+        SPLIT, test, TUNED, result.cv_results, binary, (model, {"train": (X, y)})
     )
     assert {"binary_threshold.png", "probability_surface.png"} <= set(made)
     images = SplitInfo.of(
         DatasetInfo(**{**DATASET.to_dict(), "n_features": 4, "image_shape": [2, 2]}), 0.25, 1, 9, 3
     )
     test4 = figures.TestPredictions(test.y_true, test.y_pred, proba, test.classes, np.ones((12, 4)))
-    made = figures.pipeline_figures(images, test4, TUNED, result.cv_results, timings)
+    made = figures.pipeline_figures(images, test4, TUNED, result.cv_results)
     assert {"sample_gallery.png", "confused_pair.png"} <= set(made)
 
 
 def test_the_report_reads_the_records():
     scores = {"accuracy": 0.5, "precision_macro": 0.5, "recall_macro": 0.5, "f1_macro": 0.5}
     scores |= {"f1_weighted": 0.5, "roc_auc_ovr": float("nan")}
-    evaluation_ = Evaluation(
-        {m: scores for m in ("configured", "tuned", "baseline")},
-        {
-            m: {"fit_seconds": 0.0, "predict_seconds": 0.0}
-            for m in ("configured", "tuned", "baseline")
-        },
-    )
-    text = build_report(SPLIT, evaluation_, TUNED, {"n_neighbors": 5}, ["cv_heatmap.png"])
+    metrics = {m: scores for m in ("configured", "tuned", "baseline")}
+    text = build_report(SPLIT, metrics, TUNED, {"n_neighbors": 5}, ["cv_heatmap.png"])
     assert text.startswith("# knnlab report: toy\n")
     assert "| 12 | 2 | 2 | 9 / 3 | 0.25 | 42 |" in text
     assert "54 candidates" not in text and "8 candidates, by accuracy" in text
     assert "| ROC-AUC (one-vs-rest) | n/a | n/a | n/a |" in text
     assert "![Mean CV score over k and p](figures/cv_heatmap.png)" in text
+    assert "seconds" not in text.split("## Test-split metrics")[1].split("\n\n")[1]
+    assert "in the git-ignored `reports/timings/`" in text, "where the seconds went"

@@ -8,7 +8,7 @@ from sklearn.datasets import load_digits, make_moons
 
 from knnlab import KNNClassifier, metrics
 from knnlab.model_selection import grid_search_cv
-from knnlab.pipeline import figures
+from knnlab.pipeline import figure_style, figures, timing_figures
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +100,7 @@ def test_cv_heatmap_has_one_panel_per_weighting(tuned):
 
 
 def test_search_speed_figure_has_a_bar_per_algorithm_and_p(tuned):
-    fig = figures.search_speed_figure(tuned.search_timings)
+    fig = timing_figures.search_speed_figure(tuned.search_timings)
     _ax_fit, ax_search = fig.axes
     assert len(ax_search.patches) == 2 * 2, "2 algorithms x 2 values of p"
     assert {t.get_text() for t in ax_search.get_legend().get_texts()} == {"brute", "kd_tree"}
@@ -156,7 +156,7 @@ def test_sample_gallery_titles_are_labels():
 
 def test_saved_png_is_byte_stable(tmp_path, tuned):
     for name in ("a.png", "b.png"):
-        figures.save(figures.cv_heatmap_figure(tuned.cv_results, "accuracy"), tmp_path / name)
+        figure_style.save(figures.cv_heatmap_figure(tuned.cv_results, "accuracy"), tmp_path / name)
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import pickle
 import shutil
+import tempfile
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -25,14 +26,15 @@ from ..conftest import REPO_ROOT
 
 
 def _fit_and_log(root: Path, n_features: int, seed: int):
-    """Fit a model on random rows, save it under ``root`` and log it as evaluate does, to a
-    store in ``root``. Returns (uri, run id, feature frame, the model's predictions)."""
+    """Fit a model on random rows, save it under ``root`` with its feature names (as the
+    train stage does) and log it as evaluate does, to a store in ``root``. Returns (uri, run
+    id, feature frame, the model's predictions)."""
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(30, n_features))
     y = np.array(["left", "right"])[rng.integers(0, 2, 30)]
     frame = pd.DataFrame(X, columns=[f"pixel_{i}" for i in range(n_features)])
     model = KNNClassifier(3).fit(X, y)
-    save_model(root / "model.npz", model)
+    save_model(root / "model.npz", model, extra={"feature_columns": list(frame.columns)})
     uri = f"sqlite:///{root / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
@@ -73,6 +75,12 @@ def logged(logged_once):
     return uri, run_id, folder, frame, predicted
 
 
+def _wheel_name() -> str:
+    """The name of the wheel of the installed knnlab, as log_model names it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return models.knnlab_wheel(Path(tmp)).name
+
+
 def _plain_mlflow_load(uri: str, run_id: str):
     import mlflow
 
@@ -97,12 +105,14 @@ def test_logged_model_is_data_for_an_installed_loader(logged):
     files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
     assert "data/model.npz" in files and "MLmodel" in files, files
     assert not [f for f in files if f.endswith((".py", ".pkl", ".pickle"))], files
+    # The one archive of code: for MLflow's environment managers, never read by the loader.
+    assert [f for f in files if f.startswith("wheels/")] == [f"wheels/{_wheel_name()}"], files
     meta = yaml.safe_load((folder / "MLmodel").read_text())
     assert meta["flavors"]["python_function"]["loader_module"] == "knnlab.tracking.flavour"
     assert meta["flavors"]["python_function"]["data"] == "data/model.npz"
     local = [str(folder.parents[4]), str(REPO_ROOT), str(Path.cwd()), "file:/"]
     for name in files:
-        if name.endswith(".npz"):
+        if name.endswith((".npz", ".whl")):
             continue
         text = (folder / name).read_text()
         assert not [p for p in local if p in text], f"{name} holds a local path:\n{text}"
@@ -237,12 +247,16 @@ def test_tampered_npz_fails_its_checksum(logged):
 
 
 def test_50000_feature_columns_log_and_load(tmp_path):
-    """Beyond MLflow's 1 MiB dataset schema: array datasets and a tensor signature."""
+    """Beyond MLflow's 1 MiB dataset schema: array datasets and a one-row array example
+    (the signature has no input schema at any width: the flavour checks the input)."""
     uri, run_id, frame, predicted = _fit_and_log(tmp_path, n_features=50_000, seed=1)
     [(name, digest, context)] = mlflow_store.run_inputs(uri, run_id)
     assert (name, context) == ("random-train", "training") and digest
     model = models.load_logged_model(uri, run_id)
     np.testing.assert_array_equal(model.predict(frame), predicted)
     np.testing.assert_array_equal(model.predict(frame.to_numpy()), predicted)
-    meta = yaml.safe_load((_model_folder(uri, run_id) / "MLmodel").read_text())
-    assert '"shape": [-1, 50000]' in meta["signature"]["inputs"]
+    folder = _model_folder(uri, run_id)
+    meta = yaml.safe_load((folder / "MLmodel").read_text())
+    assert meta["signature"]["inputs"] is None, meta["signature"]
+    assert meta["saved_input_example_info"]["type"] == "ndarray", meta["saved_input_example_info"]
+    assert (folder / "input_example.json").stat().st_size < 2_000_000, "one row, not five"

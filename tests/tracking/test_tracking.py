@@ -9,8 +9,11 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from knnlab.pipeline.params import MlflowParams
 from knnlab.tracking import runs
+from knnlab.tracking.errors import TrackingError
 
 from .. import mlflow_store
 
@@ -92,3 +95,38 @@ def test_runs_of_live_processes_and_other_hosts_stay_running(isolated_mlflow):
         "no process tags": "RUNNING",
         "reused pid": "KILLED",
     }
+
+
+def test_a_later_stage_finds_the_newest_finished_run_by_its_tag(isolated_mlflow, capsys):
+    """How plot finds the evaluate run of the outputs it draws (run ids are not DVC outputs):
+    by tag, across experiments; only FINISHED runs of that stage; newest first."""
+    tag = "knnlab.evaluation_sha256"
+    ids = []
+    for experiment, stage, value in [
+        ("first", "evaluate", "aaa"),
+        ("renamed", "evaluate", "aaa"),  # the same evaluation again, in another experiment
+        ("renamed", "tune", "bbb"),
+        ("renamed", "evaluate", "ccc"),
+    ]:
+        with runs.stage_run(MlflowParams(experiment=experiment), stage, "r") as run:
+            run.log(tags={tag: value})
+        ids.append(run.record.run_id)
+    with (
+        pytest.raises(RuntimeError),
+        runs.stage_run(MlflowParams(experiment="first"), "evaluate", "failed") as run,
+    ):
+        run.log(tags={tag: "ccc"})
+        raise RuntimeError("a stage that failed after tagging its run")
+    config = MlflowParams(experiment="elsewhere")
+    assert runs.find_tagged_run(config, "plot", "evaluate", tag, "aaa").run_id == ids[1]
+    assert runs.find_tagged_run(config, "plot", "evaluate", tag, "ccc").run_id == ids[3]
+
+    with pytest.raises(TrackingError) as raised:
+        runs.find_tagged_run(config, "plot", "evaluate", tag, "bbb")  # a tune run's tag
+    message = str(raised.value)
+    assert f"no finished evaluate run tagged {tag} = bbb" in message
+    assert isolated_mlflow in message and "dvc repro --force --downstream evaluate" in message
+
+    lenient = MlflowParams(experiment="elsewhere", required=False)
+    assert runs.find_tagged_run(lenient, "plot", "evaluate", tag, "zzz") is None
+    assert "knnlab plot: warning: no finished evaluate run" in capsys.readouterr().err

@@ -109,29 +109,29 @@ def test_refusal_does_not_depend_on_mlflow_required(monkeypatch, capsys, isolate
 def test_a_stage_like_flow_records_a_harmless_query_exactly_and_no_secret(
     tmp_path, monkeypatch, capsys, isolated_mlflow
 ):
-    """stage_run, log, log_children, the record a stage writes, and the plot stage's use of
-    that record, against a store whose URI carries a harmless SQLite option."""
+    """stage_run, log (with the tag a later stage looks for), log_children, and the plot
+    stage's finding of that run by its tag and adding to it, against a store whose URI
+    carries a harmless SQLite option."""
     uri = f"{isolated_mlflow}?timeout=30"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     config = MlflowParams(experiment="secrets")
     assert runs.preflight(config, "tune"), "?timeout= is a working SQLite option"
     with runs.stage_run(config, "tune", "tune 2 candidates") as run:
-        run.log(params={"cv": 5}, metrics={"best_cv_accuracy": 0.9})
+        run.log(params={"cv": 5}, metrics={"best_cv_accuracy": 0.9}, tags={"knnlab.key": "k1"})
         run.log_children(
             [
                 {"name": "k=1", "params": {"n_neighbors": 1}, "metrics": {"accuracy": 0.8}},
                 {"name": "k=3", "params": {"n_neighbors": 3}, "metrics": {"accuracy": 0.9}},
             ]
         )
-    record_file = tmp_path / "tune_run.json"
-    record_file.write_text(json.dumps(run.record.to_dict()))  # what the stages write
-    record = json.loads(record_file.read_text())
-    assert record["tracking_uri"] == uri, "the record keeps the URI, query included"
+    record = runs.find_tagged_run(config, "plot", "tune", "knnlab.key", "k1")
+    assert record == run.record, "found by its tag"
+    assert record.tracking_uri == uri, "the record keeps the URI, query included"
 
     figure = tmp_path / "figure.txt"
     figure.write_text("a figure")
-    runs.log_artifacts_to(runs.RunRecord.from_dict(record), [figure], "figures")  # as stored
-    assert mlflow_store.list_artifacts(uri, record["run_id"], "figures") == ["figures/figure.txt"]
+    runs.log_artifacts_to(record, [figure], "figures")
+    assert mlflow_store.list_artifacts(uri, record.run_id, "figures") == ["figures/figure.txt"]
 
     logged = mlflow_store.run_summary(uri, "secrets")
     assert sorted(r["name"] for r in logged) == ["k=1", "k=3", "tune 2 candidates"]
@@ -139,7 +139,7 @@ def test_a_stage_like_flow_records_a_harmless_query_exactly_and_no_secret(
     tag_text = json.dumps([r["tags"] for r in logged])
     assert "sqlite:" not in tag_text and "timeout" not in tag_text, "no tag carries the URI"
     out = capsys.readouterr()
-    assert "***" not in out.out + out.err + record_file.read_text(), "nothing needed hiding"
+    assert "***" not in out.out + out.err, "nothing needed hiding"
 
     # The same flow with a secret added to that URI stops before anything is written.
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"{uri}&password={SECRET}")
@@ -149,18 +149,8 @@ def test_a_stage_like_flow_records_a_harmless_query_exactly_and_no_secret(
     assert len(mlflow_store.run_summary(uri, "secrets")) == 3, "no run was added"
 
 
-def test_a_run_record_is_redacted_when_written():
-    record = runs.RunRecord(f"https://mlflow.example/?token={SECRET}", "1", "abc")
-    assert SECRET not in json.dumps(record.to_dict())
-
-
-def test_a_run_record_with_a_secret_is_refused_when_read(tmp_path):
-    stored = {
-        "tracking_uri": f"https://u:{SECRET}@mlflow.example",
-        "experiment_id": "1",
-        "run_id": "abc",
-    }
-    record = runs.RunRecord.from_dict(stored)
+def test_a_run_record_with_a_secret_is_refused_when_used(tmp_path):
+    record = runs.RunRecord(f"https://u:{SECRET}@mlflow.example", "1", "abc")
     with pytest.raises(TrackingError, match="credentials") as raised:
         runs.log_artifacts_to(record, [tmp_path / "x"], None)
     assert SECRET not in str(raised.value)

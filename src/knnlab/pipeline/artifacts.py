@@ -10,8 +10,8 @@ an older knnlab is rebuilt, not half-read.
     SplitInfo     data/split/meta.json        split    -> train, tune, evaluate, plot
     TuneSummary   reports/tune/best_params    tune     -> evaluate, plot
     ModelCard     the model file's "extra"    train    -> predict (and the MLflow model)
-    Evaluation    reports/metrics.json and    evaluate -> plot, ``knnlab report``
-                  reports/timings.json
+    Evaluation    reports/metrics.json        evaluate -> plot, ``knnlab report``
+                  (and the uncommitted reports/timings/timings.json)
 """
 
 from __future__ import annotations
@@ -173,23 +173,24 @@ class ModelCard(_Record):
 class Evaluation:
     """Test-split scores and times of each model in :data:`MODELS`: ``metrics[model]`` maps
     a metric name to its value, ``timings[model]`` holds fit_seconds and predict_seconds.
-    Written as two files: the metrics are compared across revisions, the times are not."""
+    Written as two files: the metrics are committed and compared across revisions; the
+    times differ on every run, so they are only logged and kept locally, and nothing reads
+    them back."""
 
     metrics: dict[str, dict[str, float]]
     timings: dict[str, dict[str, float]]
 
-    @classmethod
-    def read(cls, metrics_path: Path | str, timings_path: Path | str) -> Evaluation:
+    @staticmethod
+    def read_metrics(metrics_path: Path | str) -> dict[str, dict[str, float]]:
+        """``reports/metrics.json``: one mapping of metric name to value per model."""
         metrics = files.read_json(metrics_path)
-        timings = files.read_json(timings_path)
-        for path, table in ((metrics_path, metrics), (timings_path, timings)):
-            if not isinstance(table, dict) or sorted(table) != sorted(MODELS):
-                got = sorted(table) if isinstance(table, dict) else type(table).__name__
-                raise ArtifactError(
-                    f"{path}: expected one entry per model ({', '.join(MODELS)}), got {got}; "
-                    "re-run `dvc repro evaluate`"
-                )
-        return cls(metrics, timings)
+        if not isinstance(metrics, dict) or sorted(metrics) != sorted(MODELS):
+            got = sorted(metrics) if isinstance(metrics, dict) else type(metrics).__name__
+            raise ArtifactError(
+                f"{metrics_path}: expected one entry per model ({', '.join(MODELS)}), got "
+                f"{got}; re-run `dvc repro evaluate`"
+            )
+        return metrics
 
     def write(self, metrics_path: Path | str, timings_path: Path | str) -> None:
         files.write_json(metrics_path, self.metrics)

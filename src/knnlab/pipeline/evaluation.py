@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,9 +16,29 @@ from sklearn.model_selection import StratifiedKFold
 from knnlab import metrics
 from knnlab.estimators import KNNClassifier
 from knnlab.metrics import UndefinedMetricWarning, classification_scores
+from knnlab.pipeline import files
 from knnlab.pipeline.artifacts import Evaluation, SplitInfo, TuneSummary
+from knnlab.pipeline.paths import (
+    BEST_PARAMS,
+    METRICS_FILE,
+    MODEL_FILE,
+    PREDICTIONS_PLOT,
+    UNCERTAINTY_FILE,
+)
 
 PRECISION_TARGET = 0.9  # of the binary "is it a <class>?" analysis
+
+# The evaluate run's tag holding evaluation_key(): how plot finds the run to add figures to.
+EVALUATION_TAG = "knnlab.evaluation_sha256"
+# What identifies one evaluation: the stage's inputs that define the models and its outputs.
+EVALUATION_FILES = (MODEL_FILE, BEST_PARAMS, METRICS_FILE, UNCERTAINTY_FILE, PREDICTIONS_PLOT)
+
+
+def evaluation_key(staged: dict[Path, Path] | None = None) -> str:
+    """:func:`knnlab.pipeline.files.digest` of :data:`EVALUATION_FILES`, each read from its
+    ``staged`` copy if given, else in place."""
+    staged = staged or {}
+    return files.digest({path.as_posix(): staged.get(path, path) for path in EVALUATION_FILES})
 
 
 @dataclass

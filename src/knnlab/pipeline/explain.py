@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from knnlab.pipeline.figures import _subplots, styled
+from knnlab.pipeline.figure_style import styled, subplots
 
 MAX_NEIGHBORS_SHOWN = 10
 WRONG = "firebrick"  # the wrong prediction, and neighbours of its class
@@ -275,12 +275,12 @@ def explanation_figure(
         title = f"Most confident errors and their {shown} nearest of k = {k} training images"
     with styled():
         if m == 0:
-            fig, ax = _subplots(figsize=(6, 1.2))
+            fig, ax = subplots(figsize=(6, 1.2))
             ax.axis("off")
             ax.text(0.5, 0.5, "No errors to explain.", ha="center", va="center")
             fig.suptitle(title, fontweight="bold")
             return fig
-        fig, axes = _subplots(
+        fig, axes = subplots(
             m,
             1 + shown,
             figsize=(1.25 * shown + 2.1, 1.65 * m + 0.8),

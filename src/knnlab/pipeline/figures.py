@@ -1,17 +1,9 @@
-"""Figures as pure functions: arrays and tables in, a matplotlib Figure out.
-
-One style for every figure (:data:`STYLE`), applied per figure through a context manager.
-Figures are built with matplotlib's object API (``Figure``, not ``pyplot``): no backend, no
-display, no global figure registry, so importing this module changes no global state and the
-stages run headless.
-"""
+"""The plot stage's figures as pure functions: arrays and tables in, a matplotlib Figure
+out, in the one style of :mod:`knnlab.pipeline.figure_style`."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import matplotlib as mpl
 import numpy as np
@@ -20,40 +12,7 @@ from matplotlib.figure import Figure
 
 from knnlab import metrics
 from knnlab.pipeline.artifacts import SplitInfo, TuneSummary
-from knnlab.pipeline.files import atomic_path
-
-STYLE = {
-    "figure.dpi": 100,
-    "savefig.dpi": 110,
-    "font.size": 10,
-    "axes.titlesize": 11,
-    "axes.titleweight": "bold",
-    "axes.grid": True,
-    "grid.alpha": 0.3,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "legend.frameon": False,
-    "image.cmap": "viridis",
-}
-
-
-@contextlib.contextmanager
-def styled() -> Iterator[None]:
-    with mpl.rc_context(STYLE):
-        yield
-
-
-def _subplots(nrows: int = 1, ncols: int = 1, **kwargs):
-    """``pyplot.subplots`` without pyplot: a standalone Figure and its axes."""
-    figsize = kwargs.pop("figsize", None)
-    fig = Figure(figsize=figsize)
-    return fig, fig.subplots(nrows, ncols, **kwargs)
-
-
-def save(fig: Figure, path: Path | str) -> None:
-    """Write ``fig`` as PNG atomically, without the version stamp (stable bytes)."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", metadata={"Software": None}, bbox_inches="tight")
+from knnlab.pipeline.figure_style import class_colours, styled, subplots
 
 
 def confusion_matrix_figure(cm: np.ndarray, labels: list[str], title: str) -> Figure:
@@ -64,7 +23,7 @@ def confusion_matrix_figure(cm: np.ndarray, labels: list[str], title: str) -> Fi
     with styled():
         n = len(labels)
         size = max(4.0, 0.45 * n + 2.5)
-        fig, (ax_counts, ax_errors) = _subplots(1, 2, figsize=(2 * size + 1, size))
+        fig, (ax_counts, ax_errors) = subplots(1, 2, figsize=(2 * size + 1, size))
         rows = cm.sum(axis=1, keepdims=True)
         with np.errstate(invalid="ignore", divide="ignore"):
             rates = np.where(rows > 0, cm / np.maximum(rows, 1), 0.0)
@@ -129,7 +88,7 @@ def cv_score_figure(
         return None if row.empty else row[mean_col].iloc[0]
 
     with styled():
-        fig, ax = _subplots(figsize=(7.5, 4.5))
+        fig, ax = subplots(figsize=(7.5, 4.5))
         colours = mpl.rcParams["axes.prop_cycle"].by_key()["color"]
         for i, (p, by_p) in enumerate(rows.groupby("param_p", sort=True)):
             for weights, line in by_p.groupby("param_weights", sort=True):
@@ -204,7 +163,7 @@ def sample_gallery_figure(
     n = min(len(images), max_images)
     rows, cols = _grid_shape(n)
     with styled():
-        fig, axes = _subplots(rows, cols, figsize=(1.3 * cols, 1.5 * rows + 0.4), squeeze=False)
+        fig, axes = subplots(rows, cols, figsize=(1.3 * cols, 1.5 * rows + 0.4), squeeze=False)
         for ax in axes.flat:
             ax.axis("off")
         for ax, image, label in zip(axes.flat, images[:n], labels[:n], strict=False):
@@ -215,11 +174,6 @@ def sample_gallery_figure(
         return fig
 
 
-def _class_colours(n: int) -> list:
-    cmap = mpl.colormaps["tab10" if n <= 10 else "tab20"]
-    return [cmap(i % cmap.N) for i in range(n)]
-
-
 def roc_figure(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray, names: list[str]):
     """One-vs-rest ROC curve per class, with micro and macro averages; AUC in the legend.
 
@@ -228,9 +182,9 @@ def roc_figure(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray, names
     is_class = y_true[:, None] == classes[None, :]  # (n, n_classes)
     grid = np.linspace(0.0, 1.0, 201)
     with styled():
-        fig, ax = _subplots(figsize=(6.5, 5.5))
+        fig, ax = subplots(figsize=(6.5, 5.5))
         mean_tpr = np.zeros_like(grid)
-        for c, (name, colour) in enumerate(zip(names, _class_colours(len(classes)), strict=True)):
+        for c, (name, colour) in enumerate(zip(names, class_colours(len(classes)), strict=True)):
             fpr, tpr, _ = metrics.roc_curve(is_class[:, c], proba[:, c])
             auc = metrics.roc_auc_score(is_class[:, c], proba[:, c])
             ax.plot(fpr, tpr, color=colour, lw=1, alpha=0.8, label=f"{name} (AUC {auc:.3f})")
@@ -256,9 +210,9 @@ def precision_recall_figure(
     is_class = y_true[:, None] == classes[None, :]
     grid = np.linspace(0.0, 1.0, 201)
     with styled():
-        fig, ax = _subplots(figsize=(6.5, 5.5))
+        fig, ax = subplots(figsize=(6.5, 5.5))
         mean_precision = np.zeros_like(grid)
-        for c, (name, colour) in enumerate(zip(names, _class_colours(len(classes)), strict=True)):
+        for c, (name, colour) in enumerate(zip(names, class_colours(len(classes)), strict=True)):
             precision, recall, _ = metrics.precision_recall_curve(is_class[:, c], proba[:, c])
             ax.step(recall, precision, where="post", color=colour, lw=1, alpha=0.8, label=name)
             # recall decreases along the arrays; interpolate on the increasing copy.
@@ -298,7 +252,7 @@ def binary_threshold_figure(
         chosen = metrics.rates_at_threshold(is_positive, score, threshold)
         where = "on training folds"
     with styled():
-        fig, (ax_t, ax_roc) = _subplots(1, 2, figsize=(12, 4.8))
+        fig, (ax_t, ax_roc) = subplots(1, 2, figsize=(12, 4.8))
         ax_t.plot(thresholds, precision[:-1], "b--", lw=2, label="precision")
         ax_t.plot(thresholds, recall[:-1], "g-", lw=2, label="recall")
         ax_t.set_xlabel("Decision threshold (probability of the positive class)")
@@ -349,7 +303,7 @@ def cv_heatmap_figure(cv_results: pd.DataFrame, scorer: str) -> Figure:
     weightings = sorted(rows["param_weights"].unique())
     low, high = rows[mean_col].min(), rows[mean_col].max()
     with styled():
-        fig, axes = _subplots(1, len(weightings), figsize=(6 * len(weightings), 3.6), squeeze=False)
+        fig, axes = subplots(1, len(weightings), figsize=(6 * len(weightings), 3.6), squeeze=False)
         for ax, weights in zip(axes[0], weightings, strict=True):
             table = rows[rows["param_weights"] == weights].pivot_table(
                 index="param_p", columns="param_n_neighbors", values=mean_col
@@ -397,7 +351,7 @@ def confused_pair_figure(
     a, b = pair
     groups = [(a, a), (a, b), (b, a), (b, b)]
     with styled():
-        fig, axes = _subplots(4, per_row, figsize=(1.2 * per_row, 6.2), squeeze=False)
+        fig, axes = subplots(4, per_row, figsize=(1.2 * per_row, 6.2), squeeze=False)
         for row, (truth, predicted) in enumerate(groups):
             picked = np.flatnonzero((y_true == truth) & (y_pred == predicted))[:per_row]
             name_t = names[0] if truth == a else names[1]
@@ -441,9 +395,9 @@ def probability_surface_figure(
     )
     proba = model.predict_proba(np.column_stack([xx.ravel(), yy.ravel()]))
     classes = model.classes_
-    colours = _class_colours(len(classes))
+    colours = class_colours(len(classes))
     with styled():
-        fig, ax = _subplots(figsize=(7.5, 6))
+        fig, ax = subplots(figsize=(7.5, 6))
         if len(classes) == 2:
             surface = proba[:, 1].reshape(xx.shape)
             label = f"P(class {names.get(str(classes[1]), classes[1])})"
@@ -484,34 +438,6 @@ def probability_surface_figure(
         return fig
 
 
-def search_speed_figure(timings: pd.DataFrame) -> Figure:
-    """Mean fit and search seconds per algorithm and p, from the tuning searches.
-
-    timings : one row per (fold, p, algorithm) with fit_seconds and search_seconds.
-    """
-    summary = timings.groupby(["p", "algorithm"], sort=True)[
-        ["fit_seconds", "search_seconds"]
-    ].mean()
-    ps = summary.index.get_level_values("p").unique()
-    algorithms = summary.index.get_level_values("algorithm").unique()
-    width = 0.8 / len(algorithms)
-    with styled():
-        fig, (ax_fit, ax_search) = _subplots(1, 2, figsize=(11, 4.2))
-        colours = _class_colours(len(algorithms))
-        for a, (algorithm, colour) in enumerate(zip(algorithms, colours, strict=True)):
-            x = np.arange(len(ps)) + (a - (len(algorithms) - 1) / 2) * width
-            for ax, column in ((ax_fit, "fit_seconds"), (ax_search, "search_seconds")):
-                values = [summary.loc[(p, algorithm), column] for p in ps]
-                ax.bar(x, values, width, color=colour, label=algorithm)
-        for ax, what in ((ax_fit, "fit"), (ax_search, "search (k_max neighbours of each fold)")):
-            ax.set_xticks(range(len(ps)), [f"p={p}" for p in ps])
-            ax.set_ylabel("seconds (mean over folds)")
-            ax.set_title(f"Time to {what}")
-            ax.legend(fontsize=8)
-        fig.tight_layout()
-        return fig
-
-
 @dataclass(frozen=True)
 class TestPredictions:
     """The configured model on the test split: y_true, y_pred (n,), proba (n, n_classes)
@@ -529,17 +455,17 @@ def pipeline_figures(
     test: TestPredictions,
     tuned: TuneSummary,
     cv_results: pd.DataFrame,
-    tune_timings: pd.DataFrame,
     binary: dict | None = None,
     surface=None,
 ) -> dict[str, Figure]:
     """Every figure of the report that fits these data, by file name.
 
-    Always the confusion matrix, ROC and precision-recall curves, the CV figures and the
-    search speed; the binary threshold figure when ``binary`` (from
-    :func:`knnlab.pipeline.evaluation.binary_analysis`, plus ``positive``) is given; for image
-    data a sample gallery and, when there are errors, the most-confused pair; for 2-feature
-    data the decision surface of ``surface`` = (fitted model, {"train": (X, y)}).
+    Always the confusion matrix, ROC and precision-recall curves and the CV figures (the
+    search speed, which differs on every run, is tune's: :func:`search_speed_figure`); the
+    binary threshold figure when ``binary`` (from
+    :func:`knnlab.pipeline.evaluation.binary_analysis`, plus ``positive``) is given; for
+    image data a sample gallery and, when there are errors, the most-confused pair; for
+    2-feature data the decision surface of ``surface`` = (fitted model, {"train": (X, y)}).
     """
     display = [split.display_name(c) for c in test.classes]
     cm = metrics.confusion_matrix(test.y_true, test.y_pred, labels=test.classes)
@@ -565,7 +491,6 @@ def pipeline_figures(
         cv_results, tuned.scoring, tuned.picks["best"]["params"], tuned.picks.get("one_se")
     )
     made["cv_heatmap.png"] = cv_heatmap_figure(cv_results, tuned.scoring)
-    made["search_speed.png"] = search_speed_figure(tune_timings)
     if split.image_shape:
         images = test.X.reshape(-1, *split.image_shape)
         made["sample_gallery.png"] = sample_gallery_figure(

@@ -5,6 +5,7 @@ never leaves a half-written output."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -180,6 +181,16 @@ def staged_outputs(root: Path | str = ".") -> Iterator[StagedOutputs]:
         outputs.commit()
     finally:
         outputs.discard()
+
+
+def digest(named_files: dict[str, Path]) -> str:
+    """SHA-256 over each file's name and the SHA-256 of its bytes, in the order given: the
+    same for the same contents on every run and machine (an MLflow run id is not)."""
+    total = hashlib.sha256()
+    for name, path in named_files.items():
+        total.update(f"{name}\0".encode())
+        total.update(hashlib.sha256(Path(path).read_bytes()).digest())
+    return total.hexdigest()
 
 
 def write_text(path: Path | str, text: str) -> None:

@@ -30,22 +30,21 @@ SPLIT_META = SPLIT_DIR / "meta.json"
 MODELS_DIR = Path("models")
 MODEL_FILE = MODELS_DIR / "model.npz"
 
-# Local record of the MLflow runs each stage created. Not committed: the MLflow store is
-# local too, so a fresh clone has neither and the logging stages run again.
 TRACKING_DIR = Path("tracking")
 # Written by the DVC stage "params" once params.yaml validates; fetch depends on it.
 PARAMS_STAMP = TRACKING_DIR / "params.ok"
+# Which tagged MLflow run each logging stage logged (knnlab.tracking.runs.logged_marker):
+# DVC outputs, cached and not committed, so a fresh clone runs the logging stages.
 TUNE_RUN = TRACKING_DIR / "tune_run.json"
 EVALUATE_RUN = TRACKING_DIR / "evaluate_run.json"
+PLOT_RUN = TRACKING_DIR / "plot_run.json"
 
 REPORTS_DIR = Path("reports")
 METRICS_FILE = REPORTS_DIR / "metrics.json"
-TIMINGS_FILE = REPORTS_DIR / "timings.json"
 UNCERTAINTY_FILE = REPORTS_DIR / "uncertainty.json"
 TUNE_DIR = REPORTS_DIR / "tune"
 CV_RESULTS = TUNE_DIR / "cv_results.csv"
 BEST_PARAMS = TUNE_DIR / "best_params.json"
-TUNE_TIMINGS = REPORTS_DIR / "tune_timings.csv"
 PLOTS_DIR = REPORTS_DIR / "plots"
 PREDICTIONS_PLOT = PLOTS_DIR / "predictions.csv"
 CV_SCORE_PLOT = PLOTS_DIR / "cv_score_vs_k.csv"
@@ -53,6 +52,12 @@ ROC_PLOT = PLOTS_DIR / "roc.csv"
 PRECISION_RECALL_PLOT = PLOTS_DIR / "precision_recall.csv"
 REPORT_FILE = REPORTS_DIR / "report.md"
 FIGURES_DIR = REPORTS_DIR / "figures"
+# Seconds differ on every run, so they are neither DVC outputs nor committed (git ignores
+# this folder): each stage logs them to its MLflow run and leaves a copy here.
+TIMINGS_DIR = REPORTS_DIR / "timings"
+TIMINGS_FILE = TIMINGS_DIR / "timings.json"  # names as logged to MLflow
+TUNE_TIMINGS = TIMINGS_DIR / "tune_timings.csv"
+SEARCH_SPEED_FIGURE = TIMINGS_DIR / "search_speed.png"
 
 MLFLOW_DB_NAME = "mlflow.db"
 MLFLOW_ARTIFACTS_NAME = "mlruns"

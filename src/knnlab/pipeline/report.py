@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from knnlab.pipeline import significance
-from knnlab.pipeline.artifacts import MODELS, Evaluation, SplitInfo, TuneSummary
+from knnlab.pipeline.artifacts import MODELS, SplitInfo, TuneSummary
 
 HEADLINE = (
     ("accuracy", "Accuracy"),
@@ -35,7 +35,6 @@ FIGURES = (
     ("binary_threshold.png", "Binary target: precision and recall against the threshold"),
     ("cv_score_vs_k.png", "Cross-validated score against k, one line per p and weighting"),
     ("cv_heatmap.png", "Mean CV score over k and p"),
-    ("search_speed.png", "Search time per algorithm"),
     ("confused_pair.png", "The most-confused pair of classes"),
     ("worst_errors.png", "The most confident errors, explained by their nearest neighbours"),
     ("probability_surface.png", "Decision surface"),
@@ -69,7 +68,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def build_report(
     split: SplitInfo,
-    evaluation: Evaluation,
+    metrics: dict[str, dict[str, float]],
     tuned: TuneSummary,
     model_params: dict,
     figures: list[str],
@@ -79,13 +78,13 @@ def build_report(
 ) -> str:
     """The report as markdown.
 
-    model_params : the configured model's params; figures : file names present in
+    metrics : ``reports/metrics.json``, scores by model; model_params : the configured
+    model's params; figures : file names present in
     reports/figures/; binary : the positive-class analysis (:func:`knnlab.pipeline.evaluation.
     binary_analysis`), if any; uncertainty : ``reports/uncertainty.json``
     (:func:`knnlab.pipeline.significance.uncertainty`); errors : markdown lines of the
     worst errors and their neighbours (:mod:`knnlab.pipeline.explain`).
     """
-    metrics, timings = evaluation.metrics, evaluation.timings
     lines = [f"# knnlab report: {split.name}", ""]
     lines += ["## Data", ""]
     lines += _table(
@@ -114,11 +113,13 @@ def build_report(
             ["Accuracy, Wilson interval"]
             + [_with_interval(metrics[m]["accuracy"], wilson.get(m)) for m in MODELS],
         )
-    rows += [
-        [label] + [_fmt(timings[m][key], 3) for m in MODELS]
-        for key, label in (("fit_seconds", "Fit seconds"), ("predict_seconds", "Predict seconds"))
-    ]
     lines += _table(["", "configured", "tuned", "baseline (most frequent)"], rows)
+    lines += [
+        "",
+        "Fit and predict seconds differ on every run, so they are not in this committed "
+        "report: they are in each run's MLflow metrics (`fit_seconds`, `predict_seconds`) and, "
+        "after a local run, in the git-ignored `reports/timings/`.",
+    ]
     configured = ", ".join(f"{k}={v}" for k, v in sorted(model_params.items()))
     lines += [
         "",

@@ -13,6 +13,10 @@ from knnlab.options import SCORERS
 from knnlab.pipeline.artifacts import SplitInfo, TuneSummary
 from knnlab.pipeline.params import Params
 
+# The tune run's tag: files.digest of reports/tune/ (what the search found), the same on
+# every run of the same search, so the stage's DVC output tracking/tune_run.json is too.
+TUNE_TAG = "knnlab.tune_sha256"
+
 TIME_COLUMNS = ("mean_fit_time", "std_fit_time", "mean_score_time", "std_score_time")
 
 

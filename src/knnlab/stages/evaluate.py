@@ -1,7 +1,9 @@
 """evaluate: score on the test split the configured model, the tuned-best model and a
-most-frequent-class baseline -> ``reports/metrics.json``, ``reports/timings.json``,
-``reports/uncertainty.json`` (intervals, paired tests), per-sample predictions of each
-model for DVC plots and revision comparisons, and one MLflow run for the configured model."""
+most-frequent-class baseline -> ``reports/metrics.json``, ``reports/uncertainty.json``
+(intervals, paired tests), per-sample predictions of each model for DVC plots and revision
+comparisons, and one MLflow run for the configured model, tagged with
+:func:`~knnlab.pipeline.evaluation.evaluation_key` so plot finds it. The seconds go to the
+run and to the git-ignored ``reports/timings/``, not to committed outputs."""
 
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ def run(params: Params) -> None:
     )
     run_name = "k={n_neighbors} p={p} {weights} {algorithm}".format(**model_params)
     # Staged, then committed only once the run has logged everything and closed: a failure
-    # or a kill anywhere before leaves the previous outputs and run record in place.
+    # or a kill anywhere before leaves the previous outputs in place.
     with files.staged_outputs() as outputs:
         metrics_file = outputs.staged(paths.METRICS_FILE)
         timings_file = outputs.staged(paths.TIMINGS_FILE)
@@ -48,9 +50,14 @@ def run(params: Params) -> None:
         uncertainty_file = outputs.staged(paths.UNCERTAINTY_FILE)
         files.write_json(uncertainty_file, uncertainty)
         others = {name: r for name, r in results.items() if name != "configured"}
-        files.write_csv(
-            outputs.staged(paths.PREDICTIONS_PLOT),
-            evaluation.prediction_table(y_test, configured, others),
+        predictions_file = outputs.staged(paths.PREDICTIONS_PLOT)
+        files.write_csv(predictions_file, evaluation.prediction_table(y_test, configured, others))
+        key = evaluation.evaluation_key(
+            {
+                paths.METRICS_FILE: metrics_file,
+                paths.UNCERTAINTY_FILE: uncertainty_file,
+                paths.PREDICTIONS_PLOT: predictions_file,
+            }
         )
         with runs.stage_run(params.mlflow, "evaluate", run_name) as mlflow_run:
             mlflow_run.log(
@@ -59,6 +66,7 @@ def run(params: Params) -> None:
                     **evaluation.run_metrics(results),
                     **significance.mlflow_metrics(uncertainty),
                 },
+                tags={evaluation.EVALUATION_TAG: key},
             )
             mlflow_run.log_dataset(train_frame, f"{split.name}-train", "training", LABEL)
             mlflow_run.log_dataset(test_frame, f"{split.name}-test", "evaluation", LABEL)
@@ -67,7 +75,10 @@ def run(params: Params) -> None:
             mlflow_run.log_artifact(metrics_file)
             mlflow_run.log_artifact(timings_file)
             mlflow_run.log_artifact(uncertainty_file)
-        files.write_json(outputs.staged(paths.EVALUATE_RUN), mlflow_run.record.to_dict())
+        files.write_json(
+            outputs.staged(paths.EVALUATE_RUN),
+            runs.logged_marker("evaluate", evaluation.EVALUATION_TAG, key),
+        )
         outputs.if_commit_fails(lambda error: runs.mark_outputs_failed(mlflow_run.record, error))
     for name, r in results.items():
         low, high = (uncertainty["intervals"][name]["accuracy"][k] for k in ("low", "high"))

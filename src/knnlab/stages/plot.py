@@ -1,5 +1,6 @@
 """plot: figures into ``reports/figures/``, DVC plot data into ``reports/plots/``, the
-reviewer's ``reports/report.md``; figures and report also attached to the evaluate run."""
+reviewer's ``reports/report.md``; figures and report also attached to the evaluate run that
+logged the outputs drawn (found by its :data:`~knnlab.pipeline.evaluation.EVALUATION_TAG`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from knnlab.pipeline import (
     datasets,
     evaluation,
     explain,
+    figure_style,
     figures,
     files,
     paths,
@@ -36,6 +38,11 @@ def _binary(positive, split, test, model_params, X_train, y_train) -> dict:
 
 
 def run(params: Params) -> None:
+    # The evaluate run to add to, found first: a store without it fails before the work.
+    key = evaluation.evaluation_key()
+    record = runs.find_tagged_run(
+        params.mlflow, "plot", "evaluate", evaluation.EVALUATION_TAG, key
+    ) or runs.RunRecord("", "", "")  # not tracked (mlflow.required: false): logs nothing
     split = SplitInfo.read(paths.SPLIT_META)
     tuned = TuneSummary.read(paths.BEST_PARAMS)
     cv_results = files.read_csv(paths.CV_RESULTS)
@@ -55,9 +62,7 @@ def run(params: Params) -> None:
     surface = None
     if split.n_features == 2:
         surface = (model, {"train": (X_train, y_train)})
-    made = figures.pipeline_figures(
-        split, test, tuned, cv_results, files.read_csv(paths.TUNE_TIMINGS), binary, surface
-    )
+    made = figures.pipeline_figures(split, test, tuned, cv_results, binary, surface)
     # Why kNN erred: the configured model's most confident errors and their neighbours.
     errors = explain.explain_rows(
         model,
@@ -77,7 +82,7 @@ def run(params: Params) -> None:
     roc, pr = evaluation.curve_tables(y_true, proba, classes)
     text = report.build_report(
         split,
-        Evaluation.read(paths.METRICS_FILE, paths.TIMINGS_FILE),
+        Evaluation.read_metrics(paths.METRICS_FILE),
         tuned,
         model_params,
         list(made),
@@ -87,13 +92,12 @@ def run(params: Params) -> None:
     )
     display = [split.display_name(c) for c in classes]
     confusion = metrics.confusion_matrix(y_true, y_pred, labels=classes)
-    record = runs.RunRecord.from_dict(files.read_json(paths.EVALUATE_RUN), paths.EVALUATE_RUN)
     # Staged, then committed only once the figures and report are attached to the evaluate
     # run: a failure or a kill anywhere before leaves the previous outputs in place.
     with files.staged_outputs() as outputs:
         folder = outputs.staged_dir(paths.FIGURES_DIR)
         for name, fig in made.items():
-            figures.save(fig, folder / name)
+            figure_style.save(fig, folder / name)
         files.write_csv(outputs.staged(paths.ROC_PLOT), roc)
         files.write_csv(outputs.staged(paths.PRECISION_RECALL_PLOT), pr)
         files.write_csv(
@@ -105,5 +109,9 @@ def run(params: Params) -> None:
         runs.log_artifacts_to(record, [report_file], None)
         runs.log_table(
             record, evaluation.confusion_table(confusion, display), "confusion_matrix.json"
+        )
+        files.write_json(
+            outputs.staged(paths.PLOT_RUN),
+            runs.logged_marker("plot", evaluation.EVALUATION_TAG, key),
         )
     print(f"plot: {len(made)} figures -> {paths.FIGURES_DIR}, report -> {paths.REPORT_FILE}")

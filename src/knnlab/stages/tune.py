@@ -1,5 +1,6 @@
 """tune: cross-validated grid search on the **train split only** -> ``reports/tune/`` and a
-parent MLflow run with one nested child run per grid point.
+parent MLflow run with one nested child run per grid point. The search times (a table and
+``search_speed.png``) go to that run and to the git-ignored ``reports/timings/``.
 
 The test split is never read here, so the tuned model's test score in ``evaluate`` is an
 honest estimate (the tutorials this grew from tuned on all data, test split included).
@@ -7,7 +8,7 @@ honest estimate (the tutorials this grew from tuned on all data, test split incl
 
 from __future__ import annotations
 
-from knnlab.pipeline import files, paths, tuning
+from knnlab.pipeline import figure_style, files, paths, timing_figures, tuning
 from knnlab.pipeline.artifacts import SplitInfo
 from knnlab.pipeline.datasets import features_and_labels
 from knnlab.pipeline.params import Params
@@ -20,24 +21,36 @@ def run(params: Params) -> None:
     X, y = features_and_labels(files.read_parquet(paths.TRAIN_SPLIT))
     result, summary = tuning.tune(params, X, y)
     # Outputs are staged and committed only once the run has logged everything and closed:
-    # a failure or a kill anywhere before leaves the previous outputs and record in place.
+    # a failure or a kill anywhere before leaves the previous outputs in place.
     with files.staged_outputs() as outputs:
         tune_dir = outputs.staged_dir(paths.TUNE_DIR)
         files.write_csv(tune_dir / paths.CV_RESULTS.name, tuning.score_table(result))
         summary.write(tune_dir / paths.BEST_PARAMS.name)
         timings_file = outputs.staged(paths.TUNE_TIMINGS)
         files.write_csv(timings_file, result.search_timings)
+        speed_figure = outputs.staged(paths.SEARCH_SPEED_FIGURE)
+        figure_style.save(timing_figures.search_speed_figure(result.search_timings), speed_figure)
+        key = files.digest(
+            {
+                path.as_posix(): tune_dir / path.name
+                for path in (paths.CV_RESULTS, paths.BEST_PARAMS)
+            }
+        )
         run_name = f"tune {summary.n_candidates} candidates"
         with runs.stage_run(params.mlflow, "tune", run_name) as mlflow_run:
             mlflow_run.log(
                 params=tuning.run_params(params, split, summary),
                 metrics=tuning.run_metrics(summary),
+                tags={tuning.TUNE_TAG: key},
             )
             mlflow_run.log_children(tuning.child_runs(result))
             for artifact in (paths.CV_RESULTS.name, paths.BEST_PARAMS.name):
                 mlflow_run.log_artifact(tune_dir / artifact, "tune")
             mlflow_run.log_artifact(timings_file, "tune")
-        files.write_json(outputs.staged(paths.TUNE_RUN), mlflow_run.record.to_dict())
+            mlflow_run.log_artifact(speed_figure, "tune")
+        files.write_json(
+            outputs.staged(paths.TUNE_RUN), runs.logged_marker("tune", tuning.TUNE_TAG, key)
+        )
         outputs.if_commit_fails(lambda error: runs.mark_outputs_failed(mlflow_run.record, error))
     print(
         f"tune: {summary.select} pick {summary.best_params} mean CV {summary.scoring} = "

@@ -1,16 +1,21 @@
 """The knnlab model in MLflow: logged as a pyfunc whose loader is the installed
-:mod:`knnlab.tracking.flavour` (no code, no pickle in the artifacts), checked before it is
-loaded back, with its signature and the datasets it was trained and tested on."""
+:mod:`knnlab.tracking.flavour` (no code, no pickle for that loader to run), checked before
+it is loaded back or served, with its signature, the datasets it was trained and tested on,
+and what MLflow's environment managers need to serve it elsewhere: the installed knnlab as a
+wheel, and pip constraints pinning what it needs to the versions installed here."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
+import zipfile
 from pathlib import Path
 
 
-def load_logged_model(tracking_uri: str, run_id: str):
-    """The pyfunc model an evaluate run logged (``runs:/<run_id>/model``), loaded only if
-    it is knnlab's own.
+def load_checked_model(model_uri: str):
+    """The pyfunc model at ``model_uri`` (``runs:/<run_id>/model``, ``models:/<model_id>``,
+    a folder), loaded only if it is knnlab's own, from the tracking URI MLflow is set to.
 
     Anyone who can write to the artifact store can edit ``MLmodel``, e.g. to name a pickled
     ``python_model`` or add ``code`` that MLflow would run. So the model folder is
@@ -23,11 +28,44 @@ def load_logged_model(tracking_uri: str, run_id: str):
 
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri)
     with tempfile.TemporaryDirectory(prefix="knnlab-model-") as tmp:
-        local = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model", dst_path=tmp)
+        local = mlflow.artifacts.download_artifacts(model_uri, dst_path=tmp)
         check_logged_model(Path(local))
         return mlflow.pyfunc.load_model(local)
+
+
+def load_logged_model(tracking_uri: str, run_id: str):
+    """The pyfunc model an evaluate run logged (``runs:/<run_id>/model``), loaded only if
+    it is knnlab's own (:func:`load_checked_model`)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    return load_checked_model(f"runs:/{run_id}/model")
+
+
+def serve(tracking_uri: str, model_uri: str, host: str, port: int) -> None:
+    """Serve a logged model with MLflow's own scoring server (``/ping``, ``/health``,
+    ``/version``, ``/invocations``: what ``mlflow models serve --env-manager local`` runs),
+    in this process, until interrupted: the model is checked first
+    (:func:`load_checked_model`), and no program is looked up on ``PATH`` (MLflow 3.17
+    starts ``uvicorn`` by name, so its command works only with the environment's ``bin`` on
+    ``PATH``)."""
+    import mlflow
+    import uvicorn  # MLflow's scoring server runs on it (a dependency of mlflow)
+    from mlflow.exceptions import MlflowException
+    from mlflow.pyfunc import scoring_server
+
+    from knnlab.tracking.errors import TrackingError
+    from knnlab.tracking.store import redact_uri
+
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        model = load_checked_model(model_uri)
+    except MlflowException as error:  # e.g. no such run or model in the store
+        raise TrackingError(
+            f"{model_uri} in MLflow store {redact_uri(tracking_uri)}: {error.message}"
+        ) from None
+    uvicorn.run(scoring_server.init(model), host=host, port=port)
 
 
 # What log_model writes, and all that check_logged_model accepts. The pyfunc flavour names
@@ -37,7 +75,7 @@ def load_logged_model(tracking_uri: str, run_id: str):
 PYFUNC_LOADER = "knnlab.tracking.flavour"
 _PYFUNC_KEYS = {"loader_module", "data", "code", "env", "python_version", "streamable"}
 _MLMODEL_MAX_BYTES = 16 * 2**20
-WIDE_COLUMNS = 1000  # wider data: tensor signature and array datasets (see log_dataset)
+WIDE_COLUMNS = 1000  # wider data: array datasets and a one-row array input example
 
 
 def check_logged_model(folder: Path) -> None:
@@ -134,12 +172,136 @@ def mlflow_dataset(frame, name: str, target: str):
 
 
 def signature_and_example(input_example, predicted):
-    """The model signature and input example: named columns up to ``WIDE_COLUMNS``
-    features; beyond, one float64 tensor of shape (-1, n_features) and a one-row array
-    example (a 50,000-column schema would be checked column by column at every predict)."""
+    """The model signature and input example.
+
+    The signature declares the labels as output (``predicted``, of shape (n_rows,)) and the
+    ``output`` param (``"label"``, or ``"proba"`` for class probabilities), and no input
+    schema: :class:`knnlab.tracking.flavour.KnnlabPyfunc` checks the input itself, so
+    arrays, lists and DataFrames with or without column names are all accepted (MLflow's
+    schemas take named columns or unnamed arrays, not both). The example (``input_example``, a
+    feature DataFrame) names the features up to ``WIDE_COLUMNS`` of them; beyond, it is one
+    row as an array.
+    """
     from mlflow.models import infer_signature
 
+    from knnlab.tracking.flavour import OUTPUT_PARAM, OUTPUTS
+
+    signature = infer_signature(None, predicted, params={OUTPUT_PARAM: OUTPUTS[0]})
     if input_example.shape[1] <= WIDE_COLUMNS:
-        return infer_signature(input_example, predicted), input_example
-    features = input_example.to_numpy(dtype="float64")[:1]
-    return infer_signature(features, predicted[:1]), features
+        return signature, input_example
+    return signature, input_example.to_numpy(dtype="float64")[:1]
+
+
+# --- what MLflow's environment managers install to serve the model ---------------------------
+
+WHEELS_DIR = "wheels"  # in the model folder, as MLflow's own wheeled models keep them
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest a zip can say: same code, same wheel bytes
+
+
+def _record_hash(data: bytes) -> str:
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+    return "sha256=" + digest.decode()
+
+
+def knnlab_wheel(directory: Path) -> Path:
+    """Write the installed knnlab as a wheel in ``directory`` and return its path: its
+    modules (``*.py``, as the running process imports them, an editable install's working
+    tree included) and its installed metadata, pure Python (``py3-none-any``).
+
+    The version gets a local label from the content, ``0.1.0+sha<sha256 prefix>``: MLflow names
+    the environments it creates by the requirement strings, so a changed knnlab must change
+    the wheel's name, or a model would be served by an environment built for older code.
+    Built by hand rather than by pip or setuptools: no network, no build directory in the
+    source tree, milliseconds.
+    """
+    import importlib.metadata
+
+    import knnlab
+
+    dist = importlib.metadata.distribution("knnlab")
+    package = Path(knnlab.__file__).parent
+    modules = {
+        f"knnlab/{path.relative_to(package).as_posix()}": path.read_bytes()
+        for path in sorted(package.rglob("*.py"))
+    }
+    metadata = dist.read_text("METADATA") or ""
+    content = hashlib.sha256(metadata.encode())
+    for name, data in modules.items():
+        content.update(f"{name}\0{len(data)}\0".encode() + data)
+    label = f"sha{content.hexdigest()[:12]}"  # letters first: never a number pip would trim
+    version = f"{dist.version}{'.' if '+' in dist.version else '+'}{label}"
+    info = f"knnlab-{version}.dist-info"
+    metadata = re.sub(r"(?m)^Version: .*$", f"Version: {version}", metadata, count=1)
+    members = {
+        **modules,
+        f"{info}/METADATA": metadata.encode(),
+        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: knnlab\nRoot-Is-Purelib: true\n"
+        b"Tag: py3-none-any\n",
+    }
+    if entry_points := dist.read_text("entry_points.txt"):
+        members[f"{info}/entry_points.txt"] = entry_points.encode()
+    record = [f"{name},{_record_hash(data)},{len(data)}" for name, data in members.items()]
+    members[f"{info}/RECORD"] = "\n".join([*record, f"{info}/RECORD,,", ""]).encode()
+    wheel = directory / f"knnlab-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            member = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
+            member.external_attr = 0o644 << 16
+            archive.writestr(member, data, zipfile.ZIP_DEFLATED)
+    return wheel
+
+
+def installed_versions(roots: tuple[str, ...] = ("knnlab", "mlflow")) -> list[str]:
+    """``name==version`` of the installed distributions ``roots`` need, themselves and
+    their requirements all the way down (markers and extras evaluated here), sorted by name,
+    the roots excluded: pip constraints that rebuild this environment's versions wherever
+    the model is served. Only what gets installed is pinned: MLflow's serving environment
+    reads the constraints as requirements and warns of every pinned package it lacks."""
+    import importlib.metadata
+
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    installed: dict[str, importlib.metadata.Distribution] = {}
+    for dist in importlib.metadata.distributions():
+        name = canonicalize_name(dist.metadata.get("Name") or "")
+        installed.setdefault(name, dist)  # the first found is the one imported
+    seen: set[tuple[str, str]] = set()
+    todo = [(canonicalize_name(root), "") for root in roots]
+    while todo:
+        name, extra = todo.pop()
+        if (name, extra) in seen or name not in installed:
+            continue
+        seen.add((name, extra))
+        for line in installed[name].requires or []:
+            try:
+                requirement = Requirement(line)
+            except InvalidRequirement:
+                continue
+            marker = requirement.marker
+            if marker is None or marker.evaluate({"extra": extra}):
+                needed = canonicalize_name(requirement.name)
+                todo += [(needed, e) for e in ("", *sorted(requirement.extras))]
+    names = {name for name, _ in seen} - {canonicalize_name(root) for root in roots}
+    return [f"{name}=={installed[name].version}" for name in sorted(names)]
+
+
+def serving_requirements(directory: Path) -> tuple[Path, list[str]]:
+    """The knnlab wheel and a constraints file, written in ``directory``, and the pip
+    requirements to log with them: the wheel (by its path in the model folder, where
+    :func:`add_wheel` puts it) and the constraints (MLflow copies the file into the model
+    as ``constraints.txt``); MLflow adds its own pinned version. knnlab's dependencies come
+    with the wheel's metadata, at the versions installed here."""
+    wheel = knnlab_wheel(directory)
+    constraints = directory / "constraints.txt"
+    constraints.write_text("\n".join(installed_versions()) + "\n", encoding="utf-8")
+    return wheel, [f"{WHEELS_DIR}/{wheel.name}", f"-c {constraints}"]
+
+
+def add_wheel(model_id: str, wheel: Path) -> None:
+    """Put ``wheel`` in the logged model's ``wheels/`` folder, where its requirements
+    name it. knnlab's loader never reads it; MLflow's environment managers (``mlflow models
+    serve`` without ``--env-manager local``) install it into the environment they build."""
+    import mlflow
+
+    mlflow.MlflowClient().log_model_artifact(model_id, str(wheel), WHEELS_DIR)

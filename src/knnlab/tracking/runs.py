@@ -26,8 +26,10 @@ from knnlab.pipeline.params import MlflowParams
 from knnlab.tracking.errors import TrackingError
 from knnlab.tracking.models import (
     PYFUNC_LOADER,
+    add_wheel,
     drop_artifact_location,
     mlflow_dataset,
+    serving_requirements,
     signature_and_example,
 )
 from knnlab.tracking.store import (
@@ -49,35 +51,19 @@ _BATCH = 900  # MLflow accepts at most 1000 params+metrics+tags in one log_batch
 
 @dataclass(frozen=True)
 class RunRecord:
-    """Where a stage's run lives, kept in ``tracking/<stage>_run.json``."""
+    """Where a stage's run lives: the store, the experiment and the run."""
 
     tracking_uri: str
     experiment_id: str
     run_id: str
 
-    @classmethod
-    def from_dict(cls, data: Any, source: str | Path = "<record>") -> RunRecord:
-        """A record as a stage wrote it: exactly these three text fields. A URI with
-        credentials (a record edited by hand) is refused when the record is used."""
-        names = ("tracking_uri", "experiment_id", "run_id")
-        if not isinstance(data, dict) or sorted(data) != sorted(names):
-            got = sorted(data) if isinstance(data, dict) else type(data).__name__
-            raise TrackingError(
-                f"{source}: a run record has the fields {', '.join(names)}, got {got}; "
-                "re-run the stage that wrote it (`dvc repro --force <stage>`)"
-            )
-        wrong = [n for n in names if not isinstance(data[n], str)]
-        if wrong:
-            raise TrackingError(f"{source}: run record field {wrong[0]} is not text")
-        return cls(**data)
 
-    def to_dict(self) -> dict[str, str]:
-        """What the stages write to ``tracking/*.json`` (DVC caches it and may push it)."""
-        return {
-            "tracking_uri": redact_uri(self.tracking_uri),
-            "experiment_id": self.experiment_id,
-            "run_id": self.run_id,
-        }
+def logged_marker(stage: str, tag: str, value: str) -> dict[str, str]:
+    """What ``tracking/<stage>_run.json`` holds: the tag of the run the stage logged, not
+    the run's id. That file is a DVC output (cached, not committed): missing from a fresh
+    clone, so the logging stages run there and fill its MLflow store; and the same bytes on
+    every run and machine, so ``dvc.lock`` does not change when they do."""
+    return {"stage": stage, "run_tag": tag, "run_tag_value": value}
 
 
 def git_commit() -> str | None:
@@ -231,15 +217,21 @@ class StageRun:
 
     def log_model(self, model_file: Path, input_example, predicted) -> None:
         """Log the model as an MLflow pyfunc: the knnlab .npz as its data, loaded by the
-        installed module ``knnlab.tracking.flavour`` (no code, no pickle in the artifacts),
-        with a signature inferred from ``input_example`` (a feature DataFrame) and
-        ``predicted`` (its labels); loadable with ``mlflow.pyfunc.load_model`` and, checked,
-        with :func:`load_logged_model`. Beyond ``WIDE_COLUMNS`` features the signature is
-        one tensor of shape (-1, n_features) (a DataFrame with those columns still works)."""
+        installed module ``knnlab.tracking.flavour`` (no code, no pickle for it to run),
+        with a signature (the labels as output, an ``output`` param for probabilities, no
+        input schema: the flavour takes arrays and frames, with or without column names) and
+        ``input_example`` (a feature DataFrame; one row as an array beyond ``WIDE_COLUMNS``
+        features) with ``predicted`` (its labels). Loadable with ``mlflow.pyfunc.load_model``
+        and, checked, with :func:`load_logged_model`; served by ``mlflow models serve`` in
+        a fresh environment too: the requirements are the knnlab wheel logged with the model
+        (``wheels/``) under constraints pinning every package installed here."""
+        import tempfile
+
         import mlflow
 
         signature, example = signature_and_example(input_example, predicted)
-        with self._fluent():
+        with self._fluent(), tempfile.TemporaryDirectory(prefix="knnlab-serving-") as tmp:
+            wheel, requirements = serving_requirements(Path(tmp))
             info = mlflow.pyfunc.log_model(
                 name="model",
                 loader_module=PYFUNC_LOADER,
@@ -247,9 +239,10 @@ class StageRun:
                 signature=signature,
                 input_example=example,
                 # Stated, not inferred: inference would run the model in a subprocess.
-                pip_requirements=["knnlab", "numpy", "pandas", "scikit-learn", "numba"],
+                pip_requirements=requirements,
             )
             drop_artifact_location(info.model_id)
+            add_wheel(info.model_id, wheel)
 
     def log_children(self, children: list[dict[str, Any]]) -> list[str]:
         """One nested, FINISHED run per child: ``{"name", "params", "metrics"}`` and optional
@@ -442,3 +435,52 @@ def log_table(
         return
     with _record_lock(record, config).held():
         mlflow_client(record.tracking_uri).log_table(record.run_id, table, artifact_file)
+
+
+def find_tagged_run(
+    config: MlflowParams, stage: str, producer: str, tag: str, value: str
+) -> RunRecord | None:
+    """The newest FINISHED run of stage ``producer`` tagged ``tag = value``, in any
+    experiment of the configured store, which ``stage`` adds to (plot finds the evaluate
+    run of the outputs it draws this way: run ids are not DVC outputs).
+
+    With no such run, or an unusable store, raises :class:`TrackingError` naming the store
+    and how to log the run again, or, with ``mlflow.required: false``, warns and returns None
+    (the caller then logs nothing).
+    """
+    if not preflight(config, stage):
+        return None
+    from mlflow.entities import ViewType
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
+
+    tracking_uri = resolve_tracking_uri(config)
+    with StoreLock(tracking_uri, stage, lock_timeout(config)).held():
+        try:
+            client = mlflow_client(tracking_uri)
+            experiments = [
+                e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)
+            ]
+            found = experiments and client.search_runs(
+                experiments,
+                filter_string=(
+                    f"attributes.status = 'FINISHED' and tags.`knnlab.stage` = '{producer}' "
+                    f"and tags.`{tag}` = '{value}'"
+                ),
+                run_view_type=ViewType.ACTIVE_ONLY,
+                order_by=["attributes.start_time DESC"],
+                max_results=1,
+            )
+        except (MlflowException, SQLAlchemyError, OSError) as error:
+            raise TrackingError(f"MLflow store {redact_uri(tracking_uri)}: {error}") from None
+    if found:
+        return RunRecord(tracking_uri, found[0].info.experiment_id, found[0].info.run_id)
+    error = TrackingError(
+        f"no finished {producer} run tagged {tag} = {value[:16]}… in MLflow store "
+        f"{redact_uri(tracking_uri)}: the run that logged these outputs is not in this store "
+        f"(a new or another store?); `dvc repro --force --downstream {producer}` logs it again"
+    )
+    if config.required:
+        raise error
+    _warn_untracked(stage, error)
+    return None
