@@ -19,6 +19,7 @@ PROJECT_FILES = [
     ".dvcignore",
     ".gitignore",
     ".dvc/config",
+    ".dvc/plots/offline.html",
     "src",
     "data/input",
 ]
