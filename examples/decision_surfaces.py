@@ -25,7 +25,7 @@ from pathlib import Path
 from sklearn.model_selection import train_test_split
 
 from knnlab import KNNClassifier, metrics
-from knnlab.pipeline import figures
+from knnlab.pipeline import figure_style, figures
 from knnlab.pipeline.datasets import features_and_labels, load_iris, load_moons, select_features
 from knnlab.pipeline.params import MlflowParams
 from knnlab.tracking.runs import stage_run
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
         fig.axes[0].set_title(f"{name}: {fig.axes[0].get_title()}, test accuracy {accuracy:.3f}")
         path = args.out / f"{name}_surface.png"
-        figures.save(fig, path)
+        figure_style.save(fig, path)
         written.append(path)
         results[f"{name}_accuracy"] = accuracy
         params.update({f"{name}_n_train": len(X_train), f"{name}_weights": WEIGHTS[name]})

@@ -22,7 +22,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from knnlab import KNNClassifier, metrics
-from knnlab.pipeline import figures
+from knnlab.pipeline import figure_style, figures
 from knnlab.pipeline.datasets import features_and_labels, load_digits
 from knnlab.pipeline.params import MlflowParams
 from knnlab.tracking.runs import stage_run
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     written = []
     for name, fig in made.items():
-        figures.save(fig, args.out / name)
+        figure_style.save(fig, args.out / name)
         written.append(args.out / name)
 
     print(f"digits: {len(X_train)} train / {len(X_test)} test rows (stratified, seed {args.seed})")

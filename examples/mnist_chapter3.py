@@ -35,7 +35,7 @@ import numpy as np
 from sklearn.model_selection import cross_val_predict, train_test_split
 
 from knnlab import KNNClassifier, KNNRegressor, metrics
-from knnlab.pipeline import figures
+from knnlab.pipeline import figure_style, figures
 from knnlab.pipeline.datasets import (
     DataError,
     features_and_labels,
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     written = [args.out / name for name in made]
     for path, fig in zip(written, made.values(), strict=True):
-        figures.save(fig, path)
+        figure_style.save(fig, path)
     print(f"figures: {', '.join(str(p) for p in written)}")
     results = {
         "data": what,
