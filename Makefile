@@ -63,9 +63,10 @@ lint: $(VENV)/.installed-dev
 
 # The fast tests first (about a minute in all), so a broken kernel, metric or params check
 # shows before the end-to-end runs; then the slow ones (real DVC, MLflow and servers).
+# pytest-xdist runs them on every core, each test module on one worker (its fixtures once).
 test: lint
-	$(RUN) $(BIN)/python -m pytest -m "not slow"
-	$(RUN) $(BIN)/python -m pytest -m slow
+	$(RUN) $(BIN)/python -m pytest -m "not slow" -n auto --dist loadscope
+	$(RUN) $(BIN)/python -m pytest -m slow -n auto --dist loadscope
 
 format: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix .

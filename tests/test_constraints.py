@@ -12,13 +12,22 @@ from packaging.utils import canonicalize_name
 from .conftest import REPO_ROOT
 
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+EXTRAS = PYPROJECT["project"]["optional-dependencies"]
+# What `make test` installs: the dependencies and the dev extra, with the extras it names
+# (knnlab[team]) expanded; not the optional benchmark baselines.
 DECLARED = [
     Requirement(text)
     for text in (
         *PYPROJECT["project"]["dependencies"],
-        *PYPROJECT["project"]["optional-dependencies"]["dev"],
+        *EXTRAS["dev"],
+        *EXTRAS["team"],
     )
+    if canonicalize_name(Requirement(text).name) != "knnlab"
 ]
+
+
+def test_the_dev_extra_includes_the_team_extra():
+    assert "knnlab[team]" in EXTRAS["dev"], "the team set-up is tested: make test installs it"
 
 
 def _pins() -> dict[str, str]:
