@@ -13,6 +13,7 @@ import pytest
 
 from .. import fault_injection, mlflow_store
 from ..project import SMALL_GRID, make_project, run, stages_run, store
+from ..project import _env as project_env
 
 pytestmark = pytest.mark.slow
 
@@ -97,12 +98,28 @@ def test_queued_experiments_in_parallel_all_land_in_mlflow(project):
     before = {r["run_id"] for r in store(project)}
     for k in (2, 4, 6, 8):
         run(["dvc", "exp", "run", "--queue", "-S", f"model.n_neighbors={k}"], project)
-    run(["dvc", "queue", "start", "-j", "2"], project)
-    for _ in range(200):
-        status = run(["dvc", "queue", "status"], project)
-        if "Queued" not in status and "Running" not in status:
-            break
-        time.sleep(1)
+    # The workers are detached: with its output captured, `dvc queue start` would be waited
+    # for until they exit, and a worker of DVC 3.67 that decides to shut down while a task
+    # still runs can stay idle for good after it. So: start, poll, then stop the workers.
+    subprocess.run(
+        ["dvc", "queue", "start", "-j", "2"],
+        cwd=project,
+        env=project_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=120,
+        check=True,
+    )
+    try:
+        deadline = time.monotonic() + 400
+        while time.monotonic() < deadline:
+            status = run(["dvc", "queue", "status"], project)
+            if "Queued" not in status and "Running" not in status:
+                break
+            time.sleep(1)
+    finally:
+        run(["dvc", "queue", "stop", "--kill"], project)
     assert status.count("Success") == 4, status
     new = [r for r in store(project) if r["run_id"] not in before]
     evaluate = sorted(
