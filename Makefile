@@ -1,5 +1,6 @@
 # Set-up and everyday commands. Needs only Python 3.11+, git and make.
 #   make repro   create .venv, install knnlab, run the DVC pipeline
+#   make pull    create .venv, fetch the outputs from the team's DVC remote (dvc pull)
 #   make test    create/refresh .venv with the dev extras, lint, run the fast tests, then the slow
 
 PYTHON ?= python3
@@ -8,7 +9,7 @@ BIN    := $(abspath $(VENV))/bin
 # Stage commands call `python -m knnlab`: put the venv first on PATH for DVC's subprocesses.
 RUN    := PATH="$(BIN):$$PATH" VIRTUAL_ENV="$(abspath $(VENV))"
 
-.PHONY: repro test lint format clean-venv constraints
+.PHONY: repro pull test lint format clean-venv constraints
 
 # uv resolves and installs in seconds where pip takes minutes; it comes from PyPI into the
 # venv itself (nothing global). If it cannot be installed, pip does the same work. Both
@@ -57,6 +58,11 @@ constraints: $(VENV)/.installed-dev
 repro: $(VENV)/.installed
 	$(RUN) $(BIN)/dvc repro
 
+# A teammate's clone: the data, splits, model and run markers from the team's DVC remote
+# (docs/team-remote.md), after which `make repro` re-runs nothing.
+pull: $(VENV)/.installed
+	$(RUN) $(BIN)/dvc pull
+
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -74,3 +80,26 @@ format: $(VENV)/.installed-dev
 
 clean-venv:
 	rm -rf $(VENV)
+
+# --- the team's MLflow server (docs/team-server.md) ---------------------------------------
+# `make server DATA=~/mlflow-team [PORT=5000] [HOST=127.0.0.1]`: knnlab server in the
+# foreground, PostgreSQL and artifacts in DATA (created on first use); Ctrl-C stops it.
+# `make test` runs test-deps first: PostgreSQL for tests/tracking/test_server_postgres.py is
+# found, or installed with apt-get when make runs as root (about a minute, once); elsewhere
+# those tests are skipped, saying why.
+.PHONY: server test-deps
+server: PORT ?= 5000
+server: HOST ?= 127.0.0.1
+server: $(VENV)/.installed-team
+	$(if $(DATA),,$(error make server needs DATA=<folder for the database and artifacts>))
+	$(BIN)/knnlab server --data "$(DATA)" --host "$(HOST)" --port "$(PORT)"
+
+$(VENV)/.installed-team: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
+	$(call install,-e '.[team]')
+	touch $@ $(VENV)/.installed
+
+test: test-deps
+test-deps: $(VENV)/.installed-dev
+	@$(BIN)/knnlab server --check || echo "make: PostgreSQL is missing and cannot be \
+	installed here (that needs root and apt-get): the team-server tests will be skipped; \
+	install it with: sudo apt-get install postgresql"

@@ -25,9 +25,9 @@ PROJECT_FILES = [
 ]
 
 
-def _env() -> dict[str, str]:
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
-    env.pop("MLFLOW_TRACKING_URI", None)  # use the project's default store
+    env.pop("MLFLOW_TRACKING_URI", None)  # the project's default store, unless extra names one
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     env.update(
         GIT_AUTHOR_NAME="knnlab tests",
@@ -35,11 +35,14 @@ def _env() -> dict[str, str]:
         GIT_COMMITTER_NAME="knnlab tests",
         GIT_COMMITTER_EMAIL="tests@knnlab.invalid",
     )
+    env.update(extra or {})
     return env
 
 
-def run(cmd: list[str], cwd: Path) -> str:
-    done = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=600)
+def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
+    """Run ``cmd`` in ``cwd``; ``env`` adds to (or overrides) the environment, e.g. an
+    ``MLFLOW_TRACKING_URI`` naming a server instead of the project's own store."""
+    done = subprocess.run(cmd, cwd=cwd, env=_env(env), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}"
     return done.stdout + done.stderr
 

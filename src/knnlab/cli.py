@@ -7,6 +7,7 @@ Usage::
     knnlab predict [--model FILE] [--json] INPUT...  label images, .npy or CSV rows
     knnlab report [--base REV] [--output FILE]     the reviewer's report, with a diff
     knnlab serve MODEL_URI [--host H] [--port P]   serve a logged model over HTTP
+    knnlab server --data DIR [--port P]            a shared MLflow server on PostgreSQL
 
 Bad input ends the command with one line on stderr naming what is wrong and exit code 2;
 ``--debug`` (or ``KNNLAB_DEBUG=1``) shows the traceback instead.
@@ -152,7 +153,55 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--port", type=int, default=5000, help="port (default: %(default)s)")
     serve.add_argument("--params", default=str(paths.PARAMS_FILE), help=params_help)
+    _add_server(commands)
     return parser
+
+
+def _add_server(commands) -> None:
+    server = commands.add_parser(
+        "server",
+        help="run a shared MLflow tracking server on PostgreSQL, with proxied artifacts",
+        description="Run a shared MLflow tracking server in the foreground: runs in a "
+        "PostgreSQL cluster in DIR/postgres (created on first use, reused after), artifacts "
+        "uploaded and downloaded through the server into DIR/artifacts. PostgreSQL is "
+        "Debian's (installed with apt-get when missing and run as root; as root it runs as "
+        "the postgres user) and listens on 127.0.0.1 only, with passwords kept in DIR/pgpass. "
+        "Point the pipeline at it with MLFLOW_TRACKING_URI=http://HOST:PORT. Ctrl-C or "
+        "SIGTERM stops both. See docs/team-server.md.",
+    )
+    server.add_argument(
+        "--data",
+        metavar="DIR",
+        help="folder for the database, the artifacts and the passwords (created if missing; "
+        "required unless --check)",
+    )
+    server.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address the MLflow server listens on; any other than loopback is reachable by "
+        "others without authentication, and warned about (default: %(default)s)",
+    )
+    server.add_argument(
+        "--port", type=int, default=5000, help="MLflow's port (default: %(default)s)"
+    )
+    server.add_argument(
+        "--pg-port",
+        type=int,
+        default=0,
+        help="PostgreSQL's port on 127.0.0.1 (default: 0, a free port picked at each start)",
+    )
+    server.add_argument(
+        "--workers",
+        type=_at_least_one,
+        default=2,
+        help="MLflow server worker processes (default: %(default)s)",
+    )
+    server.add_argument(
+        "--check",
+        action="store_true",
+        help="only find PostgreSQL (installing it when root with apt-get) and its driver, "
+        "then exit",
+    )
 
 
 def _labelled(label: str, text: str) -> str:
@@ -267,6 +316,19 @@ def _serve(model_uri: str, host: str, port: int, params_file: str) -> None:
     models.serve(resolve_tracking_uri(config), model_uri, host, port)
 
 
+def _server(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from knnlab.tracking import server
+
+    if args.check:
+        server.check()
+        return 0
+    if not args.data:
+        raise ValueError("--data DIR is required: the folder the server keeps its data in")
+    return server.serve(Path(args.data), args.host, args.port, args.pg_port, args.workers)
+
+
 STAMP_TEXT = (
     "params.yaml passed validation. Written by `knnlab params --stamp` (the DVC stage "
     "'params'); fetch depends on this file so that every `dvc repro` target checks the whole "
@@ -292,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             _serve(args.model_uri, args.host, args.port, args.params)
             return 0
+        if args.command == "server":
+            return _server(args)
         params = load_params(args.params)  # the whole file, before the stage's imports
         module = importlib.import_module(f"knnlab.stages.{args.command}")
         module.run(params)

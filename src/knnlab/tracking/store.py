@@ -18,6 +18,7 @@ while nested runs are logged), with a message on stderr while waiting and a boun
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import math
@@ -27,6 +28,7 @@ import socket
 import sqlite3
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -165,13 +167,38 @@ def _sqlite_target(uri: str) -> tuple[str, bool]:
     return f"file:{path}?{options}", True
 
 
+def _auth_header() -> dict[str, str]:
+    """What MLflow's own client sends: Basic auth from MLFLOW_TRACKING_USERNAME and
+    MLFLOW_TRACKING_PASSWORD, else a bearer MLFLOW_TRACKING_TOKEN, else nothing."""
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    password = os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if user and password:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+        return {"Authorization": f"Basic {token}"}
+    if token := os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        return {"Authorization": f"Bearer {token}"}
+    return {}
+
+
 def check_store(uri: str, timeout: float = 8.0) -> None:
     """Fail fast, naming the URI, when the store cannot take writes: a server that does not
     answer its health check, or a SQLite file that is read-only or cannot be created."""
     if uri.startswith(("http://", "https://")):
+        request = urllib.request.Request(uri.rstrip("/") + "/health", headers=_auth_header())
         try:
-            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as reply:
+            with urllib.request.urlopen(request, timeout=timeout) as reply:
                 reply.read(64)
+        except urllib.error.HTTPError as error:
+            if error.code in (401, 403):
+                raise TrackingError(
+                    f"MLflow tracking server {redact_uri(uri)} refused the credentials "
+                    f"(HTTP {error.code}); set MLFLOW_TRACKING_USERNAME and "
+                    "MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN"
+                ) from None
+            raise TrackingError(
+                f"MLflow tracking server {redact_uri(uri)} answers its health check with HTTP "
+                f"{error.code}; is it an MLflow server?"
+            ) from None
         except (OSError, ValueError) as error:  # URLError and timeouts are OSErrors
             raise TrackingError(
                 f"MLflow tracking server {redact_uri(uri)} cannot be reached ({error}); start it, "
