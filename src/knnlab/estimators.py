@@ -197,7 +197,9 @@ class KNNClassifier(ClassifierMixin, _KNNBase):
         (:func:`powers_fit_float64`; elsewhere the search is brute). All return the same
         neighbours (same tie rule), so the choice changes time, not predictions.
     n_jobs : int, optional
-        Threads for the brute-force search; None uses every core.
+        Threads for the brute-force search; None uses every core. Inside
+        :func:`knnlab.distributed.on_cluster`, the brute-force search runs on the Dask
+        cluster instead, the training set sharded across its workers (same results).
 
     Ties: equal distances put the lower training index first; equal votes go to the
     smallest class label.

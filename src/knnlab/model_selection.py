@@ -15,6 +15,7 @@ error of the best (:func:`one_standard_error_index`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 import time
@@ -28,7 +29,8 @@ from joblib import Parallel, delayed
 from sklearn.model_selection import ParameterGrid, StratifiedKFold
 from tqdm.auto import tqdm
 
-from knnlab import metrics
+from knnlab import distributed, metrics
+from knnlab._kernels import KIND_GENERAL, KIND_INF, power_kind
 from knnlab.estimators import KNNClassifier
 from knnlab.neighbors import cross_fold_kneighbors
 from knnlab.options import GRID_KEYS, SCORERS, SELECTIONS, check_choice
@@ -173,6 +175,7 @@ def grid_search_cv(
     n_jobs: int | None = None,
     scale: str = "none",
     select: str = "best",
+    scheduler=None,
 ) -> GridSearchResult:
     """Exhaustive cross-validated search over a kNN grid, one neighbour search per
     (fold, p, algorithm).
@@ -197,6 +200,11 @@ def grid_search_cv(
         highest mean ``rank_by`` score (scikit-learn's choice), or ``"one_se"``, the largest
         k within one standard error of it (:func:`one_standard_error_index`). Both picks are
         in ``picks`` either way.
+    scheduler : a Dask scheduler's address (``tcp://host:8786``) or ``distributed.Client``:
+        the (fold, p) searches run as tasks on its workers (one thread each; ``n_jobs`` is
+        then unused), X and y scattered once. None: this machine, or the cluster of an
+        enclosing :func:`knnlab.distributed.on_cluster`. The table and the picks are the
+        same either way; only the time columns differ.
     """
     check_choice("select", select, SELECTIONS)
     grid, scoring = _check_grid(grid), _check_scoring(scoring, rank_by)
@@ -204,8 +212,15 @@ def grid_search_cv(
     classes, y_code = np.unique(np.asarray(y), return_inverse=True)
     ks = tuple(sorted(set(grid["n_neighbors"])))
     folds = _plan_folds(X, y_code, cv, seed, ks[-1])
-    tasks = _fold_tasks(X, y_code, folds, grid, ks, classes.size, scoring, n_jobs, scale)
-    scores, times, timing_rows = _run(tasks, folds, n_jobs, len(ParameterGrid(grid)))
+    n_candidates = len(ParameterGrid(grid))
+    with distributed.client_for(scheduler) as client:
+        if client is None:
+            tasks = _fold_tasks(X, y_code, folds, grid, ks, classes.size, scoring, n_jobs, scale)
+            scores, times, timing_rows = _run(tasks, folds, n_jobs, n_candidates)
+        else:
+            scores, times, timing_rows = _run_on_cluster(
+                client, X, y_code, folds, grid, ks, classes.size, scoring, scale, n_candidates
+            )
     candidates = list(ParameterGrid(grid))
     cv_results = _tabulate(candidates, scoring, scores, times, cv)
     picks = selection_picks(cv_results, rank_by)
@@ -350,13 +365,80 @@ def _run(tasks: dict, folds, n_jobs: int | None, n_candidates: int):
     """Run every task (in parallel with joblib when n_jobs asks for it) and collect
     scores[(fold, p, weights, k)][scorer], times[(fold, p, algorithm)] = (fit, search) and
     one timing row per (fold, p, algorithm)."""
+    jobs = (delayed(_search_and_score)(task) for task in tasks.values())
+    outputs = Parallel(n_jobs=n_jobs or 1, return_as="generator")(jobs)
+    return _collect(list(tasks), outputs, folds, n_candidates)
+
+
+_COST_RANK = {KIND_GENERAL: 0, 3: 1, 1: 2, KIND_INF: 3, 2: 4}  # by power_kind
+
+
+def _fold_on_worker(X, y_code, train, valid, template: _FoldTask):
+    """One (fold, p) task on a Dask worker: X (n, d) and y_code (n,) are the scattered
+    whole; train, valid the fold's rows; template the task without its arrays."""
+    task = dataclasses.replace(
+        template,
+        X_train=np.asarray(X[train], dtype=np.float64),  # X may come narrowed (see compact)
+        y_train=y_code[train],
+        X_valid=np.asarray(X[valid], dtype=np.float64),
+        y_valid=y_code[valid],
+    )
+    return _search_and_score(task)
+
+
+def _run_on_cluster(client, X, y_code, folds, grid, ks, n_classes, scoring, scale, n_candidates):
+    """As :func:`_run`, each (fold, p) task on a Dask worker, one thread each. X and y are
+    scattered once to every worker; each task sends only its fold's row indices. Every fold
+    searches itself at p = 2 too (the one-machine path shares the folds' products, with the
+    same neighbours: see :func:`cross_fold_kneighbors`), so the scores are the same."""
+    empty = np.empty((0, X.shape[1]))
+    keys = [(fold, p) for fold in range(len(folds)) for p in grid["p"]]
+    # Longest first, so the last tasks to start are short ones (Dask runs tasks in the order
+    # they are submitted): any other p (pow per term), then p = 3, 1, inf, then p = 2 (a
+    # matrix multiply, often pre-filtered).
+    order = sorted(range(len(keys)), key=lambda i: _COST_RANK[power_kind(float(keys[i][1]))])
+    calls = []
+    for fold, p in (keys[i] for i in order):
+        train, valid = folds[fold]
+        template = _FoldTask(
+            empty,
+            y_code[:0],
+            empty,
+            y_code[:0],
+            p,
+            tuple(grid["algorithm"]),
+            tuple(grid["weights"]),
+            ks,
+            n_classes,
+            scoring,
+            1,
+            scale,
+        )
+        args = (distributed.Ref("X"), distributed.Ref("y"), train, valid, template)
+        calls.append((_fold_on_worker, args))
+    with _progress(len(calls), f"tuning {n_candidates} candidates on Dask") as bar:
+        found = distributed.run_tasks(
+            client,
+            {"X": X, "y": y_code},
+            calls,
+            broadcast=("X", "y"),
+            on_result=lambda position, result: bar.update(1),
+        )
+    outputs = [None] * len(keys)
+    for position, i in enumerate(order):
+        outputs[i] = found[position]
+    return _collect(keys, outputs, folds, n_candidates, progress=False)
+
+
+def _collect(keys: list, outputs, folds, n_candidates: int, progress: bool = True):
+    """scores, times and timing rows (see :func:`_run`) from each (fold, p) task's output,
+    in the order of keys."""
     scores: dict[tuple, dict[str, float]] = {}
     times: dict[tuple, tuple[float, float]] = {}
     timing_rows = []
-    jobs = (delayed(_search_and_score)(task) for task in tasks.values())
-    outputs = Parallel(n_jobs=n_jobs or 1, return_as="generator")(jobs)
-    with _progress(len(tasks), f"tuning {n_candidates} candidates") as bar:
-        for (fold, p), (task_scores, task_times) in zip(tasks, outputs, strict=True):
+    total = len(keys) if progress else 0
+    with _progress(total, f"tuning {n_candidates} candidates") as bar:
+        for (fold, p), (task_scores, task_times) in zip(keys, outputs, strict=True):
             for (weights, k), values in task_scores.items():
                 scores[fold, p, weights, k] = values
             for algorithm, fit_seconds, search_seconds, resolved in task_times:

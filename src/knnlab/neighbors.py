@@ -47,7 +47,7 @@ import numba
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from knnlab import _kernels
+from knnlab import _kernels, distributed
 
 DEFAULT_WORKING_MEMORY = 512 * 2**20  # bytes for one query chunk's work arrays
 _EPS32 = float(np.finfo(np.float32).eps)
@@ -750,6 +750,7 @@ def kneighbors(
     working_memory: int | None = None,
     n_jobs: int | None = None,
     prefilter: bool | None = None,
+    scheduler=None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest training points of each query under the Minkowski distance.
 
@@ -773,6 +774,12 @@ def kneighbors(
         principal components before computing full distances. None (default) decides from
         the problem's size and stops when the bound rules out too little. The results are
         identical either way; only the time differs.
+    scheduler : str or distributed.Client, optional
+        A Dask scheduler's address (``tcp://host:8786``) or client: the training set is
+        sharded across its workers, each finds its shard's exact top k, and the shards are
+        merged with the same tie rule (:mod:`knnlab.distributed`); the results are
+        bit-identical. None (default): this machine, or the cluster of an enclosing
+        :func:`knnlab.distributed.on_cluster`.
 
     Returns
     -------
@@ -787,7 +794,38 @@ def kneighbors(
         On bad arguments, non-finite features, or neighbour distances beyond float64's range
         (coordinates near 1e308), which cannot be ranked.
     """
+    client = distributed.resolve_client(scheduler)  # dask is imported only for a cluster
+    if client is not None:
+        return distributed.sharded_kneighbors(
+            client,
+            X_train,
+            X_query,
+            n_neighbors,
+            p=p,
+            working_memory=working_memory,
+            prefilter=prefilter,
+        )
     X_train, X_query, p = _check_inputs(X_train, X_query, n_neighbors, p)
+    distances, indices, a_all = _search(
+        X_train, X_query, n_neighbors, p, working_memory, n_jobs, prefilter
+    )
+    _check_finite_distances(distances, p, a_all)
+    return distances, indices
+
+
+def _search(
+    X_train: np.ndarray,
+    X_query: np.ndarray | None,
+    n_neighbors: int,
+    p: float,
+    working_memory: int | None,
+    n_jobs: int | None,
+    prefilter: bool | None,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """:func:`kneighbors` on checked inputs, without its final check: the distances (n_queries,
+    k), the indices (n_queries, k) and the largest |centred coordinate| (for the message of
+    :func:`_check_finite_distances`). A shard of a distributed search may hold only distant
+    points (distances inf) while the merged top k does not."""
     is_self_query = X_query is None
     queries = X_train if is_self_query else X_query
     n_queries, n_features = queries.shape
@@ -821,8 +859,7 @@ def kneighbors(
             _exact_search(
                 X_train, queries, is_self_query, n_neighbors, p, working_memory, distances, indices
             )
-        _check_finite_distances(distances, p, a_all)
-        return distances, indices
+        return distances, indices, a_all
     training = _Training(
         X_train,
         centre,
@@ -857,7 +894,7 @@ def kneighbors(
                 distances[start:stop], indices[start:stop] = _plain_chunk(
                     training, queries[start:stop], self_index, n_neighbors, None
                 )
-    return distances, indices
+    return distances, indices, a_all
 
 
 def warm_up(p: float = 2, n_features: int = 4) -> None:

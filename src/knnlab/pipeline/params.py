@@ -205,6 +205,30 @@ def _list_of(item_check):
     return check
 
 
+# A Dask scheduler's address: scheme://host:port (host a name, IPv4 or [IPv6]).
+_SCHEDULER_ADDRESS = re.compile(
+    r"(tcp|tls|ws|wss|ucx)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.\-]+):\d{1,5}"
+)
+SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
+
+
+def _scheduler_address(key: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, str)
+        or not _SCHEDULER_ADDRESS.fullmatch(value)
+        or not 0 < int(value.rpartition(":")[2]) < 65536
+    ):
+        raise _fail(
+            key,
+            value,
+            "a Dask scheduler address such as tcp://host:8786 (tcp, tls, ws, wss or ucx, a "
+            "host and a port), or null to run on this machine",
+        )
+    return value
+
+
 def _param(default: Any, check) -> Any:
     """A dataclass field with a default and a validating check stored in its metadata."""
     return field(default=default, metadata={"check": check})
@@ -369,6 +393,28 @@ class MlflowParams:
 
 
 @dataclass(frozen=True)
+class ComputeParams:
+    """Where searches run. ``scheduler``: a Dask scheduler's address (``tcp://host:8786``):
+    tune sends its (fold, p) searches to its workers; null runs on this machine (and never
+    imports Dask). ``DASK_SCHEDULER_ADDRESS`` in the environment overrides it. Results are
+    bit-identical either way, so, like ``mlflow.*``, no stage depends on it."""
+
+    scheduler: str | None = _param(None, _scheduler_address)
+
+    def resolved_scheduler(self) -> str | None:
+        """The address to use: ``DASK_SCHEDULER_ADDRESS`` when set (and not empty), else
+        ``scheduler``; checked the same way."""
+        from_env = os.environ.get(SCHEDULER_ENV, "").strip()
+        if from_env:
+            try:
+                return _scheduler_address(SCHEDULER_ENV, from_env)
+            except ParamsError as error:
+                message = str(error).replace("params.yaml: ", "environment: ", 1)
+                raise ParamsError(message) from None
+        return self.scheduler
+
+
+@dataclass(frozen=True)
 class Params:
     data: DataParams = field(default_factory=DataParams)
     split: SplitParams = field(default_factory=SplitParams)
@@ -376,6 +422,7 @@ class Params:
     tune: TuneParams = field(default_factory=TuneParams)
     stats: StatsParams = field(default_factory=StatsParams)
     mlflow: MlflowParams = field(default_factory=MlflowParams)
+    compute: ComputeParams = field(default_factory=ComputeParams)
 
     def to_dict(self) -> dict[str, Any]:
         """Every value, defaults filled in, as plain YAML/JSON types (tuples as lists)."""

@@ -23,7 +23,9 @@ TIME_COLUMNS = ("mean_fit_time", "std_fit_time", "mean_score_time", "std_score_t
 def tune(params: Params, X: np.ndarray, y: np.ndarray) -> tuple[GridSearchResult, TuneSummary]:
     """The configured grid search on the training rows X (n, d), y (n,), every scorer
     recorded, ``tune.scoring`` ranking the candidates and ``tune.select`` picking one; no
-    refit (evaluate fits the pick)."""
+    refit (evaluate fits the pick). With a Dask scheduler (``compute.scheduler`` or
+    ``DASK_SCHEDULER_ADDRESS``) the (fold, p) searches run on its workers, with the same
+    results."""
     config = params.tune
     result = grid_search_cv(
         X,
@@ -35,6 +37,7 @@ def tune(params: Params, X: np.ndarray, y: np.ndarray) -> tuple[GridSearchResult
         seed=config.seed,
         scale=params.model.scale,
         select=config.select,
+        scheduler=params.compute.resolved_scheduler(),
     )
     summary = TuneSummary(
         best_params=result.best_params,

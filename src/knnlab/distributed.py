@@ -1,0 +1,388 @@
+"""Search and tuning on a Dask cluster (``dask.distributed``), bit-identical to one machine.
+
+Nothing here imports Dask until a cluster is asked for: without a scheduler, knnlab runs as
+before and ``dask`` never enters ``sys.modules``.
+
+How a search is split (:func:`sharded_kneighbors`):
+
+* the training set (n, d) is cut into contiguous **shards**, one per worker thread; each
+  shard and each block of queries is **scattered once** (``client.scatter``), and every
+  task is one (shard, query block) pair;
+* each task runs knnlab's own search (:func:`knnlab.neighbors.kneighbors`'s body, one
+  thread, chunked by ``working_memory`` as on one machine) of the query block against its
+  shard and returns the shard's exact top k, indices shifted to global training rows;
+* the client merges the shards' lists by (distance, global index), the single-machine tie
+  rule, and keeps the first k.
+
+Why the merge is exact: a pair's distance is computed from the two float64 rows alone, the
+same whatever chunk, path or shard computes it (see :mod:`knnlab._kernels`), and a shard is
+a contiguous run of training rows, so its local order (distance, then local index) is the
+global order restricted to it. The global top k by (distance, index) is therefore a subset
+of the union of the shards' top k, which the merge sorts by the same key. When the queries
+are the training set, each shard returns k + 1 and the query's own row is dropped from
+whichever shard holds it (as on one machine, its duplicates stay).
+
+Failures: a task is pure, so when a worker dies Dask reruns its tasks elsewhere; scattered
+data has no recipe to rebuild it, so when the only copy of a shard or query block is lost
+with its worker, the client scatters that block again and resubmits the tasks that
+needed it. Either way the answer is the same.
+
+Grid searches use :func:`run_tasks` for their (fold, p) tasks (see
+:func:`knnlab.model_selection.grid_search_cv`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+# Seconds a client waits for a scheduler before giving up: an address that cannot be
+# reached fails fast, with its name, instead of hanging for Dask's default 30 s.
+CONNECT_TIMEOUT = 5.0
+# Queries per task at most: a block is sent to each worker that holds a shard, and results
+# come back per block (n_block, k); larger blocks mean fewer tasks and fewer per-task set-ups.
+QUERY_BLOCK_ROWS = 16384
+# Times a task is resubmitted after its input data were lost with a worker.
+MAX_RESUBMITS = 3
+
+_ACTIVE: contextvars.ContextVar[Any] = contextvars.ContextVar("knnlab_dask_client", default=None)
+
+
+class SchedulerUnreachableError(ConnectionError):
+    """A Dask scheduler did not answer within the connect timeout."""
+
+
+def connect(address: str, timeout: float = CONNECT_TIMEOUT):
+    """A ``distributed.Client`` of the scheduler at ``address`` (``tcp://host:port``), or
+    :class:`SchedulerUnreachableError` (an OSError) naming the address after ``timeout``
+    seconds."""
+    from distributed import Client
+
+    try:
+        return Client(address, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise SchedulerUnreachableError(
+            f"Dask scheduler {address} cannot be reached ({reason}); start it (`dask "
+            f"scheduler`, then `dask worker {address}`) or unset compute.scheduler and "
+            f"DASK_SCHEDULER_ADDRESS to run on this machine"
+        ) from None
+
+
+@contextlib.contextmanager
+def on_cluster(scheduler) -> Iterator[Any]:
+    """Run knnlab's searches inside the block on a Dask cluster: ``kneighbors``, the
+    estimators' brute-force searches and ``grid_search_cv`` take its client when they are
+    not given one. ``scheduler``: an address (connected here, closed at the end) or a
+    ``distributed.Client`` (left open). Yields the client."""
+    owned = isinstance(scheduler, str)
+    client = connect(scheduler) if owned else scheduler
+    token = _ACTIVE.set(client)
+    try:
+        yield client
+    finally:
+        _ACTIVE.reset(token)
+        if owned:
+            client.close()
+
+
+def resolve_client(scheduler):
+    """The client for ``scheduler`` (None: the enclosing :func:`on_cluster`'s, if any; a
+    string: a new connection, which the caller's search closes after use, see
+    :func:`client_for`)."""
+    if scheduler is None:
+        return _ACTIVE.get()
+    return scheduler
+
+
+@contextlib.contextmanager
+def client_for(scheduler) -> Iterator[Any]:
+    """A client for ``scheduler`` (address or Client) for the length of the block; None
+    when there is neither a scheduler nor an enclosing :func:`on_cluster`."""
+    scheduler = resolve_client(scheduler)
+    if isinstance(scheduler, str):
+        client = connect(scheduler)
+        try:
+            yield client
+        finally:
+            client.close()
+    else:
+        yield scheduler
+
+
+def _require_workers(client) -> None:
+    """Wait up to :data:`CONNECT_TIMEOUT` seconds for a worker; else
+    :class:`SchedulerUnreachableError` (tasks would wait for ever on a cluster without
+    workers)."""
+    if client.nthreads():
+        return
+    timeout = CONNECT_TIMEOUT
+    address = client.scheduler.address
+    try:
+        client.wait_for_workers(1, timeout=timeout)
+    except TimeoutError:
+        raise SchedulerUnreachableError(
+            f"Dask scheduler {address} has no workers (waited {timeout:g} s); start one: "
+            f"`dask worker {address}`"
+        ) from None
+
+
+def total_threads(client) -> int:
+    """Worker threads of the cluster (at least 1)."""
+    return max(1, sum(client.nthreads().values()))
+
+
+# --- scattered inputs and resilient tasks --------------------------------------------------
+
+
+def compact(array: np.ndarray) -> np.ndarray:
+    """The array in the narrowest of uint8, int16 and float32 that holds every float64
+    value bit for bit (pixels are small integers: 8x fewer bytes to send), else itself.
+    ``np.asarray(compact(a), dtype=np.float64)`` has a's exact bits, so a worker that widens
+    it computes what this machine would."""
+    if array.dtype != np.float64 or array.size == 0:
+        return array
+    # Equal float64 values have equal bits, but for -0.0 == 0.0 (NaN never compares equal):
+    # integers cannot hold -0.0, float32 can.
+    negative_zero = bool((np.signbit(array) & (array == 0)).any())
+    for dtype in (np.uint8, np.int16, np.float32):
+        if negative_zero and dtype != np.float32:
+            continue
+        with np.errstate(invalid="ignore", over="ignore"):
+            narrow = array.astype(dtype)
+        if np.array_equal(narrow.astype(np.float64), array):
+            return narrow
+    return array
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A task argument standing for a scattered input (by name), see :func:`run_tasks`."""
+
+    name: str
+
+
+def run_tasks(
+    client,
+    inputs: dict[str, np.ndarray],
+    calls: Sequence[tuple[Callable, tuple]],
+    *,
+    broadcast: Sequence[str] = (),
+    on_result: Callable[[int, Any], None] | None = None,
+    timings: dict[str, float] | None = None,
+) -> list:
+    """Run ``function(*args)`` for every (function, args) in ``calls`` on the cluster and
+    return the results in the order of ``calls``.
+
+    inputs : arrays scattered once, before any task; an argument ``Ref(name)`` is replaced by
+        the scattered ``inputs[name]`` on the worker, in the narrowest dtype that holds it
+        exactly (:func:`compact`: the function widens it back with ``np.asarray(x,
+        dtype=np.float64)``). Those named in ``broadcast`` go to every
+        worker, the others to one worker each (round-robin), where the tasks using them run.
+    on_result : called as results arrive, with the call's position and its result.
+    timings : if given, filled with the seconds spent narrowing the inputs (``compact``),
+        scattering them (``scatter``, re-scatters included) and from the first submission
+        to the last result (``tasks``).
+
+    The functions must be pure (same arguments, same result): a task whose worker dies is
+    rerun by Dask; a task whose scattered input was lost with a worker is resubmitted after
+    the lost inputs are scattered again (at most :data:`MAX_RESUBMITS` times). An exception
+    raised by a function is raised here.
+    """
+    from distributed import as_completed
+
+    broadcast = set(broadcast)
+    futures: dict[str, Any] = {}
+    spent = {"compact": 0.0, "scatter": 0.0}
+
+    def scatter(names: list[str]) -> None:
+        for wide in (True, False):
+            chosen = [n for n in names if (n in broadcast) == wide]
+            if chosen:
+                start = time.perf_counter()
+                sent = [compact(inputs[n]) for n in chosen]
+                compacted = time.perf_counter()
+                scattered = client.scatter(sent, broadcast=wide, hash=False)
+                spent["compact"] += compacted - start
+                spent["scatter"] += time.perf_counter() - compacted
+                futures.update(zip(chosen, scattered, strict=True))
+
+    _require_workers(client)
+    scatter(list(inputs))
+    scattered = time.perf_counter()
+
+    def submit(position: int):
+        function, args = calls[position]
+        resolved = [futures[a.name] if isinstance(a, Ref) else a for a in args]
+        return client.submit(function, *resolved, pure=False)
+
+    pending = {submit(i): i for i in range(len(calls))}
+    attempts = [0] * len(calls)
+    results: list[Any] = [None] * len(calls)
+    done = as_completed(list(pending), loop=client.loop)
+    try:
+        for future in done:
+            position = pending.pop(future)
+            if future.status == "finished":
+                results[position] = future.result()
+                future.release()
+                if on_result is not None:
+                    on_result(position, results[position])
+                continue
+            if future.status == "error":
+                future.result()  # the function raised: raise it here
+            # Cancelled or lost: an input of this task went with a worker.
+            attempts[position] += 1
+            if attempts[position] > MAX_RESUBMITS:
+                raise RuntimeError(
+                    f"Dask task {position} lost its input data {MAX_RESUBMITS} times "
+                    f"(workers dying?); last state: {future.status}"
+                )
+            needed = [a.name for a in calls[position][1] if isinstance(a, Ref)]
+            scatter([n for n in needed if futures[n].status != "finished"])
+            retry = submit(position)
+            pending[retry] = position
+            done.add(retry)
+    finally:
+        for future in list(pending) + list(futures.values()):
+            future.cancel()
+    if timings is not None:
+        timings.update(spent, tasks=time.perf_counter() - scattered)
+    return results
+
+
+# --- the sharded search ---------------------------------------------------------------------
+
+
+def shard_bounds(n_rows: int, n_shards: int) -> np.ndarray:
+    """(n_shards + 1,) row offsets of contiguous, near-equal shards (none empty)."""
+    n_shards = max(1, min(n_shards, n_rows))
+    return np.linspace(0, n_rows, n_shards + 1).round().astype(np.int64)
+
+
+def search_shard(
+    shard: np.ndarray,
+    offset: int,
+    queries: np.ndarray,
+    n_neighbors: int,
+    p: float,
+    working_memory: int | None,
+    prefilter: bool | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One task: the exact top ``min(n_neighbors, len(shard))`` of each query (m, d) among
+    the shard's rows (n_s, d), on one thread. Returns distances (m, k_s) and global row
+    indices (m, k_s) (local row + offset), sorted by (distance, index)."""
+    from knnlab import neighbors
+
+    shard = np.ascontiguousarray(shard, dtype=np.float64)  # as sent by compact()
+    queries = np.ascontiguousarray(queries, dtype=np.float64)
+    k = min(n_neighbors, shard.shape[0])
+    distances, indices, _ = neighbors._search(shard, queries, k, p, working_memory, 1, prefilter)
+    return distances, indices + offset
+
+
+def merge_neighbours(
+    parts: Sequence[tuple[np.ndarray, np.ndarray]],
+    n_neighbors: int,
+    own_rows: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Merge shards' neighbour lists with knnlab's tie rule.
+
+    parts : per shard, distances (m, k_s) and global indices (m, k_s); own_rows : (m,) the
+        global training row of each query to leave out (the queries are the training
+        rows), or None. Returns the first n_neighbors by (distance, then lower index) of
+        each row: distances (m, n_neighbors) float64 and indices (m, n_neighbors) int64.
+    """
+    distances = np.concatenate([d for d, _ in parts], axis=1)  # (m, sum k_s)
+    indices = np.concatenate([i for _, i in parts], axis=1)
+    if own_rows is not None:
+        own = indices == own_rows[:, None]
+        distances = np.where(own, np.inf, distances)
+        indices = np.where(own, np.iinfo(np.int64).max, indices)  # last among the inf
+    order = np.lexsort((indices, distances), axis=-1)[:, :n_neighbors]
+    return (
+        np.take_along_axis(distances, order, axis=1),
+        np.take_along_axis(indices, order, axis=1),
+    )
+
+
+def sharded_kneighbors(
+    client,
+    X_train,
+    X_query,
+    n_neighbors: int,
+    *,
+    p: float = 2,
+    working_memory: int | None = None,
+    prefilter: bool | None = None,
+    n_shards: int | None = None,
+    query_block: int = QUERY_BLOCK_ROWS,
+    timings: dict[str, float] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`knnlab.neighbors.kneighbors` on a Dask cluster: same arguments and checks,
+    bit-identical results (see the module docstring for why).
+
+    client : ``distributed.Client`` or a scheduler address; n_shards : training shards
+    (default: the cluster's worker threads); query_block : queries per task at most;
+    timings : if given, filled with the seconds of ``compact``, ``scatter``, ``tasks`` (see
+    :func:`run_tasks`) and ``merge``.
+    """
+    from knnlab import neighbors
+
+    with client_for(client) as client:
+        X_train, X_query, p = neighbors._check_inputs(X_train, X_query, n_neighbors, p)
+        is_self_query = X_query is None
+        queries = X_train if is_self_query else X_query
+        settings = (working_memory, prefilter)
+        bounds = shard_bounds(len(X_train), n_shards or total_threads(client))
+        starts = range(0, len(queries), max(1, query_block))
+        n_s = len(bounds) - 1
+        inputs = {f"shard{s}": X_train[bounds[s] : bounds[s + 1]] for s in range(n_s)}
+        inputs |= {f"queries{q}": queries[a : a + query_block] for q, a in enumerate(starts)}
+        # The query's own row, when it is a training row: one more from each shard.
+        k_ask = n_neighbors + int(is_self_query)
+        calls = [
+            (
+                search_shard,
+                (Ref(f"shard{s}"), int(bounds[s]), Ref(f"queries{q}"), k_ask, p, *settings),
+            )
+            for q in range(len(starts))
+            for s in range(n_s)
+        ]
+        names = [f"queries{q}" for q in range(len(starts))]
+        found = run_tasks(client, inputs, calls, broadcast=names, timings=timings)
+    merge_start = time.perf_counter()
+    distances = np.empty((len(queries), n_neighbors))
+    indices = np.empty((len(queries), n_neighbors), dtype=np.int64)
+    for q, a in enumerate(starts):
+        rows = slice(a, a + query_block)
+        own = np.arange(a, min(a + query_block, len(queries))) if is_self_query else None
+        distances[rows], indices[rows] = merge_neighbours(
+            found[q * n_s : (q + 1) * n_s], n_neighbors, own
+        )
+    if np.isinf(distances).any():
+        centre = X_train.mean(axis=0)
+        from knnlab import _kernels
+
+        a_all = _kernels.largest_centred(X_train, centre)
+        if not is_self_query:
+            a_all = max(a_all, _kernels.largest_centred(queries, centre))
+        neighbors._check_finite_distances(distances, p, a_all)
+    if timings is not None:
+        timings["merge"] = time.perf_counter() - merge_start
+    return distances, indices
+
+
+def describe(client) -> str:
+    """One line: the scheduler's address and its workers and threads."""
+    threads = client.nthreads()
+    return (
+        f"Dask scheduler {client.scheduler.address}: {len(threads)} workers, "
+        f"{sum(threads.values())} threads"
+    )
