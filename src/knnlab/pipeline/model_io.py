@@ -329,8 +329,12 @@ def read_model(path: Path | str) -> tuple[dict, dict[str, np.ndarray]]:
 
 def load_model(path: Path | str) -> KNNClassifier:
     """Read a model file and return the fitted estimator (trees are rebuilt on load)."""
+    return model_from(*read_model(path))
+
+
+def model_from(header: dict, arrays: dict[str, np.ndarray]) -> KNNClassifier:
+    """The fitted estimator of a model file already read by :func:`read_model`."""
     from knnlab.estimators import KNNClassifier
 
-    header, arrays = read_model(path)
     model = KNNClassifier(**header["params"])
     return model.fit(arrays["X"], arrays["classes"][arrays["y"]])

@@ -4,18 +4,30 @@ and the MLflow records out (the tune stage reads and writes the files)."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from knnlab.model_selection import GridSearchResult, grid_search_cv
 from knnlab.options import SCORERS
+from knnlab.pipeline import files
 from knnlab.pipeline.artifacts import SplitInfo, TuneSummary
 from knnlab.pipeline.params import Params
+from knnlab.pipeline.paths import BEST_PARAMS, CV_RESULTS
 
 # The tune run's tag: files.digest of reports/tune/ (what the search found), the same on
 # every run of the same search, so the stage's DVC output tracking/tune_run.json is too.
 TUNE_TAG = "knnlab.tune_sha256"
+
+
+def tune_key(tune_dir: Path) -> str:
+    """:func:`knnlab.pipeline.files.digest` of ``cv_results.csv`` and ``best_params.json``
+    in ``tune_dir`` (the staged ``reports/tune/``), under their project paths."""
+    return files.digest(
+        {path.as_posix(): tune_dir / path.name for path in (CV_RESULTS, BEST_PARAMS)}
+    )
+
 
 TIME_COLUMNS = ("mean_fit_time", "std_fit_time", "mean_score_time", "std_score_time")
 

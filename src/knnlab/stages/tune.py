@@ -30,12 +30,7 @@ def run(params: Params) -> None:
         files.write_csv(timings_file, result.search_timings)
         speed_figure = outputs.staged(paths.SEARCH_SPEED_FIGURE)
         figure_style.save(timing_figures.search_speed_figure(result.search_timings), speed_figure)
-        key = files.digest(
-            {
-                path.as_posix(): tune_dir / path.name
-                for path in (paths.CV_RESULTS, paths.BEST_PARAMS)
-            }
-        )
+        key = tuning.tune_key(tune_dir)
         run_name = f"tune {summary.n_candidates} candidates"
         with runs.stage_run(params.mlflow, "tune", run_name) as mlflow_run:
             mlflow_run.log(

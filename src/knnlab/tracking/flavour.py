@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from knnlab.estimators import KNNClassifier
-from knnlab.pipeline.model_io import read_model
+from knnlab.pipeline.model_io import model_from, read_model
 
 OUTPUT_PARAM = "output"
 OUTPUTS = ("label", "proba")  # the first is the default
@@ -145,8 +145,6 @@ def _feature_names(extra: dict, n_features: int) -> list[str] | None:
 
 def _load_pyfunc(data_path: str) -> KnnlabPyfunc:
     """MLflow's loader hook: ``data_path`` is the logged knnlab ``.npz``."""
-    # As model_io.load_model builds it, from one read of the file (the header holds the
-    # feature names).
-    header, arrays = read_model(data_path)
-    model = KNNClassifier(**header["params"]).fit(arrays["X"], arrays["classes"][arrays["y"]])
+    header, arrays = read_model(data_path)  # read once: the header holds the feature names
+    model = model_from(header, arrays)
     return KnnlabPyfunc(model, _feature_names(header["extra"], model.n_features_in_))
