@@ -9,9 +9,12 @@ Run from the repository root with the project's environment (about 8 minutes on 
 What it measures, for each cluster (a fresh ``LocalCluster``, kernels loaded on every worker
 before timing):
 
-* **search**: the 60,000 training images against 10,000 test images, k = 10, p = 2,
-  sharded (:func:`knnlab.distributed.sharded_kneighbors`); checked bit-identical to the
-  single-machine :func:`knnlab.kneighbors`;
+* **search**: the 60,000 training images against 10,000 test images, k = 10, p = 2 (and
+  2,000 of them at p = 1) on the cluster (:func:`knnlab.distributed.sharded_kneighbors`),
+  in both layouts (:func:`knnlab.distributed.plan_search`): *replicated* (the training set
+  sent to every worker, the queries split) and *sharded* (the training set cut in one
+  shard per worker), with the one the default plan picks marked; each checked
+  bit-identical to the single-machine :func:`knnlab.kneighbors`;
 * **grid**: the pipeline's tune on the default params (train split of 52,500 rows, 5 folds,
   p 1, 2, 3, k 2..18, both weightings: 15 (fold, p) tasks), with ``compute.scheduler`` set
   to the cluster; its ``cv_results.csv`` bytes checked identical across clusters;
@@ -86,8 +89,11 @@ def scheduling_overhead(client, n_tasks: int = 200) -> tuple[float, float]:
     return single, (time.perf_counter() - start) / n_tasks
 
 
-def bench_search(client, X_train, X_query, expected, p: float, repeat: int) -> dict:
-    """The best of ``repeat`` sharded searches (by wall time), with its breakdown."""
+def bench_search(
+    client, X_train, X_query, expected, p: float, repeat: int, n_shards: int | None
+) -> dict:
+    """The best of ``repeat`` searches on the cluster (by wall time), with its breakdown;
+    n_shards : training shards (1: replicated)."""
     from distributed import get_task_stream
 
     best = None
@@ -96,7 +102,7 @@ def bench_search(client, X_train, X_query, expected, p: float, repeat: int) -> d
         with get_task_stream(client) as stream:
             start = time.perf_counter()
             found = distributed.sharded_kneighbors(
-                client, X_train, X_query, 10, p=p, timings=timings
+                client, X_train, X_query, 10, p=p, n_shards=n_shards, timings=timings
             )
             wall = time.perf_counter() - start
         identical = np.array_equal(found[0], expected[0]) and np.array_equal(found[1], expected[1])
@@ -105,6 +111,24 @@ def bench_search(client, X_train, X_query, expected, p: float, repeat: int) -> d
             best = run
         assert identical, "the sharded search differs from one machine"
     return best
+
+
+def default_layout(client, X_train, queries, p: float) -> str:
+    """The layout :func:`knnlab.distributed.sharded_kneighbors` picks without n_shards."""
+    from knnlab import _kernels, neighbors
+
+    prunes = neighbors._prefilter_applies(
+        None, _kernels.power_kind(p), len(X_train), X_train.shape[1], len(queries), 10
+    )
+    plan = distributed.plan_search(
+        X_train.size * 8,
+        len(X_train),
+        len(queries),
+        distributed.total_threads(client),
+        distributed.memory_limits(client),
+        replicate=prunes,
+    )
+    return "replicated" if plan.replicated else "sharded"
 
 
 def bench_grid(client, address: str, X, y) -> dict:
@@ -168,9 +192,11 @@ def main(argv: list[str] | None = None) -> int:
     ]
 
     _load_kernels()
-    searches = {2.0: X_query, 1.0: X_query[: n_queries // 5]}  # p = 1: no pre-filter, slower
+    queries_of = {2.0: X_query, 1.0: X_query[: n_queries // 5]}  # p = 1: no pre-filter
+    # (p, layout): the training set replicated on every worker, or one shard per worker
+    searches = [(p, layout) for p in queries_of for layout in ("replicated", "sharded")]
     expected = {}
-    for p, queries in searches.items():
+    for p, queries in queries_of.items():
         best = math.inf
         for _ in range(args.repeat):
             start = time.perf_counter()
@@ -187,9 +213,18 @@ def main(argv: list[str] | None = None) -> int:
         try:
             single, per_task = scheduling_overhead(client)
             search = {
-                p: bench_search(client, X_train, queries, expected[p], p, args.repeat)
-                for p, queries in searches.items()
+                (p, layout): bench_search(
+                    client,
+                    X_train,
+                    queries_of[p],
+                    expected[p],
+                    p,
+                    args.repeat,
+                    1 if layout == "replicated" else n_workers,
+                )
+                for p, layout in searches
             }
+            defaults = {p: default_layout(client, X_train, q, p) for p, q in queries_of.items()}
             address = cluster.scheduler_address
             grid = None if args.skip_grid else bench_grid(client, address, X_tune, y_tune)
         finally:
@@ -203,13 +238,19 @@ def main(argv: list[str] | None = None) -> int:
             f"scheduling: one no-op task round trip {single * 1e3:.1f} ms; "
             f"200 no-op tasks {per_task * 1e3:.2f} ms each",
         ]
-        for p, queries in searches.items():
-            run = search[p]
-            megabytes = (X_train.nbytes + queries.nbytes * n_workers) / 2**20  # as float64
-            sent = distributed.compact(X_train).nbytes
-            sent += distributed.compact(queries).nbytes * n_workers
+        for p, layout in searches:
+            run, queries = search[p, layout], queries_of[p]
+            picked = defaults[p] == layout
+            # what goes to every worker: the training set when replicated, else the queries
+            copies = (n_workers, 1) if run["n_shards"] == 1 else (1, n_workers)
+            megabytes = (X_train.nbytes * copies[0] + queries.nbytes * copies[1]) / 2**20
+            sent = distributed.compact(X_train).nbytes * copies[0]
+            sent += distributed.compact(queries).nbytes * copies[1]
             lines.append(
-                f"search p = {p:g} ({len(queries):,} queries, best of {args.repeat}): wall "
+                f"search p = {p:g}, {layout}{' (the default plan)' if picked else ''} "
+                f"({run['n_shards']} training shard(s) x "
+                f"{run['n_query_blocks']} query block(s)), {len(queries):,} queries, best of "
+                f"{args.repeat}: wall "
                 f"{run['wall']:.2f} s = compact {run['compact']:.2f} s + scatter "
                 f"{run['scatter']:.2f} s ({megabytes:,.0f} MB of float64 sent as "
                 f"{sent / 2**20:,.0f} MB: {sent / 2**20 / run['scatter']:,.0f} MB/s) + tasks "
@@ -232,10 +273,11 @@ def main(argv: list[str] | None = None) -> int:
             )
     (s1, g1), (s2, g2) = results[1], results[2]
     lines += ["", "## speed-up, 2 workers against 1"]
-    for p in searches:
+    for key in searches:
         lines.append(
-            f"search p = {p:g}: {s1[p]['wall'] / s2[p]['wall']:.2f}x (wall); compute makespan "
-            f"{max(s1[p]['busy'].values()) / max(s2[p]['busy'].values()):.2f}x"
+            f"search p = {key[0]:g}, {key[1]}: {s1[key]['wall'] / s2[key]['wall']:.2f}x (wall); "
+            f"compute makespan "
+            f"{max(s1[key]['busy'].values()) / max(s2[key]['busy'].values()):.2f}x"
         )
     if g1 is not None:
         lines.append(

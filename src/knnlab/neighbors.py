@@ -821,18 +821,26 @@ def _search(
     working_memory: int | None,
     n_jobs: int | None,
     prefilter: bool | None,
+    whole: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """:func:`kneighbors` on checked inputs, without its final check: the distances (n_queries,
     k), the indices (n_queries, k) and the largest |centred coordinate| (for the message of
     :func:`_check_finite_distances`). A shard of a distributed search may hold only distant
-    points (distances inf) while the merged top k does not."""
+    points (distances inf) while the merged top k does not.
+
+    whole : (n_train, n_queries) of the whole search when this is one task of it (a shard
+    or a query block): the automatic pre-filter decides on the whole search's size, so a
+    search split in many small tasks prunes as one machine would (speed only)."""
     is_self_query = X_query is None
     queries = X_train if is_self_query else X_query
     n_queries, n_features = queries.shape
     n_train = X_train.shape[0]
     kind = _kernels.power_kind(p)
     uses_gram = kind == 2
-    use_low_rank = _prefilter_applies(prefilter, kind, n_train, n_features, n_queries, n_neighbors)
+    sized_train, sized_queries = whole or (n_train, n_queries)
+    use_low_rank = _prefilter_applies(
+        prefilter, kind, sized_train, n_features, sized_queries, n_neighbors
+    )
     auto = prefilter is None
 
     centre = X_train.mean(axis=0)

@@ -88,6 +88,42 @@ def test_shards_are_contiguous_and_never_empty():
     assert distributed.shard_bounds(2, 8).tolist() == [0, 1, 2], "no more shards than rows"
 
 
+GIB = 2**30
+
+
+def test_a_training_set_that_fits_a_worker_is_replicated_and_the_queries_split():
+    # 60,000 x 784 float64 (376 MB) on two 12 GiB workers of one thread
+    plan = distributed.plan_search(376 * 2**20, 60_000, 10_000, 2, [12 * GIB, 12 * GIB])
+    assert plan == distributed.SearchPlan(n_shards=1, n_query_blocks=2)
+    assert plan.replicated
+    # more queries than a block holds: more blocks, still one shard
+    assert distributed.plan_search(GIB, 10**6, 40_000, 2, [12 * GIB]).n_query_blocks == 3
+
+
+def test_a_training_set_beyond_a_worker_is_sharded_within_its_memory():
+    # 63 GB (10 M x 784) on 8 workers of 16 GiB: a quarter is 4 GiB, so 15 shards, not 8
+    plan = distributed.plan_search(63 * 10**9, 10**7, 10_000, 8, [16 * GIB] * 8)
+    assert plan == distributed.SearchPlan(n_shards=15, n_query_blocks=1)
+    # just over the budget: one shard per thread at least
+    assert distributed.plan_search(3 * GIB + 1, 10**6, 100, 2, [12 * GIB] * 2).n_shards == 2
+    # the smallest worker decides; no limit anywhere means REPLICA_MAX_BYTES
+    assert distributed.plan_search(GIB, 10**6, 100, 2, [12 * GIB, 2 * GIB]).n_shards == 2
+    assert distributed.plan_search(GIB, 10**6, 100, 2, [0, 0]).replicated
+    assert not distributed.plan_search(5 * GIB, 10**6, 100, 2, []).replicated
+
+
+def test_a_search_that_does_not_prune_is_sharded_even_when_it_fits():
+    # a scan of every pair: the shards split its set-up, replicas would repeat it
+    plan = distributed.plan_search(GIB, 60_000, 2_000, 2, [12 * GIB] * 2, replicate=False)
+    assert plan == distributed.SearchPlan(n_shards=2, n_query_blocks=1)
+
+
+def test_an_explicit_shard_count_wins_and_nothing_outnumbers_the_rows():
+    plan = distributed.plan_search(10**4, 50, 23, 2, [12 * GIB], n_shards=6, query_block=10)
+    assert plan == distributed.SearchPlan(n_shards=6, n_query_blocks=3)
+    assert distributed.plan_search(10**4, 3, 2, 8, [], n_shards=5) == distributed.SearchPlan(3, 2)
+
+
 # --- the sharded search ------------------------------------------------------------------
 
 
@@ -132,8 +168,15 @@ def test_every_search_path_is_bit_identical(client, rng, kwargs, what):
     basis = rng.normal(size=(6, 300))
     X = rng.normal(size=(700, 6)) @ basis + 0.01 * rng.normal(size=(700, 300))
     X_train, X_query = X[:600], X[600:]
-    found = kneighbors(X_train, X_query, 5, scheduler=client, **kwargs)
-    assert_identical(found, kneighbors(X_train, X_query, 5, **kwargs), what)
+    expected = kneighbors(X_train, X_query, 5, **kwargs)
+    # the default plan (the pre-filter's search replicated, the others sharded), then both
+    # layouts whatever the path
+    assert_identical(kneighbors(X_train, X_query, 5, scheduler=client, **kwargs), expected, what)
+    for n_shards in (1, 2):
+        found = distributed.sharded_kneighbors(
+            client, X_train, X_query, 5, n_shards=n_shards, **kwargs
+        )
+        assert_identical(found, expected, f"{what}, {n_shards} shard(s)")
 
 
 def test_huge_magnitudes_take_the_same_exact_path(client, rng):
@@ -154,16 +197,45 @@ def test_an_address_works_as_a_client_and_k_may_take_every_other_row(cluster, cl
     )
 
 
-def test_data_is_scattered_once_per_search(client, rng, monkeypatch):
-    scatters = []
+@pytest.fixture
+def scatters(client, monkeypatch) -> list[tuple[int, bool]]:
+    """The client's scatter calls, as they happen: (number of inputs, to every worker?)."""
+    calls = []
     original = client.scatter
     monkeypatch.setattr(
-        client, "scatter", lambda data, **kw: scatters.append(kw) or original(data, **kw)
+        client,
+        "scatter",
+        lambda data, **kw: calls.append((len(data), kw["broadcast"])) or original(data, **kw),
     )
+    return calls
+
+
+def test_data_is_scattered_once_per_search(client, rng, scatters):
     X = rng.normal(size=(200, 5))
     distributed.sharded_kneighbors(client, X, X[:50], 3, n_shards=4, query_block=20)
     # one call for the 3 query blocks (to every worker), one for the 4 shards (one each)
-    assert [kw["broadcast"] for kw in scatters] == [True, False], f"got {scatters}"
+    assert scatters == [(3, True), (4, False)], f"got {scatters}"
+
+
+def test_a_replicated_search_sends_the_training_set_to_every_worker_once(client, rng, scatters):
+    basis = rng.normal(size=(6, 300))
+    X = rng.normal(size=(900, 6)) @ basis + 0.01 * rng.normal(size=(900, 300))
+    timings: dict = {}
+    found = distributed.sharded_kneighbors(
+        client, X[:800], X[800:], 5, prefilter=True, timings=timings
+    )
+    # the default plan on two one-thread workers: one shard to both, a query block each
+    assert (timings["n_shards"], timings["n_query_blocks"]) == (1, 2)
+    assert scatters == [(1, True), (2, False)], f"got {scatters}"
+    assert_identical(found, kneighbors(X[:800], X[800:], 5, prefilter=True), "replicated")
+    # and the training rows as queries: each block skips its own rows
+    found = distributed.sharded_kneighbors(client, X, None, 4, prefilter=True, n_shards=1)
+    assert_identical(found, kneighbors(X, None, 4, prefilter=True), "replicated, self-query")
+    # a search that does not prune is sharded: one shard per worker
+    timings = {}
+    found = distributed.sharded_kneighbors(client, X[:800], X[800:], 5, p=1.5, timings=timings)
+    assert (timings["n_shards"], timings["n_query_blocks"]) == (2, 1)
+    assert_identical(found, kneighbors(X[:800], X[800:], 5, p=1.5), "sharded, p = 1.5")
 
 
 def test_estimators_on_a_cluster_predict_the_same(client, rng):
@@ -268,8 +340,9 @@ def test_worker_killed_mid_grid_search_is_retried_with_the_same_result(client, r
 
 
 @pytest.mark.slow
-def test_worker_killed_mid_search_loses_a_shard_and_the_result_is_the_same(client, rng):
-    # Given a search whose shards live on one worker each (no other copy)
+@pytest.mark.parametrize("n_shards", [2, None], ids=["sharded", "replicated"])
+def test_worker_killed_mid_search_loses_a_shard_and_the_result_is_the_same(client, rng, n_shards):
+    # Given a search whose shards (or, replicated, query blocks) live on one worker each
     X_train = rng.normal(size=(40000, 30))
     X_query = rng.normal(size=(3000, 30))
     expected = kneighbors(X_train, X_query, 10, p=3)
@@ -277,9 +350,9 @@ def test_worker_killed_mid_search_loses_a_shard_and_the_result_is_the_same(clien
     killed: list = []
     killer = threading.Thread(target=kill_a_busy_worker, args=(client, killed))
     killer.start()
-    found = distributed.sharded_kneighbors(client, X_train, X_query, 10, p=3, n_shards=2)
+    found = distributed.sharded_kneighbors(client, X_train, X_query, 10, p=3, n_shards=n_shards)
     killer.join()
-    # Then the lost shard is scattered again, its task rerun, and the answer is identical
+    # Then the lost block is scattered again, its task rerun, and the answer is identical
     assert killed, "no worker was busy: the kill did not happen"
     assert_identical(found, expected, "after a killed worker")
 
@@ -362,3 +435,24 @@ def test_a_scheduler_without_workers_fails_in_seconds(rng, monkeypatch):
         pytest.raises(distributed.SchedulerUnreachableError, match="has no workers"),
     ):
         kneighbors(rng.normal(size=(20, 2)), None, 3, scheduler=client)
+
+
+def test_a_task_decides_the_pre_filter_on_the_whole_search(rng, monkeypatch):
+    # Given a shard of 1,000 image-like rows, too small alone for the automatic pre-filter
+    from knnlab import neighbors
+
+    basis = rng.normal(size=(6, 300))
+    X = rng.normal(size=(1100, 6)) @ basis + 0.01 * rng.normal(size=(1100, 300))
+    shard, queries = X[:1000], X[1000:]
+    decided = []
+    original = neighbors._low_rank
+    monkeypatch.setattr(
+        neighbors, "_low_rank", lambda *a, **kw: decided.append(1) or original(*a, **kw)
+    )
+    alone = distributed.search_shard(shard, 0, queries, 5, 2.0, None, None)
+    assert decided == [], "alone, the shard is below the pre-filter's size"
+    # When it is one task of a 60,000 x 10,000 search
+    part = distributed.search_shard(shard, 0, queries, 5, 2.0, None, None, (60_000, 10_000))
+    # Then it pre-filters as that search would on one machine, with the same answer
+    assert decided == [1]
+    assert_identical(part, alone, "pre-filtered task")

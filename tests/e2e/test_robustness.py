@@ -81,22 +81,10 @@ def _digests(root, patterns) -> dict[str, str]:
     }
 
 
-def test_forced_repro_is_byte_identical(project):
-    deterministic = [
-        "reports/metrics.json",
-        "reports/uncertainty.json",
-        "reports/tune/*",
-        "reports/plots/*",
-    ]
-    first = _digests(project, deterministic)
-    run(["dvc", "repro", "--force"], project)
-    second = _digests(project, deterministic)
-    assert len(first) >= 7 and first == second
-
-
 def test_queued_experiments_in_parallel_all_land_in_mlflow(project):
     before = {r["run_id"] for r in store(project)}
-    for k in (2, 4, 6, 8):
+    # Three on two workers: both run at once, and one worker then takes the third.
+    for k in (2, 4, 6):
         run(["dvc", "exp", "run", "--queue", "-S", f"model.n_neighbors={k}"], project)
     # The workers are detached: with its output captured, `dvc queue start` would be waited
     # for until they exit, and a worker of DVC 3.67 that decides to shut down while a task
@@ -120,19 +108,29 @@ def test_queued_experiments_in_parallel_all_land_in_mlflow(project):
             time.sleep(1)
     finally:
         run(["dvc", "queue", "stop", "--kill"], project)
-    assert status.count("Success") == 4, status
+    assert status.count("Success") == 3, status
     new = [r for r in store(project) if r["run_id"] not in before]
     evaluate = sorted(
         (int(r["params"]["n_neighbors"]), r["status"], bool(r["tags"].get("knnlab.dvc_exp_name")))
         for r in new
         if r["tags"].get("knnlab.stage") == "evaluate"
     )
-    assert evaluate == [(k, "FINISHED", True) for k in (2, 4, 6, 8)], evaluate
+    assert evaluate == [(k, "FINISHED", True) for k in (2, 4, 6)], evaluate
     assert not [r for r in new if r["tags"].get("knnlab.stage") == "tune"], "tune did not re-run"
 
 
-def test_two_clones_log_to_one_store_at_once(tmp_path, project):
+# What the same params must reproduce byte for byte, wherever and however often they run.
+DETERMINISTIC = [
+    "reports/metrics.json",
+    "reports/uncertainty.json",
+    "reports/tune/*",
+    "reports/plots/*",
+]
+
+
+def test_two_clones_log_to_one_store_at_once_and_reproduce_the_same_bytes(tmp_path, project):
     shared = tmp_path / "shared.db"
+    committed = _digests(project, DETERMINISTIC)
     clones = []
     for name in ("a", "b"):
         clone = tmp_path / name
@@ -163,6 +161,10 @@ def test_two_clones_log_to_one_store_at_once(tmp_path, project):
     )
     assert stages == ["evaluate", "evaluate", "tune", "tune"]
     assert all(r["status"] == "FINISHED" for r in logged)
+    # Every stage forced to run again, in two other folders at once: the same bytes.
+    assert len(committed) >= 7
+    for clone in clones:
+        assert _digests(clone, DETERMINISTIC) == committed, clone.name
 
 
 def test_credentials_from_the_environment_never_reach_runs_or_reports(project):
