@@ -1,7 +1,7 @@
 """Dask scaling benchmark: 1 worker x 1 thread against 2 workers x 1 thread (local worker
 processes), on the real Fashion-MNIST (Debian's dataset-fashion-mnist IDX files).
 
-Run from the repository root with the project's environment (about 8 minutes on 2 cores)::
+Run from the repository root with the project's environment (about 7 minutes on 2 cores)::
 
     python benchmarks/bench_dask.py                  # writes benchmarks/results_dask.txt
     python benchmarks/bench_dask.py --quick          # 12,000 training rows: a smoke test

@@ -325,6 +325,12 @@ def plan_search(
     with the shards and repeated by replicas: measured at p = 1 on Fashion-MNIST, 1.62x on 2
     workers sharded against 1.42x replicated. ``n_shards`` overrides. Query blocks: at most
     ``query_block`` rows, and at least enough that every thread has a task."""
+    for name, value in (("n_shards", n_shards), ("query_block", query_block)):
+        if value is None and name == "n_shards":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            allowed = "a positive integer" + (" or None (plan it)" if name == "n_shards" else "")
+            raise ValueError(f"{name} must be {allowed}, got {value!r}")
     threads = max(1, threads)
     limits = [m for m in memory_limits if m]
     budget = REPLICA_MAX_BYTES

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -116,6 +117,20 @@ def test_a_search_that_does_not_prune_is_sharded_even_when_it_fits():
     # a scan of every pair: the shards split its set-up, replicas would repeat it
     plan = distributed.plan_search(GIB, 60_000, 2_000, 2, [12 * GIB] * 2, replicate=False)
     assert plan == distributed.SearchPlan(n_shards=2, n_query_blocks=1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"n_shards": 0}, "n_shards must be a positive integer or None (plan it), got 0"),
+        ({"n_shards": 2.5}, "n_shards must be a positive integer or None (plan it), got 2.5"),
+        ({"query_block": -1}, "query_block must be a positive integer, got -1"),
+        ({"query_block": True}, "query_block must be a positive integer, got True"),
+    ],
+)
+def test_a_bad_shard_count_or_block_size_is_named(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        distributed.plan_search(10**4, 50, 23, 2, [], **kwargs)
 
 
 def test_an_explicit_shard_count_wins_and_nothing_outnumbers_the_rows():
