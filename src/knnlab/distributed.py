@@ -322,9 +322,10 @@ def plan_search(
     the training set fits a worker (see :data:`REPLICA_MEMORY_FRACTION`); else one shard
     per thread at least, more if a shard would not fit. A scan of every pair (any other p)
     costs the same split either way, but its set-up (the float32 copy, norms) is split
-    with the shards and repeated by replicas: measured at p = 1 on Fashion-MNIST, 1.62x on 2
-    workers sharded against 1.42x replicated. ``n_shards`` overrides. Query blocks: at most
-    ``query_block`` rows, and at least enough that every thread has a task."""
+    with the shards and repeated by replicas: measured at p = 1 on Fashion-MNIST, 1.62-1.75x
+    on 2 workers sharded against 1.42-1.61x replicated. ``n_shards`` overrides. Query
+    blocks: at most ``query_block`` rows, and at least enough that every thread has a
+    task."""
     for name, value in (("n_shards", n_shards), ("query_block", query_block)):
         if value is None and name == "n_shards":
             continue
