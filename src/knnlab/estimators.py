@@ -199,7 +199,7 @@ class KNNClassifier(ClassifierMixin, _KNNBase):
     n_jobs : int, optional
         Threads for the brute-force search; None uses every core. Inside
         :func:`knnlab.distributed.on_cluster`, the brute-force search runs on the Dask
-        cluster instead, the training set sharded across its workers (same results).
+        cluster instead, split across its workers (same results).
 
     Ties: equal distances put the lower training index first; equal votes go to the
     smallest class label.

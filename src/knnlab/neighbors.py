@@ -775,10 +775,11 @@ def kneighbors(
         the problem's size and stops when the bound rules out too little. The results are
         identical either way; only the time differs.
     scheduler : str or distributed.Client, optional
-        A Dask scheduler's address (``tcp://host:8786``) or client: the training set is
-        sharded across its workers, each finds its shard's exact top k, and the shards are
-        merged with the same tie rule (:mod:`knnlab.distributed`); the results are
-        bit-identical. None (default): this machine, or the cluster of an enclosing
+        A Dask scheduler's address (``tcp://host:8786``) or client: the search is split
+        across its workers, the training set in shards (each worker finds its shard's exact
+        top k, merged with the same tie rule) or, for a pruning search that fits a worker,
+        sent to every worker with the queries split (:mod:`knnlab.distributed`); the
+        results are bit-identical. None (default): this machine, or the cluster of an enclosing
         :func:`knnlab.distributed.on_cluster`.
 
     Returns
