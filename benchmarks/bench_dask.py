@@ -115,19 +115,7 @@ def bench_search(
 
 def default_layout(client, X_train, queries, p: float) -> str:
     """The layout :func:`knnlab.distributed.sharded_kneighbors` picks without n_shards."""
-    from knnlab import _kernels, neighbors
-
-    prunes = neighbors._prefilter_applies(
-        None, _kernels.power_kind(p), len(X_train), X_train.shape[1], len(queries), 10
-    )
-    plan = distributed.plan_search(
-        X_train.size * 8,
-        len(X_train),
-        len(queries),
-        distributed.total_threads(client),
-        distributed.memory_limits(client),
-        replicate=prunes,
-    )
+    plan = distributed.plan_for(client, X_train, len(queries), 10, p)
     return "replicated" if plan.replicated else "sharded"
 
 

@@ -326,12 +326,9 @@ def plan_search(
     on 2 workers sharded against 1.42-1.61x replicated. ``n_shards`` overrides. Query
     blocks: at most ``query_block`` rows, and at least enough that every thread has a
     task."""
-    for name, value in (("n_shards", n_shards), ("query_block", query_block)):
-        if value is None and name == "n_shards":
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            allowed = "a positive integer" + (" or None (plan it)" if name == "n_shards" else "")
-            raise ValueError(f"{name} must be {allowed}, got {value!r}")
+    if n_shards is not None:
+        _check_positive("n_shards", n_shards, " or None (plan it)")
+    _check_positive("query_block", query_block)
     threads = max(1, threads)
     limits = [m for m in memory_limits if m]
     budget = REPLICA_MAX_BYTES
@@ -343,6 +340,43 @@ def plan_search(
     n_shards = max(1, min(n_shards, n_train))
     blocks = max(-(-n_queries // max(1, query_block)), -(-threads // n_shards))
     return SearchPlan(n_shards, max(1, min(blocks, n_queries)))
+
+
+def _check_positive(name: str, value, alternative: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be a positive integer{alternative}, got {value!r}")
+
+
+def plan_for(
+    client,
+    X_train: np.ndarray,
+    n_queries: int,
+    n_neighbors: int,
+    p: float,
+    prefilter: bool | None = None,
+    *,
+    n_shards: int | None = None,
+    query_block: int = QUERY_BLOCK_ROWS,
+) -> SearchPlan:
+    """:func:`plan_search` for a search of n_queries against the checked X_train (n, d) on
+    ``client``'s cluster: replicas only for a search that prunes (decided as
+    :func:`knnlab.neighbors.kneighbors` decides on one machine)."""
+    from knnlab import _kernels, neighbors
+
+    n_train, n_features = X_train.shape
+    prunes = neighbors._prefilter_applies(
+        prefilter, _kernels.power_kind(p), n_train, n_features, n_queries, n_neighbors
+    )
+    return plan_search(
+        n_train * n_features * 8,
+        n_train,
+        n_queries,
+        total_threads(client),
+        memory_limits(client),
+        n_shards=n_shards,
+        query_block=query_block,
+        replicate=prunes,
+    )
 
 
 def search_shard(
@@ -425,20 +459,15 @@ def sharded_kneighbors(
         queries = X_train if is_self_query else X_query
         whole = (len(X_train), len(queries))
         settings = (working_memory, prefilter, whole)
-        n_features = X_train.shape[1]
-        kind = _kernels.power_kind(p)
-        prunes = neighbors._prefilter_applies(
-            prefilter, kind, len(X_train), n_features, len(queries), n_neighbors
-        )
-        plan = plan_search(
-            X_train.shape[0] * X_train.shape[1] * 8,
-            len(X_train),
+        plan = plan_for(
+            client,
+            X_train,
             len(queries),
-            total_threads(client),
-            memory_limits(client),
+            n_neighbors,
+            p,
+            prefilter,
             n_shards=n_shards,
             query_block=query_block,
-            replicate=prunes,
         )
         bounds = shard_bounds(len(X_train), plan.n_shards)
         blocks = shard_bounds(len(queries), plan.n_query_blocks)
