@@ -1,7 +1,7 @@
 """knnlab: tracked, reproducible k-nearest-neighbour experiments.
 
 The public API: :class:`KNNClassifier`, :class:`KNNRegressor`,
-:func:`knnlab.neighbors.kneighbors`, :mod:`knnlab.metrics` and
+:func:`knnlab.search.kneighbors`, :mod:`knnlab.metrics` and
 :func:`knnlab.model_selection.grid_search_cv`.
 
 The names below are imported on first use (PEP 562), not with the package: ``import
@@ -16,7 +16,7 @@ import importlib
 LAZY_EXPORTS = {
     "KNNClassifier": "knnlab.estimators",
     "KNNRegressor": "knnlab.estimators",
-    "kneighbors": "knnlab.neighbors",
+    "kneighbors": "knnlab.search",
 }
 
 __all__ = list(LAZY_EXPORTS)

@@ -364,7 +364,7 @@ def plan_for(
     from knnlab import _kernels, neighbors
 
     n_train, n_features = X_train.shape
-    prunes = neighbors._prefilter_applies(
+    prunes = neighbors.prefilter_applies(
         prefilter, _kernels.power_kind(p), n_train, n_features, n_queries, n_neighbors
     )
     return plan_search(
@@ -398,7 +398,7 @@ def search_shard(
     shard = np.ascontiguousarray(shard, dtype=np.float64)  # as sent by compact()
     queries = np.ascontiguousarray(queries, dtype=np.float64)
     k = min(n_neighbors, shard.shape[0])
-    distances, indices, _ = neighbors._search(
+    distances, indices, _ = neighbors.search_checked(
         shard, queries, k, p, working_memory, 1, prefilter, whole
     )
     return distances, indices + offset
@@ -454,7 +454,7 @@ def sharded_kneighbors(
     from knnlab import _kernels, neighbors
 
     with client_for(client) as client:
-        X_train, X_query, p = neighbors._check_inputs(X_train, X_query, n_neighbors, p)
+        X_train, X_query, p = neighbors.check_search_inputs(X_train, X_query, n_neighbors, p)
         is_self_query = X_query is None
         queries = X_train if is_self_query else X_query
         whole = (len(X_train), len(queries))
@@ -502,7 +502,7 @@ def sharded_kneighbors(
         a_all = _kernels.largest_centred(X_train, centre)
         if not is_self_query:
             a_all = max(a_all, _kernels.largest_centred(queries, centre))
-        neighbors._check_finite_distances(distances, p, a_all)
+        neighbors.check_finite_distances(distances, p, a_all)
     if timings is not None:
         timings["merge"] = time.perf_counter() - merge_start
         timings.update(n_shards=n_s, n_query_blocks=n_q)

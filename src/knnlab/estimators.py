@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.neighbors import BallTree, KDTree
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from knnlab.neighbors import kneighbors as brute_kneighbors
+from knnlab import algorithms, search
 from knnlab.options import (
     SCALINGS,
     WEIGHTS,
@@ -18,95 +15,8 @@ from knnlab.options import (
     check_n_neighbors,
     check_p,
     fit_scaling,
-    resolve_algorithm,
 )
 from knnlab.voting import class_probabilities, neighbor_weights
-
-_TREES = {"kd_tree": KDTree, "ball_tree": BallTree}
-
-
-def powers_fit_float64(X_fit: np.ndarray, X_query: np.ndarray | None, p: float) -> bool:
-    """Whether scikit-learn's trees, which sum float64 p-th powers of coordinate differences,
-    are exact for these points: the largest sum, d * span^p, must not overflow and the
-    p-th power of the smallest non-zero difference must stay a normal float64 (else it
-    rounds to 0 and distinct points look equal). knnlab's own search scales each pair by its
-    largest difference instead, so it never needs this.
-
-    X_fit : (n_samples, n_features); X_query : (n_queries, n_features) or None. ``span`` is
-    the largest range of a feature over both, the smallest difference is at least the
-    smallest gap between two sorted distinct values of a feature. O((n + m) d log(n + m)).
-    """
-    if p == 1 or math.isinf(p):
-        return True  # no powers: sums of differences, or their maximum
-    points = X_fit if X_query is None else np.vstack([X_fit, X_query])
-    gaps = np.diff(np.sort(points, axis=0), axis=0)  # (n + m - 1, d)
-    positive = gaps[gaps > 0]
-    if not positive.size:
-        return True  # every point equal: every distance 0
-    span = float((points.max(axis=0) - points.min(axis=0)).max())
-    # In log2, so the powers themselves are never formed. 2^+-1000 leaves room for the sum
-    # of d terms and for rounding.
-    fits_above = p * math.log2(span) + math.log2(points.shape[1]) < 1000
-    fits_below = p * math.log2(float(positive.min())) > -1000
-    return fits_above and fits_below
-
-
-def _tree_metric(p: float) -> dict:
-    return {"metric": "chebyshev"} if np.isinf(p) else {"metric": "minkowski", "p": p}
-
-
-def tree_kneighbors(
-    tree: KDTree | BallTree, X_query: np.ndarray | None, n_neighbors: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """k nearest neighbours from a scikit-learn tree, with knnlab's tie rule.
-
-    Trees return an arbitrary member of a tie at the k-th place. Rows whose k-th and
-    (k+1)-th distances are equal are therefore re-queried by radius (every point within the
-    k-th distance) and resolved like the brute-force search: by distance, then lower index.
-
-    X_query : ndarray of shape (n_queries, n_features), or None for the training points
-        themselves (own index excluded). Returns two (n_queries, n_neighbors) arrays.
-    """
-    is_self_query = X_query is None
-    queries = np.asarray(tree.data) if is_self_query else X_query
-    n_queries, n_fit = queries.shape[0], tree.data.shape[0]
-    n_fetch = min(n_fit, n_neighbors + 1 + int(is_self_query))
-    dist, ind = tree.query(queries, k=n_fetch)  # (n_queries, n_fetch)
-    ambiguous = np.zeros(n_queries, dtype=bool)
-    if is_self_query:
-        is_own = ind == np.arange(n_queries)[:, None]
-        own_found = is_own.any(axis=1)
-        # Drop the own column; where the tree did not return it (more than n_fetch points
-        # at distance 0), drop the last column and resolve the row by radius below.
-        drop = np.where(own_found, is_own.argmax(axis=1), n_fetch - 1)
-        keep = np.ones_like(ind, dtype=bool)
-        keep[np.arange(n_queries), drop] = False
-        dist = dist[keep].reshape(n_queries, n_fetch - 1)
-        ind = ind[keep].reshape(n_queries, n_fetch - 1)
-        ambiguous |= ~own_found
-    order = np.lexsort((ind, dist), axis=-1)  # per row: distance, then lower index
-    dist = np.take_along_axis(dist, order, axis=1)
-    ind = np.take_along_axis(ind, order, axis=1)
-    if dist.shape[1] > n_neighbors:
-        ambiguous |= dist[:, n_neighbors] == dist[:, n_neighbors - 1]
-    dist, ind = dist[:, :n_neighbors].copy(), ind[:, :n_neighbors].copy()
-    rows = np.flatnonzero(ambiguous)
-    if rows.size:
-        radius = dist[rows, n_neighbors - 1]
-        # The tree compares p-th powers, and (d ** (1/p)) ** p need not round back to the
-        # same value: query a hair wider, then keep what is within the exact k-th distance.
-        candidates, candidate_dist = tree.query_radius(
-            queries[rows], r=radius * (1 + 1e-9) + 1e-300, return_distance=True
-        )
-        for row, cand_ind, cand_dist in zip(rows, candidates, candidate_dist, strict=True):
-            # No filter on r: query_radius may round a distance differently from query
-            # (3.0 against 2.9999999999999996); sorting the wider set is exact either way.
-            if is_self_query:
-                others = cand_ind != row
-                cand_ind, cand_dist = cand_ind[others], cand_dist[others]
-            best = np.lexsort((cand_ind, cand_dist))[:n_neighbors]
-            dist[row], ind[row] = cand_dist[best], cand_ind[best]
-    return dist, ind
 
 
 class _KNNBase(BaseEstimator):
@@ -120,6 +30,8 @@ class _KNNBase(BaseEstimator):
         weights="uniform",
         algorithm="auto",
         scale="none",
+        index=None,
+        random_state=0,
         n_jobs=None,
     ):
         self.n_neighbors = n_neighbors
@@ -127,6 +39,8 @@ class _KNNBase(BaseEstimator):
         self.weights = weights
         self.algorithm = algorithm
         self.scale = scale
+        self.index = index
+        self.random_state = random_state
         self.n_jobs = n_jobs
 
     def _check_params(self) -> None:
@@ -134,22 +48,48 @@ class _KNNBase(BaseEstimator):
         check_p(self.p)
         check_choice("weights", self.weights, WEIGHTS)
         check_choice("scale", self.scale, SCALINGS)
+        check_choice("algorithm", self.algorithm, algorithms.ALGORITHMS)
+        problems = algorithms.index_option_problems(self.algorithm, self.index or {}, self.p)
+        if problems:
+            key, message = problems[0]
+            raise ValueError(f"{key} {message}")
+        if algorithms.is_approximate(self.algorithm) and not algorithms.backend_available(
+            self.algorithm
+        ):
+            raise algorithms.MissingBackendError(algorithms.missing_backend_message(self.algorithm))
 
-    def _fit_X_only(self, X) -> None:
+    def _fit_X_only(self, X, index_state=None) -> None:
         # Scaling is fitted here, on the training rows only, and applied to every query.
         self._X_raw = X  # what a saved model stores: refitting reproduces the scaling
         self.scale_center_, self.scale_factor_ = fit_scaling(X, self.scale)
         X = self._transform(X)
         self._fit_X = X
         self.n_samples_fit_ = X.shape[0]
-        self.algorithm_ = resolve_algorithm(
+        self.algorithm_ = algorithms.resolve_algorithm(
             self.algorithm, X.shape[0], X.shape[1], self.n_neighbors
         )
-        self._tree = (
-            _TREES[self.algorithm_](X, **_tree_metric(float(self.p)))
-            if self.algorithm_ in _TREES
-            else None
+        self.index_options_ = algorithms.index_options(self.algorithm_, self.index)
+        self._index = search.build_index(
+            self.algorithm_,
+            X,
+            p=float(self.p),
+            options=self.index,
+            seed=self.random_state,
+            n_jobs=self.n_jobs,
+            state=index_state,
         )
+
+    @property
+    def exact_(self) -> bool:
+        """Whether the fitted algorithm returns the exact neighbours."""
+        check_is_fitted(self)
+        return not algorithms.is_approximate(self.algorithm_)
+
+    def index_state(self) -> np.ndarray | None:
+        """The fitted index's bytes, as a model file keeps them (None: exact search, which
+        keeps only the training set)."""
+        check_is_fitted(self)
+        return self._index.state()
 
     def _transform(self, X: np.ndarray) -> np.ndarray:
         if self.scale == "none":
@@ -174,10 +114,7 @@ class _KNNBase(BaseEstimator):
                 f"{self._fit_X.shape[0]}, n_neighbors = {k}"
                 + (" (the query point itself is excluded)" if X is None else "")
             )
-        if self._tree is not None and powers_fit_float64(self._fit_X, X, float(self.p)):
-            dist, ind = tree_kneighbors(self._tree, X, k)
-        else:
-            dist, ind = brute_kneighbors(self._fit_X, X, k, p=float(self.p), n_jobs=self.n_jobs)
+        dist, ind = self._index.kneighbors(X, k)
         return (dist, ind) if return_distance else ind
 
 
@@ -191,11 +128,21 @@ class KNNClassifier(ClassifierMixin, _KNNBase):
         Minkowski exponent, ``p >= 1``; ``float("inf")`` for Chebyshev.
     weights : {"uniform", "distance"}, default "uniform"
         ``distance`` weighs votes by ``1 / d``; exact matches (d = 0) take all the weight.
-    algorithm : {"auto", "brute", "kd_tree", "ball_tree"}, default "auto"
+    algorithm : {"auto", "brute", "kd_tree", "ball_tree", "hnsw", "ivf"}, default "auto"
         ``brute`` is knnlab's own search; the trees are scikit-learn's, used only where
         their float64 p-th powers neither overflow nor underflow for the data at hand
-        (:func:`powers_fit_float64`; elsewhere the search is brute). All return the same
-        neighbours (same tie rule), so the choice changes time, not predictions.
+        (:func:`knnlab.backends.trees.powers_fit_float64`; elsewhere the search is brute).
+        These return the same neighbours (same tie rule), so the choice changes time, not
+        predictions. ``hnsw`` and ``ivf`` are approximate indexes (faiss, the ``ann``
+        extra; p = 2 only): faster, but a query may miss some of its true neighbours
+        (:mod:`knnlab.search`). ``auto`` never picks them.
+    index : dict, optional
+        Options of an approximate index (``hnsw``: ``M``, ``ef_construction``,
+        ``ef_search``; ``ivf``: ``nlist``, ``nprobe``); unset ones take the registry's
+        defaults (:data:`knnlab.algorithms.BACKENDS`). Must be empty for the exact algorithms.
+    random_state : int, default 0
+        Seeds an approximate index's build (HNSW levels, IVF k-means); same seed, same data,
+        same options: the same index.
     n_jobs : int, optional
         Threads for the brute-force search; None uses every core. Inside
         :func:`knnlab.distributed.on_cluster`, the brute-force search runs on the Dask
@@ -210,6 +157,8 @@ class KNNClassifier(ClassifierMixin, _KNNBase):
     n_features_in_ : int
     algorithm_ : str
         The algorithm ``auto`` resolved to.
+    index_options_ : dict
+        The approximate index's options, defaults filled in (empty for exact search).
     """
 
     def __sklearn_tags__(self):
@@ -217,12 +166,16 @@ class KNNClassifier(ClassifierMixin, _KNNBase):
         tags.target_tags.multi_output = True  # 2-D y: multilabel / multioutput
         return tags
 
-    def fit(self, X, y):
-        """Store the training set (and build the tree, for the tree algorithms).
+    def fit(self, X, y, index_state=None):
+        """Store the training set and build the index of the algorithm (a tree, an
+        approximate index; none for brute force).
 
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,), or (n_samples, n_outputs) for multilabel or
             multioutput classification (one vote per output, as in scikit-learn).
+        index_state : ndarray of uint8, optional
+            An approximate index as :meth:`index_state` returned it for the same X and
+            params (a saved model): loaded instead of built.
         """
         self._check_params()
         X, y = validate_data(self, X, y, dtype=np.float64, multi_output=True)
@@ -235,7 +188,7 @@ class KNNClassifier(ClassifierMixin, _KNNBase):
             encoded = [np.unique(column, return_inverse=True) for column in y.T]
             self.classes_ = [classes for classes, _ in encoded]
             self._y = np.column_stack([codes for _, codes in encoded])
-        self._fit_X_only(X)
+        self._fit_X_only(X, index_state)
         return self
 
     def _output_probabilities(self, dist, ind) -> list[np.ndarray]:

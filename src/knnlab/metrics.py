@@ -414,3 +414,12 @@ def rates_at_threshold(y_true_binary, y_score, threshold: float) -> dict[str, fl
         "recall": tp / positives if positives else float("nan"),
         "false_positive_rate": fp / negatives if negatives else float("nan"),
     }
+
+
+def recall_at_k(found: np.ndarray, exact: np.ndarray) -> float:
+    """recall@k: the mean over queries of the share of their k exact neighbours that were
+    found. found, exact : (n_queries, k) training-row indices."""
+    k = exact.shape[1]
+    # Rows hold distinct indices, so matches per row are the size of the intersection.
+    hits = (found[:, :, None] == exact[:, None, :]).any(axis=2).sum(axis=1)  # (n_queries,)
+    return float(hits.mean() / k)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
+import json
 import os
 import sys
 import time
@@ -29,11 +31,11 @@ from joblib import Parallel, delayed
 from sklearn.model_selection import ParameterGrid, StratifiedKFold
 from tqdm.auto import tqdm
 
-from knnlab import distributed, metrics
+from knnlab import algorithms, distributed, metrics, search
 from knnlab._kernels import KIND_GENERAL, KIND_INF, power_kind
 from knnlab.estimators import KNNClassifier
 from knnlab.neighbors import cross_fold_kneighbors
-from knnlab.options import GRID_KEYS, SCORERS, SELECTIONS, check_choice
+from knnlab.options import GRID_KEYS, SCORERS, SELECTIONS, check_choice, fit_scaling
 from knnlab.voting import class_probabilities
 
 
@@ -84,15 +86,16 @@ def _score(scorer: str, y_true: np.ndarray, proba: np.ndarray, classes: np.ndarr
 @dataclass(frozen=True)
 class _FoldTask:
     """One (fold, p) search: the fold's rows (labels encoded 0..n_classes-1), the grid's
-    algorithms, weightings and sorted ks, and the threads each search may use.
-    ``precomputed``: this fold's share of the cross-fold p = 2 search and its seconds."""
+    engines at this p (see :func:`_engine`), weightings and sorted ks, and the threads each
+    search may use. ``precomputed``: this fold's share of the cross-fold p = 2 search and
+    its seconds; ``seed``: the approximate indexes' build seed."""
 
     X_train: np.ndarray
     y_train: np.ndarray
     X_valid: np.ndarray
     y_valid: np.ndarray
     p: float
-    algorithms: tuple[str, ...]
+    engines: tuple[tuple[str, tuple], ...]
     weightings: tuple[str, ...]
     ks: tuple[int, ...]
     n_classes: int
@@ -100,21 +103,43 @@ class _FoldTask:
     threads: int | None
     scale: str
     precomputed: tuple | None = None
+    seed: int = 0
+
+
+EXACT = ("exact", ())  # the scores every exact algorithm shares
+
+
+def _engine(candidate: Mapping[str, Any]) -> tuple[str, tuple]:
+    """What answers a candidate's queries: (algorithm, its index options as sorted pairs)."""
+    return candidate["algorithm"], tuple(sorted(candidate.get("index", {}).items()))
+
+
+def _score_key(candidate: Mapping[str, Any]) -> tuple[str, tuple]:
+    """Whose neighbours score a candidate: the exact algorithms all return the same."""
+    return EXACT if not algorithms.is_approximate(candidate["algorithm"]) else _engine(candidate)
 
 
 def _search_and_score(task: _FoldTask):
-    """One (fold, p) task: one search per algorithm at the largest k, every (weights, k)
-    scored from the first search's neighbours (all algorithms return the same ones).
+    """One (fold, p) task: one search per exact algorithm at the largest k, every
+    (weights, k) scored from the first one's neighbours (they all return the same); one
+    index per approximate algorithm and build options, searched once per set of search
+    options (:meth:`knnlab.backends._faiss.FaissIndex.kneighbors_each`), each scored on its
+    own neighbours and measured against the exact ones (recall@k).
 
-    Returns ({(weights, k): {scorer: value}}, [(algorithm, fit_s, search_s, resolved)]).
+    Returns ({(engine, weights, k): {scorer: value}}, [(engine, fit_s, search_s, resolved)],
+    {(engine, k): recall}, {(engine, k): distances computed per query}); exact engines score
+    under :data:`EXACT`.
     """
     k_max = task.ks[-1]
     neighbours = None
     times = []
-    for algorithm in task.algorithms:
+    exact = [e for e in task.engines if not algorithms.is_approximate(e[0])]
+    approximate = [e for e in task.engines if algorithms.is_approximate(e[0])]
+    for engine in exact:
+        algorithm = engine[0]
         if algorithm == "brute" and task.precomputed is not None:
             found, seconds = task.precomputed  # this fold's share of the cross-fold search
-            times.append((algorithm, 0.0, seconds, "brute"))
+            times.append((engine, 0.0, seconds, "brute"))
             neighbours = neighbours or found
             continue
         start = time.perf_counter()
@@ -125,19 +150,76 @@ def _search_and_score(task: _FoldTask):
         fitted = time.perf_counter()
         found = model.kneighbors(task.X_valid)  # (n_valid, k_max) distances and indices
         searched = time.perf_counter()
-        times.append((algorithm, fitted - start, searched - fitted, model.algorithm_))
+        times.append((engine, fitted - start, searched - fitted, model.algorithm_))
         neighbours = neighbours or found
-    distances, indices = neighbours
-    neighbor_labels = task.y_train[indices]  # (n_valid, k_max)
+    if approximate and neighbours is None:  # the reference for recall
+        neighbours = (
+            KNNClassifier(k_max, p=task.p, scale=task.scale, n_jobs=task.threads)
+            .fit(task.X_train, task.y_train)
+            .kneighbors(task.X_valid)
+        )
+    scores, recalls, work = {}, {}, {}
+    if exact:
+        distances, indices = neighbours
+        _score_into(scores, EXACT, task, {k: (distances[:, :k], indices[:, :k]) for k in task.ks})
+        for engine in exact:
+            for k in task.ks:
+                work[engine, k] = float(len(task.X_train))  # a full scan's, per query
+    for seconds, found, counted in _approximate_searches(task, approximate):
+        engine = seconds[0]
+        times.append(seconds)
+        _score_into(scores, engine, task, found)
+        for k, (_, approx_indices) in found.items():
+            work[engine, k] = counted[k] / len(task.X_valid)
+            recalls[engine, k] = metrics.recall_at_k(approx_indices, neighbours[1][:, :k])
+    return scores, times, recalls, work
+
+
+def _score_into(scores: dict, engine, task: _FoldTask, found: dict) -> None:
+    """scores[(engine, weights, k)] from found = {k: (distances, indices)}, each (n_valid, k)."""
     classes = np.arange(task.n_classes)
-    scores = {}
     for weights in task.weightings:
-        proba = class_probabilities(distances, neighbor_labels, task.n_classes, weights, task.ks)
-        for k, proba_k in zip(task.ks, proba, strict=True):  # proba_k: (n_valid, n_classes)
-            scores[weights, k] = {
-                s: _score(s, task.y_valid, proba_k, classes) for s in task.scoring
+        for k, (distances, indices) in found.items():
+            (proba,) = class_probabilities(
+                distances, task.y_train[indices], task.n_classes, weights, [k]
+            )
+            scores[engine, weights, k] = {
+                s: _score(s, task.y_valid, proba, classes) for s in task.scoring
             }
-    return scores, times
+
+
+def _approximate_searches(task: _FoldTask, engines: list):
+    """Per approximate engine: (timing row, {k: neighbours}, distances computed). One
+    index per (algorithm, build options), fitted on the fold's (scaled) training rows."""
+    centre, factor = fit_scaling(task.X_train, task.scale)
+    X_train, X_valid = task.X_train, task.X_valid
+    if task.scale != "none":  # the estimator's own transform, operation for operation
+        X_train, X_valid = (X_train - centre) / factor, (X_valid - centre) / factor
+    builds: dict[tuple, list] = {}
+    for engine in engines:
+        algorithm, options = engine
+        spec = algorithms.BACKENDS[algorithm].options
+        build_options = tuple((n, v) for n, v in options if spec[n].acts_at == "build")
+        builds.setdefault((algorithm, build_options), []).append(engine)
+    for (algorithm, _), group in builds.items():
+        start = time.perf_counter()
+        index = search.build_index(
+            algorithm,
+            X_train,
+            p=float(task.p),
+            options=dict(group[0][1]),
+            seed=task.seed,
+            n_jobs=task.threads,
+        )
+        build_seconds = time.perf_counter() - start
+        for engine in group:
+            searcher = index.with_search_options(
+                algorithms.index_options(algorithm, dict(engine[1]))
+            )
+            start = time.perf_counter()
+            found = searcher.kneighbors_each(X_valid, task.ks)
+            seconds = time.perf_counter() - start
+            yield (engine, build_seconds, seconds, algorithm), found, searcher.distances_by_k
 
 
 @contextlib.contextmanager
@@ -149,17 +231,54 @@ def _progress(total: int, description: str):
         yield bar
 
 
-def _check_grid(grid: Mapping[str, Sequence]) -> dict[str, list]:
-    unknown = sorted(set(grid) - set(GRID_KEYS))
+def _check_grid(grid: Mapping[str, Sequence]) -> dict[str, Any]:
+    """The grid with every key (defaults filled in) and ``index``: {option: values}."""
+    unknown = sorted(set(grid) - {*GRID_KEYS, "index"})
     if unknown:
-        raise ValueError(f"unknown grid key {unknown[0]!r}; allowed: {', '.join(GRID_KEYS)}")
-    checked = {}
+        raise ValueError(f"unknown grid key {unknown[0]!r}; allowed: {', '.join(GRID_KEYS)}, index")
+    checked: dict[str, Any] = {}
     for key in GRID_KEYS:
         values = list(grid.get(key, [KNNClassifier().get_params()[key]]))
         if not values:
             raise ValueError(f"grid {key!r} is an empty list; give at least one value")
         checked[key] = values
+    checked["index"] = {
+        name: list(values) for name, values in dict(grid.get("index") or {}).items()
+    }
+    approximate = [a for a in checked["algorithm"] if algorithms.is_approximate(a)]
+    for name, values in checked["index"].items():
+        owners = [a for a in approximate if name in algorithms.BACKENDS[a].options]
+        if not owners or not values:
+            raise ValueError(
+                f"grid index option {name!r} must be a non-empty list of values of an "
+                f"approximate algorithm in the grid ({', '.join(approximate) or 'none'})"
+            )
+        for owner in owners:
+            for value in values:
+                algorithms.index_options(owner, {name: value})  # raises on a bad value
+    if approximate and 2 not in checked["p"]:
+        raise ValueError(f"{', '.join(approximate)} search at p = 2 only; the grid's p has no 2")
     return checked
+
+
+def candidate_list(grid: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every candidate of a checked grid, in scikit-learn's ``ParameterGrid`` order per
+    algorithm. An approximate algorithm's candidates are at p = 2 only, one per
+    combination of its options in ``grid["index"]``, each with ``index``: {option: value}
+    (exact candidates have no ``index``)."""
+    plain = {key: grid[key] for key in GRID_KEYS}
+    candidates = []
+    for algorithm in grid["algorithm"]:
+        if not algorithms.is_approximate(algorithm):
+            candidates += list(ParameterGrid({**plain, "algorithm": [algorithm]}))
+            continue
+        own = [name for name in algorithms.BACKENDS[algorithm].options if name in grid["index"]]
+        p2 = [p for p in grid["p"] if p == 2]
+        for values in itertools.product(*(grid["index"][name] for name in own)):
+            options = dict(zip(own, values, strict=True))
+            for candidate in ParameterGrid({**plain, "algorithm": [algorithm], "p": p2}):
+                candidates.append({**candidate, "index": options})
+    return candidates
 
 
 def grid_search_cv(
@@ -176,15 +295,18 @@ def grid_search_cv(
     scale: str = "none",
     select: str = "best",
     scheduler=None,
+    index_seed: int = 0,
 ) -> GridSearchResult:
     """Exhaustive cross-validated search over a kNN grid, one neighbour search per
-    (fold, p, algorithm).
+    (fold, p, algorithm), and per set of index options of an approximate algorithm.
 
     Parameters
     ----------
     X : array-like of shape (n_samples, n_features)
     y : array-like of shape (n_samples,)
-    grid : mapping with any of ``n_neighbors``, ``p``, ``weights``, ``algorithm`` to lists
+    grid : mapping with any of ``n_neighbors``, ``p``, ``weights``, ``algorithm`` to lists,
+        and ``index``: {option: list} of the approximate algorithms' options (e.g.
+        ``{"ef_search": [16, 64]}``; :func:`candidate_list` says how they combine)
     cv : int
         Folds of ``StratifiedKFold(cv)``, shuffled with ``seed`` when given, exactly as
         scikit-learn builds them.
@@ -205,6 +327,13 @@ def grid_search_cv(
         then unused), X and y scattered once. None: this machine, or the cluster of an
         enclosing :func:`knnlab.distributed.on_cluster`. The table and the picks are the
         same either way; only the time columns differ.
+    index_seed : the seed of every approximate index's build (``model.seed``).
+
+    With an approximate algorithm in the grid, ``cv_results`` also has ``param_index``
+    (the options as JSON, empty for exact candidates), ``mean_recall`` (recall@k against
+    the exact neighbours of the same fold, 1 for exact candidates) and
+    ``mean_distances_per_query`` (distances computed per query: n_train for exact search;
+    the same on every machine, unlike the seconds).
     """
     check_choice("select", select, SELECTIONS)
     grid, scoring = _check_grid(grid), _check_scoring(scoring, rank_by)
@@ -212,23 +341,22 @@ def grid_search_cv(
     classes, y_code = np.unique(np.asarray(y), return_inverse=True)
     ks = tuple(sorted(set(grid["n_neighbors"])))
     folds = _plan_folds(X, y_code, cv, seed, ks[-1])
-    n_candidates = len(ParameterGrid(grid))
+    candidates = candidate_list(grid)
+    n_candidates = len(candidates)
+    settings = (ks, classes.size, scoring, scale, index_seed, _engines(candidates))
     with distributed.client_for(scheduler) as client:
         if client is None:
-            tasks = _fold_tasks(X, y_code, folds, grid, ks, classes.size, scoring, n_jobs, scale)
-            scores, times, timing_rows = _run(tasks, folds, n_jobs, n_candidates)
+            tasks = _fold_tasks(X, y_code, folds, grid, n_jobs, *settings)
+            found = _run(tasks, folds, n_jobs, n_candidates)
         else:
-            scores, times, timing_rows = _run_on_cluster(
-                client, X, y_code, folds, grid, ks, classes.size, scoring, scale, n_candidates
-            )
-    candidates = list(ParameterGrid(grid))
-    cv_results = _tabulate(candidates, scoring, scores, times, cv)
+            found = _run_on_cluster(client, X, y_code, folds, grid, n_candidates, *settings)
+    cv_results = _tabulate(candidates, scoring, found, cv)
     picks = selection_picks(cv_results, rank_by)
     chosen = picks[select]
     best_params = dict(chosen["params"])
     return GridSearchResult(
         cv_results=cv_results,
-        search_timings=pd.DataFrame(timing_rows),
+        search_timings=pd.DataFrame(found["timing_rows"]),
         best_params=best_params,
         best_score=chosen["score"],
         best_index=chosen["index"],
@@ -328,7 +456,17 @@ def _plan_folds(X: np.ndarray, y_code: np.ndarray, cv: int, seed: int | None, k_
     return folds
 
 
-def _fold_tasks(X, y_code, folds, grid, ks, n_classes, scoring, n_jobs, scale):
+def _engines(candidates: list[dict]) -> dict:
+    """{p: the engines of the candidates at p, in candidate order}."""
+    engines: dict = {}
+    for candidate in candidates:
+        at_p = engines.setdefault(candidate["p"], [])
+        if _engine(candidate) not in at_p:
+            at_p.append(_engine(candidate))
+    return {p: tuple(at_p) for p, at_p in engines.items()}
+
+
+def _fold_tasks(X, y_code, folds, grid, n_jobs, ks, n_classes, scoring, scale, seed, engines):
     """One :class:`_FoldTask` per (fold, p), as {(fold, p): task}."""
     # At p = 2 with brute force and no scaling, the folds' searches share their products
     # (half the multiply work); other settings search fold by fold.
@@ -347,7 +485,7 @@ def _fold_tasks(X, y_code, folds, grid, ks, n_classes, scoring, n_jobs, scale):
             X[valid],
             y_code[valid],
             p,
-            tuple(grid["algorithm"]),
+            engines[p],
             tuple(grid["weights"]),
             ks,
             n_classes,
@@ -355,6 +493,7 @@ def _fold_tasks(X, y_code, folds, grid, ks, n_classes, scoring, n_jobs, scale):
             threads,
             scale,
             None if shared is None or p != 2 else (shared[fold], shared_seconds),
+            seed,
         )
         for fold, (train, valid) in enumerate(folds)
         for p in grid["p"]
@@ -386,7 +525,9 @@ def _fold_on_worker(X, y_code, train, valid, template: _FoldTask):
     return _search_and_score(task)
 
 
-def _run_on_cluster(client, X, y_code, folds, grid, ks, n_classes, scoring, scale, n_candidates):
+def _run_on_cluster(
+    client, X, y_code, folds, grid, n_candidates, ks, n_classes, scoring, scale, seed, engines
+):
     """As :func:`_run`, each (fold, p) task on a Dask worker, one thread each. X and y are
     scattered once to every worker; each task sends only its fold's row indices. Every fold
     searches itself at p = 2 too (the one-machine path shares the folds' products, with the
@@ -406,13 +547,14 @@ def _run_on_cluster(client, X, y_code, folds, grid, ks, n_classes, scoring, scal
             empty,
             y_code[:0],
             p,
-            tuple(grid["algorithm"]),
+            engines[p],
             tuple(grid["weights"]),
             ks,
             n_classes,
             scoring,
             1,
             scale,
+            seed=seed,
         )
         args = (distributed.Ref("X"), distributed.Ref("y"), train, valid, template)
         calls.append((_fold_on_worker, args))
@@ -430,24 +572,31 @@ def _run_on_cluster(client, X, y_code, folds, grid, ks, n_classes, scoring, scal
     return _collect(keys, outputs, folds, n_candidates, progress=False)
 
 
-def _collect(keys: list, outputs, folds, n_candidates: int, progress: bool = True):
-    """scores, times and timing rows (see :func:`_run`) from each (fold, p) task's output,
-    in the order of keys."""
-    scores: dict[tuple, dict[str, float]] = {}
-    times: dict[tuple, tuple[float, float]] = {}
+def _collect(keys: list, outputs, folds, n_candidates: int, progress: bool = True) -> dict:
+    """What every (fold, p) task found, in the order of keys: ``scores[(fold, p, score key,
+    weights, k)][scorer]``, ``times[(fold, p, engine)] = (fit, search)``, ``recalls[(fold,
+    engine, k)]``, ``work[(fold, p, engine)]`` (distances per query) and ``timing_rows``,
+    one per (fold, p, engine)."""
+    found: dict[str, Any] = {"scores": {}, "times": {}, "recalls": {}, "work": {}}
     timing_rows = []
     total = len(keys) if progress else 0
     with _progress(total, f"tuning {n_candidates} candidates") as bar:
-        for (fold, p), (task_scores, task_times) in zip(keys, outputs, strict=True):
-            for (weights, k), values in task_scores.items():
-                scores[fold, p, weights, k] = values
-            for algorithm, fit_seconds, search_seconds, resolved in task_times:
-                times[fold, p, algorithm] = (fit_seconds, search_seconds)
+        for (fold, p), (task_scores, task_times, recalls, work) in zip(keys, outputs, strict=True):
+            for (engine, weights, k), values in task_scores.items():
+                found["scores"][fold, p, engine, weights, k] = values
+            for (engine, k), recall in recalls.items():
+                found["recalls"][fold, engine, k] = recall
+            for (engine, k), per_query in work.items():
+                found["work"][fold, p, engine, k] = per_query
+            for engine, fit_seconds, search_seconds, resolved in task_times:
+                found["times"][fold, p, engine] = (fit_seconds, search_seconds)
+                algorithm, options = engine
                 timing_rows.append(
                     {
                         "fold": fold,
                         "p": p,
                         "algorithm": algorithm,
+                        **({"index": json.dumps(dict(options))} if options else {}),
                         "resolved_algorithm": resolved,
                         "fit_seconds": fit_seconds,
                         "search_seconds": search_seconds,
@@ -456,18 +605,27 @@ def _collect(keys: list, outputs, folds, n_candidates: int, progress: bool = Tru
                     }
                 )
             bar.update(1)
-    return scores, times, timing_rows
+    found["timing_rows"] = timing_rows
+    return found
 
 
-def _tabulate(candidates: list[dict], scoring, scores: dict, times: dict, cv: int):
-    """scikit-learn's ``cv_results_`` table, one row per candidate in grid order."""
+def _tabulate(candidates: list[dict], scoring, found: dict, cv: int):
+    """scikit-learn's ``cv_results_`` table, one row per candidate in grid order (plus the
+    approximate search's columns when the grid has an approximate algorithm)."""
+    scores, times = found["scores"], found["times"]
     table: dict[str, Any] = {"params": candidates}
     for key in sorted(GRID_KEYS):
         table[f"param_{key}"] = [c[key] for c in candidates]
+    approximate = any("index" in c for c in candidates)
+    if approximate:
+        table["param_index"] = [json.dumps(c["index"]) if "index" in c else "" for c in candidates]
     for s in scoring:
         split_scores = np.array(
             [
-                [scores[f, c["p"], c["weights"], c["n_neighbors"]][s] for f in range(cv)]
+                [
+                    scores[f, c["p"], _score_key(c), c["weights"], c["n_neighbors"]][s]
+                    for f in range(cv)
+                ]
                 for c in candidates
             ]
         )  # (n_candidates, cv)
@@ -480,9 +638,20 @@ def _tabulate(candidates: list[dict], scoring, scores: dict, times: dict, cv: in
         # are a sample of the splits the data allow. cv >= 2, so it is defined.
         table[f"sem_test_{s}"] = split_scores.std(axis=1, ddof=1) / np.sqrt(cv)
         table[f"rank_test_{s}"] = _rank_min(mean)
+    if approximate:
+        table["mean_recall"] = [
+            np.mean(
+                [found["recalls"].get((f, _engine(c), c["n_neighbors"]), 1.0) for f in range(cv)]
+            )
+            for c in candidates
+        ]
+        table["mean_distances_per_query"] = [
+            np.mean([found["work"][f, c["p"], _engine(c), c["n_neighbors"]] for f in range(cv)])
+            for c in candidates
+        ]
     for column, which in (("fit_time", 0), ("score_time", 1)):
         per_split = np.array(
-            [[times[f, c["p"], c["algorithm"]][which] for f in range(cv)] for c in candidates]
+            [[times[f, c["p"], _engine(c)][which] for f in range(cv)] for c in candidates]
         )
         table[f"mean_{column}"] = per_split.mean(axis=1)
         table[f"std_{column}"] = per_split.std(axis=1)

@@ -47,7 +47,7 @@ import numba
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from knnlab import _kernels, distributed
+from knnlab import _kernels
 
 DEFAULT_WORKING_MEMORY = 512 * 2**20  # bytes for one query chunk's work arrays
 _EPS32 = float(np.finfo(np.float32).eps)
@@ -55,7 +55,11 @@ _EPS32 = float(np.finfo(np.float32).eps)
 _BOUND_SAFETY = 2.0
 
 
-def _check_inputs(X_train, X_query, n_neighbors, p) -> tuple[np.ndarray, np.ndarray | None, float]:
+def check_search_inputs(
+    X_train, X_query, n_neighbors, p
+) -> tuple[np.ndarray, np.ndarray | None, float]:
+    """The arguments of :func:`kneighbors`, checked: X_train (n, d) and X_query (m, d) or None
+    as C-ordered float64, p as a float."""
     X_train = np.ascontiguousarray(X_train, dtype=np.float64)  # kernels read rows
     if X_train.ndim != 2:
         raise ValueError(f"X_train must be 2-D (n_train, n_features), got shape {X_train.shape}")
@@ -313,7 +317,7 @@ _LOW_RANK_GIVE_UP = 1 / 64
 _UNFINISHED_COST = 1 / 16
 
 
-def _prefilter_applies(
+def prefilter_applies(
     prefilter: bool | None, kind: int, n_train: int, n_features: int, n_queries: int, k: int
 ) -> bool:
     if prefilter is not None and not isinstance(prefilter, bool):
@@ -728,7 +732,7 @@ def _exact_search(
         )
 
 
-def _check_finite_distances(distances: np.ndarray, p: float, a_all: float) -> None:
+def check_finite_distances(distances: np.ndarray, p: float, a_all: float) -> None:
     """Refuse to return neighbours at distances beyond float64's range: their order would be
     meaningless (every one is inf)."""
     if np.isinf(distances).any():
@@ -750,9 +754,9 @@ def kneighbors(
     working_memory: int | None = None,
     n_jobs: int | None = None,
     prefilter: bool | None = None,
-    scheduler=None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact k nearest training points of each query under the Minkowski distance.
+    """Exact k nearest training points of each query under the Minkowski distance, on this
+    machine (:func:`knnlab.search.kneighbors` takes the same arguments and a Dask scheduler).
 
     Parameters
     ----------
@@ -774,14 +778,6 @@ def kneighbors(
         principal components before computing full distances. None (default) decides from
         the problem's size and stops when the bound rules out too little. The results are
         identical either way; only the time differs.
-    scheduler : str or distributed.Client, optional
-        A Dask scheduler's address (``tcp://host:8786``) or client: the search is split
-        across its workers, the training set in shards (each worker finds its shard's exact
-        top k, merged with the same tie rule) or, for a pruning search that fits a worker,
-        sent to every worker with the queries split (:mod:`knnlab.distributed`); the
-        results are bit-identical. None (default): this machine, or the cluster of an enclosing
-        :func:`knnlab.distributed.on_cluster`.
-
     Returns
     -------
     distances : ndarray of shape (n_queries, n_neighbors), float64
@@ -795,26 +791,15 @@ def kneighbors(
         On bad arguments, non-finite features, or neighbour distances beyond float64's range
         (coordinates near 1e308), which cannot be ranked.
     """
-    client = distributed.resolve_client(scheduler)  # dask is imported only for a cluster
-    if client is not None:
-        return distributed.sharded_kneighbors(
-            client,
-            X_train,
-            X_query,
-            n_neighbors,
-            p=p,
-            working_memory=working_memory,
-            prefilter=prefilter,
-        )
-    X_train, X_query, p = _check_inputs(X_train, X_query, n_neighbors, p)
-    distances, indices, a_all = _search(
+    X_train, X_query, p = check_search_inputs(X_train, X_query, n_neighbors, p)
+    distances, indices, a_all = search_checked(
         X_train, X_query, n_neighbors, p, working_memory, n_jobs, prefilter
     )
-    _check_finite_distances(distances, p, a_all)
+    check_finite_distances(distances, p, a_all)
     return distances, indices
 
 
-def _search(
+def search_checked(
     X_train: np.ndarray,
     X_query: np.ndarray | None,
     n_neighbors: int,
@@ -826,7 +811,7 @@ def _search(
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """:func:`kneighbors` on checked inputs, without its final check: the distances (n_queries,
     k), the indices (n_queries, k) and the largest |centred coordinate| (for the message of
-    :func:`_check_finite_distances`). A shard of a distributed search may hold only distant
+    :func:`check_finite_distances`). A shard of a distributed search may hold only distant
     points (distances inf) while the merged top k does not.
 
     whole : (n_train, n_queries) of the whole search when this is one task of it (a shard
@@ -839,7 +824,7 @@ def _search(
     kind = _kernels.power_kind(p)
     uses_gram = kind == 2
     sized_train, sized_queries = whole or (n_train, n_queries)
-    use_low_rank = _prefilter_applies(
+    use_low_rank = prefilter_applies(
         prefilter, kind, sized_train, n_features, sized_queries, n_neighbors
     )
     auto = prefilter is None

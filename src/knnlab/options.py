@@ -1,7 +1,8 @@
 """The options of a kNN model and their rules, declared once.
 
 The estimators, the grid search, the voting code and ``params.yaml``'s validation all import
-these, so an allowed value or a range cannot drift between them. Each check raises the error
+these, so an allowed value or a range cannot drift between them. The algorithms and their
+index options are declared with their engines, in :mod:`knnlab.search`. Each check raises the error
 an estimator raises (``TypeError`` for a wrong type, ``ValueError`` for a wrong value) and
 names the parameter, the value and what is allowed; :mod:`knnlab.pipeline.params` turns the
 same rules into messages about ``params.yaml`` keys.
@@ -13,7 +14,6 @@ import math
 from numbers import Integral, Real
 
 WEIGHTS = ("uniform", "distance")
-ALGORITHMS = ("auto", "brute", "kd_tree", "ball_tree")
 SCALINGS = ("none", "standard", "minmax")
 SCORERS = ("accuracy", "f1_macro", "roc_auc_ovr")
 GRID_KEYS = ("n_neighbors", "p", "weights", "algorithm")
@@ -61,17 +61,6 @@ def check_choice(name: str, value, allowed: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
     return value
-
-
-def resolve_algorithm(algorithm: str, n_samples: int, n_features: int, n_neighbors: int) -> str:
-    """What ``auto`` means: a tree only where trees win (few features, small k relative to
-    n), the rule scikit-learn uses; brute force otherwise."""
-    check_choice("algorithm", algorithm, ALGORITHMS)
-    if algorithm != "auto":
-        return algorithm
-    if n_features <= 15 and n_neighbors < n_samples // 2:
-        return "kd_tree"
-    return "brute"
 
 
 def fit_scaling(X, scale: str):

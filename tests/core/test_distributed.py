@@ -21,9 +21,9 @@ import pytest
 from knnlab import distributed
 from knnlab.estimators import KNNClassifier, KNNRegressor
 from knnlab.model_selection import grid_search_cv
-from knnlab.neighbors import kneighbors
 from knnlab.pipeline import files, tuning
 from knnlab.pipeline.params import Params
+from knnlab.search import kneighbors
 
 from .. import reference
 from ..conftest import REPO_ROOT

@@ -378,11 +378,11 @@ def test_automatic_prefilter_skips_data_without_dominant_directions(rng, monkeyp
     ],
 )
 def test_when_the_prefilter_is_used(shape, expected):
-    from knnlab.neighbors import _prefilter_applies
+    from knnlab.neighbors import prefilter_applies
 
     args = {"prefilter": None, "kind": 2, "n_train": 60000, "n_features": 784}
     args |= {"n_queries": 10000, "k": 5} | shape
-    assert _prefilter_applies(**args) is expected
+    assert prefilter_applies(**args) is expected
 
 
 def test_bad_prefilter_value_is_refused(rng):

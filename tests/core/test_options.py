@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from knnlab import KNNClassifier
+from knnlab.algorithms import ALGORITHMS, resolve_algorithm
 from knnlab.model_selection import grid_search_cv
 from knnlab.options import (
-    ALGORITHMS,
     SCALINGS,
     SCORERS,
     WEIGHTS,
@@ -19,7 +19,6 @@ from knnlab.options import (
     check_p,
     fit_scaling,
     is_minkowski_p,
-    resolve_algorithm,
 )
 from knnlab.pipeline.params import ParamsError, parse_params
 from knnlab.voting import neighbor_weights

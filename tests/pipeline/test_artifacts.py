@@ -57,6 +57,7 @@ TUNED = TuneSummary(
     scale="none",
     n_candidates=8,
     n_train=9,
+    index_seed=0,
 )
 
 

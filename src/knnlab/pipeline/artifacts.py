@@ -127,7 +127,8 @@ class SplitInfo(DatasetInfo):
 
 @dataclasses.dataclass(frozen=True)
 class TuneSummary(_Record):
-    """The grid search's pick: ``best_params`` (n_neighbors, p, weights, algorithm) by
+    """The grid search's pick: ``best_params`` (n_neighbors, p, weights, algorithm, and
+    ``index`` for an approximate algorithm) by
     ``scoring`` over ``cv`` folds of the ``n_train`` training rows, chosen by the rule
     ``select`` (``best`` or ``one_se``); ``best_score`` and ``best_se`` are its mean CV score
     and that mean's standard error. ``picks`` holds both rules' candidates whichever was
@@ -147,10 +148,12 @@ class TuneSummary(_Record):
     scale: str
     n_candidates: int
     n_train: int
+    index_seed: int  # the approximate indexes' build seed (model.seed)
 
     def model_params(self) -> dict[str, Any]:
-        """The tuned model's constructor arguments (the scaling is not tuned)."""
-        return {**self.best_params, "scale": self.scale}
+        """The tuned model's constructor arguments (the scaling and the seed are not
+        tuned)."""
+        return {**self.best_params, "scale": self.scale, "random_state": self.index_seed}
 
 
 @dataclasses.dataclass(frozen=True)

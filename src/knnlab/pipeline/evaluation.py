@@ -14,6 +14,7 @@ from sklearn.dummy import DummyClassifier
 from sklearn.model_selection import StratifiedKFold
 
 from knnlab import metrics
+from knnlab.algorithms import index_options, is_approximate
 from knnlab.estimators import KNNClassifier
 from knnlab.metrics import UndefinedMetricWarning, classification_scores
 from knnlab.pipeline import files
@@ -98,6 +99,114 @@ def evaluate_models(load_configured, tuned: TuneSummary, X_train, y_train, X_tes
     return results
 
 
+@dataclass
+class ExactComparison:
+    """An approximate model measured against the exact one with the same k, p, weights and
+    scaling, on the test split: ``recall`` (recall@k of its neighbours), the index's bytes,
+    each model's query seconds for the whole test split, and the paired record of the two
+    (:func:`knnlab.pipeline.significance.uncertainty`, first ``exact``, second
+    ``configured``)."""
+
+    algorithm: str
+    options: dict
+    n_neighbors: int
+    recall: float
+    index_bytes: int
+    query_seconds: float
+    exact_query_seconds: float
+    n_test: int
+    paired: dict
+
+    @property
+    def speedup(self) -> float:
+        return self.exact_query_seconds / self.query_seconds
+
+    def metrics(self) -> dict[str, float]:
+        """MLflow metrics, grouped under ``approximate/`` (seconds churn: MLflow only)."""
+        pair = self.paired
+        return {
+            f"approximate/recall_at_{self.n_neighbors}": self.recall,
+            "approximate/index_bytes": float(self.index_bytes),
+            "approximate/query_seconds": self.query_seconds,
+            "approximate/queries_per_second": self.n_test / self.query_seconds,
+            "approximate/exact_queries_per_second": self.n_test / self.exact_query_seconds,
+            "approximate/speedup_vs_exact": self.speedup,
+            "approximate/accuracy_vs_exact": pair["accuracy_difference"],
+            "approximate/accuracy_vs_exact_ci_low": pair["low"],
+            "approximate/accuracy_vs_exact_ci_high": pair["high"],
+            "approximate/mcnemar_p_vs_exact": pair["mcnemar_p"],
+        }
+
+    def record(self) -> dict:
+        """What ``reports/uncertainty.json`` keeps under ``vs_exact``: all but the seconds,
+        which differ on every run (they go to MLflow)."""
+        return {
+            "algorithm": self.algorithm,
+            "index": self.options,
+            "n_neighbors": self.n_neighbors,
+            "recall": self.recall,
+            "index_bytes": self.index_bytes,
+            "paired": self.paired,
+        }
+
+    def sentence(self) -> str:
+        """ "hnsw (ef_search 32): accuracy −0.0020 [−0.0050, +0.0010] vs exact, within noise;
+        recall@5 0.981; 6.1× the queries per second"."""
+        from knnlab.pipeline.significance import signed
+
+        pair = self.paired
+        options = ", ".join(f"{name} {value}" for name, value in self.options.items())
+        noise = "significant" if pair["significant"] else "within noise"
+        return (
+            f"{self.algorithm} ({options}): accuracy {signed(pair['accuracy_difference'])} "
+            f"[{signed(pair['low'])}, {signed(pair['high'])}] vs exact, {noise} (McNemar "
+            f"p = {pair['mcnemar_p']:.3g}); recall@{self.n_neighbors} {self.recall:.4f}; "
+            f"{self.speedup:.1f}× the queries per second of exact search"
+        )
+
+
+def compare_with_exact(
+    load_configured, X_train, y_train, X_test, y_test, confidence, resamples, seed
+) -> ExactComparison | None:
+    """The configured model against its exact twin (None when it is exact itself). Both
+    are fitted first; then each answers the whole test split once, timed."""
+    from knnlab.pipeline import significance
+
+    approximate = load_configured()
+    if approximate.exact_:
+        return None
+    params = {**approximate.get_params(), "algorithm": "brute", "index": None}
+    exact = KNNClassifier(**params).fit(X_train, y_train)
+    answers = {}
+    for name, model in (("exact", exact), ("configured", approximate)):
+        start = time.perf_counter()
+        _, indices = model.kneighbors(X_test)
+        seconds = time.perf_counter() - start
+        proba = model.predict_proba(X_test)  # (n_test, n_classes); searches again, untimed
+        y_pred = model.classes_[np.argmax(proba, axis=1)]
+        answers[name] = (y_pred, proba, model.classes_, seconds, indices)
+    record = significance.uncertainty(
+        y_test,
+        {name: answer[:3] for name, answer in answers.items()},
+        confidence,
+        resamples,
+        seed,
+        significance.test_split_fingerprint(X_test, y_test),
+        pairs=(("exact", "configured"),),
+    )
+    return ExactComparison(
+        algorithm=approximate.algorithm_,
+        options=approximate.index_options_,
+        n_neighbors=approximate.n_neighbors,
+        recall=metrics.recall_at_k(answers["configured"][4], answers["exact"][4]),
+        index_bytes=int(approximate.index_state().size),
+        query_seconds=answers["configured"][3],
+        exact_query_seconds=answers["exact"][3],
+        n_test=len(y_test),
+        paired=record["paired"][0],
+    )
+
+
 def evaluation_of(results: dict[str, ModelResult]) -> Evaluation:
     return Evaluation(
         metrics={name: r.scores for name, r in results.items()},
@@ -109,14 +218,21 @@ def evaluation_of(results: dict[str, ModelResult]) -> Evaluation:
 
 
 def run_params(split: SplitInfo, model_params: dict, tuned: TuneSummary) -> dict:
-    """The evaluate run's MLflow params: the data, the configured model, the tuned pick."""
+    """The evaluate run's MLflow params: the data, the configured model (an approximate
+    index's options as ``index.<option>``, defaults filled in, and ``index_seed``), the tuned
+    pick."""
+    model = {k: v for k, v in model_params.items() if k not in ("index", "seed")}
+    if is_approximate(model_params["algorithm"]):
+        options = index_options(model_params["algorithm"], model_params["index"])
+        model |= {f"index.{name}": value for name, value in options.items()}
+        model["index_seed"] = model_params["seed"]
     return {
         "dataset": split.name,
         "test_size": split.test_size,
         "seed": split.seed,
         "n_train": split.n_train,
         "n_test": split.n_test,
-        **model_params,
+        **model,
         **{f"tuned_{k}": v for k, v in tuned.best_params.items()},
     }
 

@@ -29,6 +29,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
+from knnlab.algorithms import is_approximate
 from knnlab.pipeline.files import atomic_path
 from knnlab.pipeline.params import ModelParams, ParamsError
 
@@ -42,6 +43,8 @@ DEFAULT_MAX_BYTES = 4 * 2**30
 MAX_HEADER_BYTES = 64 * 2**20  # the JSON header: params, feature names, a few facts
 _NPY_PREFIX = 16 * 2**10  # magic, version, header length and numpy's 10,000-byte header cap
 MODEL_KEYS = tuple(f.name for f in fields(ModelParams))  # n_neighbors, p, weights, ...
+# The estimator's name of a params.yaml key, where they differ (scikit-learn's convention).
+ESTIMATOR_NAMES = {"seed": "random_state"}
 HEADER_KEYS = ("format", "estimator", "params", "sha256", "extra")
 REBUILD = "rebuild it with `dvc repro train`"
 
@@ -99,6 +102,12 @@ def save_model(path: Path | str, model: KNNClassifier, extra: dict | None = None
         "y": model._y.astype(np.int64),
         "classes": classes,
     }
+    # An approximate index is kept as built (faiss's own bytes, covered by the checksum):
+    # loading it takes milliseconds where building takes seconds to minutes, and the model
+    # served is the index evaluate measured (docs/performance.md compares the two).
+    state = model.index_state()
+    if state is not None:
+        arrays["index"] = np.asarray(state, dtype=np.uint8)
     header = {
         "format": FORMAT,
         "estimator": type(model).__name__,
@@ -120,9 +129,10 @@ def read_header(path: Path | str) -> dict:
 
 
 def read_model_params(path: Path | str) -> dict:
-    """The hyper-parameters that define a saved model (not its thread count)."""
+    """The hyper-parameters that define a saved model (not its thread count), under their
+    ``params.yaml`` names (``model.seed``, not the estimator's ``random_state``)."""
     params = read_header(path)["params"]
-    return {key: params[key] for key in MODEL_KEYS}
+    return {key: params[ESTIMATOR_NAMES.get(key, key)] for key in MODEL_KEYS}
 
 
 # --- reading: the archive, then each member's .npy header, then the contents ---------------
@@ -154,7 +164,9 @@ _MEMBERS = {
     "X.npy": (2, "f", 8),
     "y.npy": (1, "i", 8),
     "classes.npy": (1, "iufUb", None),
+    "index.npy": (1, "u", 1),  # an approximate model's index (only there)
 }
+_OPTIONAL = {"index.npy"}
 
 
 def _check_archive(path: Path, archive: zipfile.ZipFile) -> dict[str, tuple[int, ...]]:
@@ -162,10 +174,11 @@ def _check_archive(path: Path, archive: zipfile.ZipFile) -> dict[str, tuple[int,
     member's .npy header alone. Returns each array's shape; nothing big is read."""
     members = archive.infolist()
     names = sorted(m.filename for m in members)
-    if names != sorted(_MEMBERS):
+    required = sorted(set(_MEMBERS) - _OPTIONAL)
+    if sorted(set(names) - _OPTIONAL) != required or len(set(names)) != len(names):
         raise ModelFileError(
-            f"model file {path} holds {names}, expected the arrays {sorted(_MEMBERS)}; "
-            "it is not a knnlab model"
+            f"model file {path} holds {names}, expected the arrays {required} (and "
+            f"{sorted(_OPTIONAL)} for an approximate index); it is not a knnlab model"
         )
     limit = max_model_bytes()
     total = sum(m.file_size for m in members)
@@ -245,19 +258,22 @@ def _parse_header(path: Path, raw: np.ndarray) -> dict:
 
 def _check_params(path: Path, params: Any, n_samples: int) -> dict:
     """The header's params, checked with params.yaml's own rules (and k <= n_samples)."""
-    expected = {*MODEL_KEYS, "n_jobs"}
+    expected = {*(ESTIMATOR_NAMES.get(key, key) for key in MODEL_KEYS), "n_jobs"}
     if not isinstance(params, dict) or set(params) != expected:
         got = sorted(params) if isinstance(params, dict) else type(params).__name__
         raise ModelFileError(
             f"model file {path}: header params are {got}, expected {sorted(expected)}; {REBUILD}"
         )
     checked = {}
-    for f in fields(ModelParams):
-        try:
-            checked[f.name] = f.metadata["check"](f"params.{f.name}", params[f.name])
-        except ParamsError as error:
-            reason = str(error).removeprefix("params.yaml: ")
-            raise ModelFileError(f"model file {path}: {reason}; {REBUILD}") from None
+    try:
+        for f in fields(ModelParams):
+            name = ESTIMATOR_NAMES.get(f.name, f.name)
+            checked[name] = f.metadata["check"](f"params.{name}", params[name])
+        # The rules between keys (index options of the algorithm, its p, its library).
+        ModelParams(**{key: checked[ESTIMATOR_NAMES.get(key, key)] for key in MODEL_KEYS})
+    except ParamsError as error:
+        reason = str(error).removeprefix("params.yaml: ").replace("model.", "params.")
+        raise ModelFileError(f"model file {path}: {reason}; {REBUILD}") from None
     n_jobs = params["n_jobs"]
     if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, int)):
         raise ModelFileError(
@@ -298,7 +314,9 @@ def read_model(path: Path | str) -> tuple[dict, dict[str, np.ndarray]]:
         with zipfile.ZipFile(path) as archive:
             _check_archive(path, archive)
             arrays = {}
-            for name in _MEMBERS:  # sizes are checked: each read allocates what it declared
+            present = set(archive.namelist())
+            for name in [m for m in _MEMBERS if m in present]:  # sizes are checked: each
+                # read allocates what it declared
                 with archive.open(name) as fp:
                     arrays[name.removesuffix(".npy")] = np.lib.format.read_array(
                         fp, allow_pickle=False
@@ -324,11 +342,20 @@ def read_model(path: Path | str) -> tuple[dict, dict[str, np.ndarray]]:
         raise ModelFileError(f"model file {path}: header extra is not a mapping; {REBUILD}")
     header["params"] = _check_params(path, header["params"], len(arrays["X"]))
     _check_contents(path, arrays)
+    approximate = is_approximate(header["params"]["algorithm"])
+    if approximate != ("index" in arrays):
+        raise ModelFileError(
+            f"model file {path}: algorithm {header['params']['algorithm']!r} "
+            + ("needs" if approximate else "has no use for")
+            + f" a stored index, and the file {'lacks' if approximate else 'holds'} one; "
+            + REBUILD
+        )
     return header, arrays
 
 
 def load_model(path: Path | str) -> KNNClassifier:
-    """Read a model file and return the fitted estimator (trees are rebuilt on load)."""
+    """Read a model file and return the fitted estimator (trees are rebuilt on load; an
+    approximate index is loaded from the file's bytes)."""
     return model_from(*read_model(path))
 
 
@@ -337,4 +364,11 @@ def model_from(header: dict, arrays: dict[str, np.ndarray]) -> KNNClassifier:
     from knnlab.estimators import KNNClassifier
 
     model = KNNClassifier(**header["params"])
-    return model.fit(arrays["X"], arrays["classes"][arrays["y"]])
+    try:
+        return model.fit(
+            arrays["X"], arrays["classes"][arrays["y"]], index_state=arrays.get("index")
+        )
+    except ValueError as error:  # a stored index that is not the one the header describes
+        if "index" not in arrays:
+            raise
+        raise ModelFileError(f"model file: {error}; {REBUILD}") from None

@@ -17,8 +17,15 @@ from typing import Any
 
 import yaml
 
-from knnlab.options import (
+from knnlab.algorithms import (
     ALGORITHMS,
+    BACKENDS,
+    backend_available,
+    index_option_problems,
+    is_approximate,
+    missing_backend_message,
+)
+from knnlab.options import (
     SCALINGS,
     SCORERS,
     SELECTIONS,
@@ -323,16 +330,46 @@ class SplitParams:
     seed: int = _param(42, _int(0))
 
 
+def _option_mapping(key: str, value: Any) -> dict[str, Any]:
+    """``model.index``: a mapping of option names to values (which options belong to which
+    algorithm, and their ranges, is checked with the algorithm: :func:`_check_index`)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(name, str) for name in value):
+        raise _fail(key, value, "a mapping of index options, e.g. {ef_search: 32}, or {}")
+    return dict(value)
+
+
+def _check_index(section: str, algorithm: str, options: dict, p: Any) -> None:
+    """The index options of ``algorithm`` (and its p) as search.py's registry allows them;
+    section: where they sit in params.yaml (``model``)."""
+    problems = index_option_problems(algorithm, options, p)
+    if problems:
+        key, message = problems[0]
+        raise ParamsError(f"params.yaml: {section}.{key} {message}")
+    if is_approximate(algorithm) and not backend_available(algorithm):
+        raise ParamsError(
+            "params.yaml: " + missing_backend_message(algorithm, f"{section}.algorithm")
+        )
+
+
 @dataclass(frozen=True)
 class ModelParams:
     """The configured k-nearest-neighbours classifier; ``scale`` is fitted on the training
-    rows only (also inside each tuning fold)."""
+    rows only (also inside each tuning fold). ``index`` holds the options of an approximate
+    ``algorithm`` (hnsw, ivf; :data:`knnlab.search.BACKENDS`), unset ones at their defaults;
+    ``seed`` seeds its build."""
 
     n_neighbors: int = _param(5, _int(1))
     p: int | float = _param(2, _minkowski_p)
     weights: str = _param("uniform", _choice(WEIGHTS))
     algorithm: str = _param("auto", _choice(ALGORITHMS))
     scale: str = _param("none", _choice(SCALINGS))
+    index: dict[str, Any] = field(default_factory=dict, metadata={"check": _option_mapping})
+    seed: int = _param(0, _int(0))
+
+    def __post_init__(self) -> None:
+        _check_index("model", self.algorithm, self.index, self.p)
 
 
 @dataclass(frozen=True)
@@ -343,6 +380,48 @@ class GridParams:
     p: tuple[int | float, ...] = _param((1, 2, 3), _list_of(_minkowski_p))
     weights: tuple[str, ...] = _param(WEIGHTS, _list_of(_choice(WEIGHTS)))
     algorithm: tuple[str, ...] = _param(("brute",), _list_of(_choice(ALGORITHMS)))
+    index: dict[str, tuple] = field(default_factory=dict, metadata={"check": _option_mapping})
+
+    def __post_init__(self) -> None:
+        """Each list in ``index`` belongs to an approximate algorithm of the grid; those
+        algorithms need p = 2 among the grid's p (they are tried at p = 2 only)."""
+        approximate = [a for a in self.algorithm if is_approximate(a)]
+        for name, values in self.index.items():
+            key = f"tune.grid.index.{name}"
+            owners = [a for a in approximate if name in BACKENDS[a].options]
+            if not owners:
+                raise _fail(
+                    key,
+                    values,
+                    "an option of an approximate algorithm in tune.grid.algorithm ("
+                    + "; ".join(
+                        f"{a}: {', '.join(BACKENDS[a].options)}"
+                        for a in BACKENDS
+                        if BACKENDS[a].options
+                    )
+                    + ")",
+                )
+            if not isinstance(values, list) or not values:
+                raise _fail(key, values, "a non-empty list of values")
+            for owner in owners:
+                for i, value in enumerate(values):
+                    for _, message in index_option_problems(owner, {name: value}):
+                        raise ParamsError(f"params.yaml: {key}[{i}] {message}")
+            if len(set(values)) != len(values):
+                raise _fail(key, values, "a list without repeated values")
+            object.__setattr__(self, "index", {**self.index, name: tuple(values)})
+        if approximate and 2 not in self.p:
+            raise _fail(
+                "tune.grid.p",
+                list(self.p),
+                f"a list that includes 2: {', '.join(approximate)} in tune.grid.algorithm "
+                "search Euclidean distance (p = 2) only",
+            )
+        for algorithm in approximate:
+            if not backend_available(algorithm):
+                raise ParamsError(
+                    "params.yaml: " + missing_backend_message(algorithm, "tune.grid.algorithm")
+                )
 
 
 @dataclass(frozen=True)

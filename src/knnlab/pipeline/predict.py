@@ -201,13 +201,15 @@ class SavedModel:
     """A saved model ready to answer queries. Brute-force models (what ``auto`` picks for
     images) answer from the file's arrays with knnlab's search and voting, exactly as
     :class:`~knnlab.estimators.KNNClassifier` does, without importing scikit-learn (1.6 s of
-    the command's time); a tree model is rebuilt as the estimator.
+    the command's time); a tree model is rebuilt as the estimator, an approximate one
+    loaded with its stored index.
 
     header, arrays : as :func:`knnlab.pipeline.model_io.read_model` returns them.
     """
 
     def __init__(self, header: dict, arrays: dict[str, np.ndarray]) -> None:
-        from knnlab.options import fit_scaling, resolve_algorithm
+        from knnlab.algorithms import resolve_algorithm
+        from knnlab.options import fit_scaling
 
         params = header["params"]
         X = arrays["X"]
@@ -217,9 +219,9 @@ class SavedModel:
         self._y = arrays["y"]
         self._estimator = None
         if resolve_algorithm(params["algorithm"], *X.shape, params["n_neighbors"]) != "brute":
-            from knnlab.estimators import KNNClassifier
+            from knnlab.pipeline.model_io import model_from
 
-            self._estimator = KNNClassifier(**params).fit(X, self.classes_[self._y])
+            self._estimator = model_from(header, arrays)  # a tree, or the stored index
             return
         self._centre, self._factor = fit_scaling(X, params["scale"])
         self._X = self._transform(X)

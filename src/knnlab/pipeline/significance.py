@@ -46,8 +46,10 @@ def uncertainty(
     resamples: int,
     seed: int,
     fingerprint: str,
+    pairs: tuple[tuple[str, str], ...] = PAIRS,
 ) -> dict:
-    """The record of ``reports/uncertainty.json``.
+    """The record of ``reports/uncertainty.json`` (pairs: which models to compare, first
+    against second).
 
     y_true : (n,) test labels; predictions : {model: (y_pred (n,), proba (n, n_classes),
     classes)}.
@@ -79,7 +81,7 @@ def uncertainty(
     for model in predictions:
         low, high = stats.wilson_interval(int(correct[model].sum()), n, confidence)
         record["wilson_accuracy"][model] = {"low": low, "high": high}
-    for first, second in PAIRS:
+    for first, second in pairs:
         if first not in predictions or second not in predictions:
             continue
         comparison = stats.paired_accuracy(

@@ -22,6 +22,8 @@ def build_model(params: ModelParams, n_train: int) -> KNNClassifier:
         weights=params.weights,
         algorithm=params.algorithm,
         scale=params.scale,
+        index=dict(params.index),
+        random_state=params.seed,
     )
 
 

@@ -50,6 +50,7 @@ def tune(params: Params, X: np.ndarray, y: np.ndarray) -> tuple[GridSearchResult
         scale=params.model.scale,
         select=config.select,
         scheduler=params.compute.resolved_scheduler(),
+        index_seed=params.model.seed,
     )
     summary = TuneSummary(
         best_params=result.best_params,
@@ -63,6 +64,7 @@ def tune(params: Params, X: np.ndarray, y: np.ndarray) -> tuple[GridSearchResult
         scale=params.model.scale,
         n_candidates=len(result.cv_results),
         n_train=len(X),
+        index_seed=params.model.seed,
     )
     return result, summary
 
@@ -73,6 +75,13 @@ def score_table(result: GridSearchResult) -> pd.DataFrame:
     return result.cv_results.drop(columns=["params", *TIME_COLUMNS])
 
 
+def candidate_name(params: dict) -> str:
+    """ "k=5 p=2 uniform brute", with an approximate index's options after it."""
+    options = " ".join(f"{name}={value}" for name, value in params.get("index", {}).items())
+    name = "k={n_neighbors} p={p} {weights} {algorithm}".format(**params)
+    return f"{name} {options}" if options else name
+
+
 def child_runs(result: GridSearchResult) -> list[dict]:
     """One nested MLflow run per candidate: its params and every mean/std/SE CV score."""
     score_columns = [
@@ -80,7 +89,7 @@ def child_runs(result: GridSearchResult) -> list[dict]:
     ]
     return [
         {
-            "name": "k={n_neighbors} p={p} {weights} {algorithm}".format(**row.params),
+            "name": candidate_name(row.params),
             "params": row.params,
             "metrics": {c: getattr(row, c) for c in score_columns},
         }

@@ -40,7 +40,22 @@ def run(params: Params) -> None:
         params.stats.seed,
         significance.test_split_fingerprint(X_test, y_test),
     )
+    # An approximate configured model, measured against its exact twin on the same rows.
+    vs_exact = evaluation.compare_with_exact(
+        lambda: load_model(paths.MODEL_FILE),
+        X_train,
+        y_train,
+        X_test,
+        y_test,
+        params.stats.confidence,
+        params.stats.resamples,
+        params.stats.seed,
+    )
+    if vs_exact is not None:
+        uncertainty["vs_exact"] = vs_exact.record()
+    options = " ".join(f"{name}={value}" for name, value in model_params["index"].items())
     run_name = "k={n_neighbors} p={p} {weights} {algorithm}".format(**model_params)
+    run_name = f"{run_name} {options}" if options else run_name
     # Staged, then committed only once the run has logged everything and closed: a failure
     # or a kill anywhere before leaves the previous outputs in place.
     with files.staged_outputs() as outputs:
@@ -65,6 +80,7 @@ def run(params: Params) -> None:
                 metrics={
                     **evaluation.run_metrics(results),
                     **significance.mlflow_metrics(uncertainty),
+                    **(vs_exact.metrics() if vs_exact is not None else {}),
                 },
                 tags={evaluation.EVALUATION_TAG: key},
             )
@@ -88,3 +104,5 @@ def run(params: Params) -> None:
         )
     for pair in uncertainty["paired"]:
         print(f"evaluate: {significance.verdict(pair, {})}")
+    if vs_exact is not None:
+        print(f"evaluate: {vs_exact.sentence()}")
