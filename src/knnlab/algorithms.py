@@ -111,7 +111,7 @@ def resolve_algorithm(algorithm: str, n_samples: int, n_features: int, n_neighbo
 
 
 def _allowed(option: IndexOption) -> str:
-    return f"an integer >= {option.minimum}" + (" or null" if option.default is None else "")
+    return f"an integer >= {option.minimum}, or null for the default"
 
 
 def index_option_problems(algorithm: str, options: Any, p: Any = 2) -> list[tuple[str, str]]:
@@ -123,8 +123,11 @@ def index_option_problems(algorithm: str, options: Any, p: Any = 2) -> list[tupl
         return [("index", f"= {options!r} is not allowed; expected a mapping of options")]
     spec = BACKENDS[algorithm].options if algorithm in BACKENDS else {}
     problems = []
+    known = {name for backend in BACKENDS.values() for name in backend.options}
     for name in sorted(options, key=str):
         value = options[name]
+        if value is None and name in known:
+            continue  # null: unset (params.yaml lists every option, null by default)
         if name not in spec:
             owners = [a for a, b in BACKENDS.items() if name in b.options]
             where = f"an option of {', '.join(owners)}" if owners else "no algorithm's option"
@@ -136,9 +139,7 @@ def index_option_problems(algorithm: str, options: Any, p: Any = 2) -> list[tupl
                     f"{algorithm}'s options: {allowed}",
                 )
             )
-        elif not (value is None and spec[name].default is None) and not (
-            is_count(value) and value >= spec[name].minimum
-        ):
+        elif not (is_count(value) and value >= spec[name].minimum):
             problems.append(
                 (f"index.{name}", f"= {value!r} is not allowed; expected {_allowed(spec[name])}")
             )
@@ -164,7 +165,10 @@ def index_options(algorithm: str, options: Mapping[str, Any] | None = None) -> d
         key, message = problems[0]
         raise ValueError(f"{key} {message}")
     spec = BACKENDS[algorithm].options if algorithm in BACKENDS else {}
-    return {name: options.get(name, option.default) for name, option in spec.items()}
+    return {
+        name: option.default if options.get(name) is None else options[name]
+        for name, option in spec.items()
+    }
 
 
 def backend_available(algorithm: str) -> bool:

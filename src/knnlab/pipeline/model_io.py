@@ -271,6 +271,8 @@ def _check_params(path: Path, params: Any, n_samples: int) -> dict:
             checked[name] = f.metadata["check"](f"params.{name}", params[name])
         # The rules between keys (index options of the algorithm, its p, its library).
         ModelParams(**{key: checked[ESTIMATOR_NAMES.get(key, key)] for key in MODEL_KEYS})
+        if params["index"] is None:  # the estimator's default: no options
+            checked["index"] = None
     except ParamsError as error:
         reason = str(error).removeprefix("params.yaml: ").replace("model.", "params.")
         raise ModelFileError(f"model file {path}: {reason}; {REBUILD}") from None

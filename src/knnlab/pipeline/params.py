@@ -386,6 +386,13 @@ class GridParams:
         """Each list in ``index`` belongs to an approximate algorithm of the grid; those
         algorithms need p = 2 among the grid's p (they are tried at p = 2 only)."""
         approximate = [a for a in self.algorithm if is_approximate(a)]
+        known = {name for backend in BACKENDS.values() for name in backend.options}
+        # null: not varied (params.yaml lists every option, null by default)
+        object.__setattr__(
+            self,
+            "index",
+            {n: v for n, v in self.index.items() if not (v is None and n in known)},
+        )
         for name, values in self.index.items():
             key = f"tune.grid.index.{name}"
             owners = [a for a in approximate if name in BACKENDS[a].options]

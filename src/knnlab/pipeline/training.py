@@ -22,7 +22,7 @@ def build_model(params: ModelParams, n_train: int) -> KNNClassifier:
         weights=params.weights,
         algorithm=params.algorithm,
         scale=params.scale,
-        index=dict(params.index),
+        index={k: v for k, v in params.index.items() if v is not None} or None,
         random_state=params.seed,
     )
 
