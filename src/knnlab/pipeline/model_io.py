@@ -132,7 +132,8 @@ def read_model_params(path: Path | str) -> dict:
     """The hyper-parameters that define a saved model (not its thread count), under their
     ``params.yaml`` names (``model.seed``, not the estimator's ``random_state``)."""
     params = read_header(path)["params"]
-    return {key: params[ESTIMATOR_NAMES.get(key, key)] for key in MODEL_KEYS}
+    found = {key: params[ESTIMATOR_NAMES.get(key, key)] for key in MODEL_KEYS}
+    return {**found, "index": found["index"] or {}}
 
 
 # --- reading: the archive, then each member's .npy header, then the contents ---------------

@@ -120,7 +120,11 @@ def build_report(
         "report: they are in each run's MLflow metrics (`fit_seconds`, `predict_seconds`) and, "
         "after a local run, in the git-ignored `reports/timings/`.",
     ]
-    configured = ", ".join(f"{k}={v}" for k, v in sorted(model_params.items()))
+    # An exact model has no index options and no seed: only an approximate one shows them.
+    shown = {k: v for k, v in model_params.items() if k not in ("index", "seed")}
+    if model_params.get("index"):
+        shown |= {"index": model_params["index"], "seed": model_params["seed"]}
+    configured = ", ".join(f"{k}={v}" for k, v in sorted(shown.items()))
     lines += [
         "",
         f"- **configured**: {configured}",
