@@ -79,7 +79,7 @@ def test_split_info_is_the_dataset_info_plus_the_split():
         "n_test": 3,
     }
     assert SPLIT.display_name(1) == "one" and SPLIT.display_name(0) == "0"
-    assert TUNED.model_params() == {**TUNED.best_params, "scale": "none"}
+    assert TUNED.model_params() == {**TUNED.best_params, "scale": "none", "random_state": 0}
 
 
 def test_reading_is_strict_and_names_the_file_and_field(tmp_path):

@@ -194,7 +194,7 @@ def load_checked(faiss, algorithm: str, state: np.ndarray, X: np.ndarray, expect
     state = np.ascontiguousarray(state, dtype=np.uint8)
     try:
         index = faiss.deserialize_index(state)
-    except RuntimeError as error:
+    except (RuntimeError, MemoryError) as error:  # MemoryError: a corrupted length
         reason = str(error).strip().splitlines()[-1] if str(error).strip() else "unreadable"
         raise ValueError(f"the stored {algorithm} index cannot be read ({reason})") from None
     n, d = X.shape
@@ -205,4 +205,6 @@ def load_checked(faiss, algorithm: str, state: np.ndarray, X: np.ndarray, expect
         )
     if index.metric_type != faiss.METRIC_L2:
         raise ValueError(f"the stored {algorithm} index does not use the L2 metric")
+    if not index.is_trained:  # an IVF index would refuse every search
+        raise ValueError(f"the stored {algorithm} index is not trained")
     return index

@@ -55,6 +55,16 @@ class IVFIndex(FaissIndex):
         return found
 
 
+def _row_ids(faiss, index) -> np.ndarray:
+    """The training row ids the cells hold, all cells concatenated (int64)."""
+    lists = index.invlists
+    sizes = [lists.list_size(cell) for cell in range(index.nlist)]
+    return np.concatenate(
+        [np.zeros(0, dtype=np.int64)]
+        + [faiss.rev_swig_ptr(lists.get_ids(c), n).copy() for c, n in enumerate(sizes) if n]
+    )
+
+
 def build(X, *, name: str, p: float, options: dict, seed: int, n_jobs: int | None) -> IVFIndex:
     """Train k-means and fill the cells from X (n_train, d) float64 (p is 2)."""
     faiss = import_faiss(name)
@@ -79,4 +89,8 @@ def load(X, *, name: str, p: float, options: dict, state: np.ndarray) -> IVFInde
         raise ValueError(
             f"the stored ivf index has {index.nlist} cells, not {n_cells(options, len(X))}"
         )
+    if not np.array_equal(np.sort(_row_ids(faiss, index)), np.arange(len(X))):
+        # Unlike an HNSW graph's links (checked by faiss on reading), a cell's row ids are
+        # kept as they are: a search would return rows X does not have.
+        raise ValueError(f"the stored ivf index does not hold each of the {len(X)} rows once")
     return IVFIndex(faiss, index, X, X.mean(axis=0), None, options["nprobe"])

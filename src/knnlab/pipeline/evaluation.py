@@ -221,11 +221,11 @@ def run_params(split: SplitInfo, model_params: dict, tuned: TuneSummary) -> dict
     """The evaluate run's MLflow params: the data, the configured model (an approximate
     index's options as ``index.<option>``, defaults filled in, and ``index_seed``), the tuned
     pick."""
-    model = {k: v for k, v in model_params.items() if k not in ("index", "seed")}
+    model = {k: v for k, v in model_params.items() if k not in ("index", "random_state")}
     if is_approximate(model_params["algorithm"]):
         options = index_options(model_params["algorithm"], model_params["index"])
         model |= {f"index.{name}": value for name, value in options.items()}
-        model["index_seed"] = model_params["seed"]
+        model["index_seed"] = model_params["random_state"]
     return {
         "dataset": split.name,
         "test_size": split.test_size,

@@ -129,10 +129,11 @@ def read_header(path: Path | str) -> dict:
 
 
 def read_model_params(path: Path | str) -> dict:
-    """The hyper-parameters that define a saved model (not its thread count), under their
-    ``params.yaml`` names (``model.seed``, not the estimator's ``random_state``)."""
+    """The hyper-parameters that define a saved model (not its thread count), as the
+    estimator's arguments (``random_state`` for ``model.seed``); ``index`` is {} for an
+    exact model."""
     params = read_header(path)["params"]
-    found = {key: params[ESTIMATOR_NAMES.get(key, key)] for key in MODEL_KEYS}
+    found = {name: params[name] for name in (ESTIMATOR_NAMES.get(k, k) for k in MODEL_KEYS)}
     return {**found, "index": found["index"] or {}}
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from knnlab.algorithms import index_options, is_approximate
 from knnlab.pipeline import significance
 from knnlab.pipeline.artifacts import MODELS, SplitInfo, TuneSummary
 
@@ -121,9 +122,10 @@ def build_report(
         "after a local run, in the git-ignored `reports/timings/`.",
     ]
     # An exact model has no index options and no seed: only an approximate one shows them.
-    shown = {k: v for k, v in model_params.items() if k not in ("index", "seed")}
-    if model_params.get("index"):
-        shown |= {"index": model_params["index"], "seed": model_params["seed"]}
+    shown = {k: v for k, v in model_params.items() if k not in ("index", "random_state")}
+    if is_approximate(model_params.get("algorithm")):
+        options = index_options(model_params["algorithm"], model_params.get("index"))
+        shown |= {"index": options, "seed": model_params["random_state"]}
     configured = ", ".join(f"{k}={v}" for k, v in sorted(shown.items()))
     lines += [
         "",
