@@ -34,6 +34,7 @@ STAGES = {
     "fetch": "the configured dataset -> data/raw",
     "split": "data/raw -> a stratified, seeded train/test split in data/split",
     "train": "fit the configured model on the train split -> models/model.npz",
+    "exact": "exact neighbours of the test rows, for approximate models -> data/neighbours",
     "tune": "cross-validated grid search on the train split -> reports/tune, MLflow runs",
     "evaluate": "score configured, tuned and baseline models on the test split -> reports/",
     "plot": "figures, DVC plot data and reports/report.md",
@@ -46,6 +47,10 @@ STAGE_FILES = {
     ),
     "split": ("data/raw; split.*", "data/split/train.parquet, test.parquet, meta.json"),
     "train": ("data/split; model.*", "models/model.npz (arrays and JSON, no pickle)"),
+    "exact": (
+        "data/split; model.n_neighbors, model.scale, tune.grid.n_neighbors",
+        "data/neighbours/test_exact.npz (exact distances and indices, p = 2; not committed)",
+    ),
     "tune": (
         "data/split/train.parquet only (never the test split); tune.*, model.scale",
         "reports/tune/cv_results.csv, reports/tune/best_params.json; an MLflow run with "

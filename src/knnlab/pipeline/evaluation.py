@@ -3,10 +3,12 @@ frames in, values out (the evaluate and plot stages read and write the files).""
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -52,6 +54,7 @@ class ModelResult:
     y_pred: np.ndarray
     proba: np.ndarray
     classes: np.ndarray
+    model: Any = None  # the fitted model (not written anywhere)
 
 
 def evaluate_model(make_fitted, X_test: np.ndarray, y_test: np.ndarray) -> ModelResult:
@@ -69,6 +72,7 @@ def evaluate_model(make_fitted, X_test: np.ndarray, y_test: np.ndarray) -> Model
         y_pred=y_pred,
         proba=proba,
         classes=model.classes_,
+        model=model,
     )
 
 
@@ -101,12 +105,14 @@ def evaluate_models(load_configured, tuned: TuneSummary, X_train, y_train, X_tes
 
 @dataclass
 class ExactComparison:
-    """An approximate model measured against the exact one with the same k, p, weights and
-    scaling, on the test split: ``recall`` (recall@k of its neighbours), the index's bytes,
-    each model's query seconds for the whole test split, and the paired record of the two
-    (:func:`knnlab.pipeline.significance.uncertainty`, first ``exact``, second
-    ``configured``)."""
+    """An approximate model measured against its exact twin (the same k, p, weights and
+    scaling, brute force) on the test split: ``recall`` (recall@k of its neighbours against
+    the exact ones), the index's bytes, the seconds each takes for the whole test split in
+    one batch and per single-row query, the index's build seconds (None when unknown), and
+    the paired record of the two (:func:`knnlab.pipeline.significance.uncertainty`, first
+    ``exact``, second the model)."""
 
+    model: str
     algorithm: str
     options: dict
     n_neighbors: int
@@ -114,6 +120,9 @@ class ExactComparison:
     index_bytes: int
     query_seconds: float
     exact_query_seconds: float
+    single_query_seconds: float
+    exact_single_query_seconds: float
+    build_seconds: float | None
     n_test: int
     paired: dict
 
@@ -122,20 +131,27 @@ class ExactComparison:
         return self.exact_query_seconds / self.query_seconds
 
     def metrics(self) -> dict[str, float]:
-        """MLflow metrics, grouped under ``approximate/`` (seconds churn: MLflow only)."""
+        """MLflow metrics under ``approximate/`` (``approximate/tuned_`` for the tuned
+        model). Seconds churn: MLflow only, never a DVC output."""
         pair = self.paired
-        return {
-            f"approximate/recall_at_{self.n_neighbors}": self.recall,
-            "approximate/index_bytes": float(self.index_bytes),
-            "approximate/query_seconds": self.query_seconds,
-            "approximate/queries_per_second": self.n_test / self.query_seconds,
-            "approximate/exact_queries_per_second": self.n_test / self.exact_query_seconds,
-            "approximate/speedup_vs_exact": self.speedup,
-            "approximate/accuracy_vs_exact": pair["accuracy_difference"],
-            "approximate/accuracy_vs_exact_ci_low": pair["low"],
-            "approximate/accuracy_vs_exact_ci_high": pair["high"],
-            "approximate/mcnemar_p_vs_exact": pair["mcnemar_p"],
+        prefix = "approximate/" + ("" if self.model == "configured" else f"{self.model}_")
+        logged = {
+            f"recall_at_{self.n_neighbors}": self.recall,
+            "index_bytes": float(self.index_bytes),
+            "query_seconds": self.query_seconds,
+            "queries_per_second": self.n_test / self.query_seconds,
+            "exact_queries_per_second": self.n_test / self.exact_query_seconds,
+            "speedup_vs_exact": self.speedup,
+            "single_query_ms": 1000 * self.single_query_seconds,
+            "exact_single_query_ms": 1000 * self.exact_single_query_seconds,
+            "accuracy_vs_exact": pair["accuracy_difference"],
+            "accuracy_vs_exact_ci_low": pair["low"],
+            "accuracy_vs_exact_ci_high": pair["high"],
+            "mcnemar_p_vs_exact": pair["mcnemar_p"],
         }
+        if self.build_seconds is not None:
+            logged["build_seconds"] = self.build_seconds
+        return {prefix + name: value for name, value in logged.items()}
 
     def record(self) -> dict:
         """What ``reports/uncertainty.json`` keeps under ``vs_exact``: all but the seconds,
@@ -150,58 +166,102 @@ class ExactComparison:
         }
 
     def sentence(self) -> str:
-        """ "hnsw (ef_search 32): accuracy −0.0020 [−0.0050, +0.0010] vs exact, within noise;
-        recall@5 0.981; 6.1× the queries per second"."""
+        """ "configured, hnsw (M 16, ef_construction 200, ef_search 32): accuracy −0.0020
+        [−0.0050, +0.0010] vs exact, within noise (McNemar p = 0.5); recall@5 0.9810; 6.1×
+        the queries per second of exact search (one query at a time: 0.3 ms against 2.1)"."""
         from knnlab.pipeline.significance import signed
 
         pair = self.paired
         options = ", ".join(f"{name} {value}" for name, value in self.options.items())
         noise = "significant" if pair["significant"] else "within noise"
         return (
-            f"{self.algorithm} ({options}): accuracy {signed(pair['accuracy_difference'])} "
-            f"[{signed(pair['low'])}, {signed(pair['high'])}] vs exact, {noise} (McNemar "
-            f"p = {pair['mcnemar_p']:.3g}); recall@{self.n_neighbors} {self.recall:.4f}; "
-            f"{self.speedup:.1f}× the queries per second of exact search"
+            f"{self.model}, {self.algorithm} ({options}): accuracy "
+            f"{signed(pair['accuracy_difference'])} [{signed(pair['low'])}, "
+            f"{signed(pair['high'])}] vs exact, {noise} (McNemar p = {pair['mcnemar_p']:.3g}); "
+            f"recall@{self.n_neighbors} {self.recall:.4f}; {self.speedup:.1f}× the queries "
+            f"per second of exact search (one query at a time: "
+            f"{1000 * self.single_query_seconds:.2f} ms against "
+            f"{1000 * self.exact_single_query_seconds:.2f} ms)"
         )
 
 
-def compare_with_exact(
-    load_configured, X_train, y_train, X_test, y_test, confidence, resamples, seed
-) -> ExactComparison | None:
-    """The configured model against its exact twin (None when it is exact itself). Both
-    are fitted first; then each answers the whole test split once, timed."""
-    from knnlab.pipeline import significance
+# Single-row queries timed per model: a served model's latency, at a small cost (25 exact
+# queries against 60,000 x 784 Fashion-MNIST rows take about 7 s today).
+SINGLE_QUERIES = 25
 
-    approximate = load_configured()
-    if approximate.exact_:
-        return None
-    params = {**approximate.get_params(), "algorithm": "brute", "index": None}
-    exact = KNNClassifier(**params).fit(X_train, y_train)
-    answers = {}
-    for name, model in (("exact", exact), ("configured", approximate)):
+
+def _single_query_seconds(model, X_test: np.ndarray) -> float:
+    """Mean seconds of one ``kneighbors`` call per row, over the first rows of X_test: what
+    a served model pays per request."""
+    rows = X_test[: min(SINGLE_QUERIES, len(X_test))]
+    start = time.perf_counter()
+    for row in rows:
+        model.kneighbors(row[None, :])
+    return (time.perf_counter() - start) / len(rows)
+
+
+def compare_with_exact(
+    name: str,
+    model,
+    reference: tuple[np.ndarray, np.ndarray],
+    data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    stats_params: tuple[float, int, int],
+    build_seconds: float | None = None,
+) -> ExactComparison:
+    """A fitted approximate ``model`` against its exact twin on the test split.
+
+    reference : the exact neighbours of the test rows, distances and indices (n_test, >= k)
+        (:mod:`knnlab.pipeline.reference`): recall and the twin's predictions come from
+        them. The twin is also fitted and timed, batch and single rows, as the model is.
+    data : X_train (n_train, d), y_train (n_train,), X_test (n_test, d), y_test (n_test,);
+    stats_params : confidence, resamples and seed of the paired test.
+    """
+    from knnlab.pipeline import significance
+    from knnlab.voting import class_probabilities
+
+    X_train, y_train, X_test, y_test = data
+    k = model.n_neighbors
+    exact = KNNClassifier(**{**model.get_params(), "algorithm": "brute", "index": None})
+    exact.fit(X_train, y_train)
+    seconds = {}
+    for which, fitted in (("exact", exact), ("approximate", model)):
         start = time.perf_counter()
-        _, indices = model.kneighbors(X_test)
-        seconds = time.perf_counter() - start
-        proba = model.predict_proba(X_test)  # (n_test, n_classes); searches again, untimed
-        y_pred = model.classes_[np.argmax(proba, axis=1)]
-        answers[name] = (y_pred, proba, model.classes_, seconds, indices)
+        _, indices = fitted.kneighbors(X_test)
+        seconds[which] = (time.perf_counter() - start, _single_query_seconds(fitted, X_test))
+        if which == "approximate":
+            found = indices
+    ref_distances, ref_indices = reference[0][:, :k], reference[1][:, :k]
+    codes = np.searchsorted(model.classes_, y_train)  # training labels as class positions
+    (exact_proba,) = class_probabilities(
+        ref_distances, codes[ref_indices], len(model.classes_), model.weights, [k]
+    )
+    proba = model.predict_proba(X_test)  # (n_test, n_classes)
+    predictions = {
+        "exact": (model.classes_[np.argmax(exact_proba, axis=1)], exact_proba, model.classes_),
+        name: (model.classes_[np.argmax(proba, axis=1)], proba, model.classes_),
+    }
+    confidence, resamples, seed = stats_params
     record = significance.uncertainty(
         y_test,
-        {name: answer[:3] for name, answer in answers.items()},
+        predictions,
         confidence,
         resamples,
         seed,
         significance.test_split_fingerprint(X_test, y_test),
-        pairs=(("exact", "configured"),),
+        pairs=(("exact", name),),
     )
     return ExactComparison(
-        algorithm=approximate.algorithm_,
-        options=approximate.index_options_,
-        n_neighbors=approximate.n_neighbors,
-        recall=metrics.recall_at_k(answers["configured"][4], answers["exact"][4]),
-        index_bytes=int(approximate.index_state().size),
-        query_seconds=answers["configured"][3],
-        exact_query_seconds=answers["exact"][3],
+        model=name,
+        algorithm=model.algorithm_,
+        options=model.index_options_,
+        n_neighbors=k,
+        recall=metrics.recall_at_k(found, ref_indices),
+        index_bytes=int(model.index_state().size),
+        query_seconds=seconds["approximate"][0],
+        exact_query_seconds=seconds["exact"][0],
+        single_query_seconds=seconds["approximate"][1],
+        exact_single_query_seconds=seconds["exact"][1],
+        build_seconds=build_seconds,
         n_test=len(y_test),
         paired=record["paired"][0],
     )
@@ -352,10 +412,16 @@ def cv_curve_table(cv_results: pd.DataFrame, tuned: TuneSummary) -> pd.DataFrame
     (the DVC linear plot): columns ``n_neighbors``, ``cv_score``, ``cv_std``, ``cv_se``, one
     row per k. ``cv_se`` is NaN for a table written before ``sem_test_*`` existed."""
     best = tuned.best_params
-    rows = cv_results[
-        (cv_results["param_p"].astype(str) == str(best["p"]))
-        & (cv_results["param_weights"] == best["weights"])
-    ].drop_duplicates("param_n_neighbors")
+    same = (cv_results["param_p"].astype(str) == str(best["p"])) & (
+        cv_results["param_weights"] == best["weights"]
+    )
+    if is_approximate(best["algorithm"]):  # the tuned index's own rows
+        same &= (cv_results["param_algorithm"] == best["algorithm"]) & (
+            cv_results["param_index"] == json.dumps(best["index"])
+        )
+    else:  # every exact algorithm scores the same
+        same &= ~cv_results["param_algorithm"].map(is_approximate)
+    rows = cv_results[same].drop_duplicates("param_n_neighbors")
     se = f"sem_test_{tuned.scoring}"
     return pd.DataFrame(
         {

@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from knnlab import metrics
 from knnlab.pipeline.artifacts import SplitInfo, TuneSummary
 from knnlab.pipeline.figure_style import class_colours, styled, subplots
+from knnlab.pipeline.tradeoff_figures import exact_rows
 
 
 def confusion_matrix_figure(cm: np.ndarray, labels: list[str], title: str) -> Figure:
@@ -65,8 +66,9 @@ def cv_score_figure(
     one-SE pick marked where it differs from the best.
 
     cv_results : DataFrame with ``param_n_neighbors``, ``param_p``, ``param_weights``,
-        ``mean_test_{scorer}`` and ``sem_test_{scorer}`` columns (one algorithm's rows
-        suffice: all algorithms score the same). A table without ``sem_test_{scorer}``
+        ``mean_test_{scorer}`` and ``sem_test_{scorer}`` columns; the exact algorithms'
+        rows are drawn (they all score the same; approximate candidates have their own
+        figure, :mod:`knnlab.pipeline.tradeoff_figures`). A table without ``sem_test_{scorer}``
         (written by an older knnlab) gets +/- 1 std bands instead.
     best : the best candidate's params (``n_neighbors``, ``p``, ``weights``).
     one_se : the one-SE pick, ``{"params", "score", "threshold", ...}`` as in
@@ -76,7 +78,7 @@ def cv_score_figure(
     band_col, band = f"sem_test_{scorer}", "1 SE"
     if band_col not in cv_results:
         band_col, band = f"std_test_{scorer}", "1 std"
-    rows = cv_results.drop_duplicates(["param_n_neighbors", "param_p", "param_weights"])
+    rows = exact_rows(cv_results).drop_duplicates(["param_n_neighbors", "param_p", "param_weights"])
     styles = {"uniform": "-", "distance": "--"}
 
     def mean_of(params: dict):
@@ -299,7 +301,7 @@ def binary_threshold_figure(
 def cv_heatmap_figure(cv_results: pd.DataFrame, scorer: str) -> Figure:
     """Mean CV score over k (columns) and p (rows), one panel per weighting."""
     mean_col = f"mean_test_{scorer}"
-    rows = cv_results.drop_duplicates(["param_n_neighbors", "param_p", "param_weights"])
+    rows = exact_rows(cv_results).drop_duplicates(["param_n_neighbors", "param_p", "param_weights"])
     weightings = sorted(rows["param_weights"].unique())
     low, high = rows[mean_col].min(), rows[mean_col].max()
     with styled():

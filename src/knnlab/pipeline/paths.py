@@ -27,6 +27,11 @@ TRAIN_SPLIT = SPLIT_DIR / "train.parquet"
 TEST_SPLIT = SPLIT_DIR / "test.parquet"
 SPLIT_META = SPLIT_DIR / "meta.json"
 
+# The exact neighbours of the test rows (the reference an approximate model is measured
+# against): computed once per split, scaling and largest k, cached by DVC, not committed.
+NEIGHBOURS_DIR = DATA_DIR / "neighbours"
+EXACT_NEIGHBOURS = NEIGHBOURS_DIR / "test_exact.npz"
+
 MODELS_DIR = Path("models")
 MODEL_FILE = MODELS_DIR / "model.npz"
 
@@ -57,7 +62,9 @@ FIGURES_DIR = REPORTS_DIR / "figures"
 TIMINGS_DIR = REPORTS_DIR / "timings"
 TIMINGS_FILE = TIMINGS_DIR / "timings.json"  # names as logged to MLflow
 TUNE_TIMINGS = TIMINGS_DIR / "tune_timings.csv"
+TRAIN_TIMINGS = TIMINGS_DIR / "train.json"  # the model's fit (an index's build) seconds
 SEARCH_SPEED_FIGURE = TIMINGS_DIR / "search_speed.png"
+SPEED_ACCURACY_QPS_FIGURE = TIMINGS_DIR / "speed_accuracy_qps.png"  # a grid with hnsw/ivf
 
 MLFLOW_DB_NAME = "mlflow.db"
 MLFLOW_ARTIFACTS_NAME = "mlruns"

@@ -36,6 +36,7 @@ FIGURES = (
     ("binary_threshold.png", "Binary target: precision and recall against the threshold"),
     ("cv_score_vs_k.png", "Cross-validated score against k, one line per p and weighting"),
     ("cv_heatmap.png", "Mean CV score over k and p"),
+    ("speed_accuracy.png", "Exact and approximate candidates: CV score and recall against work"),
     ("confused_pair.png", "The most-confused pair of classes"),
     ("worst_errors.png", "The most confident errors, explained by their nearest neighbours"),
     ("probability_surface.png", "Decision surface"),
@@ -76,6 +77,7 @@ def build_report(
     binary: dict | None = None,
     uncertainty: dict | None = None,
     errors: list[str] | None = None,
+    tradeoff: dict | None = None,
 ) -> str:
     """The report as markdown.
 
@@ -84,7 +86,10 @@ def build_report(
     reports/figures/; binary : the positive-class analysis (:func:`knnlab.pipeline.evaluation.
     binary_analysis`), if any; uncertainty : ``reports/uncertainty.json``
     (:func:`knnlab.pipeline.significance.uncertainty`); errors : markdown lines of the
-    worst errors and their neighbours (:mod:`knnlab.pipeline.explain`).
+    worst errors and their neighbours (:mod:`knnlab.pipeline.explain`); tradeoff : the
+    grid's fastest candidate within one SE of the best exact one
+    (:func:`knnlab.pipeline.tradeoff_figures.fastest_within_one_se`), for a grid with an
+    approximate algorithm.
     """
     lines = [f"# knnlab report: {split.name}", ""]
     lines += ["## Data", ""]
@@ -140,6 +145,8 @@ def build_report(
     if uncertainty:
         lines += _few_errors_note(metrics, uncertainty["n_test"])
         lines += ["", *_significance_section(uncertainty)]
+    if (uncertainty and uncertainty.get("vs_exact")) or tradeoff:
+        lines += ["", *_approximate_section((uncertainty or {}).get("vs_exact", {}), tradeoff)]
     if errors:
         lines += ["", "## Why kNN erred: the most confident errors and their neighbours", ""]
         lines += errors
@@ -161,6 +168,48 @@ def build_report(
         for name, caption in shown:
             lines += [f"### {caption}", "", f"![{caption}](figures/{name})", ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _approximate_section(vs_exact: dict, tradeoff: dict | None) -> list[str]:
+    """Each approximate model against its exact twin, and the grid's speed/accuracy pick."""
+    lines = ["## Exact or approximate search", ""]
+    for name, record in vs_exact.items():
+        pair = record["paired"]
+        options = ", ".join(f"{k} {v}" for k, v in record["index"].items())
+        noise = "a significant difference" if pair["significant"] else "within noise"
+        lines.append(
+            f"- **{name}**, {record['algorithm']} ({options}): accuracy "
+            f"{significance.signed(pair['accuracy_difference'])} "
+            f"[{significance.signed(pair['low'])}, {significance.signed(pair['high'])}] "
+            f"against the exact search with the same k, p and weights, {noise} (McNemar "
+            f"{significance.format_p(pair['mcnemar_p'])}); recall@{record['n_neighbors']} "
+            f"{_fmt(record['recall'])}; index {record['index_bytes'] / 2**20:.1f} MiB"
+        )
+    if vs_exact:
+        lines += [
+            "",
+            "Recall@k: the share of each test row's k true nearest neighbours the index "
+            "found. Speeds (queries per second, one query at a time, build seconds) differ "
+            "on every run: they are in the evaluate run's MLflow metrics under "
+            "`approximate/`.",
+        ]
+    if tradeoff:
+        fewer = tradeoff["exact_distances_per_query"] / tradeoff["distances_per_query"]
+        if vs_exact:
+            lines.append("")
+        lines.append(
+            f"Tuning: the fastest candidate whose mean CV score is within one standard error "
+            f"of the best exact candidate ({tradeoff['exact_label']}, mean CV "
+            f"{_fmt(tradeoff['exact_score'])}; line {_fmt(tradeoff['threshold'])}) is "
+            f"**{tradeoff['label']}, k={tradeoff['n_neighbors']}, {tradeoff['weights']}**: "
+            f"mean CV {_fmt(tradeoff['score'])} ± {_fmt(tradeoff['se'])}, recall "
+            f"{_fmt(tradeoff['recall'])}, {tradeoff['distances_per_query']:,.0f} distances "
+            f"computed per query against {tradeoff['exact_distances_per_query']:,.0f} for "
+            f"exact search ({fewer:.1f}× fewer). Work is counted, not timed, so this pick is "
+            "the same on every machine; the tune run in MLflow has the same figure against "
+            "measured queries per second."
+        )
+    return lines
 
 
 def _params_text(params: dict) -> str:

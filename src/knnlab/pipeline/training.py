@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from knnlab.estimators import KNNClassifier
+from knnlab.pipeline import files
 from knnlab.pipeline.artifacts import ModelCard, SplitInfo
 from knnlab.pipeline.params import ModelParams, ParamsError
 
@@ -25,6 +28,25 @@ def build_model(params: ModelParams, n_train: int) -> KNNClassifier:
         index={k: v for k, v in params.index.items() if v is not None} or None,
         random_state=params.seed,
     )
+
+
+def write_build_seconds(timings_path, model_path, seconds: float) -> None:
+    """Keep the fit (an approximate index's build) seconds beside the model they belong to,
+    in the git-ignored timings folder: seconds are no DVC output."""
+    record = {"fit_seconds": seconds, "model": files.digest({"model": Path(model_path)})}
+    files.write_json(timings_path, record)
+
+
+def build_seconds(timings_path, model_path) -> float | None:
+    """The fit seconds train recorded for the model file now at ``model_path``, or None when
+    the record is missing, unreadable or of another model (a train run elsewhere)."""
+    try:
+        record = files.read_json(timings_path)
+        if record.get("model") == files.digest({"model": Path(model_path)}):
+            return float(record["fit_seconds"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass  # no usable record: the build time is simply not logged
+    return None
 
 
 def novelty_threshold(model: KNNClassifier, quantile: float = 0.99) -> float:

@@ -8,12 +8,38 @@ run and to the git-ignored ``reports/timings/``, not to committed outputs."""
 from __future__ import annotations
 
 from knnlab.neighbors import warm_up
-from knnlab.pipeline import evaluation, files, paths, significance
+from knnlab.pipeline import evaluation, files, paths, reference, significance, training
 from knnlab.pipeline.artifacts import SplitInfo, TuneSummary
 from knnlab.pipeline.datasets import LABEL, features_and_labels
 from knnlab.pipeline.model_io import load_model, read_model_params
 from knnlab.pipeline.params import Params
 from knnlab.tracking import runs
+
+
+def _compare_with_exact(params: Params, results, X_train, y_train, X_test, y_test) -> dict:
+    """{model name: ExactComparison} of the configured and tuned models that are approximate,
+    against the cached exact neighbours of the test rows."""
+    approximate = [name for name in ("configured", "tuned") if not results[name].model.exact_]
+    if not approximate:
+        return {}
+    largest_k = max(results[name].model.n_neighbors for name in approximate)
+    exact_neighbours = reference.read(paths.EXACT_NEIGHBOURS, len(X_test), largest_k)
+    stats_params = (params.stats.confidence, params.stats.resamples, params.stats.seed)
+    build_seconds = {
+        "configured": training.build_seconds(paths.TRAIN_TIMINGS, paths.MODEL_FILE),
+        "tuned": results["tuned"].fit_seconds,
+    }
+    return {
+        name: evaluation.compare_with_exact(
+            name,
+            results[name].model,
+            exact_neighbours,
+            (X_train, y_train, X_test, y_test),
+            stats_params,
+            build_seconds[name],
+        )
+        for name in approximate
+    }
 
 
 def run(params: Params) -> None:
@@ -40,19 +66,10 @@ def run(params: Params) -> None:
         params.stats.seed,
         significance.test_split_fingerprint(X_test, y_test),
     )
-    # An approximate configured model, measured against its exact twin on the same rows.
-    vs_exact = evaluation.compare_with_exact(
-        lambda: load_model(paths.MODEL_FILE),
-        X_train,
-        y_train,
-        X_test,
-        y_test,
-        params.stats.confidence,
-        params.stats.resamples,
-        params.stats.seed,
-    )
-    if vs_exact is not None:
-        uncertainty["vs_exact"] = vs_exact.record()
+    # Each approximate model, measured against its exact twin on the same rows.
+    vs_exact = _compare_with_exact(params, results, X_train, y_train, X_test, y_test)
+    if vs_exact:
+        uncertainty["vs_exact"] = {name: c.record() for name, c in vs_exact.items()}
     options = " ".join(f"{name}={value}" for name, value in model_params["index"].items())
     run_name = "k={n_neighbors} p={p} {weights} {algorithm}".format(**model_params)
     run_name = f"{run_name} {options}" if options else run_name
@@ -80,7 +97,7 @@ def run(params: Params) -> None:
                 metrics={
                     **evaluation.run_metrics(results),
                     **significance.mlflow_metrics(uncertainty),
-                    **(vs_exact.metrics() if vs_exact is not None else {}),
+                    **{k: v for c in vs_exact.values() for k, v in c.metrics().items()},
                 },
                 tags={evaluation.EVALUATION_TAG: key},
             )
@@ -104,5 +121,5 @@ def run(params: Params) -> None:
         )
     for pair in uncertainty["paired"]:
         print(f"evaluate: {significance.verdict(pair, {})}")
-    if vs_exact is not None:
-        print(f"evaluate: {vs_exact.sentence()}")
+    for comparison in vs_exact.values():
+        print(f"evaluate: {comparison.sentence()}")

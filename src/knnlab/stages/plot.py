@@ -15,6 +15,7 @@ from knnlab.pipeline import (
     paths,
     report,
     significance,
+    tradeoff_figures,
 )
 from knnlab.pipeline.artifacts import Evaluation, SplitInfo, TuneSummary
 from knnlab.pipeline.datasets import features_and_labels
@@ -63,6 +64,12 @@ def run(params: Params) -> None:
     if split.n_features == 2:
         surface = (model, {"train": (X_train, y_train)})
     made = figures.pipeline_figures(split, test, tuned, cv_results, binary, surface)
+    tradeoff = None
+    if tradeoff_figures.has_approximate(cv_results):  # a grid with hnsw or ivf
+        made["speed_accuracy.png"] = tradeoff_figures.tradeoff_figure(
+            cv_results, tuned.scoring, "distances"
+        )
+        tradeoff = tradeoff_figures.fastest_within_one_se(cv_results, tuned.scoring, "distances")
     # Why kNN erred: the configured model's most confident errors and their neighbours.
     errors = explain.explain_rows(
         model,
@@ -89,6 +96,7 @@ def run(params: Params) -> None:
         binary,
         significance.read_uncertainty(paths.UNCERTAINTY_FILE),
         explain.explanation_markdown(errors, split.display_name),
+        tradeoff,
     )
     display = [split.display_name(c) for c in classes]
     confusion = metrics.confusion_matrix(y_true, y_pred, labels=classes)

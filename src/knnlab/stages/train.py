@@ -1,18 +1,24 @@
-"""train: fit the configured model on the train split -> ``models/model.npz``."""
+"""train: fit the configured model on the train split -> ``models/model.npz`` (the fit's
+seconds, an approximate index's build, to the git-ignored ``reports/timings/train.json``)."""
 
 from __future__ import annotations
+
+import time
 
 from knnlab.pipeline import files, paths
 from knnlab.pipeline.artifacts import SplitInfo
 from knnlab.pipeline.datasets import features_and_labels
 from knnlab.pipeline.model_io import save_model
 from knnlab.pipeline.params import Params
-from knnlab.pipeline.training import build_model, model_card
+from knnlab.pipeline.training import build_model, model_card, write_build_seconds
 
 
 def run(params: Params) -> None:
     split = SplitInfo.read(paths.SPLIT_META)
     X, y = features_and_labels(files.read_parquet(paths.TRAIN_SPLIT))
+    start = time.perf_counter()
     model = build_model(params.model, len(X)).fit(X, y)
+    seconds = time.perf_counter() - start
     save_model(paths.MODEL_FILE, model, extra=model_card(split, model, X).to_dict())
+    write_build_seconds(paths.TRAIN_TIMINGS, paths.MODEL_FILE, seconds)
     print(f"train: {model!r} ({model.algorithm_}) on {len(X)} rows -> {paths.MODEL_FILE}")

@@ -8,7 +8,7 @@ honest estimate (the tutorials this grew from tuned on all data, test split incl
 
 from __future__ import annotations
 
-from knnlab.pipeline import figure_style, files, paths, timing_figures, tuning
+from knnlab.pipeline import figure_style, files, paths, timing_figures, tradeoff_figures, tuning
 from knnlab.pipeline.artifacts import SplitInfo
 from knnlab.pipeline.datasets import features_and_labels
 from knnlab.pipeline.params import Params
@@ -30,6 +30,19 @@ def run(params: Params) -> None:
         files.write_csv(timings_file, result.search_timings)
         speed_figure = outputs.staged(paths.SEARCH_SPEED_FIGURE)
         figure_style.save(timing_figures.search_speed_figure(result.search_timings), speed_figure)
+        trade_figure = pick = None
+        if tradeoff_figures.has_approximate(result.cv_results):  # measured speed: MLflow only
+            n_queries = len(X) / params.tune.cv  # validation rows per fold
+            trade_figure = outputs.staged(paths.SPEED_ACCURACY_QPS_FIGURE)
+            figure_style.save(
+                tradeoff_figures.tradeoff_figure(
+                    result.cv_results, summary.scoring, "qps", n_queries
+                ),
+                trade_figure,
+            )
+            pick = tradeoff_figures.fastest_within_one_se(
+                result.cv_results, summary.scoring, "qps", n_queries
+            )
         key = tuning.tune_key(tune_dir)
         run_name = f"tune {summary.n_candidates} candidates"
         with runs.stage_run(params.mlflow, "tune", run_name) as mlflow_run:
@@ -43,6 +56,8 @@ def run(params: Params) -> None:
                 mlflow_run.log_artifact(tune_dir / artifact, "tune")
             mlflow_run.log_artifact(timings_file, "tune")
             mlflow_run.log_artifact(speed_figure, "tune")
+            if trade_figure is not None:
+                mlflow_run.log_artifact(trade_figure, "tune")
         files.write_json(
             outputs.staged(paths.TUNE_RUN), runs.logged_marker("tune", tuning.TUNE_TAG, key)
         )
@@ -52,3 +67,9 @@ def run(params: Params) -> None:
         f"{summary.best_score:.4f} ± {summary.best_se:.4f} (SE) over "
         f"{summary.n_candidates} candidates"
     )
+    if pick is not None:
+        print(
+            f"tune: fastest within one SE of the best exact candidate ({pick['exact_label']}, "
+            f"{pick['exact_score']:.4f}): {pick['label']} k={pick['n_neighbors']} "
+            f"{pick['weights']}, mean CV {pick['score']:.4f}, recall {pick['recall']:.4f}"
+        )
