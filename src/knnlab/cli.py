@@ -48,7 +48,7 @@ STAGE_FILES = {
     "split": ("data/raw; split.*", "data/split/train.parquet, test.parquet, meta.json"),
     "train": ("data/split; model.*", "models/model.npz (arrays and JSON, no pickle)"),
     "exact": (
-        "data/split; model.n_neighbors, model.scale, tune.grid.n_neighbors",
+        "data/split; model.scale, tune.grid.n_neighbors",
         "data/neighbours/test_exact.npz (exact distances and indices, p = 2; not committed)",
     ),
     "tune": (

@@ -68,7 +68,6 @@ class _KNNBase(BaseEstimator):
         self.algorithm_ = algorithms.resolve_algorithm(
             self.algorithm, X.shape[0], X.shape[1], self.n_neighbors
         )
-        self.index_options_ = algorithms.index_options(self.algorithm_, self.index)
         self._index = search.build_index(
             self.algorithm_,
             X,
@@ -77,6 +76,10 @@ class _KNNBase(BaseEstimator):
             seed=self.random_state,
             n_jobs=self.n_jobs,
             state=index_state,
+        )
+        # The options as built (ivf's nlist: null resolved to the cell count).
+        self.index_options_ = getattr(
+            self._index, "options", algorithms.index_options(self.algorithm_, self.index)
         )
 
     @property

@@ -42,7 +42,16 @@ def iris_project(tmp_path_factory):
 
 def test_repro_runs_every_stage_and_writes_reports(iris_project):
     root, output = iris_project
-    assert stages_run(output) == ["params", "fetch", "split", "train", "tune", "evaluate", "plot"]
+    assert stages_run(output) == [
+        "params",
+        "fetch",
+        "split",
+        "train",
+        "exact",
+        "tune",
+        "evaluate",
+        "plot",
+    ]
     metrics = json.loads((root / "reports/metrics.json").read_text())
     assert set(metrics) == {"configured", "tuned", "baseline"}
     assert metrics["configured"]["accuracy"] >= 0.85, metrics
@@ -78,7 +87,16 @@ def test_a_fresh_clone_reproduces_to_a_clean_tree(iris_project, tmp_path):
     clone = tmp_path / "clone"
     run(["git", "clone", "-q", str(root), str(clone)], tmp_path)
     output = run(["dvc", "repro"], clone)
-    assert stages_run(output) == ["params", "fetch", "split", "train", "tune", "evaluate", "plot"]
+    assert stages_run(output) == [
+        "params",
+        "fetch",
+        "split",
+        "train",
+        "exact",
+        "tune",
+        "evaluate",
+        "plot",
+    ]
     assert run(["git", "status", "--porcelain", "--untracked-files=all"], clone) == ""
     [evaluate] = [r for r in store(clone) if r["tags"].get("knnlab.stage") == "evaluate"]
     assert {"figures", "report.md"} <= set(

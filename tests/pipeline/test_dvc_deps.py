@@ -151,7 +151,7 @@ STAGE_PARAMS = {
     },
     "split": {"split.test_size", "split.seed", "data.positive_class"},  # checked early
     "train": {"model"},
-    "exact": {"model.n_neighbors", "model.scale", "tune.grid.n_neighbors"},
+    "exact": {"model.scale", "tune.grid.n_neighbors"},
     "tune": {"tune", "model.scale", "model.seed"},  # seed: approximate indexes
     # The model file and tune's summary carry the models; stats.* draws the intervals.
     "evaluate": {"stats"},

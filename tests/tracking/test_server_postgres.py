@@ -40,7 +40,7 @@ NO_POSTGRES = (
     "`sudo apt-get install postgresql`"
 )
 needs_postgres = pytest.mark.skipif(POSTGRES is None, reason=NO_POSTGRES)
-STAGES = ["params", "fetch", "split", "train", "tune", "evaluate", "plot"]
+STAGES = ["params", "fetch", "split", "train", "exact", "tune", "evaluate", "plot"]
 
 
 def _processes_using(folder: Path) -> list[int]:

@@ -38,6 +38,7 @@ class IVFIndex(FaissIndex):
     def __init__(self, faiss, index, X, centre, n_jobs, nprobe: int):
         super().__init__(faiss, index, X, centre, n_jobs)
         self.nprobe = min(nprobe, index.nlist)
+        self.options = {"nlist": int(index.nlist), "nprobe": nprobe}  # nlist resolved
 
     def _distance_counter(self) -> int:
         return int(self.faiss.cvar.indexIVF_stats.ndis)

@@ -28,7 +28,7 @@ TEST_SPLIT = SPLIT_DIR / "test.parquet"
 SPLIT_META = SPLIT_DIR / "meta.json"
 
 # The exact neighbours of the test rows (the reference an approximate model is measured
-# against): computed once per split, scaling and largest k, cached by DVC, not committed.
+# against): computed once per split, scaling and largest grid k; cached by DVC, not committed.
 NEIGHBOURS_DIR = DATA_DIR / "neighbours"
 EXACT_NEIGHBOURS = NEIGHBOURS_DIR / "test_exact.npz"
 

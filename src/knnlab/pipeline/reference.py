@@ -18,9 +18,11 @@ from knnlab.pipeline.files import atomic_path
 REBUILD = "re-run `dvc repro exact`"
 
 
-def reference_k(model_k: int, grid_ks, n_train: int) -> int:
-    """The largest k any model of the pipeline uses (configured or tuned), at most n_train."""
-    return min(max(model_k, *grid_ks), n_train)
+def reference_k(grid_ks, n_train: int) -> int:
+    """The grid's largest k (the tuned model's k is one of them), at most n_train. Not the
+    configured model's k: changing it must not re-run this search; a configured k beyond
+    the grid's is searched by evaluate itself (:func:`exact_neighbours_for`)."""
+    return min(max(grid_ks), n_train)
 
 
 def exact_test_neighbours(X_train, X_test, k: int, scale: str):
@@ -35,6 +37,16 @@ def exact_test_neighbours(X_train, X_test, k: int, scale: str):
 def write(path, distances: np.ndarray, indices: np.ndarray) -> None:
     with atomic_path(path) as tmp, tmp.open("wb") as fh:
         np.savez(fh, distances=distances, indices=indices)
+
+
+def exact_neighbours_for(path, X_train, X_test, k: int, scale: str):
+    """The exact neighbours (distances, indices), each (n_test, k), of the test rows: the
+    cached reference's first k columns, or a new search when k exceeds what it holds."""
+    with np.load(path, allow_pickle=False) as archive:
+        held = archive["indices"].shape[1] if "indices" in archive else 0
+    if k > held:
+        return exact_test_neighbours(X_train, X_test, k, scale)
+    return read(path, len(X_test), k)
 
 
 def read(path, n_test: int, k: int) -> tuple[np.ndarray, np.ndarray]:

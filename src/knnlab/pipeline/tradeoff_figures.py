@@ -15,6 +15,7 @@ import json
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from knnlab.algorithms import is_approximate
 from knnlab.pipeline.figure_style import class_colours, styled, subplots
@@ -47,8 +48,10 @@ def speed_of(cv_results: pd.DataFrame, speed: str, n_queries: float | None = Non
 
 
 def engine_label(row) -> str:
-    """ "brute", or "hnsw ef_search=32" for an approximate candidate."""
-    options = json.loads(row["param_index"]) if row.get("param_index") else {}
+    """ "brute", or "hnsw ef_search=32" for an approximate candidate (``param_index`` is
+    empty for exact ones: NaN once read back from cv_results.csv)."""
+    index = row.get("param_index")
+    options = json.loads(index) if isinstance(index, str) and index else {}
     parts = [f"{name}={value}" for name, value in options.items()]
     return " ".join([row["param_algorithm"], *parts])
 
@@ -70,8 +73,10 @@ def fastest_within_one_se(
 ) -> dict | None:
     """The fastest candidate whose mean CV score is at least the best exact candidate's mean
     minus its standard error; ties go to the higher mean, then the earlier row. None when
-    the grid has no exact candidate. Returns {"index", "params", "score", "se", "speed",
-    "threshold", "exact_index"}."""
+    the grid has no exact candidate. Returns the pick's row position ``index``, its
+    ``label`` (engine), ``n_neighbors``, ``weights``, ``p``, ``score``, ``se``, ``recall``
+    and ``distances_per_query``, the ``threshold``, and the best exact candidate's
+    ``exact_index``, ``exact_label``, ``exact_score`` and ``exact_distances_per_query``."""
     mean = cv_results[f"mean_test_{scorer}"].to_numpy(dtype=np.float64)
     sem = cv_results[f"sem_test_{scorer}"].to_numpy(dtype=np.float64)
     exact = ~cv_results["param_algorithm"].map(is_approximate).to_numpy()
@@ -83,12 +88,8 @@ def fastest_within_one_se(
     faster = speed_of(cv_results, speed, n_queries)
     eligible = np.flatnonzero(mean >= threshold)
     chosen = int(eligible[np.lexsort((eligible, -mean[eligible], -faster[eligible]))[0]])
-    params = cv_results["params"].iloc[chosen]
-    if isinstance(params, str):  # read back from cv_results.csv
-        params = None
     return {
         "index": chosen,
-        "params": params,
         "label": engine_label(cv_results.iloc[chosen]),
         "n_neighbors": int(cv_results["param_n_neighbors"].iloc[chosen]),
         "weights": str(cv_results["param_weights"].iloc[chosen]),
@@ -161,6 +162,7 @@ def tradeoff_figure(
             )
         for ax, what in ((ax_score, f"mean CV {scorer}"), (ax_recall, "mean recall@k")):
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels overlap
             ax.set_xlabel(xlabel)
             ax.set_ylabel(what)
         ax_score.set_title(f"CV {scorer} against speed (p = 2)")

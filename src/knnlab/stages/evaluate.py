@@ -23,7 +23,9 @@ def _compare_with_exact(params: Params, results, X_train, y_train, X_test, y_tes
     if not approximate:
         return {}
     largest_k = max(results[name].model.n_neighbors for name in approximate)
-    exact_neighbours = reference.read(paths.EXACT_NEIGHBOURS, len(X_test), largest_k)
+    exact_neighbours = reference.exact_neighbours_for(
+        paths.EXACT_NEIGHBOURS, X_train, X_test, largest_k, params.model.scale
+    )
     stats_params = (params.stats.confidence, params.stats.resamples, params.stats.seed)
     build_seconds = {
         "configured": training.build_seconds(paths.TRAIN_TIMINGS, paths.MODEL_FILE),

@@ -1,5 +1,5 @@
 """exact: the exact Euclidean neighbours of every test row among the train split, at
-the largest k of the configured model and the grid -> ``data/neighbours/test_exact.npz``:
+the grid's largest k -> ``data/neighbours/test_exact.npz``:
 what evaluate measures an approximate model against (cached by DVC, so a sweep over
 ``model.index`` options computes it once)."""
 
@@ -13,7 +13,7 @@ from knnlab.pipeline.params import Params
 def run(params: Params) -> None:
     X_train, _ = features_and_labels(files.read_parquet(paths.TRAIN_SPLIT))
     X_test, _ = features_and_labels(files.read_parquet(paths.TEST_SPLIT))
-    k = reference.reference_k(params.model.n_neighbors, params.tune.grid.n_neighbors, len(X_train))
+    k = reference.reference_k(params.tune.grid.n_neighbors, len(X_train))
     distances, indices = reference.exact_test_neighbours(X_train, X_test, k, params.model.scale)
     reference.write(paths.EXACT_NEIGHBOURS, distances, indices)
     print(f"exact: the exact {k} nearest of {len(X_test)} test rows -> {paths.EXACT_NEIGHBOURS}")

@@ -1,0 +1,136 @@
+"""End to end with approximate indexes: the real DVC pipeline with ``model.algorithm: hnsw``
+and a grid over brute, hnsw and ivf, logging to a real MLflow SQLite store. Every
+approximate model is measured against exact search, the trade-off figure is drawn, the same
+params give the same bytes, and an index option re-runs only what uses it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from .. import mlflow_store
+from ..project import make_project, run, stages_run, store
+
+pytestmark = pytest.mark.slow
+
+GRID = {
+    "grid": {
+        "n_neighbors": [1, 3, 5],
+        "p": [1, 2],
+        "weights": ["uniform"],
+        "algorithm": ["brute", "hnsw", "ivf"],
+        "index": {"ef_search": [4, 16], "nprobe": [1, 4]},
+    },
+    "cv": 3,
+}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """digits (600 rows: an index per fold in well under a second) with an hnsw model."""
+    root = make_project(
+        tmp_path_factory.mktemp("approximate"),
+        data={"max_rows": 600},
+        model={"algorithm": "hnsw", "index": {"ef_search": 8}},
+        tune=GRID,
+    )
+    output = run(["dvc", "repro"], root)
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-q", "-m", "repro"], root)
+    return root, output
+
+
+def test_evaluate_measures_the_approximate_model_against_exact(project):
+    root, output = project
+    assert stages_run(output) == [
+        *("params", "fetch", "split", "train", "exact", "tune", "evaluate", "plot")
+    ]
+    assert "evaluate: configured, hnsw (M 16, ef_construction 200, ef_search 8): " in output
+    assert "vs exact" in output and "the queries per second of exact search" in output
+    record = json.loads((root / "reports/uncertainty.json").read_text())["vs_exact"]
+    configured = record["configured"]
+    assert configured["algorithm"] == "hnsw" and configured["n_neighbors"] == 5
+    assert 0.5 < configured["recall"] <= 1.0, configured
+    assert configured["index_bytes"] > 0
+    assert (
+        configured["paired"]["first"] == "exact" and configured["paired"]["second"] == "configured"
+    )
+    (evaluate_run,) = [r for r in store(root) if r["tags"].get("knnlab.stage") == "evaluate"]
+    logged = evaluate_run["metrics"]
+    assert logged["approximate/recall_at_5"] == configured["recall"]
+    for name in (
+        "queries_per_second",
+        "exact_queries_per_second",
+        "speedup_vs_exact",
+        "single_query_ms",
+        "build_seconds",
+        "index_bytes",
+        "accuracy_vs_exact_ci_low",
+    ):
+        assert np.isfinite(logged[f"approximate/{name}"]), name
+    assert evaluate_run["params"]["index.ef_search"] == "8"
+    assert evaluate_run["params"]["index.M"] == "16", "defaults filled in"
+
+
+def test_the_grid_tries_each_index_and_the_report_names_the_pick(project):
+    root, _ = project
+    table = pd.read_csv(root / "reports/tune/cv_results.csv")
+    # brute: 3 k x 2 p; hnsw and ivf: 3 k at p = 2, for each of their 2 option values.
+    assert len(table) == 6 + 3 * 2 + 3 * 2
+    approximate = table[table["param_algorithm"] != "brute"]
+    assert set(approximate["param_p"]) == {2}
+    assert set(approximate["param_index"]) == {
+        '{"ef_search": 4}',
+        '{"ef_search": 16}',
+        '{"nprobe": 1}',
+        '{"nprobe": 4}',
+    }
+    assert (table.loc[table["param_algorithm"] == "brute", "mean_recall"] == 1.0).all()
+    assert ((approximate["mean_recall"] > 0) & (approximate["mean_recall"] <= 1)).all()
+    assert "mean_score_time" not in table, "seconds differ per run: not in a DVC output"
+    figure = root / "reports/figures/speed_accuracy.png"
+    assert figure.read_bytes()[:4] == b"\x89PNG"
+    report = (root / "reports/report.md").read_text()
+    assert "## Exact or approximate search" in report
+    assert "Tuning: the fastest candidate whose mean CV score is within one standard" in report
+    assert "distances computed per query against" in report
+    assert "](figures/speed_accuracy.png)" in report
+    (tune_run,) = [
+        r
+        for r in store(root)
+        if r["tags"].get("knnlab.stage") == "tune" and "mlflow.parentRunId" not in r["tags"]
+    ]
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    logged = mlflow_store.list_artifacts(uri, tune_run["run_id"], "tune")
+    assert "tune/speed_accuracy_qps.png" in logged, logged
+
+
+def test_same_params_give_the_same_bytes(project):
+    root, _ = project
+    outputs = ["models/model.npz", "reports/metrics.json", "reports/uncertainty.json"]
+    before = {name: (root / name).read_bytes() for name in outputs}
+    run(["dvc", "repro", "-f", "-s", "train"], root)
+    run(["dvc", "repro", "-f", "-s", "evaluate"], root)
+    for name in outputs:
+        assert (root / name).read_bytes() == before[name], f"{name} changed on a re-run"
+
+
+def test_an_index_option_reruns_only_what_uses_it(project):
+    root, _ = project
+    output = run(["dvc", "exp", "run", "-S", "model.index.ef_search=32"], root)
+    assert stages_run(output) == ["params", "train", "evaluate", "plot"], output
+    assert "ef_search 32" in output
+    record = json.loads((root / "reports/uncertainty.json").read_text())["vs_exact"]
+    assert record["configured"]["index"]["ef_search"] == 32
+
+
+def test_predict_answers_from_the_stored_index(project, tmp_path):
+    root, _ = project
+    rows = pd.read_parquet(root / "data/split/test.parquet").drop(columns=["label"]).head(3)
+    table = tmp_path / "rows.csv"
+    rows.to_csv(table, index=False)
+    output = run(["python", "-m", "knnlab", "predict", str(table)], root)
+    assert output.count("\n") >= 3, output
