@@ -3,9 +3,14 @@
 scikit-learn's ``GridSearchCV`` refits and re-searches for every candidate. For kNN one
 search per (fold, p) at the grid's largest k already holds every smaller k's neighbours, in
 order, and both weightings need only the distances, so every candidate is scored exactly
-from that one search. The algorithm axis returns the same neighbours (same tie rule), so it
-only changes time: each algorithm is still fitted and searched once per (fold, p) so its
-cost is recorded in ``mean_fit_time`` / ``mean_score_time``.
+from that one search. The exact algorithms return the same neighbours (same tie rule), so
+among them the algorithm only changes time: each is still fitted and searched once per
+(fold, p) so its cost is recorded in ``mean_fit_time`` / ``mean_score_time``. An
+approximate algorithm (hnsw, ivf) changes the neighbours: each fold builds its index once
+per set of build options and searches it once per set of search options, its candidates are
+scored on their own neighbours, and the table records their recall@k against the exact
+ones and the distances computed per query (:func:`candidate_list` says which candidates a
+grid holds).
 
 Two rules pick a candidate from the table: ``"best"``, the highest mean CV score (what
 ``GridSearchCV`` refits), and ``"one_se"``, the largest k whose mean is within one standard

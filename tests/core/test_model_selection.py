@@ -110,3 +110,89 @@ def test_results_do_not_depend_on_n_jobs(blobs):
         serial.cv_results[score_columns], parallel.cv_results[score_columns], check_exact=True
     )
     assert serial.best_params == parallel.best_params
+
+
+# --- approximate algorithms in the grid ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    return X[:600], y[:600]
+
+
+APPROXIMATE_GRID = {
+    "n_neighbors": [1, 4, 40],  # 40 > ef_search: its own faiss call
+    "p": [1, 2],
+    "weights": ["uniform", "distance"],
+    "algorithm": ["brute", "hnsw", "ivf"],
+    "index": {"ef_search": [4, 16], "nprobe": [1, 3]},
+}
+
+
+def test_an_approximate_candidate_scores_what_its_estimator_scores(digits):
+    """Each approximate candidate's CV scores equal its own KNNClassifier fitted and scored
+    fold by fold: the grid's shared searches (one build per fold, one faiss call for every
+    k up to ef_search) change nothing."""
+    from knnlab import KNNClassifier
+
+    X, y = digits
+    result = grid_search_cv(X, y, APPROXIMATE_GRID, cv=3, seed=0, index_seed=5)
+    folds = list(StratifiedKFold(3, shuffle=True, random_state=0).split(X, y))
+    table = result.cv_results
+    for row in table[table["param_algorithm"] != "brute"].itertuples():
+        model = KNNClassifier(**row.params, random_state=5)
+        for f, (train, valid) in enumerate(folds):
+            accuracy = np.mean(model.fit(X[train], y[train]).predict(X[valid]) == y[valid])
+            assert accuracy == getattr(row, f"split{f}_test_accuracy"), (row.params, f)
+
+
+def test_the_grid_holds_approximate_candidates_at_p_2_with_recall_and_work(digits):
+    X, y = digits
+    table = grid_search_cv(X, y, APPROXIMATE_GRID, cv=3, seed=0).cv_results
+    exact = table[table["param_algorithm"] == "brute"]
+    approximate = table[table["param_algorithm"] != "brute"]
+    assert len(exact) == 3 * 2 * 2 and len(approximate) == 2 * (2 * 3 * 2), "p = 2 only"
+    assert set(approximate["param_p"]) == {2}
+    assert (exact["param_index"] == "").all() and (exact["mean_recall"] == 1.0).all()
+    n_train = len(X) * 2 / 3
+    assert np.allclose(exact["mean_distances_per_query"], n_train, rtol=0.01)
+    assert (approximate["mean_distances_per_query"] < n_train).all(), "an index does less work"
+    weak = approximate[approximate["param_index"] == '{"nprobe": 1}']["mean_recall"]
+    strong = approximate[approximate["param_index"] == '{"nprobe": 3}']["mean_recall"]
+    assert (weak.to_numpy() <= strong.to_numpy()).all(), "more cells scanned, more recall"
+    assert weak.min() > 0.5 and strong.max() <= 1.0
+
+
+def test_recall_columns_match_a_loop_reference(digits):
+    """mean_recall of one candidate, recomputed with Python sets fold by fold."""
+    from knnlab import KNNClassifier
+
+    X, y = digits
+    grid = {**APPROXIMATE_GRID, "algorithm": ["hnsw"], "index": {"ef_search": [4]}, "p": [2]}
+    table = grid_search_cv(X, y, grid, cv=3, seed=0).cv_results
+    row = table[table["param_n_neighbors"] == 4].iloc[0]
+    recalls = []
+    for train, valid in StratifiedKFold(3, shuffle=True, random_state=0).split(X, y):
+        found = KNNClassifier(4, algorithm="hnsw", index={"ef_search": 4}).fit(X[train], y[train])
+        exact = KNNClassifier(4, algorithm="brute").fit(X[train], y[train])
+        a, b = found.kneighbors(X[valid])[1], exact.kneighbors(X[valid])[1]
+        recalls.append(np.mean([len(set(r) & set(s)) / 4 for r, s in zip(a, b, strict=True)]))
+    assert row["mean_recall"] == pytest.approx(np.mean(recalls), abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("grid", "message"),
+    [
+        ({"algorithm": ["brute"], "index": {"ef_search": [4]}}, "grid index option 'ef_search'"),
+        ({"algorithm": ["hnsw"], "p": [1, 3]}, "p = 2 only"),
+        ({"algorithm": ["hnsw"], "p": [2], "index": {"ef_search": [0]}}, "index.ef_search = 0"),
+        ({"algorithm": ["ivf"], "p": [2], "index": {"nprobe": []}}, "non-empty list"),
+    ],
+)
+def test_bad_approximate_grids_say_what_is_wrong(digits, grid, message):
+    X, y = digits
+    with pytest.raises(ValueError, match=message):
+        grid_search_cv(X, y, {"n_neighbors": [3], **grid}, cv=3)

@@ -300,3 +300,50 @@ def test_a_huge_npy_header_length_is_not_read(saved, tmp_path):
             zf.writestr(name, content)
     with pytest.raises(ModelFileError, match=r"member X\.npy has no valid \.npy header"):
         load_model(liar)
+
+
+# --- approximate models: the index is stored, checked and loaded ------------------------
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "index"), [("hnsw", {"ef_search": 8}), ("ivf", {"nlist": 6, "nprobe": 2})]
+)
+def test_an_approximate_model_keeps_its_index(tmp_path, rng, algorithm, index):
+    X = rng.normal(size=(300, 5))
+    y = rng.integers(0, 3, 300)
+    model = KNNClassifier(5, algorithm=algorithm, index=index, random_state=3).fit(X, y)
+    path = tmp_path / "model.npz"
+    save_model(path, model)
+    with zipfile.ZipFile(path) as archive:
+        assert "index.npy" in archive.namelist()
+    loaded = load_model(path)
+    assert loaded.get_params() == model.get_params()
+    np.testing.assert_array_equal(loaded.index_state(), model.index_state())
+    queries = rng.normal(size=(50, 5))
+    for a, b in zip(loaded.kneighbors(queries), model.kneighbors(queries), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_an_index_that_does_not_match_the_header_is_refused(tmp_path, rng):
+    X = rng.normal(size=(200, 4))
+    y = rng.integers(0, 2, 200)
+    path = tmp_path / "model.npz"
+    save_model(path, KNNClassifier(3, algorithm="hnsw", index={"M": 8}).fit(X, y))
+    header, arrays = _parts(path)
+    other = KNNClassifier(3, algorithm="ivf").fit(X, y).index_state()  # an ivf index
+    _craft(path, header, {**arrays, "index": other})
+    with pytest.raises(ModelFileError, match="stored hnsw index is a IndexIVFFlat"):
+        load_model(path)
+    header["params"]["index"] = {"M": 12}  # a graph built with M = 8
+    _craft(path, header, arrays)
+    with pytest.raises(ModelFileError, match="not built with M = 12"):
+        load_model(path)
+    _craft(
+        path, header | {"params": {**header["params"], "algorithm": "brute", "index": None}}, arrays
+    )
+    with pytest.raises(ModelFileError, match="has no use for a stored index"):
+        load_model(path)
+    del arrays["index"]
+    _craft(path, header, arrays)
+    with pytest.raises(ModelFileError, match="needs a stored index, and the file lacks one"):
+        load_model(path)
