@@ -415,11 +415,11 @@ def cv_curve_table(cv_results: pd.DataFrame, tuned: TuneSummary) -> pd.DataFrame
     same = (cv_results["param_p"].astype(str) == str(best["p"])) & (
         cv_results["param_weights"] == best["weights"]
     )
-    if is_approximate(best["algorithm"]):  # the tuned index's own rows
+    if is_approximate(best.get("algorithm")):  # the tuned index's own rows
         same &= (cv_results["param_algorithm"] == best["algorithm"]) & (
             cv_results["param_index"] == json.dumps(best["index"])
         )
-    else:  # every exact algorithm scores the same
+    elif "param_algorithm" in cv_results:  # every exact algorithm scores the same
         same &= ~cv_results["param_algorithm"].map(is_approximate)
     rows = cv_results[same].drop_duplicates("param_n_neighbors")
     se = f"sem_test_{tuned.scoring}"

@@ -34,6 +34,8 @@ def has_approximate(cv_results: pd.DataFrame) -> bool:
 def exact_rows(cv_results: pd.DataFrame) -> pd.DataFrame:
     """The exact candidates' rows (every row when there are none): the rows whose scores all
     exact algorithms share."""
+    if "param_algorithm" not in cv_results:
+        return cv_results
     exact = ~cv_results["param_algorithm"].map(is_approximate)
     return cv_results[exact] if exact.any() else cv_results
 
