@@ -71,6 +71,9 @@ def test_evaluate_measures_the_approximate_model_against_exact(project):
         "accuracy_vs_exact_ci_low",
     ):
         assert np.isfinite(logged[f"approximate/{name}"]), name
+    side_by_side = json.loads((root / "reports/vs_exact.json").read_text())
+    assert side_by_side["configured"]["recall"] == configured["recall"]
+    assert side_by_side["configured"]["index_bytes"] == configured["index_bytes"]
     assert evaluate_run["params"]["index.ef_search"] == "8"
     assert evaluate_run["params"]["index.M"] == "16", "defaults filled in"
 
@@ -110,7 +113,12 @@ def test_the_grid_tries_each_index_and_the_report_names_the_pick(project):
 
 def test_same_params_give_the_same_bytes(project):
     root, _ = project
-    outputs = ["models/model.npz", "reports/metrics.json", "reports/uncertainty.json"]
+    outputs = [
+        "models/model.npz",
+        "reports/metrics.json",
+        "reports/uncertainty.json",
+        "reports/vs_exact.json",
+    ]
     before = {name: (root / name).read_bytes() for name in outputs}
     run(["dvc", "repro", "-f", "-s", "train"], root)
     run(["dvc", "repro", "-f", "-s", "evaluate"], root)

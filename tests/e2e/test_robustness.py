@@ -123,6 +123,7 @@ def test_queued_experiments_in_parallel_all_land_in_mlflow(project):
 DETERMINISTIC = [
     "reports/metrics.json",
     "reports/uncertainty.json",
+    "reports/vs_exact.json",
     "reports/tune/*",
     "reports/plots/*",
 ]

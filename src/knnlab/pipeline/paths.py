@@ -47,6 +47,9 @@ PLOT_RUN = TRACKING_DIR / "plot_run.json"
 REPORTS_DIR = Path("reports")
 METRICS_FILE = REPORTS_DIR / "metrics.json"
 UNCERTAINTY_FILE = REPORTS_DIR / "uncertainty.json"
+# Each model against exact search (recall, accuracy difference, index bytes): a DVC metrics
+# file, so `dvc exp show` puts exact and approximate experiments side by side.
+VS_EXACT_FILE = REPORTS_DIR / "vs_exact.json"
 TUNE_DIR = REPORTS_DIR / "tune"
 CV_RESULTS = TUNE_DIR / "cv_results.csv"
 BEST_PARAMS = TUNE_DIR / "best_params.json"

@@ -83,6 +83,8 @@ def run(params: Params) -> None:
         evaluation.evaluation_of(results).write(metrics_file, timings_file)
         uncertainty_file = outputs.staged(paths.UNCERTAINTY_FILE)
         files.write_json(uncertainty_file, uncertainty)
+        vs_exact_file = outputs.staged(paths.VS_EXACT_FILE)
+        files.write_json(vs_exact_file, evaluation.vs_exact_metrics(results, vs_exact))
         others = {name: r for name, r in results.items() if name != "configured"}
         predictions_file = outputs.staged(paths.PREDICTIONS_PLOT)
         files.write_csv(predictions_file, evaluation.prediction_table(y_test, configured, others))
