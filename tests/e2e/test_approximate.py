@@ -126,19 +126,32 @@ def test_same_params_give_the_same_bytes(project):
         assert (root / name).read_bytes() == before[name], f"{name} changed on a re-run"
 
 
-def test_an_index_option_reruns_only_what_uses_it(project):
+def test_predict_and_the_logged_model_answer_from_the_stored_index(project, tmp_path):
+    from knnlab.pipeline.model_io import load_model
+    from knnlab.tracking import models
+
+    root, _ = project
+    test = pd.read_parquet(root / "data/split/test.parquet")
+    rows = test.drop(columns=["label"]).head(3)
+    table = tmp_path / "rows.csv"
+    rows.to_csv(table, index=False)
+    output = run(["python", "-m", "knnlab", "predict", str(table)], root)
+    expected = load_model(root / "models/model.npz").predict(rows.to_numpy(dtype=float))
+    # "<file>:<row>: <label>  (<label>: <probability>, ...)", one line per row
+    labels = [line.split(": ")[1].split()[0] for line in output.splitlines() if ".csv:" in line]
+    assert labels == [str(label) for label in expected], output
+    marker = json.loads((root / "tracking/evaluate_run.json").read_text())
+    evaluate_run = next(
+        r for r in store(root) if r["tags"].get(marker["run_tag"]) == marker["run_tag_value"]
+    )  # the run that logged the current outputs (the forced re-run logged another)
+    logged = models.load_logged_model(f"sqlite:///{root / 'mlflow.db'}", evaluate_run["run_id"])
+    np.testing.assert_array_equal(np.asarray(logged.predict(rows)), expected)
+
+
+def test_an_index_option_reruns_only_what_uses_it(project):  # last: it changes the model
     root, _ = project
     output = run(["dvc", "exp", "run", "-S", "model.index.ef_search=32"], root)
     assert stages_run(output) == ["params", "train", "evaluate", "plot"], output
     assert "ef_search 32" in output
     record = json.loads((root / "reports/uncertainty.json").read_text())["vs_exact"]
     assert record["configured"]["index"]["ef_search"] == 32
-
-
-def test_predict_answers_from_the_stored_index(project, tmp_path):
-    root, _ = project
-    rows = pd.read_parquet(root / "data/split/test.parquet").drop(columns=["label"]).head(3)
-    table = tmp_path / "rows.csv"
-    rows.to_csv(table, index=False)
-    output = run(["python", "-m", "knnlab", "predict", str(table)], root)
-    assert output.count("\n") >= 3, output
