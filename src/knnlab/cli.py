@@ -58,8 +58,9 @@ STAGE_FILES = {
         "committed)",
     ),
     "evaluate": (
-        "data/split, models/model.npz, reports/tune/best_params.json; stats.*",
-        "reports/metrics.json, reports/uncertainty.json, reports/plots/predictions.csv; "
+        "data/split, data/neighbours, models/model.npz, reports/tune/best_params.json; stats.*",
+        "reports/metrics.json, reports/vs_exact.json, reports/uncertainty.json, "
+        "reports/plots/predictions.csv; "
         "one MLflow run with the model, tagged with a digest of these files; fit and "
         "predict seconds in that run and reports/timings/ (not committed)",
     ),
