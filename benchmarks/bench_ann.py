@@ -29,7 +29,7 @@ queries through its ``kneighbors``, the path a fitted model takes):
   labels; QPS: all queries in one call, median of ``--repeat``; latency: median of
   ``--single`` one-row calls (ms); build: seconds, once per index; index MB: ``ix.nbytes``
   (the serialized faiss index); RSS: VmRSS growth over the build (/proc/self/status), after
-  the previous indexes were freed, so approximate.
+  the previous indexes were freed, so approximate. MB here is 2**20 bytes throughout.
 
 Then, per index: loading it from ``state()`` (bytes already in memory; median of 3) against
 building it again, and determinism: the ``state()`` bytes of two builds (n_jobs None and 2),
