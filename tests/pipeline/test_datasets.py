@@ -8,6 +8,8 @@ import os
 import re
 import struct
 import time
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from knnlab import cli
 from knnlab.pipeline import datasets
 from knnlab.pipeline.params import ParamsError, parse_params
 
@@ -228,13 +231,14 @@ def test_labels_take_their_canonical_form(labels, expected):
         (np.array(["a", 1], dtype=object), r"labels mix a number \(label 1 in row 1\) and text"),
         (np.array([True, 2], dtype=object), "labels mix a number .* and true/false"),
         (["x", "2"], "labels mix a number .* and text"),
-        (["NA", "b"], "label 'NA' in row 0 reads back from a CSV file as missing"),
+        (["NA", "b"], r"the label column has no label in row 0 \('NA'\); pandas reads"),
         (["\u00b2", "b"], "label '\u00b2' in row 0 looks like a whole number"),
         (np.array([2**70, 1], dtype=object), "too large for a 64-bit integer label"),
         (pd.Series([[1], [2]]), r"label \[1\] in row 0 is a list"),
         (pd.Series([np.array([1, 2]), np.array([3])]), r"label \[1, 2\] in row 0 is a list"),
         (pd.to_datetime(["2020-01-01", "2021-01-01"]), "is a Timestamp"),
-        (["a", None], "the label is missing in row 1"),
+        (["a", None], r"the label column has no label in row 1 \(missing\)"),
+        (["a", " null "], r"has no label in row 1 \(' null '\)"),
     ],
 )
 def test_labels_that_would_not_survive_csv_and_json_are_refused(labels, message):
@@ -259,7 +263,7 @@ def test_canonical_labels_read_back_unchanged_alone_or_together():
     [
         ('y\n"1"\n"01"\n"1"\n"01"\n', "label '1' in row 0 and label '01' in row 1"),
         ("y\n0.5\n1.5\n0.5\n1.5\n", "label '0.5' in row 0 is not a whole number"),
-        ("y\nNA\nb\nb\n", "the label is missing in row 0"),
+        ("y\nNA\nb\nb\n", r"label column 'y' has no label in row 0 \('NA'\)"),
     ],
 )
 def test_csv_labels_are_read_as_text_so_the_rule_sees_them(tmp_path, column, message):
@@ -298,7 +302,7 @@ def test_parquet_labels_and_features_of_every_kind(tmp_path):
     with pytest.raises(datasets.DataError, match=r"feature column 'v' holds lists \(\[1, 2\]"):
         load_file(path)
     pd.DataFrame({**base, "y": pd.array([0, 1, None, 1], dtype="Int64")}).to_parquet(path)
-    with pytest.raises(datasets.DataError, match="the label is missing in row 2"):
+    with pytest.raises(datasets.DataError, match=r"column 'y' has no label in row 2 \(missing"):
         load_file(path)
     pd.DataFrame(
         {**base, "n": pd.array([1, None, 2, 3], dtype="Int64"), "y": [0, 1, 0, 1]}
@@ -747,3 +751,182 @@ def test_a_test_row_count_must_leave_each_part_every_class(test_size, message):
     split = parse_params({"split": {"test_size": test_size}}).split
     with pytest.raises(datasets.DataError, match=message):
         datasets.stratified_split(frame, split)
+
+
+# --- local files: formats, separators, missing labels, nothing quoted -----------------------
+
+
+def xlsx_bytes() -> bytes:
+    """The parts of an Excel workbook that tell it from another zip archive."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("xl/workbook.xml", "<workbook/>")
+    return buffer.getvalue()
+
+
+def parquet_bytes() -> bytes:
+    buffer = io.BytesIO()
+    pd.DataFrame({"x": [0.0, 1.0], "y": [0, 1]}).to_parquet(buffer)
+    return buffer.getvalue()
+
+
+def zip_bytes() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("t.csv", "x,y\n0,0\n1,1\n")
+    return buffer.getvalue()
+
+
+TABLE = b"x,y\n0,0\n1,1\n2,0\n3,1\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        (
+            "t.csv",
+            gzip.compress(TABLE),
+            r"t\.csv': is gzip-compressed \(it starts with the gzip magic bytes 1f 8b\), not CSV "
+            r"text; decompress it \(e\.g\. `gzip -dc t\.csv > t-plain\.csv`\) and set data\.path",
+        ),
+        ("t.csv", zip_bytes(), r"t\.csv': is a zip archive, not CSV text; extract the table"),
+        ("t.csv", xlsx_bytes(), r"is an Excel workbook \(\.xlsx\), not CSV text; save the sheet"),
+        ("t.csv", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(100), "an Excel 97-2003 workbook"),
+        ("t.csv", parquet_bytes(), r"is a Parquet file, not CSV text; name it \.parquet"),
+        (
+            "t.parquet",
+            TABLE,
+            r"t\.parquet': is not a Parquet file \(it does not start with the Parquet magic "
+            r"bytes PAR1\); if it is a CSV table, name it \.csv",
+        ),
+        ("t.parquet", gzip.compress(TABLE), "is gzip-compressed .*, not a Parquet file"),
+        ("t.csv", b"", r"t\.csv': is empty; expected a CSV table"),
+        ("t.parquet", b"", r"t\.parquet': is empty; expected a Parquet table"),
+        ("t.csv", b"\n\n\n", "holds blank lines only; expected a CSV table"),
+        ("t.csv", "x,y\n0,caf\u00e9\n1,b\n".encode("latin-1"), "is not UTF-8 text; save it"),
+    ],
+)
+def test_a_file_that_is_not_what_its_suffix_says_is_named_by_its_bytes(
+    tmp_path, name, content, message
+):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(datasets.DataError, match=r"^data\.path = '.*" + message):
+        load_file(path)
+
+
+def test_a_utf8_csv_with_a_byte_order_mark_reads_its_header(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + TABLE)
+    assert load_file(path).feature_columns == ["x"]
+
+
+@pytest.mark.parametrize(
+    ("text", "called", "count"),
+    [
+        ("x;z;y\n0;1;0\n1;0;1\n", "';'", 2),
+        ("x;z;y\n0,5;1,5;0\n1,5;0,5;1\n", "';'", 2),  # decimal commas, as European sheets
+        ("x\tz\ty\n0\t1\t0\n1\t0\t1\n", "tabs", 2),
+        ("x|y\n0|0\n1|1\n", "'|'", 1),
+    ],
+)
+def test_another_separator_is_named_not_blamed_on_the_label_column(tmp_path, text, called, count):
+    path = tmp_path / "t.csv"
+    path.write_text(text)
+    with pytest.raises(datasets.DataError) as raised:
+        load_file(path)
+    assert str(raised.value) == (
+        f"data.path = '{path}': looks separated by {called} (its header line is one column "
+        f"with {count} of them); knnlab reads comma-separated CSV: save it with commas "
+        "(pandas: to_csv(path, index=False))"
+    )
+
+
+def test_missing_labels_name_the_column_the_rows_and_what_they_hold(tmp_path):
+    path = tmp_path / "t.csv"
+    cells = ["a", "NA", "", "null", "b", "N/A", "None", "nan", "a", "b"]
+    path.write_text("x,kind\n" + "".join(f"{i},{c}\n" for i, c in enumerate(cells)))
+    with pytest.raises(datasets.DataError) as raised:
+        load_file(path, "kind")
+    assert str(raised.value) == (
+        f"data.path = '{path}': label column 'kind' has no label in row 1 ('NA'), row 2 "
+        "(empty), row 3 ('null') and 3 more; pandas reads an empty cell and the texts NA, "
+        "N/A, null, None, nan (and its other NA markers) as missing, here and in the CSV "
+        "files the later stages write: fill those labels in or drop those rows; if such a "
+        "text names a real class, rename it (e.g. to 'unlabelled')"
+    )
+    parquet = tmp_path / "t.parquet"
+    pd.DataFrame({"x": [0.0, 1, 2, 3], "kind": ["a", None, " NA ", "b"]}).to_parquet(parquet)
+    with pytest.raises(
+        datasets.DataError, match=r"'kind' has no label in row 1 \(missing\), row 2 \(' NA '\);"
+    ):
+        load_file(parquet, "kind")
+
+
+def test_a_header_of_one_column_is_refused_without_quoting_it(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("root:$6$salt$SECRETHASH:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n")
+    with pytest.raises(datasets.DataError) as raised:
+        load_file(path)
+    assert str(raised.value) == (
+        f"data.path = '{path}': is not a CSV table: its first line holds one column; expected "
+        "a header line naming the feature columns and the label column, separated by commas"
+    )
+
+
+@pytest.mark.parametrize("system_file", ["/etc/passwd", "/etc/shadow", "/etc/group"])
+def test_a_system_file_behind_a_symlink_is_not_quoted(tmp_path, monkeypatch, capsys, system_file):
+    """The real files, as a user pointing data.path at them would: fetch through the CLI, in
+    a project whose table is a symlink out of it."""
+    source = Path(system_file)
+    if not os.access(source, os.R_OK):
+        pytest.skip(f"{system_file} is not readable here")
+    lines = [line for line in source.read_text(errors="replace").splitlines() if line.strip()]
+    (tmp_path / "table.csv").symlink_to(source)
+    (tmp_path / "params.yaml").write_text(
+        "data:\n  dataset: file\n  path: table.csv\n  label_column: y\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["fetch"]) == 2
+    error = capsys.readouterr().err
+    assert error == (
+        "knnlab fetch: error: data.path = 'table.csv': is not a CSV table: its first line "
+        "holds one column; expected a header line naming the feature columns and the label "
+        "column, separated by commas\n"
+    )
+    fields = {field for line in lines for field in re.split(r"[:,]", line) if len(field) >= 5}
+    assert not [field for field in fields if field in error], error
+
+
+def test_names_and_values_from_a_file_are_quoted_short_and_printable(tmp_path):
+    long_name = "a" * 70 + "\x1b[31m" + "b" * 200
+    path = tmp_path / "t.csv"
+    pd.DataFrame({long_name: [0.0, 1.0], "other": [1.0, 0.0], "kind": [0, 1]}).to_csv(
+        path, index=False
+    )
+    with pytest.raises(datasets.DataError) as raised:
+        load_file(path, "y")
+    message = str(raised.value)
+    assert "\x1b" not in message and "b" * 20 not in message, message
+    assert message.endswith("columns are " + repr("a" * 56)[:57] + "..., 'other', 'kind'")
+    many = tmp_path / "many.csv"
+    pd.DataFrame({f"pixel{i}": [0.0, 1.0] for i in range(784)}).to_csv(many, index=False)
+    with pytest.raises(datasets.DataError, match=r"'pixel7', \.\.\. \(784 in all\)$"):
+        load_file(many, "y")
+    repeated = tmp_path / "dup.csv"
+    repeated.write_text(f"{long_name},{long_name},y\n0,1,0\n1,0,1\n")
+    with pytest.raises(datasets.DataError) as raised:
+        load_file(repeated)
+    assert "\x1b" not in str(raised.value) and len(str(raised.value)) < 200 + len(str(repeated))
+
+
+def test_an_idx_file_that_starts_with_text_is_not_quoted(tmp_path):
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    with pytest.raises(datasets.DataError) as raised:
+        datasets.read_idx(path)
+    assert str(raised.value) == (
+        f"{path}: is not an IDX file: starts with text; expected 00 00, a type code and the "
+        "number of dimensions"
+    )

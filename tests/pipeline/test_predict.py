@@ -3,8 +3,10 @@ image decompression bombs and lying .npy headers (refused before decoding)."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -372,3 +374,200 @@ def test_top_must_be_a_whole_number_of_at_least_one(digits_model, capsys, top):
         cli.main(["predict", "--model", str(path), "--top", top, "x.npy"])
     assert exit_.value.code == 2
     assert "argument --top: expected a whole number >= 1" in capsys.readouterr().err
+
+
+# --- inputs that are not rows of numbers: one line naming the cause, nothing quoted ----------
+
+
+def predict_error(capsys, model, *inputs) -> str:
+    assert cli.main(["predict", "--model", str(model), *map(str, inputs)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    return err.removeprefix("knnlab predict: error: ").rstrip("\n")
+
+
+ROWS_WANTED = "give one row of 64 comma-separated numbers per query"
+
+
+@pytest.mark.parametrize("line", ["a,b,c,d", "pixel0,pixel1", "hello world"])
+def test_a_csv_of_one_text_line_has_no_rows_of_numbers(digits_model, tmp_path, capsys, line):
+    path, _ = digits_model
+    (tmp_path / "rows.csv").write_text(line + "\n")
+    assert predict_error(capsys, path, tmp_path / "rows.csv") == (
+        f"{tmp_path / 'rows.csv'}: holds no rows of numbers: its only line is text, read as a "
+        f"header of column names; {ROWS_WANTED} (a header line before them is optional)"
+    )
+
+
+def test_a_header_line_is_optional_and_a_byte_order_mark_is_no_value(digits_model, tmp_path):
+    from knnlab.pipeline.predict import read_inputs
+
+    _, X = digits_model
+
+    rows = "\n".join(",".join(map(str, row)) for row in X[:2]) + "\n"
+    header = ",".join(f"pixel{i}" for i in range(64)) + "\n"
+    for text in (rows, header + rows, "\ufeff" + rows, "\ufeff" + header + rows):
+        (tmp_path / "rows.csv").write_text(text, encoding="utf-8")
+        got, names = read_inputs([str(tmp_path / "rows.csv")], 64, [8, 8], [0.0, 16.0])
+        np.testing.assert_array_equal(got, X[:2])
+        assert len(names) == 2
+
+
+def _workbook() -> bytes:
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("xl/workbook.xml", "<workbook/>")
+    return buffer.getvalue()
+
+
+def _png() -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray((drawn_one() * 15).astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _npy() -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, drawn_one())
+    return buffer.getvalue()
+
+
+def _parquet() -> bytes:
+    import pandas as pd
+
+    buffer = io.BytesIO()
+    pd.DataFrame({"a": [1.0]}).to_parquet(buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            gzip.compress(b"1,2\n"),
+            "is gzip-compressed, not CSV text; decompress it first: gzip -dc {path} > plain.csv",
+        ),
+        (_workbook(), "is an Excel workbook (.xlsx), not CSV text; save the sheet as CSV"),
+        (_parquet(), "is a Parquet file, not CSV text; save the rows as CSV"),
+        (_png(), "is a PNG image, not CSV text; give it as a file path ending in .png"),
+        (_npy(), "is a .npy array, not CSV text; give it as a file path ending in .npy"),
+        (
+            "1,2\n3,caf\u00e9\n".encode("latin-1"),
+            "is not UTF-8 text (the byte at offset 9 is not UTF-8); knnlab predict reads CSV",
+        ),
+        (b"1,2\x00\n", "holds NUL bytes: it is binary data, not CSV text"),
+        (b"", f"is empty; {ROWS_WANTED}"),
+        (b"1;2;3\n4;5;6\n", "looks separated by ';'; knnlab reads comma-separated CSV, with "),
+        (b"0,5;1,5\n", "looks separated by ';'; knnlab reads comma-separated CSV, with decimal"),
+        (
+            b"a\tb\n1\t2\n",
+            f"looks separated by tabs; knnlab reads comma-separated CSV: {ROWS_WANTED}",
+        ),
+        (b"a,b\n1,2\n3,secret\n", "row 2 after the header line, column 2, is not a number"),
+        (b"1,2\n3,secret\n", "row 2, column 2, is not a number; every value of a row must"),
+    ],
+)
+def test_a_csv_that_is_not_rows_of_numbers_says_what_it_is(
+    digits_model, tmp_path, capsys, content, message
+):
+    path, _ = digits_model
+    rows = tmp_path / "rows.csv"
+    rows.write_bytes(content)
+    error = predict_error(capsys, path, rows)
+    assert error.startswith(f"{rows}: " + message.format(path=rows)), error
+    assert "secret" not in error and "caf" not in error
+
+
+def test_a_folder_and_a_fifo_are_named_as_such(digits_model, tmp_path, capsys):
+    path, _ = digits_model
+    (tmp_path / "images").mkdir()
+    assert predict_error(capsys, path, tmp_path / "images") == (
+        f"{tmp_path / 'images'}: is a folder; knnlab predict reads files: an image (.bmp, "
+        ".gif, .jpeg, .jpg, .png, .tif, .tiff, .webp), a .npy array, CSV rows (.csv) or - for "
+        f"CSV on standard input; give the files in it (e.g. {tmp_path / 'images' / '*.png'})"
+    )
+    os.mkfifo(tmp_path / "rows.csv")
+    error = predict_error(capsys, path, tmp_path / "rows.csv")
+    assert error.startswith(f"{tmp_path / 'rows.csv'}: is not a regular file (a pipe, socket")
+
+
+def test_a_file_outside_the_project_is_not_quoted(digits_model, tmp_path, capsys):
+    """A symlinked secret, whatever suffix it is given: no line and no leading bytes of it."""
+    path, _ = digits_model
+    secret = tmp_path / "outside" / "shadow"
+    secret.parent.mkdir()
+    secret.write_text("root:$6$salt$SECRETHASH:19000:0:99999:7:::\ndaemon:*:19000::::::\n")
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in ("rows.csv", "rows.npy", "rows.txt"):
+        (project / name).symlink_to(secret)
+        error = predict_error(capsys, path, project / name)
+        said = error.removeprefix(f"{project / name}: ")  # the path may hold anything
+        assert not [word for word in ("root", "SECRET", "salt", "daemon", "19000") if word in said]
+    assert error.startswith(f"{project / 'rows.txt'}: row 1 after the header line, column 1")
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (_png(), "<stdin>: is a PNG image, not CSV text; give it as a file path ending in .png"),
+        (
+            b"\x80\x81random bytes\xfe\xff",
+            "<stdin>: is not UTF-8 text (the byte at offset 0 is not UTF-8); knnlab predict reads "
+            f"CSV rows as UTF-8 text: {ROWS_WANTED}, and images or .npy arrays as file paths "
+            "(knnlab predict digit.png)",
+        ),
+        (
+            gzip.compress(b"1,2\n"),
+            "<stdin>: is gzip-compressed, not CSV text; decompress it "
+            "first: gzip -dc FILE | knnlab predict -",
+        ),
+        (b"", "<stdin>: is empty"),
+    ],
+)
+def test_binary_data_on_stdin_is_named_through_the_real_program(
+    digits_model, tmp_path, data, message
+):
+    path, _ = digits_model
+    done = subprocess.run(
+        [sys.executable, "-m", "knnlab", "predict", "--model", str(path), "-"],
+        input=data,
+        capture_output=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2 and done.stdout == b""
+    error = done.stderr.decode()
+    assert error.startswith(f"knnlab predict: error: {message}") and error.count("\n") == 1
+
+
+def test_header_only_csv_and_a_folder_through_the_real_program(digits_model, tmp_path):
+    path, _ = digits_model
+    (tmp_path / "rows.csv").write_text("a,b,c,d\n")
+    (tmp_path / "scans").mkdir()
+    command = [sys.executable, "-m", "knnlab", "predict", "--model", str(path)]
+    for name, message in [
+        ("rows.csv", "rows.csv: holds no rows of numbers: its only line is text"),
+        ("scans", "scans: is a folder; knnlab predict reads files"),
+    ]:
+        done = subprocess.run([*command, name], capture_output=True, text=True, cwd=tmp_path)
+        assert done.returncode == 2 and done.stdout == "", done
+        assert done.stderr.startswith(f"knnlab predict: error: {message}"), done.stderr
+        assert done.stderr.count("\n") == 1
+
+
+def test_a_npy_path_that_holds_something_else_says_what(digits_model, tmp_path, capsys):
+    path, _ = digits_model
+    np.savez(tmp_path / "arrays.npz", a=drawn_one())
+    (tmp_path / "arrays.npy").write_bytes((tmp_path / "arrays.npz").read_bytes())
+    assert predict_error(capsys, path, tmp_path / "arrays.npy") == (
+        f"{tmp_path / 'arrays.npy'}: is a zip archive (an .npz?), not a .npy array; save the "
+        "one array to predict with numpy.save"
+    )
+    (tmp_path / "one.npy").write_bytes(_png())
+    assert predict_error(capsys, path, tmp_path / "one.npy").endswith(
+        "one.npy: is a PNG image, not a .npy array; give it as a file path ending in .png "
+        "(knnlab predict digit.png)"
+    )

@@ -10,6 +10,11 @@ else from OpenML (see :func:`load_fashion_mnist`).
 Files and downloads are checked and normalised here, at fetch, so that no later stage
 (which writes labels to CSV and JSON and reads them back) meets a surprise:
 
+* Format: the first bytes must agree with the suffix (a gzip file, a zip archive or Excel
+  workbook, or a Parquet file named .csv is refused, saying what it is), CSV is UTF-8 and
+  comma-separated: a header of one column (another separator, or no table at all, such as
+  a password file) is refused without being quoted. Messages quote column names and
+  values only as short, printable excerpts.
 * Columns: every name is non-empty and unique (checked in the raw CSV header, which pandas
   would otherwise rename ``a``, ``a.1``, and in the parquet schema); no feature may be
   called ``label``, the name the pipeline keeps for the labels.
@@ -25,10 +30,11 @@ Files and downloads are checked and normalised here, at fetch, so that no later 
   - all text that reads back as itself -> str.
 
   Refused, with the row and the value: a missing label (also text that reads back as
-  missing, such as ``"NA"``), a number that is not whole (``0.5``: classification needs
-  class labels), a list or other non-scalar, a mix of kinds (``"a"`` and ``1``), and two
-  different labels that read back as one (``"1"`` and ``"01"``, ``"a"`` and ``"a "``,
-  ``1`` and ``"1"``, ``"True"`` and ``"true"``).
+  missing, such as ``"NA"`` or an empty cell; named with the column and the first rows), a
+  number that is not whole (``0.5``: classification needs class labels), a list or other
+  non-scalar, a mix of kinds (``"a"`` and ``1``), and two different labels that read back
+  as one (``"1"`` and ``"01"``, ``"a"`` and ``"a "``, ``1`` and ``"1"``, ``"True"`` and
+  ``"true"``).
 """
 
 from __future__ import annotations
@@ -165,8 +171,43 @@ def _open_regular_file(
         yield handle
 
 
+EXCERPT_CHARS = 60  # the most of any one name or value a message quotes from the data
+EXCERPT_LIST_CHARS = 80  # the most of a list of names
+
+
+def _excerpt(value) -> str:
+    """``value`` quoted for a message: its repr (non-printable characters escaped, text in
+    quotes), cut to :data:`EXCERPT_CHARS`. Every column name, label or value a message takes
+    from the data goes through here, so a message never carries more than a short,
+    printable piece of a file."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()  # parquet gives list cells as arrays
+    elif isinstance(value, np.generic):
+        value = value.item()  # 1, not np.int64(1)
+    text = repr(value)
+    return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 3] + "..."
+
+
+def _excerpt_list(values) -> str:
+    """Names for a message, each an excerpt, as many as fit in :data:`EXCERPT_LIST_CHARS`,
+    then how many there are in all."""
+    shown: list[str] = []
+    length = 0
+    for value in values:
+        piece = _excerpt(value)
+        if shown and length + len(piece) > EXCERPT_LIST_CHARS:
+            return f"{', '.join(shown)}, ... ({len(values)} in all)"
+        shown.append(piece)
+        length += len(piece) + 2
+    return ", ".join(shown)
+
+
 def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())
+    """A library's error for a message: one line, non-printable characters escaped, cut
+    like a quote from the data, since such errors may repeat a piece of the file."""
+    text = " ".join(str(error).split())
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= EXCERPT_LIST_CHARS else text[: EXCERPT_LIST_CHARS - 3] + "..."
 
 
 def _check_names(names: list, where: str) -> None:
@@ -181,16 +222,95 @@ def _check_names(names: list, where: str) -> None:
     for name in map(str, names):
         if name in seen:
             raise DataError(
-                f"{where}: column {name!r} appears more than once; column names must be "
-                "unique: rename or drop the copies"
+                f"{where}: column {_excerpt(name)} appears more than once; column names must "
+                "be unique: rename or drop the copies"
             )
         seen.add(name)
+
+
+# Files that are not what data.path's suffix says, told by their first bytes: what each is,
+# and what to do. A zip archive may be an Excel workbook (see _binary_kind).
+_COMPRESSED = {
+    b"\x1f\x8b": "gzip",
+    b"BZh": "bzip2",
+    b"\xfd7zXZ\x00": "xz",
+    b"\x28\xb5\x2f\xfd": "zstd",
+}
+_NOT_A_TABLE = "set data.path to a CSV or Parquet table"
+_MAGIC = (
+    (b"PK\x03\x04", "a zip archive", "extract the table and set data.path to it"),
+    (b"PK\x05\x06", "an empty zip archive", _NOT_A_TABLE),
+    (
+        b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",
+        "an Excel 97-2003 workbook (or another OLE2 document)",
+        "save the sheet as CSV (comma-separated, UTF-8) and set data.path to it",
+    ),
+    (b"PAR1", "a Parquet file", "name it .parquet and set data.path to that name"),
+    (b"\x93NUMPY", "a .npy array", _NOT_A_TABLE + " with named columns"),
+    (b"\x89PNG\r\n\x1a\n", "a PNG image", _NOT_A_TABLE),
+    (b"\xff\xd8\xff", "a JPEG image", _NOT_A_TABLE),
+    (b"%PDF-", "a PDF document", _NOT_A_TABLE),
+)
+
+
+def _binary_kind(handle: BinaryIO, name: str) -> tuple[str, str] | None:
+    """(what the file is, what to do) when its first bytes show it is not a text table,
+    else None. Leaves ``handle`` at its start."""
+    head = handle.read(8)
+    handle.seek(0)
+    for magic, tool in _COMPRESSED.items():
+        if head.startswith(magic) and (tool != "bzip2" or head[3:4].isdigit()):
+            stem = name.rsplit(".", 1)[0]
+            return (
+                f"{tool}-compressed (it starts with the {tool} magic bytes {magic.hex(' ')})",
+                f"decompress it (e.g. `{tool} -dc {name} > {stem}-plain.csv`) and set data.path "
+                "to the result",
+            )
+    for magic, what, fix in _MAGIC:
+        if head.startswith(magic):
+            if magic == b"PK\x03\x04" and _is_workbook(handle):
+                what = "an Excel workbook (.xlsx)"
+                fix = "save the sheet as CSV (comma-separated, UTF-8) and set data.path to it"
+            return what, fix
+    return None
+
+
+def _is_workbook(handle: BinaryIO) -> bool:
+    """Whether the zip archive ``handle`` is an Excel workbook (its parts live under xl/)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(handle) as archive:
+            return any(name.startswith("xl/") for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
+    finally:
+        handle.seek(0)
+
+
+def _one_column(name: str, where: str) -> DataError:
+    """Why a header of one column is refused; never quotes it (the file may be no table at
+    all: a key, a password file), and a table needs a feature and a label column anyway."""
+    for separator, called in ((";", "';'"), ("\t", "tabs"), ("|", "'|'")):
+        if separator in name:
+            return DataError(
+                f"{where}: looks separated by {called} (its header line is one column with "
+                f"{name.count(separator)} of them); knnlab reads comma-separated CSV: save it "
+                "with commas (pandas: to_csv(path, index=False))"
+            )
+    return DataError(
+        f"{where}: is not a CSV table: its first line holds one column; expected a header "
+        "line naming the feature columns and the label column, separated by commas"
+    )
 
 
 def _read_csv(handle: BinaryIO, label_column: str, where: str) -> pd.DataFrame:
     # The raw header, before pandas renames a repeated "a" to "a.1".
     header = pd.read_csv(handle, header=None, nrows=1, dtype=str, keep_default_na=False)
-    _check_names(header.iloc[0].tolist(), where)
+    names = header.iloc[0].tolist()
+    if len(names) < 2:
+        raise _one_column(str(names[0]), where)
+    _check_names(names, where)
     handle.seek(0)
     # Labels as text: read_csv would turn "01" and "1" both into 1; the label rule decides.
     frame = pd.read_csv(handle, dtype={label_column: str})
@@ -199,6 +319,11 @@ def _read_csv(handle: BinaryIO, label_column: str, where: str) -> pd.DataFrame:
             f"{where}: rows have more fields than the header has names ({len(frame.columns)}); "
             "give every column a name"
         )
+    if label_column in frame.columns and frame[label_column].isna().any():
+        # What the missing cells held ("", NA, null, ...), for the message about them.
+        handle.seek(0)
+        cells = pd.read_csv(handle, usecols=[label_column], dtype=str, keep_default_na=False)
+        frame[label_column] = frame[label_column].fillna(cells[label_column])
     return frame
 
 
@@ -211,12 +336,39 @@ def _read_parquet(handle: BinaryIO, where: str) -> pd.DataFrame:
     return pd.read_parquet(handle)
 
 
+def _check_format(handle: BinaryIO, path: Path, where: str) -> None:
+    """Refuse, from its first bytes, a file that is not what its suffix says: a gzip file
+    named .csv, a workbook, a CSV named .parquet, ..."""
+    parquet = path.suffix.lower() == ".parquet"
+    head = handle.read(4)
+    handle.seek(0)
+    if not head:
+        raise DataError(
+            f"{where}: is empty; expected a "
+            + ("Parquet table" if parquet else "CSV table: a header line, then one row per sample")
+        )
+    if parquet and head == b"PAR1":
+        return
+    kind = _binary_kind(handle, path.name)
+    if kind is not None:
+        what, fix = kind
+        raise DataError(
+            f"{where}: is {what}, not {'a Parquet file' if parquet else 'CSV text'}; {fix}"
+        )
+    if parquet:
+        raise DataError(
+            f"{where}: is not a Parquet file (it does not start with the Parquet magic bytes "
+            "PAR1); if it is a CSV table, name it .csv"
+        )
+
+
 def load_table(path: Path | str, label_column: str) -> Dataset:
     """A local CSV or parquet file: ``label_column`` holds labels, every other column must
     be a numeric feature (see the module docstring for what is checked)."""
     path = Path(path)
     where = f"data.path = {str(path)!r}"
     with _open_regular_file(path, where) as handle:
+        _check_format(handle, path, where)
         try:
             if path.suffix.lower() == ".parquet":
                 frame = _read_parquet(handle, where)
@@ -224,6 +376,12 @@ def load_table(path: Path | str, label_column: str) -> Dataset:
                 frame = _read_csv(handle, label_column, where)
         except DataError:
             raise
+        except UnicodeDecodeError:
+            raise DataError(
+                f"{where}: is not UTF-8 text; save it as UTF-8 CSV (a spreadsheet: CSV UTF-8)"
+            ) from None
+        except pd.errors.EmptyDataError:
+            raise DataError(f"{where}: holds blank lines only; expected a CSV table") from None
         except (ValueError, OSError, pd.errors.ParserError) as error:
             raise DataError(f"{where}: cannot be read as a table: {_one_line(error)}") from None
     if frame.empty:
@@ -232,7 +390,7 @@ def load_table(path: Path | str, label_column: str) -> Dataset:
     if label_column not in frame.columns:
         raise DataError(
             f"data.label_column = {label_column!r} is not a column of {path}; columns are "
-            f"{', '.join(frame.columns)}"
+            f"{_excerpt_list(frame.columns)}"
         )
     labels = frame.pop(label_column)
     return _assemble(path.stem, frame, labels, where)
@@ -273,13 +431,13 @@ def _feature_values(column: pd.Series, name: str, where: str) -> np.ndarray:
         for row, value in enumerate(column):
             if isinstance(value, list | tuple | np.ndarray | dict | set):
                 raise DataError(
-                    f"{where}: feature column {name!r} holds {_kind(value)}s ({_short(value)} "
-                    f"in row {row}); kNN needs one number per cell: expand it into columns or "
-                    "drop it"
+                    f"{where}: feature column {_excerpt(name)} holds {_kind(value)}s "
+                    f"({_excerpt(value)} in row {row}); kNN needs one number per cell: expand it "
+                    "into columns or drop it"
                 )
     raise DataError(
-        f"{where}: feature column {name!r} is not numeric (dtype {dtype}); kNN needs numeric "
-        "features: encode or drop it"
+        f"{where}: feature column {_excerpt(name)} is not numeric (dtype {dtype}); kNN needs "
+        "numeric features: encode or drop it"
     )
 
 
@@ -300,11 +458,6 @@ def _kind(value) -> str:
     return "list" if isinstance(value, list | tuple | np.ndarray) else type(value).__name__
 
 
-def _short(value) -> str:
-    text = repr(value.tolist() if isinstance(value, np.ndarray) else value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
 def _label_kind(value) -> str | None:
     """What makes two labels different in the user's data besides their value: ``1`` and
     ``1.0`` are one number, but ``1``, ``True`` and ``"1"`` are three labels. None: not a
@@ -320,7 +473,7 @@ def _label_kind(value) -> str | None:
 
 def _not_a_label(value, row: int, where: str) -> DataError:
     return DataError(
-        f"{where}: label {_short(value)} in row {row} is a {_kind(value)}; labels must be "
+        f"{where}: label {_excerpt(value)} in row {row} is a {_kind(value)}; labels must be "
         "whole numbers, text or true/false, one per row"
     )
 
@@ -364,12 +517,8 @@ def _read_back(texts: list[str]) -> list:
 
 def _canonical_label(value, text: str, back, shown: str, where: str) -> tuple[str, int | str]:
     """(kind, label) for one distinct label: ``text`` is how it is written, ``back`` how
-    read_csv reads that text; ``shown`` names it in messages."""
-    if _is_missing(back):
-        raise DataError(
-            f"{where}: {shown} reads back from a CSV file as missing (pandas takes "
-            f"{text!r} for NA); rename that class"
-        )
+    read_csv reads that text; ``shown`` names it in messages. Labels that read back as
+    missing were refused before, by :func:`_refuse_missing_labels`."""
     if isinstance(back, bool | np.bool_):
         return ("true/false", int(back))
     if isinstance(back, numbers.Real):
@@ -384,8 +533,8 @@ def _canonical_label(value, text: str, back, shown: str, where: str) -> tuple[st
         return ("a number", number)
     if back != text:
         raise DataError(
-            f"{where}: {shown} reads back from a CSV file as {back!r}, not as itself; rename "
-            "that class"
+            f"{where}: {shown} reads back from a CSV file as {_excerpt(back)}, not as itself; "
+            "rename that class"
         )
     if text.lstrip("-").isdigit():
         raise DataError(
@@ -395,18 +544,54 @@ def _canonical_label(value, text: str, back, shown: str, where: str) -> tuple[st
     return ("text", text)
 
 
+_SHOWN_MISSING = 3  # rows a message about missing labels names
+
+
+def _refuse_missing_labels(labels: pd.Series, where: str) -> None:
+    """Refuse rows without a label: a missing value, or text that reads back from a CSV file
+    as missing (empty, NA, N/A, null, None, nan, ...; the later stages read labels from CSV
+    files). Names the column (the Series' name) and the first rows, with what each holds."""
+    values = labels.to_numpy(dtype=object)
+    absent = labels.isna().to_numpy()
+    texts = sorted({v.strip() for v in values[~absent] if isinstance(v, str)})
+    read_as_missing = {
+        text
+        for text, back in zip(texts, _read_back(texts) if texts else [], strict=True)
+        if _is_missing(back)
+    }
+    rows = np.flatnonzero(
+        absent | np.array([isinstance(v, str) and v.strip() in read_as_missing for v in values])
+    )
+    if not rows.size:
+        return
+    held = [
+        "missing" if absent[r] else "empty" if not values[r].strip() else _excerpt(values[r])
+        for r in rows[:_SHOWN_MISSING]
+    ]
+    shown = ", ".join(f"row {r} ({h})" for r, h in zip(rows, held, strict=False))
+    more = f" and {rows.size - _SHOWN_MISSING} more" if rows.size > _SHOWN_MISSING else ""
+    column = (
+        f"label column {_excerpt(labels.name)}"
+        if isinstance(labels.name, str)
+        else "the label column"
+    )
+    raise DataError(
+        f"{where}: {column} has no label in {shown}{more}; pandas reads an empty cell and the "
+        "texts NA, N/A, null, None, nan (and its other NA markers) as missing, here and in "
+        "the CSV files the later stages write: fill those labels in or drop those rows; if "
+        "such a text names a real class, rename it (e.g. to 'unlabelled')"
+    )
+
+
 def canonical_labels(labels: pd.Series, where: str) -> np.ndarray:
     """Labels (n_samples,) in their canonical form: int64, or str (the rule is in the module
     docstring). Refuses, naming the row and the value, what would not come back unchanged
     and distinct from the later stages' CSV and JSON files."""
-    missing = labels.isna().to_numpy()
-    if missing.any():
-        row = int(missing.argmax())
-        raise DataError(f"{where}: the label is missing in row {row}; every row needs a label")
+    _refuse_missing_labels(labels, where)
     codes, distinct = _distinct_labels(labels, where)
     first_rows = np.unique(codes, return_index=True)[1]
     texts = [v.strip() if isinstance(v, str) else str(v) for v in distinct]
-    shown = [f"label {_short(v)} in row {r}" for v, r in zip(distinct, first_rows, strict=True)]
+    shown = [f"label {_excerpt(v)} in row {r}" for v, r in zip(distinct, first_rows, strict=True)]
     canonical = [
         _canonical_label(*args, where)
         for args in zip(distinct, texts, _read_back(texts), shown, strict=True)
@@ -427,8 +612,8 @@ def canonical_labels(labels: pd.Series, where: str) -> np.ndarray:
             value = bool(label) if kind == "true/false" else label
             raise DataError(
                 f"{where}: {shown[seen[label]]} and {shown[code]} are different labels but "
-                f"both read back from a CSV file as {value!r}; make them one label or rename "
-                "one"
+                f"both read back from a CSV file as {_excerpt(value)}; make them one label or "
+                "rename one"
             )
         seen[label] = code
     dtype = object if "text" in kinds else np.int64
@@ -444,7 +629,7 @@ def validate(dataset: Dataset) -> Dataset:
     if bad.any():
         row, col = np.argwhere(bad)[0]
         raise DataError(
-            f"dataset {dataset.name!r}: feature {dataset.feature_columns[col]!r} is "
+            f"dataset {dataset.name!r}: feature {_excerpt(dataset.feature_columns[col])} is "
             f"{features[row, col]} in row {row}; features must be finite (drop or impute it)"
         )
     labels = dataset.frame[LABEL]
@@ -570,9 +755,12 @@ def read_idx(path: Path | str) -> np.ndarray:
                 f"({_one_line(error)}); expected a complete gzip file: fetch it again"
             ) from None
     if len(raw) < 4 or raw[:2] != b"\0\0":
+        # Bytes that read as text are not shown: they would quote the file.
+        head = "text" if raw[:4].isascii() and raw[:4].decode().isprintable() and raw else None
         raise DataError(
-            f"{where}: is not an IDX file: starts with bytes {raw[:4].hex(' ') or '(none)'}; "
-            "expected 00 00, a type code and the number of dimensions"
+            f"{where}: is not an IDX file: starts with "
+            f"{head or 'bytes ' + (raw[:4].hex(' ') or '(none)')}; expected 00 00, a type code "
+            "and the number of dimensions"
         )
     code, ndim = raw[2], raw[3]
     if code not in IDX_DTYPES:
@@ -788,7 +976,7 @@ def select_features(dataset: Dataset, features: tuple[str, ...] | None) -> Datas
     if missing:
         raise DataError(
             f"data.features: {missing[0]!r} is not a feature of {dataset.name!r}; its features "
-            f"are {', '.join(dataset.feature_columns)}"
+            f"are {_excerpt_list(dataset.feature_columns)}"
         )
     frame = dataset.frame[[*features, LABEL]]
     # A subset of pixels is no longer an image.
@@ -831,7 +1019,7 @@ def positive_class(wanted: int | str | None, classes: np.ndarray):
     if not matches:
         raise ParamsError(
             f"params.yaml: data.positive_class = {wanted!r} is not a class of this dataset; "
-            f"classes are {', '.join(map(str, classes))} (or null for none)"
+            f"classes are {_excerpt_list(classes)} (or null for none)"
         )
     return matches[0]
 
@@ -843,8 +1031,8 @@ def stratified_split(frame: pd.DataFrame, params: SplitParams) -> tuple[pd.DataF
     counts = frame[LABEL].value_counts()
     if counts.min() < 2:
         raise DataError(
-            f"class {counts.idxmin()!r} has {counts.min()} sample(s); a stratified split needs "
-            "at least 2 per class: remove the class or add samples"
+            f"class {_excerpt(counts.idxmin())} has {counts.min()} sample(s); a stratified "
+            "split needs at least 2 per class: remove the class or add samples"
         )
     test_size = params.test_size
     if isinstance(test_size, numbers.Integral) and not isinstance(test_size, bool):

@@ -10,6 +10,13 @@ Inputs are sized before they are decoded: an image may have at most ``MAX_IMAGE_
 (4096 x 4096) pixels, read from its header (a small PNG can declare 20000 x 20000 pixels and
 decode to gigabytes), and a ``.npy`` array at most ``MAX_NPY_BYTES`` as float64, read from
 its header; arrays of Python objects are refused, never unpickled.
+
+CSV rows are UTF-8 text, comma-separated, one query per row, after an optional header line
+of column names (a first line with any cell that is not a number). Inputs are refused with
+one line saying what they are and what to give instead: a folder, a file whose first bytes
+show another format (gzip, zip, Excel, Parquet, an image named .csv, ...), text that is not
+UTF-8, another separator, no rows of numbers. No message quotes an input's text; a
+library's error is repeated only as a short, printable excerpt.
 """
 
 from __future__ import annotations
@@ -31,6 +38,9 @@ MAX_NPY_BYTES = 2**30  # 134 million values as float64
 
 class InputError(ValueError):
     """An input cannot be turned into feature rows for this model."""
+
+
+_NPY_MAGIC = b"\x93NUMPY"
 
 
 def _grey(image):
@@ -88,13 +98,19 @@ def image_to_features(
             f"{path}: the image has more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels; {too_large}"
         ) from None
     except (UnidentifiedImageError, OSError) as error:
-        raise InputError(f"{path}: cannot be read as an image ({error})") from None
+        raise InputError(f"{path}: cannot be read as an image ({_excerpt(error)})") from None
     pixels = np.asarray(grey, dtype=np.float64) / 255.0  # (height, width), 0 = black
     border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
     if border.mean() > pixels.mean():
         pixels = 1.0 - pixels  # dark on light -> light on dark, as in digits and MNIST
     low, high = value_range
     return (low + pixels * (high - low)).ravel()
+
+
+ACCEPTED = (
+    f"an image ({', '.join(sorted(IMAGE_SUFFIXES))}), a .npy array, CSV rows (.csv) or - for "
+    "CSV on standard input"
+)
 
 
 def read_inputs(
@@ -104,13 +120,22 @@ def read_inputs(
     rows, names = [], []
     for source in sources:
         if source == "-":
-            block = _csv_rows(sys.stdin.read(), "<stdin>")
+            block = _csv_rows(_read_stdin(), "<stdin>", n_features)
             rows.append(block)
             names += [f"<stdin>:{i + 1}" for i in range(len(block))]
             continue
         path = Path(source)
-        if not path.is_file():
+        if path.is_dir():
+            raise InputError(
+                f"{source}: is a folder; knnlab predict reads files: {ACCEPTED}; give the "
+                f"files in it (e.g. {Path(source, '*.png')})"
+            )
+        if not path.exists():
             raise InputError(f"{source}: no such file")
+        if not path.is_file():  # reading a fifo would wait for a writer
+            raise InputError(
+                f"{source}: is not a regular file (a pipe, socket or device); give {ACCEPTED}"
+            )
         suffix = path.suffix.lower()
         if suffix in IMAGE_SUFFIXES:
             if not image_shape:
@@ -125,14 +150,11 @@ def read_inputs(
             rows.append(block)
             names += [source] if len(block) == 1 else [f"{source}[{i}]" for i in range(len(block))]
         elif suffix in (".csv", ".txt"):
-            block = _csv_rows(path.read_text(encoding="utf-8"), source)
+            block = _csv_rows(path.read_bytes(), source, n_features)
             rows.append(block)
             names += [f"{source}:{i + 1}" for i in range(len(block))]
         else:
-            raise InputError(
-                f"{source}: unsupported input; give an image ({', '.join(sorted(IMAGE_SUFFIXES))}),"
-                " a .npy array, CSV rows (.csv) or - for CSV on standard input"
-            )
+            raise InputError(f"{source}: unsupported input; give {ACCEPTED}")
     X = np.vstack(rows) if rows else np.empty((0, n_features))
     if X.shape[1] != n_features:
         raise InputError(
@@ -144,17 +166,112 @@ def read_inputs(
     return X, names
 
 
+def _read_stdin() -> bytes:
+    """Standard input as bytes: decoding is :func:`_csv_rows`' to check (a text stream in
+    place of stdin, as tests give, is taken as UTF-8)."""
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is not None:
+        return buffer.read()
+    return sys.stdin.read().encode("utf-8", "surrogateescape")
+
+
+EXCERPT_CHARS = 80  # the most of a library's error or value a message repeats
+
+
+def _excerpt(value: object) -> str:
+    """A library's error (or a value it read, such as a dtype) for a message, which may
+    repeat a piece of the file: one line, non-printable characters escaped, at most
+    :data:`EXCERPT_CHARS` characters."""
+    text = " ".join(str(value).split())
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 3] + "..."
+
+
+# Inputs that are not what their suffix says, told by their first bytes: (magic, what the
+# input is, what to do). A zip archive may be an Excel workbook (see _binary_kind).
+_COMPRESSED = {
+    b"\x1f\x8b": "gzip",
+    b"BZh": "bzip2",
+    b"\xfd7zXZ\x00": "xz",
+    b"\x28\xb5\x2f\xfd": "zstd",
+}
+_IMAGE_FIX = "give it as a file path ending in {suffix} (knnlab predict digit{suffix})"
+_SHEET_FIX = "save the sheet as CSV (comma-separated, UTF-8)"
+_MAGIC = (
+    (b"PK\x03\x04", "a zip archive", "extract the CSV rows from it"),
+    (
+        b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",
+        "an Excel 97-2003 workbook (or another OLE2 file)",
+        _SHEET_FIX,
+    ),
+    (b"PAR1", "a Parquet file", "save the rows as CSV (pandas: to_csv(path, index=False))"),
+    (_NPY_MAGIC, "a .npy array", "give it as a file path ending in .npy"),
+    (b"\x89PNG\r\n\x1a\n", "a PNG image", _IMAGE_FIX.format(suffix=".png")),
+    (b"\xff\xd8\xff", "a JPEG image", _IMAGE_FIX.format(suffix=".jpg")),
+    (b"GIF87a", "a GIF image", _IMAGE_FIX.format(suffix=".gif")),
+    (b"GIF89a", "a GIF image", _IMAGE_FIX.format(suffix=".gif")),
+    (b"II*\x00", "a TIFF image", _IMAGE_FIX.format(suffix=".tif")),
+    (b"MM\x00*", "a TIFF image", _IMAGE_FIX.format(suffix=".tif")),
+    (b"%PDF-", "a PDF document", "give CSV rows of numbers"),
+)
+
+
+def _binary_kind(data: bytes, name: str) -> tuple[str, str] | None:
+    """(what ``data``, read from ``name``, is and what to do) when its first bytes show a
+    known binary format, else None."""
+    for magic, tool in _COMPRESSED.items():
+        if data.startswith(magic) and (tool != "bzip2" or data[3:4].isdigit()):
+            command = (
+                f"{tool} -dc FILE | knnlab predict -"
+                if name == "<stdin>"
+                else f"{tool} -dc {name} > plain{Path(name).suffix}"
+            )
+            return f"{tool}-compressed", f"decompress it first: {command}"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "a WebP image", _IMAGE_FIX.format(suffix=".webp")
+    for magic, what, fix in _MAGIC:
+        if data.startswith(magic):
+            if magic == b"PK\x03\x04" and _is_workbook(data):
+                return "an Excel workbook (.xlsx)", _SHEET_FIX
+            return what, fix
+    return None
+
+
+def _is_workbook(data: bytes) -> bool:
+    """Whether the zip archive ``data`` is an Excel workbook (its parts live under xl/)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(_io.BytesIO(data)) as archive:
+            return any(name.startswith("xl/") for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
+
+
 def _npy_rows(path: Path, n_features: int) -> np.ndarray:
     from knnlab.pipeline.model_io import npy_header
 
     # Shape and dtype from the header first: nothing is allocated for what the file claims.
     try:
         with path.open("rb") as fh:
-            shape, _, dtype, offset = npy_header(fh)
+            head = fh.read(16)
+            fh.seek(0)
+            header = npy_header(fh) if head.startswith(_NPY_MAGIC) else None
     except (ValueError, OSError) as error:
-        raise InputError(f"{path}: not a readable .npy array ({error})") from None
+        raise InputError(f"{path}: not a readable .npy array ({_excerpt(error)})") from None
+    if header is None:  # numpy's own message would quote the file's first bytes
+        kind = _binary_kind(head, str(path))
+        if head.startswith(b"PK\x03\x04"):
+            kind = ("a zip archive (an .npz?)", "save the one array to predict with numpy.save")
+        if kind is not None:
+            raise InputError(f"{path}: is {kind[0]}, not a .npy array; {kind[1]}")
+        raise InputError(
+            f"{path}: is not a .npy array (it does not start with the .npy magic bytes "
+            "\\x93NUMPY); save arrays with numpy.save"
+        )
+    shape, _, dtype, offset = header
     if dtype.hasobject or dtype.kind not in "biuf":
-        raise InputError(f"{path}: holds {dtype} values; give an array of numbers")
+        raise InputError(f"{path}: holds {_excerpt(dtype)} values; give an array of numbers")
     n_values = math.prod(shape)
     declared = offset + n_values * dtype.itemsize
     if declared > path.stat().st_size:
@@ -170,7 +287,7 @@ def _npy_rows(path: Path, n_features: int) -> np.ndarray:
     try:
         array = np.load(path, allow_pickle=False)
     except (ValueError, OSError) as error:
-        raise InputError(f"{path}: not a readable .npy array ({error})") from None
+        raise InputError(f"{path}: not a readable .npy array ({_excerpt(error)})") from None
     array = np.asarray(array, dtype=np.float64)
     if array.ndim == 1 or (array.ndim == 2 and array.size == n_features):
         return array.reshape(1, -1)  # one row, or one image
@@ -181,20 +298,94 @@ def _npy_rows(path: Path, n_features: int) -> np.ndarray:
     raise InputError(f"{path}: expected 1-D to 3-D data, got shape {array.shape}")
 
 
-def _csv_rows(text: str, name: str) -> np.ndarray:
+def _csv_rows(data: bytes, name: str, n_features: int) -> np.ndarray:
+    """Rows of numbers (n_rows, n_columns) from CSV text, after an optional header line of
+    column names. No message quotes the text: it may be any file."""
+    rows_wanted = f"give one row of {n_features} comma-separated numbers per query"
+    if name == "<stdin>":
+        rows_wanted += ", and images or .npy arrays as file paths (knnlab predict digit.png)"
+    text = _csv_text(data, name, rows_wanted)
+
     import pandas as pd  # here: an image or .npy prediction should not pay for it
 
     try:
         frame = pd.read_csv(_io.StringIO(text), header=None)
+        header = not _all_numbers(frame) and not all(map(_is_number, frame.iloc[0]))
+        if header:  # a first line of names: read again, for the rows' own types
+            frame = pd.read_csv(_io.StringIO(text))
     except (ValueError, pd.errors.ParserError) as error:
-        raise InputError(f"{name}: not CSV rows ({error})") from None
-    # A header row of names makes every column text: drop it.
-    if not all(pd.api.types.is_numeric_dtype(t) for t in frame.dtypes):
-        frame = pd.read_csv(_io.StringIO(text))
-    try:
+        raise InputError(f"{name}: not CSV rows ({_excerpt(error)})") from None
+    if _all_numbers(frame) and len(frame):
         return frame.to_numpy(dtype=np.float64)
-    except ValueError:
-        raise InputError(f"{name}: every CSV value must be a number") from None
+    first_line = text.lstrip().split("\n", 1)[0]
+    for separator, called in ((";", "';'"), ("\t", "tabs"), ("|", "'|'")):
+        if separator in first_line:
+            raise InputError(
+                f"{name}: looks separated by {called}; knnlab reads comma-separated CSV"
+                + (", with decimal points" if separator == ";" else "")
+                + f": {rows_wanted}"
+            )
+    if not len(frame):
+        raise InputError(
+            f"{name}: holds no rows of numbers: its only line is text, read as a header of "
+            f"column names; {rows_wanted} (a header line before them is optional)"
+        )
+    cell = _first_text_cell(frame)
+    if cell is None:  # no text, only booleans among numbers: they count as 0 and 1
+        return frame.to_numpy(dtype=np.float64)
+    after = " after the header line" if header else ""
+    raise InputError(
+        f"{name}: row {cell[0] + 1}{after}, column {cell[1] + 1}, is not a number; every "
+        f"value of a row must be a number: {rows_wanted}"
+    )
+
+
+def _csv_text(data: bytes, name: str, rows_wanted: str) -> str:
+    """``data`` as text, refused when it is a known binary format, not UTF-8 or empty."""
+    kind = _binary_kind(data, name)
+    if kind is not None:
+        raise InputError(f"{name}: is {kind[0]}, not CSV text; {kind[1]}")
+    try:
+        text = data.decode("utf-8-sig")  # a byte-order mark, as Excel writes, is not a value
+    except UnicodeDecodeError as error:
+        raise InputError(
+            f"{name}: is not UTF-8 text (the byte at offset {error.start:,} is not UTF-8); "
+            f"knnlab predict reads CSV rows as UTF-8 text: {rows_wanted}"
+        ) from None
+    if "\0" in text:
+        raise InputError(f"{name}: holds NUL bytes: it is binary data, not CSV text; {rows_wanted}")
+    if not text.strip():
+        raise InputError(f"{name}: is empty; {rows_wanted}")
+    return text
+
+
+def _all_numbers(frame) -> bool:
+    import pandas as pd
+
+    return all(pd.api.types.is_numeric_dtype(t) for t in frame.dtypes)
+
+
+def _is_number(value) -> bool:
+    """Whether one cell as pandas read it is a number (or missing, refused later as NaN)."""
+    import pandas as pd
+
+    if not isinstance(value, str):
+        return True
+    return not pd.isna(pd.to_numeric(value, errors="coerce"))
+
+
+def _first_text_cell(frame) -> tuple[int, int] | None:
+    """(row, column) of the first cell, in reading order, that is text and not a number."""
+    import pandas as pd
+
+    text = np.column_stack(
+        [
+            frame[c].notna().to_numpy() & pd.to_numeric(frame[c], errors="coerce").isna().to_numpy()
+            for c in frame.columns
+        ]
+    )
+    found = np.argwhere(text)
+    return (int(found[0][0]), int(found[0][1])) if len(found) else None
 
 
 class SavedModel:
