@@ -24,6 +24,7 @@ options (:func:`index_options`), and ``index`` an object with
 from __future__ import annotations
 
 import importlib.util
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,12 +34,14 @@ from knnlab.options import is_count
 
 @dataclass(frozen=True)
 class IndexOption:
-    """One option of an approximate index: its default, smallest value and when it acts
-    (``build``: changes the index; ``search``: changes only how a query walks it).
-    ``default=None`` means "chosen from the training set's size" (see the backend)."""
+    """One option of an approximate index: its default, smallest and largest values and when
+    it acts (``build``: changes the index; ``search``: changes only how a query walks it).
+    ``default=None`` means "chosen from the training set's size" (see the backend). The
+    maximum keeps a typo from building for hours or overflowing the library's C int."""
 
     default: int | None
     minimum: int
+    maximum: int
     acts_at: str
     help: str
 
@@ -65,9 +68,15 @@ BACKENDS: dict[str, Backend] = {
         False,
         "faiss IndexHNSWFlat: a navigable small-world graph, approximate",
         {
-            "M": IndexOption(16, 2, "build", "links per node (memory, recall)"),
-            "ef_construction": IndexOption(200, 1, "build", "candidates while linking"),
-            "ef_search": IndexOption(64, 1, "search", "candidates per query (recall, speed)"),
+            # Memory and build time grow with M; hnswlib documents 2 to 100 as reasonable.
+            "M": IndexOption(16, 2, 256, "build", "links per node (memory, recall)"),
+            # Build time grows with it; 40 to 500 is the usual range.
+            "ef_construction": IndexOption(200, 1, 10_000, "build", "candidates while linking"),
+            # Query time grows with it; the backend widens it to k when k is larger, so more
+            # than params.yaml's largest k (100,000) never helps.
+            "ef_search": IndexOption(
+                64, 1, 100_000, "search", "candidates per query (recall, speed)"
+            ),
         },
         euclidean_only=True,
         library="faiss",
@@ -77,8 +86,12 @@ BACKENDS: dict[str, Backend] = {
         False,
         "faiss IndexIVFFlat: k-means cells, a query scans the nearest few, approximate",
         {
-            "nlist": IndexOption(None, 1, "build", "k-means cells (null: sqrt(n_train))"),
-            "nprobe": IndexOption(8, 1, "search", "cells scanned per query (recall, speed)"),
+            # faiss's guidelines use 65,536 cells for 1M to 10M vectors, more than knnlab's
+            # data; the backend also keeps nlist <= n_train and nprobe <= nlist.
+            "nlist": IndexOption(None, 1, 65_536, "build", "k-means cells (null: sqrt(n_train))"),
+            "nprobe": IndexOption(
+                8, 1, 65_536, "search", "cells scanned per query (recall, speed)"
+            ),
         },
         euclidean_only=True,
         library="faiss",
@@ -111,7 +124,7 @@ def resolve_algorithm(algorithm: str, n_samples: int, n_features: int, n_neighbo
 
 
 def _allowed(option: IndexOption) -> str:
-    return f"an integer >= {option.minimum}, or null for the default"
+    return f"an integer >= {option.minimum} and <= {option.maximum}, or null for the default"
 
 
 def index_option_problems(algorithm: str, options: Any, p: Any = 2) -> list[tuple[str, str]]:
@@ -139,9 +152,12 @@ def index_option_problems(algorithm: str, options: Any, p: Any = 2) -> list[tupl
                     f"{algorithm}'s options: {allowed}",
                 )
             )
-        elif not (is_count(value) and value >= spec[name].minimum):
+        elif not (is_count(value) and spec[name].minimum <= value <= spec[name].maximum):
+            # Cut: the value may be a huge list from a file, or an integer repr() refuses.
+            huge = is_count(value) and value.bit_length() > 256
+            shown = f"<an integer of {value.bit_length()} bits>" if huge else reprlib.repr(value)
             problems.append(
-                (f"index.{name}", f"= {value!r} is not allowed; expected {_allowed(spec[name])}")
+                (f"index.{name}", f"= {shown} is not allowed; expected {_allowed(spec[name])}")
             )
     backend = BACKENDS.get(algorithm)
     if backend is not None and backend.euclidean_only and p != 2:

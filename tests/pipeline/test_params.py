@@ -145,3 +145,247 @@ def test_params_command_prints_every_resolved_value(tmp_path, capsys):
     params_file.write_text("model:\n  k: 3\n")
     assert cli.main(["params", "--params", str(params_file)]) == 2
     assert "unknown key 'model.k'" in capsys.readouterr().err
+
+
+# (section path, key, the largest value allowed, why a larger one is refused)
+UPPER_BOUNDS = [
+    (("model",), "n_neighbors", 100_000, "an integer >= 1 and <= 100000"),
+    (("data", "moons"), "n_samples", 1_000_000, "an integer >= 10 and <= 1000000"),
+    (("tune",), "cv", 100, "an integer >= 2 and <= 100"),
+    (("stats",), "resamples", 100_000, "an integer >= 200 and <= 100000"),
+    (("data",), "max_rows", 10**9, "an integer >= 2 and <= 1000000000"),
+    (
+        ("split",),
+        "test_size",
+        10**9,
+        "a fraction strictly between 0 and 1, or a whole number of test rows >= 1 and <= "
+        "1000000000 (e.g. 10000)",
+    ),
+]
+
+
+def _nested(path: tuple[str, ...], key: str, value) -> dict:
+    raw: dict = {key: value}
+    for section in reversed(path):
+        raw = {section: raw}
+    return raw
+
+
+def _at(params: Params, path: tuple[str, ...], key: str):
+    section = params
+    for name in path:
+        section = getattr(section, name)
+    return getattr(section, key)
+
+
+@pytest.mark.parametrize(("path", "key", "maximum", "allowed"), UPPER_BOUNDS)
+def test_values_that_scale_work_have_an_upper_bound_naming_key_value_and_range(
+    path, key, maximum, allowed
+):
+    assert _at(parse_params(_nested(path, key, maximum)), path, key) == maximum
+    name = ".".join((*path, key))
+    for value in (maximum + 1, maximum * 1000, 2**64):
+        expected = f"params.yaml: {name} = {value} is not allowed; expected {allowed}"
+        with pytest.raises(ParamsError) as caught:
+            parse_params(_nested(path, key, value))
+        assert str(caught.value) == expected
+
+
+def test_grid_values_and_candidate_count_are_bounded():
+    grid = {"n_neighbors": [1, 100_000], "p": [1], "weights": ["uniform"]}
+    assert parse_params({"tune": {"grid": grid}}).tune.grid.n_neighbors == (1, 100_000)
+    with pytest.raises(
+        ParamsError,
+        match=re.escape(
+            "tune.grid.n_neighbors[1] = 100001 is not allowed; expected an integer "
+            ">= 1 and <= 100000"
+        ),
+    ):
+        parse_params({"tune": {"grid": {"n_neighbors": [1, 100_001]}}})
+    # 100 k x 100 p x 1 weighting x 1 algorithm: at the cap; one p more is past it
+    at_cap = {"n_neighbors": list(range(1, 101)), "p": list(range(1, 101)), "weights": ["uniform"]}
+    assert len(parse_params({"tune": {"grid": at_cap}}).tune.grid.p) == 100
+    with pytest.raises(ParamsError) as caught:
+        parse_params({"tune": {"grid": {**at_cap, "p": list(range(1, 102))}}})
+    assert str(caught.value) == (
+        "params.yaml: tune.grid has 10100 candidates (every combination of its lists, per "
+        "algorithm); at most 10000 are allowed: shorten tune.grid's lists"
+    )
+
+
+@pytest.mark.parametrize(
+    "grid",
+    [
+        {},
+        {"algorithm": ["brute", "kd_tree"], "p": [1, 2, 3.5], "weights": ["distance"]},
+        {"algorithm": ["brute", "hnsw"], "index": {"ef_search": [8, 16], "M": [4, 8, 16]}},
+        {"algorithm": ["hnsw", "ivf"], "index": {"nprobe": [1, 2], "ef_search": [8]}},
+        {"algorithm": ["ivf"], "p": [1, 2], "index": {"nlist": [4, 8], "nprobe": [1, 2, 3]}},
+    ],
+)
+def test_the_candidate_count_is_what_the_grid_search_runs(grid):
+    from knnlab.model_selection import candidate_list
+    from knnlab.pipeline.params import _candidate_count
+
+    pytest.importorskip("faiss")
+    checked = parse_params({"tune": {"grid": grid}}).tune.grid
+    plain = {
+        "n_neighbors": list(checked.n_neighbors),
+        "p": list(checked.p),
+        "weights": list(checked.weights),
+        "algorithm": list(checked.algorithm),
+        "index": {name: list(values) for name, values in checked.index.items()},
+    }
+    assert _candidate_count(checked) == len(candidate_list(plain)), plain
+
+
+@pytest.mark.parametrize(
+    ("option", "maximum"),
+    [("M", 256), ("ef_construction", 10_000), ("ef_search", 100_000)],
+)
+def test_hnsw_options_have_a_maximum(option, maximum):
+    pytest.importorskip("faiss")
+    model = {"algorithm": "hnsw", "index": {option: maximum}}
+    assert parse_params({"model": model}).model.index == {option: maximum}
+    expected = (
+        f"params.yaml: model.index.{option} = {maximum + 1} is not allowed; expected an "
+        f"integer >= {2 if option == 'M' else 1} and <= {maximum}, or null for the default"
+    )
+    with pytest.raises(ParamsError) as caught:
+        parse_params({"model": {**model, "index": {option: maximum + 1}}})
+    assert str(caught.value) == expected
+    grid = {"algorithm": ["hnsw"], "index": {option: [maximum + 1]}}
+    with pytest.raises(ParamsError, match=re.escape(f"tune.grid.index.{option}[0] = ")):
+        parse_params({"tune": {"grid": grid}})
+
+
+@pytest.mark.parametrize("option", ["nlist", "nprobe"])
+def test_ivf_options_have_a_maximum(option):
+    pytest.importorskip("faiss")
+    assert parse_params({"model": {"algorithm": "ivf", "index": {option: 65_536}}})
+    with pytest.raises(
+        ParamsError,
+        match=re.escape(
+            f"model.index.{option} = 65537 is not allowed; expected an integer >= 1 and <= 65536"
+        ),
+    ):
+        parse_params({"model": {"algorithm": "ivf", "index": {option: 65_537}}})
+
+
+SEEDS = [
+    (("data",), 2**32 - 1),
+    (("data", "moons"), 2**32 - 1),
+    (("split",), 2**32 - 1),
+    (("tune",), 2**32 - 1),
+    (("stats",), 2**32 - 1),
+    (("model",), 2**31 - 1),  # also faiss's k-means seed (ivf), a C int
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "maximum"), SEEDS, ids=lambda x: ".".join(x) if isinstance(x, tuple) else ""
+)
+def test_every_seed_is_in_the_range_its_library_takes(path, maximum):
+    assert _at(parse_params(_nested(path, "seed", 0)), path, "seed") == 0
+    assert _at(parse_params(_nested(path, "seed", maximum)), path, "seed") == maximum
+    name = ".".join((*path, "seed"))
+    for value in (-1, maximum + 1, 2**64):
+        with pytest.raises(ParamsError) as caught:
+            parse_params(_nested(path, "seed", value))
+        message = str(caught.value)
+        assert message.startswith(
+            f"params.yaml: {name} = {value} is not allowed; expected an "
+            f"integer >= 0 and <= {maximum} ("
+        ), message
+
+
+def test_every_seed_key_is_bounded():
+    """No seed key escapes the list above: each key named seed anywhere in Params."""
+    found = []
+
+    def walk(section, path):
+        for name, value in vars(section).items():
+            if name == "seed":
+                found.append(path)
+            elif hasattr(value, "__dataclass_fields__"):
+                walk(value, (*path, name))
+
+    walk(Params(), ())
+    assert sorted(found) == sorted(path for path, _ in SEEDS)
+
+
+@pytest.mark.parametrize(
+    ("address", "secret"),
+    [
+        ("tcp://user:secret@host:8786", "secret"),
+        ("tcp://secret@host:8786", "secret"),
+        ("tls://user:se/cr@t?@host:8786", "se/cr@t?"),
+        ("tcp://host:8786?token=secret", "secret"),
+        ("tcp://host:8786#secret", "secret"),
+        ("user:secret@host:8786", "secret"),
+    ],
+)
+def test_a_refused_scheduler_address_never_shows_its_secret(monkeypatch, address, secret):
+    with pytest.raises(ParamsError) as caught:
+        parse_params({"compute": {"scheduler": address}})
+    message = str(caught.value)
+    assert secret not in message and "***" in message, message
+    assert message.startswith("params.yaml: compute.scheduler = "), message
+    assert "no user or password" in message, message
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", address)
+    with pytest.raises(ParamsError) as caught:
+        Params().compute.resolved_scheduler()
+    message = str(caught.value)
+    assert secret not in message and "***" in message, message
+    assert message.startswith("environment: DASK_SCHEDULER_ADDRESS = "), message
+
+
+def test_a_masked_address_keeps_what_helps_to_find_the_fault():
+    with pytest.raises(ParamsError, match=re.escape("= 'tcp://***@host:8786' is not allowed")):
+        parse_params({"compute": {"scheduler": "tcp://user:pw@host:8786"}})
+    with pytest.raises(ParamsError, match=re.escape("= 'http://host:8786' is not allowed")):
+        parse_params({"compute": {"scheduler": "http://host:8786"}})
+
+
+def test_a_huge_deep_or_cyclic_value_gives_a_short_line():
+    deep: list = [1]
+    for _ in range(5000):  # deeper than repr() can go
+        deep = [deep]
+    cyclic: list = []
+    cyclic.append(cyclic)
+    for value in (deep, cyclic, list(range(10**6)), "x" * 10**6, 16**5000, {"a": deep}):
+        for raw in (
+            {"model": {"n_neighbors": value}},
+            {"tune": {"grid": {"p": [value]}}},
+            {"model": value},
+            {"data": {"max_rows": value}},
+            {"model": {"algorithm": "hnsw", "index": {"M": value}}},
+        ):
+            with pytest.raises(ParamsError) as caught:
+                parse_params(raw)
+            assert len(str(caught.value)) < 400 and "\n" not in str(caught.value), raw.keys()
+
+
+def test_an_unknown_key_from_the_file_is_quoted_short():
+    with pytest.raises(ParamsError) as caught:
+        parse_params({"model": {"k" * 10_000: 1}})
+    assert len(str(caught.value)) < 400, str(caught.value)[:100]
+
+
+def test_a_params_file_that_cannot_be_read_gives_one_line(tmp_path):
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes("data:\n  label_column: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ParamsError, match=r"latin1.yaml: not UTF-8 text \(byte 25 cannot"):
+        load_params(latin1)
+    with pytest.raises(ParamsError, match=r": cannot be read \(Is a directory\)"):
+        load_params(tmp_path)
+
+
+def test_load_params_reads_yaml_1_2(tmp_path):
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text("data:\n  positive_class: 1:30\nmodel:\n  n_neighbors: 010\n")
+    params = load_params(params_file)
+    assert params.model.n_neighbors == 10 and params.data.positive_class == "1:30"
+    params_file.write_text("model:\n  n_neighbors: 5\nmodel:\n  p: 1\n")
+    with pytest.raises(ParamsError, match=r"key 'model' appears twice \(lines 1 and 3\)"):
+        load_params(params_file)

@@ -3,6 +3,10 @@
 Every stage calls :func:`load_params`; an unknown key, a wrong type or an out-of-range
 value raises :class:`ParamsError` naming the key, the value and what is allowed. The
 resolved, frozen :class:`Params` is what stages use and what gets logged to MLflow.
+
+The file is read as DVC reads it (:func:`read_params_text`: YAML 1.2, duplicate keys
+refused), so the values a stage uses are the ones ``dvc params diff`` and ``dvc exp show``
+attribute its results to.
 """
 
 from __future__ import annotations
@@ -10,12 +14,12 @@ from __future__ import annotations
 import math
 import os
 import re
+import reprlib
 import stat
+import sys
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from knnlab.algorithms import (
     ALGORITHMS,
@@ -55,24 +59,86 @@ class ParamsError(ValueError):
 # Each check takes (key, value) and returns the normalised value or raises ParamsError.
 
 
+class _Excerpt(reprlib.Repr):
+    """A value quoted in a message comes from a file anyone may have edited: cut in depth,
+    length and digits, so a huge, deeply nested or self-referencing value still gives one
+    short line (and quoting it cannot recurse without bound)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel = 3
+        self.maxstring = self.maxother = 80
+
+    def repr_int(self, x: int, level: int) -> str:
+        # repr() refuses integers of more than 4300 digits (a hex literal gets there).
+        if x.bit_length() > 256:
+            return f"<an integer of {x.bit_length()} bits>"
+        return super().repr_int(x, level)
+
+
+_shown = _Excerpt().repr
+
+
 def _fail(key: str, value: Any, allowed: str) -> ParamsError:
-    return ParamsError(f"params.yaml: {key} = {value!r} is not allowed; expected {allowed}")
+    return ParamsError(f"params.yaml: {key} = {_shown(value)} is not allowed; expected {allowed}")
 
 
-def _int(minimum: int | None = None):
+def _int(minimum: int | None = None, maximum: int | None = None, why: str = ""):
+    """An integer check; ``why`` says, after the range, what the maximum protects."""
+    allowed = "an integer"
+    if minimum is not None:
+        allowed += f" >= {minimum}"
+    if maximum is not None:
+        allowed += f"{' and' if minimum is not None else ''} <= {maximum}"
+    if why:
+        allowed += f" ({why})"
+
     def check(key: str, value: Any) -> int:
-        allowed = "an integer" + (f" >= {minimum}" if minimum is not None else "")
         if not is_count(value):  # `n_neighbors: true` is a typo, not 1
             raise _fail(key, value, allowed)
-        if minimum is not None and value < minimum:
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
             raise _fail(key, value, allowed)
         return value
 
     return check
 
 
+# Upper bounds on the values that scale work, so that a typo (an extra digit or three) is
+# refused at load instead of running for hours or exhausting memory.
+# k beyond 100,000 has no use on data knnlab handles (mnist_784 has 70,000 rows), and every
+# query keeps k distances and indices.
+MAX_N_NEIGHBORS = 100_000
+# make_moons' rows in memory, and a search over them, grow with n_samples (a million rows of
+# two features is 16 MB, seconds for a tree search).
+MAX_MOONS_SAMPLES = 1_000_000
+# Each fold is a full set of searches, so time grows linearly with folds, while the CV
+# estimate changes little past 10 to 20; 100 leaves room for near leave-one-out on small data.
+MAX_FOLDS = 100
+# Candidates of tune.grid (see _candidate_count): the default grid has 54, a thorough one a
+# few hundred; every candidate is scored on every fold.
+MAX_CANDIDATES = 10_000
+# Bootstrap time is linear in resamples x test rows. 100,000 resamples put 2,500 draws in each
+# 2.5 % tail of a 95 % interval, so the Monte Carlo error of its bounds is far below the
+# sampling error they measure; more only costs time (10^9 would run for hours).
+MAX_RESAMPLES = 100_000
+# Row counts (data.max_rows, a split.test_size count) cannot scale work past the data, but an
+# absurd one still travels into messages and MLflow; a billion rows is more than knnlab can
+# hold in memory.
+MAX_ROWS = 1_000_000_000
+# numpy's and scikit-learn's seeds (random_state) are 32-bit unsigned.
+_seed = _int(0, 2**32 - 1, "numpy's seed range")
+# model.seed also seeds faiss's k-means (ivf), whose seed is a C int.
+_index_seed = _int(0, 2**31 - 1, "faiss's seed range: model.seed seeds the ivf index's k-means")
+
+
+def _beyond_float(value: Any) -> bool:
+    """An integer no float can hold (10**400): the number checks below would raise
+    OverflowError converting it."""
+    return is_count(value) and abs(value) > sys.float_info.max
+
+
 def _minkowski_p(key: str, value: Any) -> int | float:
-    if not is_minkowski_p(value):
+    if _beyond_float(value) or not is_minkowski_p(value):
         raise _fail(key, value, "a number >= 1 (Minkowski p; .inf for Chebyshev)")
     # 2.0 and 2 are the same metric; keep integers as int so logs and file names agree.
     if isinstance(value, float) and value.is_integer():
@@ -83,10 +149,11 @@ def _minkowski_p(key: str, value: Any) -> int | float:
 def _test_size(key: str, value: Any) -> int | float:
     """scikit-learn's ``train_test_split`` semantics: a fraction of the rows, or a count."""
     allowed = (
-        "a fraction strictly between 0 and 1, or a whole number of test rows >= 1 (e.g. 10000)"
+        "a fraction strictly between 0 and 1, or a whole number of test rows >= 1 and <= "
+        f"{MAX_ROWS} (e.g. 10000)"
     )
     if is_count(value):  # `test_size: true` is a typo, not 1 row
-        if value < 1:
+        if not 1 <= value <= MAX_ROWS:
             raise _fail(key, value, allowed)
         return int(value)
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -101,12 +168,14 @@ def _nonnegative_float(key: str, value: Any) -> float:
     allowed = "a number >= 0"
     if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
         raise _fail(key, value, allowed)
+    if _beyond_float(value):
+        raise _fail(key, value, allowed + " that a float can hold")
     return float(value)
 
 
 def _positive_seconds(key: str, value: Any) -> float:
     allowed = "a positive, finite number of seconds"
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float) or _beyond_float(value):
         raise _fail(key, value, allowed)
     if not (math.isfinite(value) and value > 0):
         raise _fail(key, value, allowed)
@@ -219,6 +288,24 @@ _SCHEDULER_ADDRESS = re.compile(
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 
 
+def _masked_address(value: Any) -> Any:
+    """``value`` with any user-info (``user:password@``) and any query or fragment replaced
+    by ``***``, as the tracking URI is masked. A Dask address has neither, so an address that
+    has one is refused, and the refusal must not print the secret. Everything up to the last
+    ``@`` counts as user-info, so a password holding ``/``, ``?`` or ``#`` is hidden too."""
+    if not isinstance(value, str):
+        return value
+    head, sep, rest = value.partition("://")
+    if not sep:
+        head, rest = "", value
+    if "@" in rest:
+        rest = "***@" + rest.rpartition("@")[2]
+    cut = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=-1)
+    if cut >= 0:
+        rest = rest[:cut] + rest[cut] + "***"
+    return head + sep + rest
+
+
 def _scheduler_address(key: str, value: Any) -> str | None:
     if value is None:
         return None
@@ -229,9 +316,10 @@ def _scheduler_address(key: str, value: Any) -> str | None:
     ):
         raise _fail(
             key,
-            value,
+            _masked_address(value),
             "a Dask scheduler address such as tcp://host:8786 (tcp, tls, ws, wss or ucx, a "
-            "host and a port), or null to run on this machine",
+            "host and a port; no user or password: Dask authenticates with TLS certificates, "
+            "tls://), or null to run on this machine",
         )
     return value
 
@@ -248,9 +336,9 @@ def _param(default: Any, check) -> Any:
 class MoonsParams:
     """``sklearn.datasets.make_moons`` settings, used when ``data.dataset: moons``."""
 
-    n_samples: int = _param(500, _int(10))
+    n_samples: int = _param(500, _int(10, MAX_MOONS_SAMPLES))
     noise: float = _param(0.3, _nonnegative_float)
-    seed: int = _param(0, _int(0))
+    seed: int = _param(0, _seed)
 
 
 def _check_not_special(path: str) -> None:
@@ -297,8 +385,8 @@ class DataParams:
     label_column: str | None = _param(None, _optional_str)
     moons: MoonsParams = field(default_factory=MoonsParams)
     features: tuple[str, ...] | None = _param(None, _optional(_list_of(_nonempty_str)))
-    max_rows: int | None = _param(None, _optional(_int(2)))
-    seed: int = _param(0, _int(0))
+    max_rows: int | None = _param(None, _optional(_int(2, MAX_ROWS)))
+    seed: int = _param(0, _seed)
     positive_class: int | str | None = _param(None, _optional_label)
 
     def __post_init__(self) -> None:
@@ -327,7 +415,7 @@ class SplitParams:
     or the number of test rows (int), as in scikit-learn's ``train_test_split``."""
 
     test_size: float | int = _param(0.25, _test_size)
-    seed: int = _param(42, _int(0))
+    seed: int = _param(42, _seed)
 
 
 def _option_mapping(key: str, value: Any) -> dict[str, Any]:
@@ -360,13 +448,13 @@ class ModelParams:
     ``algorithm`` (hnsw, ivf; :data:`knnlab.search.BACKENDS`), unset ones at their defaults;
     ``seed`` seeds its build."""
 
-    n_neighbors: int = _param(5, _int(1))
+    n_neighbors: int = _param(5, _int(1, MAX_N_NEIGHBORS))
     p: int | float = _param(2, _minkowski_p)
     weights: str = _param("uniform", _choice(WEIGHTS))
     algorithm: str = _param("auto", _choice(ALGORITHMS))
     scale: str = _param("none", _choice(SCALINGS))
     index: dict[str, Any] = field(default_factory=dict, metadata={"check": _option_mapping})
-    seed: int = _param(0, _int(0))
+    seed: int = _param(0, _index_seed)
 
     def __post_init__(self) -> None:
         _check_index("model", self.algorithm, self.index, self.p)
@@ -376,7 +464,9 @@ class ModelParams:
 class GridParams:
     """The hyper-parameter grid: every combination is one candidate."""
 
-    n_neighbors: tuple[int, ...] = _param(tuple(range(2, 19, 2)), _list_of(_int(1)))
+    n_neighbors: tuple[int, ...] = _param(
+        tuple(range(2, 19, 2)), _list_of(_int(1, MAX_N_NEIGHBORS))
+    )
     p: tuple[int | float, ...] = _param((1, 2, 3), _list_of(_minkowski_p))
     weights: tuple[str, ...] = _param(WEIGHTS, _list_of(_choice(WEIGHTS)))
     algorithm: tuple[str, ...] = _param(("brute",), _list_of(_choice(ALGORITHMS)))
@@ -424,11 +514,35 @@ class GridParams:
                 f"a list that includes 2: {', '.join(approximate)} in tune.grid.algorithm "
                 "search Euclidean distance (p = 2) only",
             )
+        count = _candidate_count(self)
+        if count > MAX_CANDIDATES:
+            raise ParamsError(
+                f"params.yaml: tune.grid has {count} candidates (every combination of its "
+                f"lists, per algorithm); at most {MAX_CANDIDATES} are allowed: shorten "
+                "tune.grid's lists"
+            )
         for algorithm in approximate:
             if not backend_available(algorithm):
                 raise ParamsError(
                     "params.yaml: " + missing_backend_message(algorithm, "tune.grid.algorithm")
                 )
+
+
+def _candidate_count(grid: GridParams) -> int:
+    """How many candidates :func:`knnlab.model_selection.candidate_list` makes of ``grid``,
+    counted without importing it (scikit-learn) or listing them: every combination per exact
+    algorithm; an approximate one's at p = 2 only, times the combinations of its own index
+    lists."""
+    count = 0
+    for algorithm in grid.algorithm:
+        if is_approximate(algorithm):
+            combinations = math.prod(
+                len(grid.index[name]) for name in BACKENDS[algorithm].options if name in grid.index
+            )
+            count += len(grid.n_neighbors) * len(grid.weights) * (2 in grid.p) * combinations
+        else:
+            count += len(grid.n_neighbors) * len(grid.p) * len(grid.weights)
+    return count
 
 
 @dataclass(frozen=True)
@@ -442,9 +556,9 @@ class TuneParams:
     """
 
     grid: GridParams = field(default_factory=GridParams)
-    cv: int = _param(5, _int(2))
+    cv: int = _param(5, _int(2, MAX_FOLDS))
     scoring: str = _param("accuracy", _choice(SCORERS))
-    seed: int = _param(0, _int(0))
+    seed: int = _param(0, _seed)
     # `best` by default: it is scikit-learn's choice and keeps existing runs' tuned models.
     # `one_se` prefers the smoothest model the CV cannot tell from the best, but its SE comes
     # from a handful of overlapping folds and is itself rough (Bengio & Grandvalet 2004), so
@@ -461,8 +575,8 @@ class StatsParams:
     confidence: float = _param(0.95, _confidence)
     # Percentile intervals need their tails resolved: 2000 resamples put 50 in each 2.5 %
     # tail; fewer than 200 would leave the bounds to a handful of draws.
-    resamples: int = _param(2000, _int(200))
-    seed: int = _param(0, _int(0))
+    resamples: int = _param(2000, _int(200, MAX_RESAMPLES))
+    seed: int = _param(0, _seed)
 
 
 @dataclass(frozen=True)
@@ -530,11 +644,12 @@ def _build(cls: type, raw: Any, prefix: str):
     if not isinstance(raw, dict):
         raise _fail(prefix, raw, "a mapping of keys to values")
     known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(raw) - set(known), key=str)
+    unknown = sorted(set(raw) - set(known), key=_shown)
     if unknown:
-        where = f"{prefix}.{unknown[0]}" if prefix else str(unknown[0])
+        name = unknown[0] if isinstance(unknown[0], str) else _shown(unknown[0])
+        where = f"{prefix}.{name}" if prefix else name
         raise ParamsError(
-            f"params.yaml: unknown key {where!r}; allowed keys"
+            f"params.yaml: unknown key {_shown(where)}; allowed keys"
             f"{' in ' + prefix if prefix else ''}: {', '.join(known)}"
         )
     values = {}
@@ -554,6 +669,167 @@ def parse_params(raw: Any) -> Params:
     return _build(Params, raw, "")
 
 
+def read_params_text(text: str, source: str) -> dict[str, Any]:
+    """The mapping in the text of a params file, read exactly as DVC reads ``params.yaml``
+    (``dvc.utils.serialize.parse_yaml``: ruamel.yaml's safe loader, YAML 1.2), so that a
+    stage trains with the values ``dvc params diff`` and ``dvc exp show`` record: ``010`` is
+    10, ``1:30`` and ``yes`` are strings, and a key given twice in one mapping (a second
+    ``model:`` section too) is refused. An empty file is ``{}``, as for DVC. Not validated
+    (:func:`parse_params` does that).
+
+    source : how messages name the file (``params.yaml``, ``params.yaml at revision 'main'``).
+    Raises :class:`ParamsError`: one line naming the line and column of a fault, never a
+    traceback, however deep or malformed the text.
+    """
+    from ruamel.yaml import YAML  # imported here: ~90 ms that only file-reading commands pay
+    from ruamel.yaml.constructor import DuplicateKeyError
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        raw = YAML(typ="safe").load(text)
+    except DuplicateKeyError as error:
+        raise ParamsError(_duplicate_key_message(text, error, source)) from None
+    except YAMLError as error:
+        raise ParamsError(
+            f"{source}: not valid YAML{_yaml_error_place(text, error)}: {_yaml_problem(error)}"
+        ) from None
+    except RecursionError:
+        # The composer recurses once per level of nesting; Python's stack bounds it.
+        raise ParamsError(
+            f"{source}: nested too deeply to read (hundreds of levels of lists or mappings); "
+            "params.yaml needs a few: section, key, list"
+        ) from None
+    except (ValueError, TypeError, KeyError, AssertionError, OverflowError) as error:
+        # The constructor's own conversions (a date 2001-13-45, !!int x, !!bool maybe,
+        # an integer of more than 4300 digits) raise these rather than a YAMLError.
+        raise ParamsError(
+            f"{source}: not valid YAML: a value cannot be converted ({_one_line(error)}); "
+            "write it as a plain number or string"
+        ) from None
+    raw = raw or {}  # DVC's own reading: an empty file (or a bare null) is no params at all
+    if not isinstance(raw, dict):
+        raise ParamsError(
+            f"{source}: expected a mapping of sections (data:, model:, ...) at the top, "
+            f"found {_shown(raw)}"
+        )
+    return raw
+
+
+def _yaml_error_place(text: str, error: Exception) -> str:
+    """`` at line L, column C`` of a YAML error, or '' when it has no place."""
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    if mark is not None:
+        return f" at line {mark.line + 1}, column {mark.column + 1}"
+    position = getattr(error, "position", None)  # a ReaderError: an index into the text
+    if isinstance(position, int):
+        before = text[:position]
+        line = before.count("\n") + 1
+        column = position - before.rfind("\n")  # rfind gives -1 on the first line
+        return f" at line {line}, column {column}"
+    return ""
+
+
+def _yaml_problem(error: Exception) -> str:
+    """What a YAML error says went wrong (with its context: "expected a single document in
+    the stream; but found another document"), as one short, printable line."""
+    problem = getattr(error, "problem", None) or getattr(error, "reason", None)
+    if problem is None:
+        return _one_line(error)
+    context = getattr(error, "context", None)
+    character = getattr(error, "character", None)
+    if isinstance(character, int):  # a ReaderError: the code point it refused
+        problem = f"{problem} (character U+{character:04X})"
+    return _cut(f"{context}; {problem}" if context else str(problem))
+
+
+def _cut(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _one_line(error: Exception) -> str:
+    """``error``'s type and the first line of its message, cut short."""
+    lines = str(error).strip().splitlines()
+    # int()'s limit message advises a Python setting, which is no fix for a params file.
+    first = lines[0].partition("; use sys.set_int_max_str_digits")[0] if lines else ""
+    return _cut(f"{type(error).__name__}: {first}" if first else type(error).__name__)
+
+
+def _duplicate_key_message(text: str, error: Exception, source: str) -> str:
+    """One line naming a key given twice in one mapping and the lines of both."""
+    second = error.problem_mark
+    found = _first_occurrence(text, error.context_mark.index, second.index)
+    if found is None:
+        return f"{source}: a key appears twice in one mapping (line {second.line + 1}); keep one"
+    key, first_line = found
+    return (
+        f"{source}: key {_shown(key)} appears twice (lines {first_line} and "
+        f"{second.line + 1}); keep one"
+    )
+
+
+def _first_occurrence(text: str, mapping_at: int, second_at: int) -> tuple[str, int] | None:
+    """(dotted key, line of its first occurrence) of the duplicate key whose second
+    occurrence starts at index ``second_at`` of ``text``, in the mapping that starts at
+    ``mapping_at``; None if the node graph does not show it."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+    from ruamel.yaml.nodes import MappingNode
+
+    try:
+        root = YAML(typ="safe").compose(text)
+    except (YAMLError, RecursionError):
+        return None
+    constructor = YAML(typ="safe").constructor
+    for node, path in _nodes(root, constructor):
+        if not isinstance(node, MappingNode) or node.start_mark.index != mapping_at:
+            continue
+        keys = [k for k, _ in node.value]
+        second = next((k for k in keys if k.start_mark.index == second_at), None)
+        if second is None:
+            continue
+        wanted = _key_of(constructor, second)
+        first = next((k for k in keys if _key_of(constructor, k) == wanted), second)
+        label = wanted if isinstance(wanted, str) else _shown(wanted)
+        return (f"{path}.{label}" if path else label), first.start_mark.line + 1
+    return None
+
+
+def _key_of(constructor, node) -> Any:
+    """The Python value of a mapping's key node, as the loader constructs it (``010`` and
+    ``10`` are the same key)."""
+    from ruamel.yaml.error import YAMLError
+    from ruamel.yaml.nodes import ScalarNode
+
+    try:
+        return constructor.construct_object(node, deep=True)
+    except (YAMLError, ValueError, TypeError, KeyError, AssertionError, RecursionError):
+        # The merge key `<<` has no constructor of its own.
+        return node.value if isinstance(node, ScalarNode) else (node.tag, node.start_mark)
+
+
+def _nodes(root, constructor):
+    """Every node under ``root`` with its dotted path (``model.index``, ``x[1]``), walked
+    with an explicit stack, each node once: nesting may be deep and anchors may make the
+    graph cyclic."""
+    from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
+
+    stack, seen = [(root, "")], set()
+    while stack:
+        node, path = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        yield node, path
+        if isinstance(node, MappingNode):
+            for k, v in node.value:
+                key = _key_of(constructor, k) if isinstance(k, ScalarNode) else None
+                label = key if isinstance(key, str) else _shown(key)
+                stack.append((v, f"{path}.{label}" if path else label))
+        elif isinstance(node, SequenceNode):
+            stack.extend((item, f"{path}[{i}]") for i, item in enumerate(node.value))
+
+
 def load_params(path: Path | str = paths.PARAMS_FILE) -> Params:
     """Read and validate ``params.yaml``."""
     path = Path(path)
@@ -561,11 +837,13 @@ def load_params(path: Path | str = paths.PARAMS_FILE) -> Params:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ParamsError(f"{path}: not found; run from the repository root") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        where = getattr(error, "problem_mark", None)
-        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise ParamsError(f"{path}: not valid YAML{at}: {problem}") from None
-    return parse_params(raw)
+    except UnicodeDecodeError as error:
+        raise ParamsError(
+            f"{path}: not UTF-8 text (byte {error.start} cannot be decoded); save it as UTF-8"
+        ) from None
+    except OSError as error:
+        raise ParamsError(
+            f"{path}: cannot be read ({error.strerror or type(error).__name__}); "
+            "params.yaml must be a readable file"
+        ) from None
+    return parse_params(read_params_text(text, str(path)))
