@@ -44,6 +44,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import socket
+import struct
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -52,8 +54,14 @@ from typing import Any
 import numpy as np
 
 # Seconds a client waits for a scheduler before giving up: an address that cannot be
-# reached fails fast, with its name, instead of hanging for Dask's default 30 s.
+# reached, or where something else answers, fails fast, with its name, instead of hanging.
 CONNECT_TIMEOUT = 5.0
+# Seconds a peer that stayed silent is given to answer an HTTP request, to say what it is
+# (MLflow, the Dask dashboard): after the connect timeout, so the whole wait stays bounded.
+HTTP_PROBE_TIMEOUT = 1.0
+# Most bytes a Dask scheduler's greeting announces (its handshake is about 60 bytes): a
+# larger announced length is not Dask's framing.
+GREETING_MAX_BYTES = 2**16
 # Queries per task at most: a block is sent to each worker that holds a shard, and results
 # come back per block (n_block, k); larger blocks mean fewer tasks and fewer per-task set-ups.
 QUERY_BLOCK_ROWS = 16384
@@ -71,24 +79,239 @@ _ACTIVE: contextvars.ContextVar[Any] = contextvars.ContextVar("knnlab_dask_clien
 
 
 class SchedulerUnreachableError(ConnectionError):
-    """A Dask scheduler did not answer within the connect timeout."""
+    """No usable Dask scheduler at an address within the connect timeout: nothing answered,
+    something else did (:class:`NotASchedulerError`), or the scheduler has no workers."""
+
+
+class NotASchedulerError(SchedulerUnreachableError):
+    """Something answered at a scheduler's address, but not a Dask scheduler."""
+
+
+class DaskMissingError(ImportError, ValueError):
+    """A scheduler was given, but Dask's ``distributed`` package cannot be imported. Also a
+    ValueError: the setting cannot be honoured, an input fault the command line reports in
+    one line."""
+
+
+# knnlab's extra (pyproject.toml) that installs Dask's distributed package.
+DASK_EXTRA = "team"
+_NO_SCHEDULER = "unset compute.scheduler and DASK_SCHEDULER_ADDRESS to run on this machine"
+
+
+def masked_address(address: str) -> str:
+    """``address`` with any user-info (``user:password@``) and any query or fragment replaced
+    by ``***``, so that an error can name it without printing a secret. Everything up to the
+    last ``@`` counts as user-info, so a password holding ``/``, ``?`` or ``#`` is hidden."""
+    head, sep, rest = address.partition("://")
+    if not sep:
+        head, rest = "", address
+    if "@" in rest:
+        rest = "***@" + rest.rpartition("@")[2]
+    cut = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=-1)
+    if cut >= 0:
+        rest = rest[: cut + 1] + "***"
+    return head + sep + rest
 
 
 def connect(address: str, timeout: float = CONNECT_TIMEOUT):
-    """A ``distributed.Client`` of the scheduler at ``address`` (``tcp://host:port``), or
-    :class:`SchedulerUnreachableError` (an OSError) naming the address after ``timeout``
-    seconds."""
-    from distributed import Client
+    """A ``distributed.Client`` of the scheduler at ``address`` (``tcp://host:8786``).
 
+    Raises, each with one line naming the address (masked, see :func:`masked_address`):
+    :class:`SchedulerUnreachableError` (an OSError) when nothing answers within ``timeout``
+    seconds; :class:`NotASchedulerError` (one too) when something else answers at a tcp://
+    address or accepts the connection and stays silent (at most :data:`HTTP_PROBE_TIMEOUT`
+    more seconds, to name it); :class:`DaskMissingError` when ``distributed`` is not
+    installed; ValueError for an address that is not ``scheme://host:port``, or a tls://
+    one when Dask's configuration has no certificates for it.
+    """
+    shown = masked_address(address)
+    try:
+        from distributed import Client
+        from distributed.comm.addressing import parse_address, parse_host_port
+    except ImportError as error:
+        raise DaskMissingError(_missing_dask(shown, error)) from None
+    if "@" in address or "?" in address or "#" in address:
+        raise ValueError(
+            f"Dask scheduler address {shown} has a user, password, query or fragment; a Dask "
+            f"address is scheme://host:port only (Dask authenticates with TLS certificates, "
+            f"tls://)"
+        )
+    scheme, location = parse_address(address)
+    if scheme == "tcp":
+        try:
+            host, port = parse_host_port(location)
+        except ValueError:
+            raise ValueError(
+                f"Dask scheduler address {shown} is not tcp://host:port (such as "
+                f"tcp://127.0.0.1:8786; an IPv6 host in brackets, tcp://[::1]:8786)"
+            ) from None
+        # distributed bounds the TCP connect by ``timeout`` but not the handshake after it
+        # (its read waits for ever on a peer that accepts and never answers, or announces a
+        # huge message), so the peer's greeting is checked here first, on a plain socket
+        # with a deadline. Other schemes do their TLS or WebSocket handshake inside
+        # distributed's bounded connect.
+        _check_greeting(host, port, shown, timeout)
+    if scheme == "tls":
+        _check_tls_configured(shown)
     try:
         return Client(address, timeout=timeout, set_as_default=False)
     except (OSError, TimeoutError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise SchedulerUnreachableError(
-            f"Dask scheduler {address} cannot be reached ({reason}); start it (`dask "
-            f"scheduler`, then `dask worker {address}`) or unset compute.scheduler and "
-            f"DASK_SCHEDULER_ADDRESS to run on this machine"
-        ) from None
+        raise SchedulerUnreachableError(_unreachable(shown, _first_line(error))) from None
+
+
+def _check_tls_configured(shown: str) -> None:
+    """ValueError unless Dask's configuration gives a client its TLS certificates (a CA and
+    its own; without, the Client fails with a TypeError about an ssl_context)."""
+    from distributed.security import Security
+
+    if Security().get_connection_args("client")["ssl_context"] is None:
+        raise ValueError(
+            f"Dask scheduler {shown} is a tls:// address, but Dask's configuration gives this "
+            f"client no TLS certificates; set distributed.comm.tls.ca-file and "
+            f"distributed.comm.tls.client.cert (and .key, unless the certificate file holds it) "
+            f"in Dask's configuration or as DASK_DISTRIBUTED__COMM__TLS__CA_FILE and so on, or "
+            f"{_NO_SCHEDULER}"
+        )
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def _unreachable(shown: str, reason: str) -> str:
+    return (
+        f"Dask scheduler {shown} cannot be reached ({reason}); start it (`dask scheduler`, "
+        f"then `dask worker {shown}`) or {_NO_SCHEDULER}"
+    )
+
+
+def _missing_dask(shown: str, error: ImportError) -> str:
+    state = (
+        "is not installed"
+        if error.name == "distributed"
+        else f"cannot be imported ({_first_line(error)})"
+    )
+    return (
+        f"Dask scheduler {shown} given, but Dask's distributed package, which connects to it, "
+        f"{state}; install knnlab's {DASK_EXTRA!r} extra (pip install "
+        f"'knnlab[{DASK_EXTRA}]'), or {_NO_SCHEDULER}"
+    )
+
+
+_CHECK_PORT = (
+    f"check the address (a scheduler listens on port 8786 by default, its dashboard on 8787) "
+    f"or {_NO_SCHEDULER}"
+)
+# Protocols named by the first bytes a server sends, unasked (SSH) or to an HTTP request.
+_PROTOCOLS = {b"HTTP/": "HTTP", b"SSH-": "SSH"}
+
+
+def _check_greeting(host: str, port: int, shown: str, timeout: float) -> None:
+    """Return when the peer at (host, port) sends a Dask scheduler's greeting (one message
+    in distributed's framing, sent as soon as it accepts a connection) within ``timeout``
+    seconds; else raise :class:`SchedulerUnreachableError` (nothing accepted the
+    connection) or :class:`NotASchedulerError` (something did, and what it did)."""
+    deadline = time.monotonic() + timeout
+    with contextlib.closing(_open_socket(host, port, shown, deadline, timeout)) as sock:
+        received = b""
+        while (verdict := _judge_greeting(received)) == "partial":
+            remaining = deadline - time.monotonic()
+            try:
+                if remaining <= 0:
+                    raise TimeoutError
+                sock.settimeout(remaining)
+                chunk = sock.recv(4096)
+            except TimeoutError:
+                if received:
+                    verdict = "other"
+                    break
+                what = "it spoke HTTP" if _answers_http(sock) else None
+                raise NotASchedulerError(_silent(shown, timeout, what)) from None
+            except OSError as error:  # reset by the peer
+                what = f"it dropped the connection: {_first_line(error)}"
+                raise NotASchedulerError(_not_a_scheduler(shown, what)) from None
+            if not chunk:
+                what = _spoke(received) if received else "it closed the connection unasked"
+                raise NotASchedulerError(_not_a_scheduler(shown, what))
+            received += chunk
+        if verdict == "greeting":
+            # The scheduler's own greeting is a valid handshake: sent back, the scheduler
+            # sees a client that connects and leaves, instead of logging a broken handshake.
+            with contextlib.suppress(OSError):
+                sock.sendall(received)
+            return
+    raise NotASchedulerError(_not_a_scheduler(shown, _spoke(received)))
+
+
+def _open_socket(host: str, port: int, shown: str, deadline: float, timeout: float):
+    """A TCP connection to (host, port), retried while refused (a scheduler may be starting)
+    until the deadline; else :class:`SchedulerUnreachableError`."""
+    pause = 0.05
+    while True:
+        try:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"timed out after {timeout:g} s")
+            return socket.create_connection((host, port), timeout=remaining)
+        except ConnectionRefusedError as error:
+            if deadline - time.monotonic() <= pause:
+                reason = f"{_first_line(error)}, retried for {timeout:g} s"
+                raise SchedulerUnreachableError(_unreachable(shown, reason)) from None
+            time.sleep(pause)
+            pause = min(2 * pause, 0.5)
+        except OSError as error:  # no such host, no route, no answer in time
+            raise SchedulerUnreachableError(_unreachable(shown, _first_line(error))) from None
+
+
+def _judge_greeting(received: bytes) -> str:
+    """ "greeting" when ``received`` is one whole message in distributed's framing (its
+    length, the number of frames, each frame's length, the frames; lengths adding up),
+    "partial" while it may still become one, "other" when it cannot."""
+    if len(received) < 8:
+        return "partial"
+    (size,) = struct.unpack_from("Q", received)  # distributed's framing: native uint64
+    if not 16 <= size <= GREETING_MAX_BYTES:
+        return "other"
+    if len(received) < 8 + size:
+        return "partial"
+    (n_frames,) = struct.unpack_from("Q", received, 8)
+    if len(received) != 8 + size or not 1 <= n_frames <= (size - 8) // 8:
+        return "other"
+    lengths = struct.unpack_from(f"{n_frames}Q", received, 16)
+    return "greeting" if 8 * (1 + n_frames) + sum(lengths) == size else "other"
+
+
+def _spoke(received: bytes) -> str:
+    """What a peer that is not a scheduler said, by its first bytes, without quoting them."""
+    for prefix, protocol in _PROTOCOLS.items():
+        if received.startswith(prefix):
+            return f"it spoke {protocol}"
+    return f"it sent {len(received)} bytes that are not Dask's greeting"
+
+
+def _answers_http(sock: socket.socket) -> bool:
+    """Whether the silent peer on ``sock`` answers an HTTP request within
+    :data:`HTTP_PROBE_TIMEOUT` seconds."""
+    try:
+        sock.settimeout(HTTP_PROBE_TIMEOUT)
+        sock.sendall(b"HEAD / HTTP/1.0\r\n\r\n")
+        return sock.recv(64).startswith(b"HTTP/")
+    except OSError:  # reset, closed or still silent: not HTTP as far as can be told
+        return False
+
+
+def _not_a_scheduler(shown: str, what: str) -> str:
+    return f"something answered at {shown} but it is not a Dask scheduler ({what}); {_CHECK_PORT}"
+
+
+def _silent(shown: str, timeout: float, what: str | None) -> str:
+    if what is not None:
+        return _not_a_scheduler(shown, what)
+    return (
+        f"something answered at {shown} but did not complete Dask's handshake within "
+        f"{timeout:g} s (it accepted the connection and sent nothing, where a Dask scheduler "
+        f"greets at once); {_CHECK_PORT}"
+    )
 
 
 @contextlib.contextmanager
