@@ -53,6 +53,8 @@ from typing import Any
 
 import numpy as np
 
+from knnlab.options import masked_address
+
 # Seconds a client waits for a scheduler before giving up: an address that cannot be
 # reached, or where something else answers, fails fast, with its name, instead of hanging.
 CONNECT_TIMEOUT = 5.0
@@ -96,21 +98,6 @@ class DaskMissingError(ImportError, ValueError):
 # knnlab's extra (pyproject.toml) that installs Dask's distributed package.
 DASK_EXTRA = "team"
 _NO_SCHEDULER = "unset compute.scheduler and DASK_SCHEDULER_ADDRESS to run on this machine"
-
-
-def masked_address(address: str) -> str:
-    """``address`` with any user-info (``user:password@``) and any query or fragment replaced
-    by ``***``, so that an error can name it without printing a secret. Everything up to the
-    last ``@`` counts as user-info, so a password holding ``/``, ``?`` or ``#`` is hidden."""
-    head, sep, rest = address.partition("://")
-    if not sep:
-        head, rest = "", address
-    if "@" in rest:
-        rest = "***@" + rest.rpartition("@")[2]
-    cut = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=-1)
-    if cut >= 0:
-        rest = rest[: cut + 1] + "***"
-    return head + sep + rest
 
 
 def connect(address: str, timeout: float = CONNECT_TIMEOUT):

@@ -77,3 +77,20 @@ def fit_scaling(X, scale: str):
     else:
         centre, spread = X.min(axis=0), X.max(axis=0) - X.min(axis=0)
     return centre, np.where(spread > 0, spread, 1.0)
+
+
+def masked_address(address: str) -> str:
+    """``address`` with any user-info (``user:password@``) and any query or fragment replaced
+    by ``***``, so that an error can name it without printing a secret (a Dask scheduler's
+    address has neither, so one that has them is refused, and the refusal names it masked).
+    Everything up to the last ``@`` counts as user-info, so a password holding ``/``, ``?`` or
+    ``#`` is hidden too."""
+    head, sep, rest = address.partition("://")
+    if not sep:
+        head, rest = "", address
+    if "@" in rest:
+        rest = "***@" + rest.rpartition("@")[2]
+    cut = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=-1)
+    if cut >= 0:
+        rest = rest[: cut + 1] + "***"
+    return head + sep + rest

@@ -36,6 +36,7 @@ from knnlab.options import (
     WEIGHTS,
     is_count,
     is_minkowski_p,
+    masked_address,
 )
 from knnlab.pipeline import paths
 
@@ -282,28 +283,8 @@ def _list_of(item_check):
 
 
 # A Dask scheduler's address: scheme://host:port (host a name, IPv4 or [IPv6]).
-_SCHEDULER_ADDRESS = re.compile(
-    r"(tcp|tls|ws|wss|ucx)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.\-]+):\d{1,5}"
-)
+_SCHEDULER_ADDRESS = re.compile(r"(tcp|tls|ws|wss)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.\-]+):\d{1,5}")
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
-
-
-def _masked_address(value: Any) -> Any:
-    """``value`` with any user-info (``user:password@``) and any query or fragment replaced
-    by ``***``, as the tracking URI is masked. A Dask address has neither, so an address that
-    has one is refused, and the refusal must not print the secret. Everything up to the last
-    ``@`` counts as user-info, so a password holding ``/``, ``?`` or ``#`` is hidden too."""
-    if not isinstance(value, str):
-        return value
-    head, sep, rest = value.partition("://")
-    if not sep:
-        head, rest = "", value
-    if "@" in rest:
-        rest = "***@" + rest.rpartition("@")[2]
-    cut = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=-1)
-    if cut >= 0:
-        rest = rest[:cut] + rest[cut] + "***"
-    return head + sep + rest
 
 
 def _scheduler_address(key: str, value: Any) -> str | None:
@@ -316,9 +297,9 @@ def _scheduler_address(key: str, value: Any) -> str | None:
     ):
         raise _fail(
             key,
-            _masked_address(value),
-            "a Dask scheduler address such as tcp://host:8786 (tcp, tls, ws, wss or ucx, a "
-            "host and a port; no user or password: Dask authenticates with TLS certificates, "
+            masked_address(value) if isinstance(value, str) else value,
+            "a Dask scheduler address such as tcp://host:8786 (tcp, tls, ws or wss, a host "
+            "and a port; no user or password: Dask authenticates with TLS certificates, "
             "tls://), or null to run on this machine",
         )
     return value
