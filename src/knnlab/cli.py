@@ -16,8 +16,11 @@ Bad input ends the command with one line on stderr naming what is wrong and exit
 from __future__ import annotations
 
 import argparse
+import codecs
 import importlib
+import logging
 import os
+import signal
 import sys
 import textwrap
 
@@ -77,6 +80,77 @@ STAGE_FILES = {
 # Errors that mean "the input or the environment is wrong", reported as one line rather than
 # a traceback: ParamsError, DataError and ModelFileError are ValueErrors.
 USER_ERRORS = (ValueError, OSError, TrackingError)
+# Exit codes of a command stopped by a signal, as a shell reports them (128 + the signal).
+INTERRUPTED_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, like Ctrl-C's KeyboardInterrupt: a stage stops
+    the same way (its run marked KILLED, its staging folder removed, its outputs kept)."""
+
+    signal = signal.SIGTERM
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+# Characters knnlab prints that a non-UTF-8 terminal (a Latin-1 or C locale,
+# PYTHONIOENCODING=latin-1) cannot show, and what it shows instead. Encoding must never fail
+# a stage: its messages are printed after its outputs are in place.
+_ASCII_FALLBACKS = {
+    "\u2212": "-",  # minus sign
+    "\u2013": "-",
+    "\u2014": "--",
+    "\u00d7": "x",
+    "\u00b1": "+/-",
+    "\u2265": ">=",
+    "\u2264": "<=",
+    "\u2192": "->",
+    "\u2026": "...",
+    "\u25b2": "^",
+    "\u25bc": "v",
+    "\u2018": "'",
+    "\u2019": "'",
+    "\u201c": '"',
+    "\u201d": '"',
+    "\u2020": "+",
+}
+
+
+def _ascii_fallback(error: UnicodeError) -> tuple[str, int]:
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    shown = error.object[error.start : error.end]
+    return "".join(_ASCII_FALLBACKS.get(c, "?") for c in shown), error.end
+
+
+codecs.register_error("knnlab-fallback", _ascii_fallback)
+
+
+def safe_streams() -> None:
+    """Make stdout and stderr write what their encoding cannot show as its nearest ASCII
+    (``\u2212`` as ``-``) or ``?``, instead of raising UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="knnlab-fallback")
+
+
+def quiet_library_tracebacks() -> None:
+    """MLflow logs a store's SQL error with its full traceback before raising it; the raised
+    error becomes this command's one line, and ``--debug`` shows the traceback."""
+    logging.getLogger("mlflow.store.db.utils").addFilter(lambda record: not record.exc_info)
+
+
+def port_number(text: str) -> int:
+    """--port: a TCP port, 1 to 65535 (argparse reports the error with the usage line)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -157,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
     )
-    serve.add_argument("--port", type=int, default=5000, help="port (default: %(default)s)")
+    serve.add_argument("--port", type=port_number, default=5000, help="port (default: %(default)s)")
     serve.add_argument("--params", default=str(paths.PARAMS_FILE), help=params_help)
     _add_server(commands)
     return parser
@@ -188,11 +262,11 @@ def _add_server(commands) -> None:
         "others without authentication, and warned about (default: %(default)s)",
     )
     server.add_argument(
-        "--port", type=int, default=5000, help="MLflow's port (default: %(default)s)"
+        "--port", type=port_number, default=5000, help="MLflow's port (default: %(default)s)"
     )
     server.add_argument(
         "--pg-port",
-        type=int,
+        type=lambda text: 0 if text.strip() == "0" else port_number(text),
         default=0,
         help="PostgreSQL's port on 127.0.0.1 (default: 0, a free port picked at each start)",
     )
@@ -342,35 +416,56 @@ STAMP_TEXT = (
 )
 
 
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "predict":
+        from knnlab.pipeline import predict
+
+        model = args.model if args.model is not None else default_model_file()
+        return predict.main(model, args.inputs, args.json, args.top)
+    if args.command == "report":
+        _report(args.base, args.output, args.figure_url)
+        return 0
+    if args.command == "params":
+        _params(args.params, args.stamp)
+        return 0
+    if args.command == "serve":
+        _serve(args.model_uri, args.host, args.port, args.params)
+        return 0
+    if args.command == "server":
+        return _server(args)
+    params = load_params(args.params)  # the whole file, before the stage's imports
+    module = importlib.import_module(f"knnlab.stages.{args.command}")
+    module.run(params)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    safe_streams()
     args = build_parser().parse_args(argv)
     debug = args.debug or os.environ.get("KNNLAB_DEBUG") == "1"
+    if not debug:
+        quiet_library_tracebacks()
+    if args.command not in ("serve", "server"):  # those two stop their servers themselves
+        signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        if args.command == "predict":
-            from knnlab.pipeline import predict
-
-            model = args.model if args.model is not None else default_model_file()
-            return predict.main(model, args.inputs, args.json, args.top)
-        if args.command == "report":
-            _report(args.base, args.output, args.figure_url)
-            return 0
-        if args.command == "params":
-            _params(args.params, args.stamp)
-            return 0
-        if args.command == "serve":
-            _serve(args.model_uri, args.host, args.port, args.params)
-            return 0
-        if args.command == "server":
-            return _server(args)
-        params = load_params(args.params)  # the whole file, before the stage's imports
-        module = importlib.import_module(f"knnlab.stages.{args.command}")
-        module.run(params)
-    except USER_ERRORS as error:
+        return _dispatch(args)
+    except KeyboardInterrupt as interrupt:
         if debug:
             raise
+        received = getattr(interrupt, "signal", signal.SIGINT)
+        print(
+            f"knnlab {args.command}: interrupted ({received.name}); stopped before finishing, "
+            "so the outputs of its last complete run are kept",
+            file=sys.stderr,
+        )
+        return INTERRUPTED_EXIT[received]
+    except (*USER_ERRORS, RecursionError) as error:
+        if debug:
+            raise
+        if isinstance(error, RecursionError):
+            error = "an input is nested too deeply to read"
         print(f"knnlab {args.command}: error: {error}", file=sys.stderr)
         return 2
-    return 0
 
 
 # Commands whose process may skip Python's teardown: after a search, tearing down numba's and

@@ -419,7 +419,23 @@ def revision_state(rev: str, texts: dict[str, str | None]) -> dict:
             raise ValueError(
                 f"cannot read {name} {where}: expected a mapping, got {type(state[name]).__name__}"
             )
+    _check_numbers(state["metrics"], f"reports/metrics.json {where}")
     return state
+
+
+def _check_numbers(tree: dict, where: str, prefix: str = "") -> None:
+    """Every leaf of a metrics mapping is a number or null (an undefined metric)."""
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            _check_numbers(value, where, f"{name}.")
+        elif value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            shown = repr(value)
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            raise ValueError(
+                f"cannot compare {where}: {name} = {shown} is not a number; metrics files "
+                "hold numbers only (was it edited by hand?): re-run `dvc repro evaluate` there"
+            )
 
 
 CURRENT = "this change"  # the working tree's name in the diff

@@ -44,9 +44,24 @@ from knnlab.tracking.store import (
     redact_uri,
     refuse_credentials,
     resolve_tracking_uri,
+    store_failure,
 )
 
 _BATCH = 900  # MLflow accepts at most 1000 params+metrics+tags in one log_batch call
+
+
+@contextlib.contextmanager
+def store_errors(tracking_uri: str) -> Iterator[None]:
+    """Turn what MLflow, SQLAlchemy or the artifact store raise inside the block into one
+    :class:`TrackingError` line naming the store and the likely cause (the original stays
+    chained, for ``--debug``)."""
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        yield
+    except (MlflowException, SQLAlchemyError, OSError) as error:
+        raise TrackingError(store_failure(tracking_uri, error)) from error
 
 
 @dataclass(frozen=True)
@@ -181,13 +196,14 @@ class StageRun:
         self._lock = lock or StoreLock(record.tracking_uri, "", lock_timeout(MlflowParams()))
 
     def log(self, params=None, metrics=None, tags=None) -> None:
-        with self._lock.held():
+        with self._lock.held(), store_errors(self.record.tracking_uri):
             _log_batch(self._client, self.record.run_id, params, metrics, tags)
 
     def log_artifact(self, path: Path | str, artifact_path: str | None = None) -> None:
         # A file copy into the artifact store: no database write, so no lock (a large model
         # file would otherwise hold it for as long as the copy takes).
-        self._client.log_artifact(self.record.run_id, str(path), artifact_path)
+        with store_errors(self.record.tracking_uri):
+            self._client.log_artifact(self.record.run_id, str(path), artifact_path)
 
     @contextlib.contextmanager
     def _fluent(self) -> Iterator[Any]:
@@ -198,7 +214,7 @@ class StageRun:
         import mlflow
 
         mlflow.set_tracking_uri(self.record.tracking_uri)
-        with self._lock.held(), warnings.catch_warnings():
+        with self._lock.held(), store_errors(self.record.tracking_uri), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
             with mlflow.start_run(run_id=self.record.run_id) as active:
                 yield active
@@ -258,7 +274,7 @@ class StageRun:
         while len(ids) < len(children):
             if ids and self._lock.others_waiting():
                 time.sleep(4 * LOCK_POLL)  # a waiter tries every LOCK_POLL: let it in
-            with self._lock.held():
+            with self._lock.held(), store_errors(self.record.tracking_uri):
                 start = time.monotonic()
                 for child in children[len(ids) :]:
                     ids.append(self._log_child(child, tags))
@@ -272,7 +288,17 @@ class StageRun:
             run_name=child["name"],
             tags={**tags, **{k: str(v) for k, v in (child.get("tags") or {}).items()}},
         )
-        _log_batch(self._client, run.info.run_id, child["params"], child["metrics"])
+        try:
+            _log_batch(self._client, run.info.run_id, child["params"], child["metrics"])
+        except BaseException as error:
+            # Not left RUNNING under an ended parent (the lock is still held here).
+            from mlflow.exceptions import MlflowException
+            from sqlalchemy.exc import SQLAlchemyError
+
+            status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+            with contextlib.suppress(MlflowException, SQLAlchemyError, OSError):
+                self._client.set_terminated(run.info.run_id, status)
+            raise
         self._client.set_terminated(run.info.run_id, "FINISHED")
         return run.info.run_id
 
@@ -295,7 +321,7 @@ def preflight(config: MlflowParams, stage: str) -> bool:
     tracking_uri = resolve_tracking_uri(config)
     lock_timeout(config)
     try:
-        check_store(tracking_uri)
+        check_store(tracking_uri, config.experiment)
     except TrackingError as error:
         if config.required:
             raise
@@ -321,17 +347,12 @@ def _open_run(config: MlflowParams, stage: str, run_name: str, tracking_uri: str
     # own settings win).
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
-    from mlflow.exceptions import MlflowException
-    from sqlalchemy.exc import SQLAlchemyError
-
-    check_store(tracking_uri)
-    try:
+    check_store(tracking_uri, config.experiment)
+    with store_errors(tracking_uri):
         client = mlflow_client(tracking_uri)
         experiment_id = experiment_id_for(client, config.experiment, tracking_uri)
         close_orphaned_runs(client, experiment_id)
         run = client.create_run(experiment_id, run_name=run_name, tags=standard_tags(stage))
-    except (MlflowException, SQLAlchemyError, OSError) as error:
-        raise TrackingError(f"MLflow store {redact_uri(tracking_uri)}: {error}") from None
     return client, StageRun(client, RunRecord(tracking_uri, experiment_id, run.info.run_id), lock)
 
 
@@ -361,22 +382,30 @@ def stage_run(config: MlflowParams, stage: str, run_name: str) -> Iterator[Stage
         return
     try:
         yield handle
-    except BaseException:
-        _mark_failed(client, handle.record.run_id, lock, stage)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (the command line raises it as one)
+        _mark_ended(client, handle.record.run_id, lock, stage, "KILLED")
         raise
-    with lock.held():
+    except BaseException:
+        _mark_ended(client, handle.record.run_id, lock, stage, "FAILED")
+        raise
+    with lock.held(), store_errors(tracking_uri):
         client.set_terminated(handle.record.run_id, "FINISHED")
 
 
-def _mark_failed(client, run_id: str, lock: StoreLock, stage: str) -> None:
-    """End a run FAILED, waiting only briefly for the lock: the stage is failing already,
-    and a run left RUNNING is closed (KILLED) by the next stage once this process is gone."""
+def _mark_ended(client, run_id: str, lock: StoreLock, stage: str, status: str) -> None:
+    """End a run FAILED (or KILLED, when interrupted), waiting only briefly for the lock:
+    the stage is ending already, and a run left RUNNING is closed (KILLED) by the next stage
+    once this process is gone."""
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
         with lock.held(min(lock.timeout, FAILED_MARK_TIMEOUT)):
-            client.set_terminated(run_id, "FAILED")
-    except TrackingError as error:
+            client.set_terminated(run_id, status)
+    except (TrackingError, MlflowException, SQLAlchemyError, OSError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         print(
-            f"knnlab {stage}: warning: run {run_id} could not be marked FAILED ({error}); "
+            f"knnlab {stage}: warning: run {run_id} could not be marked {status} ({reason}); "
             "the next logging stage will close it",
             file=sys.stderr,
         )
@@ -421,7 +450,7 @@ def log_artifacts_to(
     lock timeout (default: ``KNNLAB_LOCK_TIMEOUT``, else mlflow.lock_timeout's default)."""
     if not record.run_id:
         return
-    with _record_lock(record, config).held():
+    with _record_lock(record, config).held(), store_errors(record.tracking_uri):
         client = mlflow_client(record.tracking_uri)
         for file in files:
             client.log_artifact(record.run_id, str(file), artifact_path)
@@ -433,7 +462,7 @@ def log_table(
     """A DataFrame as an MLflow table artifact (shown as a table in the run's UI)."""
     if not record.run_id:
         return
-    with _record_lock(record, config).held():
+    with _record_lock(record, config).held(), store_errors(record.tracking_uri):
         mlflow_client(record.tracking_uri).log_table(record.run_id, table, artifact_file)
 
 
@@ -451,28 +480,23 @@ def find_tagged_run(
     if not preflight(config, stage):
         return None
     from mlflow.entities import ViewType
-    from mlflow.exceptions import MlflowException
-    from sqlalchemy.exc import SQLAlchemyError
 
     tracking_uri = resolve_tracking_uri(config)
-    with StoreLock(tracking_uri, stage, lock_timeout(config)).held():
-        try:
-            client = mlflow_client(tracking_uri)
-            experiments = [
-                e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)
-            ]
-            found = experiments and client.search_runs(
-                experiments,
-                filter_string=(
-                    f"attributes.status = 'FINISHED' and tags.`knnlab.stage` = '{producer}' "
-                    f"and tags.`{tag}` = '{value}'"
-                ),
-                run_view_type=ViewType.ACTIVE_ONLY,
-                order_by=["attributes.start_time DESC"],
-                max_results=1,
-            )
-        except (MlflowException, SQLAlchemyError, OSError) as error:
-            raise TrackingError(f"MLflow store {redact_uri(tracking_uri)}: {error}") from None
+    with StoreLock(tracking_uri, stage, lock_timeout(config)).held(), store_errors(tracking_uri):
+        client = mlflow_client(tracking_uri)
+        experiments = [
+            e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)
+        ]
+        found = experiments and client.search_runs(
+            experiments,
+            filter_string=(
+                f"attributes.status = 'FINISHED' and tags.`knnlab.stage` = '{producer}' "
+                f"and tags.`{tag}` = '{value}'"
+            ),
+            run_view_type=ViewType.ACTIVE_ONLY,
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
     if found:
         return RunRecord(tracking_uri, found[0].info.experiment_id, found[0].info.run_id)
     error = TrackingError(

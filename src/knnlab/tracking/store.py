@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import fcntl
 import math
 import os
@@ -180,9 +181,11 @@ def _auth_header() -> dict[str, str]:
     return {}
 
 
-def check_store(uri: str, timeout: float = 8.0) -> None:
+def check_store(uri: str, experiment: str | None = None, timeout: float = 8.0) -> None:
     """Fail fast, naming the URI, when the store cannot take writes: a server that does not
-    answer its health check, or a SQLite file that is read-only or cannot be created."""
+    answer its health check, or a SQLite file that is read-only, damaged or cannot be
+    created; and, given its name, when ``experiment`` exists but is deleted (MLflow would
+    refuse the stage's run only once the stage has computed everything)."""
     if uri.startswith(("http://", "https://")):
         request = urllib.request.Request(uri.rstrip("/") + "/health", headers=_auth_header())
         try:
@@ -204,6 +207,9 @@ def check_store(uri: str, timeout: float = 8.0) -> None:
                 f"MLflow tracking server {redact_uri(uri)} cannot be reached ({error}); start it, "
                 "fix mlflow.tracking_uri / MLFLOW_TRACKING_URI, or set mlflow.required: false"
             ) from None
+        if experiment is not None:
+            state = _server_experiment_state(uri, experiment, timeout)
+            _check_experiment_active(uri, experiment, state)
     elif uri.startswith("sqlite:///"):
         database, is_uri = _sqlite_target(uri)
         try:
@@ -213,11 +219,136 @@ def check_store(uri: str, timeout: float = 8.0) -> None:
                 version = db.execute("PRAGMA user_version").fetchone()[0]
                 db.execute(f"PRAGMA user_version = {int(version)}")
                 db.rollback()
+                state = _sqlite_experiment_state(db, experiment) if experiment else None
         except sqlite3.Error as error:
-            raise TrackingError(
-                f"MLflow store {redact_uri(uri)} cannot be written ({error}); check the file "
-                "and folder permissions, or set mlflow.required: false"
-            ) from None
+            raise TrackingError(store_failure(uri, error)) from None
+        _check_experiment_active(uri, experiment, state)
+
+
+# MLflow's own words for an experiment in the trash, and how a user gets it back.
+_DELETED = "deleted"
+
+
+def _sqlite_experiment_state(db, experiment: str) -> tuple[str, str] | None:
+    """(id, lifecycle stage) of ``experiment`` in an MLflow SQLite store; None when the
+    store has no such experiment yet (or no tables: MLflow creates them on first use)."""
+    has_table = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'experiments'"
+    ).fetchone()
+    if not has_table:
+        return None
+    row = db.execute(
+        "SELECT experiment_id, lifecycle_stage FROM experiments WHERE name = ?", (experiment,)
+    ).fetchone()
+    return (str(row[0]), str(row[1])) if row else None
+
+
+def _server_experiment_state(uri: str, experiment: str, timeout: float) -> tuple[str, str] | None:
+    """(id, lifecycle stage) of ``experiment`` on an MLflow server (its REST API), None when
+    it does not exist or the server does not say."""
+    import json
+    from urllib.parse import quote
+
+    url = (
+        uri.rstrip("/")
+        + "/api/2.0/mlflow/experiments/get-by-name?experiment_name="
+        + quote(experiment, safe="")
+    )
+    request = urllib.request.Request(url, headers=_auth_header())
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
+            found = json.loads(reply.read(1 << 20)).get("experiment") or {}
+    except (OSError, ValueError):  # 404 for a missing experiment; the stage finds out later
+        return None
+    if "experiment_id" not in found:
+        return None
+    return str(found["experiment_id"]), str(found.get("lifecycle_stage", "active"))
+
+
+def _check_experiment_active(uri: str, name: str | None, state: tuple[str, str] | None) -> None:
+    if state is not None and state[1] == _DELETED:
+        experiment_id = state[0]
+        raise TrackingError(
+            f"MLflow experiment {name!r} (id {experiment_id}) in store {redact_uri(uri)} is "
+            "deleted (in MLflow's trash): restore it with `mlflow experiments restore "
+            f"--experiment-id {experiment_id}`, or set mlflow.experiment to another name"
+        )
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    """The innermost error: MLflow wraps SQLAlchemy's, which wraps the driver's (``orig``)."""
+    seen = {id(error)}
+    while True:
+        inner = getattr(error, "orig", None) or error.__cause__
+        if not isinstance(inner, BaseException) or id(inner) in seen:
+            return error
+        seen.add(id(inner))
+        error = inner
+
+
+def _first_line(error: BaseException) -> str:
+    """The driver's own message, without SQLAlchemy's statement, parameters and link."""
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def _space_problem(database: Path) -> str | None:
+    """Why writing a file next to ``database`` fails for lack of room, if it does: a file
+    size limit (``ulimit -f``) or a full disk."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if soft != resource.RLIM_INFINITY:
+        return f"this process may write files of at most {soft:,} bytes (ulimit -f)"
+    try:
+        stat = os.statvfs(database.parent if database.parent.exists() else Path("."))
+    except OSError:
+        return None
+    free = stat.f_bavail * stat.f_frsize
+    if free < 64 * 2**20:
+        return f"the disk holding it has {free:,} bytes free"
+    return None
+
+
+def store_failure(uri: str, error: BaseException) -> str:
+    """One line on why the MLflow store at ``uri`` failed, naming the likely cause and the
+    fix; SQLAlchemy's statements and tracebacks stay out of it (``--debug`` shows them)."""
+    error = _root_cause(error)
+    detail = _first_line(error)
+    lowered = detail.lower()
+    where = f"MLflow store {redact_uri(uri)}"
+    database = None
+    if uri.startswith("sqlite:///"):
+        database = Path(_sqlite_target(uri)[0].removeprefix("file:").split("?")[0])
+    if "not a database" in lowered or "malformed" in lowered:
+        return (
+            f"{where} is damaged or is not an MLflow SQLite store ({detail}); move the file "
+            "away (a new store is created on the next run) or restore it from a backup"
+        )
+    errno_value = getattr(error, "errno", None)
+    if (
+        "disk i/o error" in lowered
+        or "disk is full" in lowered
+        or "file too large" in lowered
+        or errno_value in (errno.ENOSPC, errno.EFBIG)
+    ):
+        space = _space_problem(database) if database else None
+        cause = f": {space}" if space else ""
+        return (
+            f"{where} cannot be written ({detail}){cause}; free some space or raise the limit, "
+            "then re-run the stage"
+        )
+    if "locked" in lowered:
+        return (
+            f"{where} is locked by another process ({detail}); wait for it to finish, or "
+            "raise mlflow.lock_timeout"
+        )
+    if "readonly" in lowered or "permission" in lowered or "unable to open" in lowered:
+        return (
+            f"{where} cannot be written ({detail}); check the file and folder permissions, "
+            "or set mlflow.required: false"
+        )
+    return f"{where}: {detail}"
 
 
 # --- the store lock -------------------------------------------------------------------------
