@@ -79,8 +79,8 @@ def test_a_file_size_limit_is_named_when_the_store_cannot_grow(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == (
         f"MLflow store sqlite:///{database} cannot be written (disk I/O error): this process "
-        "may write files of at most 65,536 bytes (ulimit -f); free some space or raise the "
-        "limit, then re-run the stage"
+        "may write files of at most 65,536 bytes (ulimit -f); raise the limit (ulimit -f "
+        "unlimited), then re-run the stage"
     )
 
 
@@ -90,3 +90,30 @@ def test_a_locked_and_a_read_only_store_keep_their_own_causes(tmp_path):
     assert "is locked by another process" in locked
     read_only = store_failure(uri, sqlite3.OperationalError("attempt to write a readonly database"))
     assert "check the file and folder permissions" in read_only
+
+
+def test_a_full_disk_is_named_with_the_bytes_left(tmp_path):
+    """A real full file system: a 1 MiB tmpfs (mounting needs root; skipped elsewhere)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True
+    )
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        database = mount / "full.db"
+        db = sqlite3.connect(database)
+        db.execute("CREATE TABLE t (x BLOB)")
+        with pytest.raises(sqlite3.Error) as raised:
+            for _ in range(1000):
+                db.execute("INSERT INTO t VALUES (?)", (b"x" * 8192,))
+                db.commit()
+        db.close()
+        line = store_failure(f"sqlite:///{database}", raised.value)
+        assert line.startswith(f"MLflow store sqlite:///{database} cannot be written (")
+        assert "disk holding it has" in line and line.endswith(
+            "bytes free; free some space, then re-run the stage"
+        )
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True)

@@ -292,21 +292,24 @@ def _first_line(error: BaseException) -> str:
     return text[0] if text else type(error).__name__
 
 
-def _space_problem(database: Path) -> str | None:
-    """Why writing a file next to ``database`` fails for lack of room, if it does: a file
-    size limit (``ulimit -f``) or a full disk."""
+def _space_problem(database: Path) -> tuple[str, str] | None:
+    """(why, what to do) when writing a file next to ``database`` fails for lack of room: a
+    file size limit (``ulimit -f``) or a full disk."""
     import resource
 
     soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
     if soft != resource.RLIM_INFINITY:
-        return f"this process may write files of at most {soft:,} bytes (ulimit -f)"
+        return (
+            f"this process may write files of at most {soft:,} bytes (ulimit -f)",
+            "raise the limit (ulimit -f unlimited)",
+        )
     try:
         stat = os.statvfs(database.parent if database.parent.exists() else Path("."))
     except OSError:
         return None
     free = stat.f_bavail * stat.f_frsize
     if free < 64 * 2**20:
-        return f"the disk holding it has {free:,} bytes free"
+        return f"the disk holding it has {free:,} bytes free", "free some space"
     return None
 
 
@@ -332,12 +335,12 @@ def store_failure(uri: str, error: BaseException) -> str:
         or "file too large" in lowered
         or errno_value in (errno.ENOSPC, errno.EFBIG)
     ):
-        space = _space_problem(database) if database else None
-        cause = f": {space}" if space else ""
-        return (
-            f"{where} cannot be written ({detail}){cause}; free some space or raise the limit, "
-            "then re-run the stage"
+        cause, fix = (_space_problem(database) if database else None) or (
+            "",
+            "free some space or raise the file size limit",
         )
+        cause = f": {cause}" if cause else ""
+        return f"{where} cannot be written ({detail}){cause}; {fix}, then re-run the stage"
     if "locked" in lowered:
         return (
             f"{where} is locked by another process ({detail}); wait for it to finish, or "
