@@ -148,7 +148,8 @@ def index_option_problems(algorithm: str, options: Any, p: Any = 2) -> list[tupl
             problems.append(
                 (
                     f"index.{name}",
-                    f"= {value!r} does not belong to algorithm {algorithm!r} ({where}); "
+                    f"= {reprlib.repr(value)} does not belong to algorithm {algorithm!r} "
+                    f"({where}); "
                     f"{algorithm}'s options: {allowed}",
                 )
             )

@@ -357,12 +357,6 @@ def _report(base: str | None, output: str | None, figure_url: str | None) -> Non
         files.write_text(output, text)
 
 
-def load_raw_params() -> dict:
-    import yaml
-
-    return yaml.safe_load(paths.PARAMS_FILE.read_text(encoding="utf-8")) or {}
-
-
 def _redact_tracking_uri(params: dict) -> None:
     """Hide any credential in ``mlflow.tracking_uri`` of a params mapping before printing."""
     from knnlab.tracking.store import redact_uri

@@ -14,11 +14,10 @@ import math
 import subprocess
 from typing import Any
 
-import yaml
-
 from knnlab.algorithms import index_options, is_approximate
 from knnlab.pipeline import significance
 from knnlab.pipeline.artifacts import MODELS, SplitInfo, TuneSummary
+from knnlab.pipeline.params import read_params_text
 
 HEADLINE = (
     ("accuracy", "Accuracy"),
@@ -400,15 +399,15 @@ def revision_state(rev: str, texts: dict[str, str | None]) -> dict:
         if texts.get(name) is None:
             raise ValueError(f"cannot read {path} {where}: the file is not there")
     state = {"rev": rev}
+    state["params"] = read_params_text(texts["params"], f"params.yaml {where}")
     for name, path, parse in (
-        ("params", "params.yaml", lambda text: yaml.safe_load(text) or {}),
         ("metrics", "reports/metrics.json", json.loads),
         ("uncertainty", "reports/uncertainty.json", _json_or_none),
         ("predictions", "reports/plots/predictions.csv", _predictions_or_none),
     ):
         try:
             state[name] = parse(texts.get(name))
-        except (ValueError, KeyError, IndexError, yaml.YAMLError) as error:
+        except (ValueError, KeyError, IndexError) as error:
             # A hand-edited or truncated file: say which and where, not a traceback.
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
             raise ValueError(
