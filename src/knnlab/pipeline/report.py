@@ -399,7 +399,10 @@ def revision_state(rev: str, texts: dict[str, str | None]) -> dict:
         if texts.get(name) is None:
             raise ValueError(f"cannot read {path} {where}: the file is not there")
     state = {"rev": rev}
-    state["params"] = read_params_text(texts["params"], f"params.yaml {where}")
+    try:
+        state["params"] = read_params_text(texts["params"], f"params.yaml {where}")
+    except ValueError as error:  # the reader's one line, said as a failed read
+        raise ValueError(f"cannot read {error}") from None
     for name, path, parse in (
         ("metrics", "reports/metrics.json", json.loads),
         ("uncertainty", "reports/uncertainty.json", _json_or_none),
