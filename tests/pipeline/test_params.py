@@ -389,3 +389,10 @@ def test_load_params_reads_yaml_1_2(tmp_path):
     params_file.write_text("model:\n  n_neighbors: 5\nmodel:\n  p: 1\n")
     with pytest.raises(ParamsError, match=r"key 'model' appears twice \(lines 1 and 3\)"):
         load_params(params_file)
+
+
+@pytest.mark.parametrize("seconds", [86_401, 1e9, float("inf")])
+def test_a_lock_timeout_past_a_day_is_refused_as_a_typo(seconds):
+    with pytest.raises(ParamsError, match=r"mlflow.lock_timeout = .* at most 86400 \(a day\)"):
+        parse_params({"mlflow": {"lock_timeout": seconds}})
+    assert parse_params({"mlflow": {"lock_timeout": 86_400}}).mlflow.lock_timeout == 86_400.0

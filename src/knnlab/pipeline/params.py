@@ -174,11 +174,16 @@ def _nonnegative_float(key: str, value: Any) -> float:
     return float(value)
 
 
+# The longest a stage waits for another process (the store lock): a day. A wait says on
+# stderr what it waits for; this bound keeps a typo (extra zeros) from making it endless.
+MAX_WAIT_SECONDS = 86_400.0
+
+
 def _positive_seconds(key: str, value: Any) -> float:
-    allowed = "a positive, finite number of seconds"
+    allowed = f"a positive number of seconds, at most {MAX_WAIT_SECONDS:.0f} (a day)"
     if isinstance(value, bool) or not isinstance(value, int | float) or _beyond_float(value):
         raise _fail(key, value, allowed)
-    if not (math.isfinite(value) and value > 0):
+    if not (math.isfinite(value) and 0 < value <= MAX_WAIT_SECONDS):
         raise _fail(key, value, allowed)
     return float(value)
 

@@ -36,7 +36,7 @@ from pathlib import Path
 from urllib.parse import unquote_plus
 
 from knnlab.pipeline import paths
-from knnlab.pipeline.params import MlflowParams, ParamsError
+from knnlab.pipeline.params import MAX_WAIT_SECONDS, MlflowParams, ParamsError
 from knnlab.tracking.errors import TrackingError
 
 # --- credentials in URIs ----------------------------------------------------------------
@@ -373,10 +373,11 @@ def lock_timeout(config: MlflowParams) -> float:
         value = float(raw)
     except ValueError:
         value = math.nan
-    if not (math.isfinite(value) and value > 0):
+    if not (math.isfinite(value) and 0 < value <= MAX_WAIT_SECONDS):
         raise ParamsError(
-            f"{LOCK_TIMEOUT_ENV}={raw!r} is not allowed; expected a positive, finite number of "
-            "seconds (it overrides mlflow.lock_timeout in params.yaml); unset it to use that"
+            f"{LOCK_TIMEOUT_ENV}={raw[:40]!r} is not allowed; expected a positive number of "
+            f"seconds, at most {MAX_WAIT_SECONDS:.0f} (it overrides mlflow.lock_timeout in "
+            "params.yaml); unset it to use that"
         )
     return value
 
