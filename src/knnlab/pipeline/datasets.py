@@ -60,6 +60,7 @@ from sklearn.model_selection import train_test_split
 
 from knnlab.pipeline import files, paths
 from knnlab.pipeline.artifacts import DatasetInfo
+from knnlab.pipeline.formats import HEAD_BYTES, Format, excerpt, excerpt_list, one_line, sniff
 from knnlab.pipeline.params import (
     DEFAULT_DATA_PATH,
     FASHION_MNIST,
@@ -171,45 +172,6 @@ def _open_regular_file(
         yield handle
 
 
-EXCERPT_CHARS = 60  # the most of any one name or value a message quotes from the data
-EXCERPT_LIST_CHARS = 80  # the most of a list of names
-
-
-def _excerpt(value) -> str:
-    """``value`` quoted for a message: its repr (non-printable characters escaped, text in
-    quotes), cut to :data:`EXCERPT_CHARS`. Every column name, label or value a message takes
-    from the data goes through here, so a message never carries more than a short,
-    printable piece of a file."""
-    if isinstance(value, np.ndarray):
-        value = value.tolist()  # parquet gives list cells as arrays
-    elif isinstance(value, np.generic):
-        value = value.item()  # 1, not np.int64(1)
-    text = repr(value)
-    return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 3] + "..."
-
-
-def _excerpt_list(values) -> str:
-    """Names for a message, each an excerpt, as many as fit in :data:`EXCERPT_LIST_CHARS`,
-    then how many there are in all."""
-    shown: list[str] = []
-    length = 0
-    for value in values:
-        piece = _excerpt(value)
-        if shown and length + len(piece) > EXCERPT_LIST_CHARS:
-            return f"{', '.join(shown)}, ... ({len(values)} in all)"
-        shown.append(piece)
-        length += len(piece) + 2
-    return ", ".join(shown)
-
-
-def _one_line(error: BaseException) -> str:
-    """A library's error for a message: one line, non-printable characters escaped, cut
-    like a quote from the data, since such errors may repeat a piece of the file."""
-    text = " ".join(str(error).split())
-    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-    return text if len(text) <= EXCERPT_LIST_CHARS else text[: EXCERPT_LIST_CHARS - 3] + "..."
-
-
 def _check_names(names: list, where: str) -> None:
     """Column names as the file holds them: none empty, none repeated."""
     for position, name in enumerate(names):
@@ -222,70 +184,34 @@ def _check_names(names: list, where: str) -> None:
     for name in map(str, names):
         if name in seen:
             raise DataError(
-                f"{where}: column {_excerpt(name)} appears more than once; column names must "
+                f"{where}: column {excerpt(name)} appears more than once; column names must "
                 "be unique: rename or drop the copies"
             )
         seen.add(name)
 
 
-# Files that are not what data.path's suffix says, told by their first bytes: what each is,
-# and what to do. A zip archive may be an Excel workbook (see _binary_kind).
-_COMPRESSED = {
-    b"\x1f\x8b": "gzip",
-    b"BZh": "bzip2",
-    b"\xfd7zXZ\x00": "xz",
-    b"\x28\xb5\x2f\xfd": "zstd",
-}
+# What to do with a file that is not what data.path's suffix says (formats.sniff); a
+# compressed file is told by its compressor (see _fix).
 _NOT_A_TABLE = "set data.path to a CSV or Parquet table"
-_MAGIC = (
-    (b"PK\x03\x04", "a zip archive", "extract the table and set data.path to it"),
-    (b"PK\x05\x06", "an empty zip archive", _NOT_A_TABLE),
-    (
-        b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",
-        "an Excel 97-2003 workbook (or another OLE2 document)",
-        "save the sheet as CSV (comma-separated, UTF-8) and set data.path to it",
-    ),
-    (b"PAR1", "a Parquet file", "name it .parquet and set data.path to that name"),
-    (b"\x93NUMPY", "a .npy array", _NOT_A_TABLE + " with named columns"),
-    (b"\x89PNG\r\n\x1a\n", "a PNG image", _NOT_A_TABLE),
-    (b"\xff\xd8\xff", "a JPEG image", _NOT_A_TABLE),
-    (b"%PDF-", "a PDF document", _NOT_A_TABLE),
-)
+_SHEET_FIX = "save the sheet as CSV (comma-separated, UTF-8) and set data.path to it"
+_FIXES = {
+    "zip": "extract the table and set data.path to it",
+    "xlsx": _SHEET_FIX,
+    "xls": _SHEET_FIX,
+    "parquet": "name it .parquet and set data.path to that name",
+    "npy": _NOT_A_TABLE + " with named columns",
+}
 
 
-def _binary_kind(handle: BinaryIO, name: str) -> tuple[str, str] | None:
-    """(what the file is, what to do) when its first bytes show it is not a text table,
-    else None. Leaves ``handle`` at its start."""
-    head = handle.read(8)
-    handle.seek(0)
-    for magic, tool in _COMPRESSED.items():
-        if head.startswith(magic) and (tool != "bzip2" or head[3:4].isdigit()):
-            stem = name.rsplit(".", 1)[0]
-            return (
-                f"{tool}-compressed (it starts with the {tool} magic bytes {magic.hex(' ')})",
-                f"decompress it (e.g. `{tool} -dc {name} > {stem}-plain.csv`) and set data.path "
-                "to the result",
-            )
-    for magic, what, fix in _MAGIC:
-        if head.startswith(magic):
-            if magic == b"PK\x03\x04" and _is_workbook(handle):
-                what = "an Excel workbook (.xlsx)"
-                fix = "save the sheet as CSV (comma-separated, UTF-8) and set data.path to it"
-            return what, fix
-    return None
-
-
-def _is_workbook(handle: BinaryIO) -> bool:
-    """Whether the zip archive ``handle`` is an Excel workbook (its parts live under xl/)."""
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(handle) as archive:
-            return any(name.startswith("xl/") for name in archive.namelist())
-    except (zipfile.BadZipFile, OSError, ValueError):
-        return False
-    finally:
-        handle.seek(0)
+def _fix(found: Format, name: str) -> str:
+    """What to do with ``found``, the file ``name``, to fetch a table from it."""
+    if found.compressor is not None:
+        stem = name.rsplit(".", 1)[0]
+        return (
+            f"decompress it (e.g. `{found.compressor} -dc {name} > {stem}-plain.csv`) and set "
+            "data.path to the result"
+        )
+    return _FIXES.get(found.key, _NOT_A_TABLE)
 
 
 def _one_column(name: str, where: str) -> DataError:
@@ -340,20 +266,23 @@ def _check_format(handle: BinaryIO, path: Path, where: str) -> None:
     """Refuse, from its first bytes, a file that is not what its suffix says: a gzip file
     named .csv, a workbook, a CSV named .parquet, ..."""
     parquet = path.suffix.lower() == ".parquet"
-    head = handle.read(4)
+    head = handle.read(HEAD_BYTES)
     handle.seek(0)
     if not head:
         raise DataError(
             f"{where}: is empty; expected a "
             + ("Parquet table" if parquet else "CSV table: a header line, then one row per sample")
         )
-    if parquet and head == b"PAR1":
+    found = sniff(head, archive=handle)
+    if parquet and found is not None and found.key == "parquet":
         return
-    kind = _binary_kind(handle, path.name)
-    if kind is not None:
-        what, fix = kind
+    if found is not None:
+        what = found.what
+        if found.compressor is not None:
+            what += f" (it starts with the {found.compressor} magic bytes {found.magic.hex(' ')})"
         raise DataError(
-            f"{where}: is {what}, not {'a Parquet file' if parquet else 'CSV text'}; {fix}"
+            f"{where}: is {what}, not {'a Parquet file' if parquet else 'CSV text'}; "
+            f"{_fix(found, path.name)}"
         )
     if parquet:
         raise DataError(
@@ -383,14 +312,14 @@ def load_table(path: Path | str, label_column: str) -> Dataset:
         except pd.errors.EmptyDataError:
             raise DataError(f"{where}: holds blank lines only; expected a CSV table") from None
         except (ValueError, OSError, pd.errors.ParserError) as error:
-            raise DataError(f"{where}: cannot be read as a table: {_one_line(error)}") from None
+            raise DataError(f"{where}: cannot be read as a table: {one_line(error)}") from None
     if frame.empty:
         raise DataError(f"{where}: the table has no rows")
     frame.columns = [str(c) for c in frame.columns]
     if label_column not in frame.columns:
         raise DataError(
             f"data.label_column = {label_column!r} is not a column of {path}; columns are "
-            f"{_excerpt_list(frame.columns)}"
+            f"{excerpt_list(frame.columns)}"
         )
     labels = frame.pop(label_column)
     return _assemble(path.stem, frame, labels, where)
@@ -431,12 +360,12 @@ def _feature_values(column: pd.Series, name: str, where: str) -> np.ndarray:
         for row, value in enumerate(column):
             if isinstance(value, list | tuple | np.ndarray | dict | set):
                 raise DataError(
-                    f"{where}: feature column {_excerpt(name)} holds {_kind(value)}s "
-                    f"({_excerpt(value)} in row {row}); kNN needs one number per cell: expand it "
+                    f"{where}: feature column {excerpt(name)} holds {_kind(value)}s "
+                    f"({excerpt(value)} in row {row}); kNN needs one number per cell: expand it "
                     "into columns or drop it"
                 )
     raise DataError(
-        f"{where}: feature column {_excerpt(name)} is not numeric (dtype {dtype}); kNN needs "
+        f"{where}: feature column {excerpt(name)} is not numeric (dtype {dtype}); kNN needs "
         "numeric features: encode or drop it"
     )
 
@@ -473,7 +402,7 @@ def _label_kind(value) -> str | None:
 
 def _not_a_label(value, row: int, where: str) -> DataError:
     return DataError(
-        f"{where}: label {_excerpt(value)} in row {row} is a {_kind(value)}; labels must be "
+        f"{where}: label {excerpt(value)} in row {row} is a {_kind(value)}; labels must be "
         "whole numbers, text or true/false, one per row"
     )
 
@@ -533,7 +462,7 @@ def _canonical_label(value, text: str, back, shown: str, where: str) -> tuple[st
         return ("a number", number)
     if back != text:
         raise DataError(
-            f"{where}: {shown} reads back from a CSV file as {_excerpt(back)}, not as itself; "
+            f"{where}: {shown} reads back from a CSV file as {excerpt(back)}, not as itself; "
             "rename that class"
         )
     if text.lstrip("-").isdigit():
@@ -565,13 +494,13 @@ def _refuse_missing_labels(labels: pd.Series, where: str) -> None:
     if not rows.size:
         return
     held = [
-        "missing" if absent[r] else "empty" if not values[r].strip() else _excerpt(values[r])
+        "missing" if absent[r] else "empty" if not values[r].strip() else excerpt(values[r])
         for r in rows[:_SHOWN_MISSING]
     ]
     shown = ", ".join(f"row {r} ({h})" for r, h in zip(rows, held, strict=False))
     more = f" and {rows.size - _SHOWN_MISSING} more" if rows.size > _SHOWN_MISSING else ""
     column = (
-        f"label column {_excerpt(labels.name)}"
+        f"label column {excerpt(labels.name)}"
         if isinstance(labels.name, str)
         else "the label column"
     )
@@ -591,7 +520,7 @@ def canonical_labels(labels: pd.Series, where: str) -> np.ndarray:
     codes, distinct = _distinct_labels(labels, where)
     first_rows = np.unique(codes, return_index=True)[1]
     texts = [v.strip() if isinstance(v, str) else str(v) for v in distinct]
-    shown = [f"label {_excerpt(v)} in row {r}" for v, r in zip(distinct, first_rows, strict=True)]
+    shown = [f"label {excerpt(v)} in row {r}" for v, r in zip(distinct, first_rows, strict=True)]
     canonical = [
         _canonical_label(*args, where)
         for args in zip(distinct, texts, _read_back(texts), shown, strict=True)
@@ -612,7 +541,7 @@ def canonical_labels(labels: pd.Series, where: str) -> np.ndarray:
             value = bool(label) if kind == "true/false" else label
             raise DataError(
                 f"{where}: {shown[seen[label]]} and {shown[code]} are different labels but "
-                f"both read back from a CSV file as {_excerpt(value)}; make them one label or "
+                f"both read back from a CSV file as {excerpt(value)}; make them one label or "
                 "rename one"
             )
         seen[label] = code
@@ -629,7 +558,7 @@ def validate(dataset: Dataset) -> Dataset:
     if bad.any():
         row, col = np.argwhere(bad)[0]
         raise DataError(
-            f"dataset {dataset.name!r}: feature {_excerpt(dataset.feature_columns[col])} is "
+            f"dataset {dataset.name!r}: feature {excerpt(dataset.feature_columns[col])} is "
             f"{features[row, col]} in row {row}; features must be finite (drop or impute it)"
         )
     labels = dataset.frame[LABEL]
@@ -678,7 +607,7 @@ def load_openml(name: str, fetch=None) -> Dataset:
                 raise
             except (ValueError, OSError) as error:
                 raise DataError(
-                    f"{cache}: cannot be read as parquet ({_one_line(error)}); delete it"
+                    f"{cache}: cannot be read as parquet ({one_line(error)}); delete it"
                 ) from None
         frame.columns = [str(c) for c in frame.columns]
         if LABEL not in frame.columns:
@@ -693,7 +622,7 @@ def load_openml(name: str, fetch=None) -> Dataset:
             f"data.dataset = {name!r}: could not download it from OpenML ({error}). Put the "
             f"data at {cache} (a parquet table of numeric feature columns and a {LABEL!r} "
             "column), or choose an embedded dataset: data.dataset: digits",
-            reason=_one_line(error),
+            reason=one_line(error),
         ) from None
     where = f"OpenML dataset {name!r}"
     if not isinstance(bunch.target, pd.Series):
@@ -709,7 +638,6 @@ def load_openml(name: str, fetch=None) -> Dataset:
 
 # --- IDX files and Fashion-MNIST ------------------------------------------------------------
 
-_GZIP_MAGIC = b"\x1f\x8b"
 # IDX type codes (the header's third byte) and the big-endian type of the values they announce.
 IDX_DTYPES = {
     0x08: np.dtype(np.uint8),
@@ -746,13 +674,14 @@ def read_idx(path: Path | str) -> np.ndarray:
             raw = handle.read()
         except OSError as error:
             raise DataError(f"{where}: cannot be read ({error.strerror})") from None
-    if raw[:2] == _GZIP_MAGIC:
+    found = sniff(raw[:HEAD_BYTES])
+    if found is not None and found.key == "gzip":
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as error:  # bad header, cut short, corrupt
             raise DataError(
                 f"{where}: starts with the gzip magic bytes 1f 8b but does not decompress "
-                f"({_one_line(error)}); expected a complete gzip file: fetch it again"
+                f"({one_line(error)}); expected a complete gzip file: fetch it again"
             ) from None
     if len(raw) < 4 or raw[:2] != b"\0\0":
         # Bytes that read as text are not shown: they would quote the file.
@@ -976,7 +905,7 @@ def select_features(dataset: Dataset, features: tuple[str, ...] | None) -> Datas
     if missing:
         raise DataError(
             f"data.features: {missing[0]!r} is not a feature of {dataset.name!r}; its features "
-            f"are {_excerpt_list(dataset.feature_columns)}"
+            f"are {excerpt_list(dataset.feature_columns)}"
         )
     frame = dataset.frame[[*features, LABEL]]
     # A subset of pixels is no longer an image.
@@ -1019,7 +948,7 @@ def positive_class(wanted: int | str | None, classes: np.ndarray):
     if not matches:
         raise ParamsError(
             f"params.yaml: data.positive_class = {wanted!r} is not a class of this dataset; "
-            f"classes are {_excerpt_list(classes)} (or null for none)"
+            f"classes are {excerpt_list(classes)} (or null for none)"
         )
     return matches[0]
 
@@ -1031,7 +960,7 @@ def stratified_split(frame: pd.DataFrame, params: SplitParams) -> tuple[pd.DataF
     counts = frame[LABEL].value_counts()
     if counts.min() < 2:
         raise DataError(
-            f"class {_excerpt(counts.idxmin())} has {counts.min()} sample(s); a stratified "
+            f"class {excerpt(counts.idxmin())} has {counts.min()} sample(s); a stratified "
             "split needs at least 2 per class: remove the class or add samples"
         )
     test_size = params.test_size

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from knnlab.pipeline.formats import HEAD_BYTES, Format, one_line, sniff
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 MAX_IMAGE_SIDE = 4096
 MAX_IMAGE_PIXELS = MAX_IMAGE_SIDE * MAX_IMAGE_SIDE
@@ -38,9 +40,6 @@ MAX_NPY_BYTES = 2**30  # 134 million values as float64
 
 class InputError(ValueError):
     """An input cannot be turned into feature rows for this model."""
-
-
-_NPY_MAGIC = b"\x93NUMPY"
 
 
 def _grey(image):
@@ -98,7 +97,7 @@ def image_to_features(
             f"{path}: the image has more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels; {too_large}"
         ) from None
     except (UnidentifiedImageError, OSError) as error:
-        raise InputError(f"{path}: cannot be read as an image ({_excerpt(error)})") from None
+        raise InputError(f"{path}: cannot be read as an image ({one_line(error)})") from None
     pixels = np.asarray(grey, dtype=np.float64) / 255.0  # (height, width), 0 = black
     border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
     if border.mean() > pixels.mean():
@@ -175,77 +174,33 @@ def _read_stdin() -> bytes:
     return sys.stdin.read().encode("utf-8", "surrogateescape")
 
 
-EXCERPT_CHARS = 80  # the most of a library's error or value a message repeats
-
-
-def _excerpt(value: object) -> str:
-    """A library's error (or a value it read, such as a dtype) for a message, which may
-    repeat a piece of the file: one line, non-printable characters escaped, at most
-    :data:`EXCERPT_CHARS` characters."""
-    text = " ".join(str(value).split())
-    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-    return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 3] + "..."
-
-
-# Inputs that are not what their suffix says, told by their first bytes: (magic, what the
-# input is, what to do). A zip archive may be an Excel workbook (see _binary_kind).
-_COMPRESSED = {
-    b"\x1f\x8b": "gzip",
-    b"BZh": "bzip2",
-    b"\xfd7zXZ\x00": "xz",
-    b"\x28\xb5\x2f\xfd": "zstd",
-}
-_IMAGE_FIX = "give it as a file path ending in {suffix} (knnlab predict digit{suffix})"
+# What to do with an input that is another format than its suffix says (formats.sniff); a
+# compressed file and an image are told by their compressor and image suffix (see _fix).
 _SHEET_FIX = "save the sheet as CSV (comma-separated, UTF-8)"
-_MAGIC = (
-    (b"PK\x03\x04", "a zip archive", "extract the CSV rows from it"),
-    (
-        b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",
-        "an Excel 97-2003 workbook (or another OLE2 file)",
-        _SHEET_FIX,
-    ),
-    (b"PAR1", "a Parquet file", "save the rows as CSV (pandas: to_csv(path, index=False))"),
-    (_NPY_MAGIC, "a .npy array", "give it as a file path ending in .npy"),
-    (b"\x89PNG\r\n\x1a\n", "a PNG image", _IMAGE_FIX.format(suffix=".png")),
-    (b"\xff\xd8\xff", "a JPEG image", _IMAGE_FIX.format(suffix=".jpg")),
-    (b"GIF87a", "a GIF image", _IMAGE_FIX.format(suffix=".gif")),
-    (b"GIF89a", "a GIF image", _IMAGE_FIX.format(suffix=".gif")),
-    (b"II*\x00", "a TIFF image", _IMAGE_FIX.format(suffix=".tif")),
-    (b"MM\x00*", "a TIFF image", _IMAGE_FIX.format(suffix=".tif")),
-    (b"%PDF-", "a PDF document", "give CSV rows of numbers"),
-)
+_FIXES = {
+    "zip": "extract the CSV rows from it",
+    "xlsx": _SHEET_FIX,
+    "xls": _SHEET_FIX,
+    "parquet": "save the rows as CSV (pandas: to_csv(path, index=False))",
+    "npy": "give it as a file path ending in .npy",
+}
 
 
-def _binary_kind(data: bytes, name: str) -> tuple[str, str] | None:
-    """(what ``data``, read from ``name``, is and what to do) when its first bytes show a
-    known binary format, else None."""
-    for magic, tool in _COMPRESSED.items():
-        if data.startswith(magic) and (tool != "bzip2" or data[3:4].isdigit()):
-            command = (
-                f"{tool} -dc FILE | knnlab predict -"
-                if name == "<stdin>"
-                else f"{tool} -dc {name} > plain{Path(name).suffix}"
-            )
-            return f"{tool}-compressed", f"decompress it first: {command}"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "a WebP image", _IMAGE_FIX.format(suffix=".webp")
-    for magic, what, fix in _MAGIC:
-        if data.startswith(magic):
-            if magic == b"PK\x03\x04" and _is_workbook(data):
-                return "an Excel workbook (.xlsx)", _SHEET_FIX
-            return what, fix
-    return None
-
-
-def _is_workbook(data: bytes) -> bool:
-    """Whether the zip archive ``data`` is an Excel workbook (its parts live under xl/)."""
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(_io.BytesIO(data)) as archive:
-            return any(name.startswith("xl/") for name in archive.namelist())
-    except (zipfile.BadZipFile, OSError, ValueError):
-        return False
+def _fix(found: Format, name: str) -> str:
+    """What to do with ``found``, read from ``name``, to predict from it."""
+    if found.compressor is not None:
+        command = (
+            f"{found.compressor} -dc FILE | knnlab predict -"
+            if name == "<stdin>"
+            else f"{found.compressor} -dc {name} > plain{Path(name).suffix}"
+        )
+        return f"decompress it first: {command}"
+    if found.image_suffix is not None:
+        return (
+            f"give it as a file path ending in {found.image_suffix} "
+            f"(knnlab predict digit{found.image_suffix})"
+        )
+    return _FIXES.get(found.key, "give CSV rows of numbers")
 
 
 def _npy_rows(path: Path, n_features: int) -> np.ndarray:
@@ -254,24 +209,26 @@ def _npy_rows(path: Path, n_features: int) -> np.ndarray:
     # Shape and dtype from the header first: nothing is allocated for what the file claims.
     try:
         with path.open("rb") as fh:
-            head = fh.read(16)
+            found = sniff(fh.read(HEAD_BYTES))
             fh.seek(0)
-            header = npy_header(fh) if head.startswith(_NPY_MAGIC) else None
+            header = npy_header(fh) if found is not None and found.key == "npy" else None
     except (ValueError, OSError) as error:
-        raise InputError(f"{path}: not a readable .npy array ({_excerpt(error)})") from None
+        raise InputError(f"{path}: not a readable .npy array ({one_line(error)})") from None
     if header is None:  # numpy's own message would quote the file's first bytes
-        kind = _binary_kind(head, str(path))
-        if head.startswith(b"PK\x03\x04"):
-            kind = ("a zip archive (an .npz?)", "save the one array to predict with numpy.save")
-        if kind is not None:
-            raise InputError(f"{path}: is {kind[0]}, not a .npy array; {kind[1]}")
+        if found is not None and found.key in ("zip", "empty zip"):
+            raise InputError(
+                f"{path}: is {found.what} (an .npz?), not a .npy array; save the one array to "
+                "predict with numpy.save"
+            )
+        if found is not None:
+            raise InputError(f"{path}: is {found.what}, not a .npy array; {_fix(found, str(path))}")
         raise InputError(
             f"{path}: is not a .npy array (it does not start with the .npy magic bytes "
             "\\x93NUMPY); save arrays with numpy.save"
         )
     shape, _, dtype, offset = header
     if dtype.hasobject or dtype.kind not in "biuf":
-        raise InputError(f"{path}: holds {_excerpt(dtype)} values; give an array of numbers")
+        raise InputError(f"{path}: holds {one_line(dtype)} values; give an array of numbers")
     n_values = math.prod(shape)
     declared = offset + n_values * dtype.itemsize
     if declared > path.stat().st_size:
@@ -287,7 +244,7 @@ def _npy_rows(path: Path, n_features: int) -> np.ndarray:
     try:
         array = np.load(path, allow_pickle=False)
     except (ValueError, OSError) as error:
-        raise InputError(f"{path}: not a readable .npy array ({_excerpt(error)})") from None
+        raise InputError(f"{path}: not a readable .npy array ({one_line(error)})") from None
     array = np.asarray(array, dtype=np.float64)
     if array.ndim == 1 or (array.ndim == 2 and array.size == n_features):
         return array.reshape(1, -1)  # one row, or one image
@@ -314,7 +271,7 @@ def _csv_rows(data: bytes, name: str, n_features: int) -> np.ndarray:
         if header:  # a first line of names: read again, for the rows' own types
             frame = pd.read_csv(_io.StringIO(text))
     except (ValueError, pd.errors.ParserError) as error:
-        raise InputError(f"{name}: not CSV rows ({_excerpt(error)})") from None
+        raise InputError(f"{name}: not CSV rows ({one_line(error)})") from None
     if _all_numbers(frame) and len(frame):
         return frame.to_numpy(dtype=np.float64)
     first_line = text.lstrip().split("\n", 1)[0]
@@ -342,9 +299,9 @@ def _csv_rows(data: bytes, name: str, n_features: int) -> np.ndarray:
 
 def _csv_text(data: bytes, name: str, rows_wanted: str) -> str:
     """``data`` as text, refused when it is a known binary format, not UTF-8 or empty."""
-    kind = _binary_kind(data, name)
-    if kind is not None:
-        raise InputError(f"{name}: is {kind[0]}, not CSV text; {kind[1]}")
+    found = sniff(data, archive=data)
+    if found is not None:
+        raise InputError(f"{name}: is {found.what}, not CSV text; {_fix(found, name)}")
     try:
         text = data.decode("utf-8-sig")  # a byte-order mark, as Excel writes, is not a value
     except UnicodeDecodeError as error:
