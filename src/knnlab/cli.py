@@ -233,6 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--port", type=port_number, default=5000, help="port (default: %(default)s)")
     serve.add_argument("--params", default=str(paths.PARAMS_FILE), help=params_help)
+    serve.add_argument(
+        "--max-body-mib",
+        type=_at_least_one,
+        default=16,
+        help="largest request body in MiB; a larger one gets HTTP 413 before it is read "
+        "(default: %(default)s)",
+    )
     _add_server(commands)
     return parser
 
@@ -378,16 +385,16 @@ def _params(params_file: str, stamp: bool) -> None:
         sys.stdout.write(yaml.safe_dump(shown, sort_keys=False))
 
 
-def _serve(model_uri: str, host: str, port: int, params_file: str) -> None:
+def _serve(model_uri: str, host: str, port: int, params_file: str, max_body_mib: int) -> None:
     from knnlab.pipeline.params import MlflowParams
-    from knnlab.tracking import models
+    from knnlab.tracking import serving
     from knnlab.tracking.store import resolve_tracking_uri
 
     if os.environ.get("MLFLOW_TRACKING_URI"):
         config = MlflowParams()  # the environment's store comes first: no params.yaml needed
     else:
         config = load_params(params_file).mlflow
-    models.serve(resolve_tracking_uri(config), model_uri, host, port)
+    serving.serve(resolve_tracking_uri(config), model_uri, host, port, max_body_mib * 2**20)
 
 
 def _server(args: argparse.Namespace) -> int:
@@ -423,7 +430,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         _params(args.params, args.stamp)
         return 0
     if args.command == "serve":
-        _serve(args.model_uri, args.host, args.port, args.params)
+        _serve(args.model_uri, args.host, args.port, args.params, args.max_body_mib)
         return 0
     if args.command == "server":
         return _server(args)

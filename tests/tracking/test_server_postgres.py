@@ -505,3 +505,157 @@ def test_the_stages_health_check_sends_the_credentials_to_a_proxy_guarding_healt
         check_store(proxy.url)
     finally:
         proxy.close()
+
+
+# --- one server per folder, and a server that goes when its database goes ------------------
+
+
+@pytest.fixture
+def own_folder():
+    """A fresh data folder PostgreSQL's user can enter, and the servers started on it (each
+    test appends its own), all stopped whatever happens."""
+    if POSTGRES is None:
+        pytest.skip(NO_POSTGRES)
+    base = Path(tempfile.mkdtemp(prefix="knnlab-server-lock-"))
+    base.chmod(0o711)
+    started: list[TeamServer] = []
+    try:
+        yield base / "data", started
+    finally:
+        for team_server in started:
+            team_server.kill_leftovers()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _api_answers(url: str) -> bool:
+    """Whether the server answers an API call that needs its database."""
+    request = urllib.request.Request(
+        f"{url}/api/2.0/mlflow/experiments/search",
+        data=b'{"max_results": 1}',
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as reply:
+        return reply.status == 200
+
+
+@pytest.mark.slow
+def test_a_second_server_on_the_same_folder_refuses_naming_the_first_ones_pid(own_folder):
+    data, started = own_folder
+    first = TeamServer(data, server.free_port())
+    started.append(first)
+    first.wait_ready()
+    second = TeamServer(data, server.free_port())
+    started.append(second)
+    assert second.process.wait(60) == 2
+    assert second.output().splitlines() == [
+        f"knnlab server: error: {data} is in use by another knnlab server (pid "
+        f"{first.process.pid}): stop that one first (Ctrl-C, or SIGTERM), or choose another "
+        "--data folder"
+    ]
+    assert first.process.poll() is None and _api_answers(first.url), "the first one runs on"
+    code, _ = first.terminate()
+    assert code == 0, first.output()[-4000:]
+
+
+@pytest.mark.slow
+def test_a_crashed_server_does_not_block_the_next_start(own_folder):
+    """SIGKILL leaves the lock file, its PostgreSQL and its MLflow server behind: the lock
+    itself goes with the process, and the next start stops that PostgreSQL."""
+    data, started = own_folder
+    crashed = TeamServer(data, server.free_port())
+    started.append(crashed)
+    crashed.wait_ready()
+    orphan = server.Cluster(POSTGRES, server.Layout(data)).pid()
+    crashed.process.kill()  # knnlab server alone, not its group
+    crashed.process.wait(10)
+    assert (data / "server.lock").read_text() == f"{crashed.process.pid}\n"
+    again = TeamServer(data, server.free_port())
+    started.append(again)
+    again.wait_ready()
+    assert (
+        f"stopping the PostgreSQL of an earlier knnlab server on {data / 'postgres'} "
+        f"(pid {orphan})" in again.output()
+    )
+    assert _api_answers(again.url)
+    assert (data / "server.lock").read_text() == f"{again.process.pid}\n"
+    code, _ = again.terminate()
+    assert code == 0, again.output()[-4000:]
+
+
+@pytest.mark.slow
+def test_the_server_stops_and_says_so_when_postgresql_stops_under_it(own_folder):
+    data, started = own_folder
+    running = TeamServer(data, server.free_port())
+    started.append(running)
+    running.wait_ready()
+    cluster = server.Cluster(POSTGRES, server.Layout(data))
+    postmaster = cluster.pid()
+    cluster.stop()  # pg_ctl stop, as an administrator (or a second server) would
+    assert running.process.wait(60) == 2
+    last = running.output().rstrip().splitlines()[-1]
+    assert last == (
+        f"knnlab server: error: PostgreSQL (pid {postmaster}) stopped under the server, so "
+        f"the MLflow server was stopped too; see its log {data / 'logs/postgres.log'}, then "
+        "start knnlab server again"
+    )
+    assert not _port_open(running.port), "/health no longer answers"
+    assert _processes_using(data) == [], "the MLflow server outlived its database"
+    again = TeamServer(data, running.port)
+    started.append(again)
+    again.wait_ready()
+    assert _api_answers(again.url)
+    code, _ = again.terminate()
+    assert code == 0, again.output()[-4000:]
+
+
+def test_the_lock_refuses_a_second_holder_naming_the_first_and_goes_with_it(tmp_path):
+    layout = server.Layout(tmp_path)
+    held = server.lock_data(layout)
+    try:
+        with pytest.raises(TrackingError) as refused:
+            server.lock_data(layout)  # another open file: refused even in this process
+        assert str(refused.value) == (
+            f"{tmp_path} is in use by another knnlab server (pid {os.getpid()}): stop that one "
+            "first (Ctrl-C, or SIGTERM), or choose another --data folder"
+        )
+    finally:
+        os.close(held)
+    os.close(server.lock_data(layout))
+
+
+def test_the_lock_of_a_killed_process_is_free(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, pathlib; from knnlab.tracking import server; "
+         "server.lock_data(server.Layout(pathlib.Path(sys.argv[1]))); print('locked', "
+         "flush=True); sys.stdin.read()", str(tmp_path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        with pytest.raises(TrackingError, match=rf"\(pid {holder.pid}\)"):
+            server.lock_data(server.Layout(tmp_path))
+    finally:
+        holder.kill()
+        holder.wait(10)
+        holder.stdin.close()
+        holder.stdout.close()
+    os.close(server.lock_data(server.Layout(tmp_path)))
+
+
+@pytest.mark.parametrize(
+    "port, pg_port, message",
+    [
+        (99999, 0, "--port 99999 is not a TCP port: expected 1 to 65535"),
+        (0, 0, "--port 0 is not a TCP port: expected 1 to 65535"),
+        (5000, 70000, "--pg-port 70000 is not a TCP port: expected 0 (a free port) or 1 to 65535"),
+        (5000, -1, "--pg-port -1 is not a TCP port: expected 0 (a free port) or 1 to 65535"),
+    ],
+)
+def test_a_port_outside_the_tcp_range_is_refused_before_anything_starts(
+    tmp_path, port, pg_port, message
+):
+    with pytest.raises(ValueError) as refused:
+        server.serve(tmp_path / "data", "127.0.0.1", port, pg_port, 1)
+    assert str(refused.value) == message
+    assert not (tmp_path / "data").exists()

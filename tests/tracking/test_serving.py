@@ -13,6 +13,7 @@ import importlib.util
 import json
 import os
 import re
+import select
 import shlex
 import shutil
 import signal
@@ -33,7 +34,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from knnlab.pipeline.model_io import load_model
-from knnlab.tracking import models
+from knnlab.tracking import models, serving
 
 from ..conftest import REPO_ROOT
 from .test_logged_model import _fit_and_log, _model_folder
@@ -522,3 +523,241 @@ def test_knnlab_serve_names_a_run_that_is_not_in_the_store(logged, monkeypatch, 
     err = capsys.readouterr().err.strip()
     assert err.startswith("knnlab serve: error: runs:/0123456789abcdef0123456789abcdef/model in ")
     assert len(err.splitlines()) == 1, err
+
+
+# --- what the served model refuses, before MLflow reads it ------------------------------------
+
+
+def _raw_request(port: int, head: str, body=(), read_while_sending: bool = True):
+    """Send ``head`` (request line and headers) and then each chunk of ``body`` over a raw
+    socket, stopping as soon as the server answers or closes (a server that refuses a body
+    does not read the rest of it); returns (status, JSON reply, whether the server said it
+    closes the connection)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(head.encode("latin-1") + b"\r\n")
+        for chunk in body:
+            if read_while_sending and select.select([sock], [], [], 0)[0]:
+                break  # an answer (or a close) came before the body was all sent
+            try:
+                sock.sendall(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        reply = b""
+        while b"\r\n\r\n" not in reply or len(reply) < _reply_length(reply):
+            try:
+                data = sock.recv(65536)
+            except ConnectionResetError:  # the refused rest of the body reset it
+                break
+            if not data:
+                break
+            reply += data
+    head_part, _, content = reply.partition(b"\r\n\r\n")
+    status = int(head_part.split(b" ", 2)[1])
+    closes = re.search(rb"(?im)^connection: *close\r?$", head_part) is not None
+    return status, json.loads(content), closes
+
+
+def _reply_length(reply: bytes) -> int:
+    head, _, _ = reply.partition(b"\r\n\r\n")
+    length = re.search(rb"(?im)^content-length: *(\d+)", head)
+    return len(head) + 4 + int(length.group(1)) if length else len(reply) + 1
+
+
+def _post_head(length: int | None, content_type: str = "application/json") -> str:
+    framing = f"Content-Length: {length}" if length is not None else "Transfer-Encoding: chunked"
+    return (
+        f"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
+        f"{framing}\r\n"
+    )
+
+
+def _chunked(data: bytes, size: int = 2**20):
+    for start in range(0, len(data), size):
+        piece = data[start : start + size]
+        yield b"%x\r\n%s\r\n" % (len(piece), piece)
+    yield b"0\r\n\r\n"
+
+
+def _padded_request(frame: pd.DataFrame, size: int) -> bytes:
+    """A valid request for the first row, padded with JSON whitespace to ``size`` bytes."""
+    body = json.dumps({"inputs": frame.to_numpy()[:1].tolist()}).encode()
+    return body[:-1] + b" " * (size - len(body)) + b"}"
+
+
+@pytest.mark.slow
+def test_an_unknown_params_key_is_refused_naming_the_allowed_ones(logged, servers):
+    *_, frame, _, _ = logged
+    knnlab, _ = servers
+    split = {"columns": list(frame.columns), "data": frame.to_numpy()[:2].tolist()}
+    status, reply = knnlab.post({"dataframe_split": split, "params": {"ouput": "proba"}})
+    assert (status, reply["message"]) == (
+        400, "knnlab serve: unknown params 'ouput'; the model's params: 'output'"
+    )  # fmt: skip
+    status, reply = knnlab.post({"inputs": split["data"], "params": ["output", "proba"]})
+    assert (status, reply["message"]) == (
+        400,
+        "knnlab serve: params must be a JSON object; got an array; the model's params: 'output'",
+    )
+    status, reply = knnlab.post({"inputs": split["data"], "params": {"output": "proba"}})
+    assert status == 200 and list(reply["predictions"][0]) == ["left", "right"], reply
+
+
+@pytest.mark.slow
+def test_many_long_unknown_params_are_quoted_short(servers):
+    knnlab, _ = servers
+    params = {f"{'x' * 100}{i}": 1 for i in range(8)}
+    status, reply = knnlab.post({"inputs": [[0.0] * N_FEATURES], "params": params})
+    assert status == 400
+    assert reply["message"] == (
+        "knnlab serve: unknown params " + ", ".join([f"'{'x' * 40}'..."] * 5)
+        + ", ... (8 in all); the model's params: 'output'"
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_body_declared_over_the_limit_gets_413_before_it_is_read(logged, servers):
+    """219 MB announced, 1 MiB sent: the server answers without reading it, closes the
+    connection, and goes on answering others."""
+    *_, frame, predicted, _ = logged
+    knnlab, _ = servers
+    status, reply, closed = _raw_request(
+        knnlab.port, _post_head(219_000_000), [b"[" * 2**20], read_while_sending=False
+    )
+    assert (status, closed) == (413, True), reply
+    assert reply["message"] == (
+        f"knnlab serve: the request body is 219,000,000 bytes, more than the "
+        f"{serving.MAX_BODY_BYTES:,} this server takes; send fewer rows per request, or start "
+        "the server with a larger limit"
+    )
+    status, reply = knnlab.post({"inputs": frame.to_numpy().tolist()})
+    assert (status, reply["predictions"]) == (200, predicted.tolist())
+
+
+@pytest.mark.slow
+def test_a_streamed_body_is_counted_and_refused_past_the_limit(logged, servers):
+    *_, frame, _, _ = logged
+    knnlab, _ = servers
+    over = _padded_request(frame, serving.MAX_BODY_BYTES + 2**20)
+    status, reply, closed = _raw_request(knnlab.port, _post_head(None), _chunked(over))
+    assert (status, closed) == (413, True), reply
+    assert reply["message"].startswith(
+        f"knnlab serve: the request body is over {serving.MAX_BODY_BYTES:,} bytes, more than"
+    ), reply
+
+
+@pytest.mark.slow
+def test_a_body_of_exactly_the_limit_is_served_and_one_byte_more_is_not(logged, servers):
+    *_, frame, predicted, _ = logged
+    knnlab, _ = servers
+    for size, expected in ((serving.MAX_BODY_BYTES, 200), (serving.MAX_BODY_BYTES + 1, 413)):
+        body = _padded_request(frame, size)
+        assert len(body) == size
+        status, reply, _ = _raw_request(knnlab.port, _post_head(size), [body])
+        assert status == expected, (size, reply)
+    status, reply, _ = _raw_request(
+        knnlab.port, _post_head(None), _chunked(_padded_request(frame, serving.MAX_BODY_BYTES))
+    )
+    assert (status, reply["predictions"]) == (200, predicted[:1].tolist()), reply
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("depth", [serving.MAX_JSON_DEPTH + 1, 990, 100_000])
+def test_json_nested_too_deep_gets_400_saying_so(servers, depth):
+    """33 levels: more than any request form needs; 990: Python's parser copes, MLflow's
+    handling after it did not (500); 100,000: Python's parser gives up (500)."""
+    knnlab, _ = servers
+    body = b'{"inputs": ' + b"[" * depth + b"1" + b"]" * depth + b"}"
+    status, reply, _ = _raw_request(knnlab.port, _post_head(len(body)), [body])
+    assert status == 400, reply
+    assert reply["message"].startswith(
+        f"knnlab serve: the request's JSON nests arrays and objects more than "
+        f"{serving.MAX_JSON_DEPTH} deep; send rows as in the README"
+    ), reply
+    with urllib.request.urlopen(f"http://127.0.0.1:{knnlab.port}/ping", timeout=10) as ping:
+        assert ping.status == 200
+
+
+@pytest.mark.slow
+def test_a_body_that_is_not_json_gets_400_without_quoting_it(servers):
+    knnlab, _ = servers
+    body = b'{"inputs": [[1, 2]], "note": "not-to-be-echoed'
+    status, reply, _ = _raw_request(knnlab.port, _post_head(len(body)), [body])
+    assert status == 400
+    assert reply["message"].startswith("knnlab serve: the request body is not JSON: ")
+    assert "not-to-be-echoed" not in reply["message"], reply
+    assert "\n" not in reply["message"]
+
+
+@pytest.mark.slow
+def test_a_request_without_content_type_gets_415_naming_the_types(servers):
+    knnlab, _ = servers
+    body = json.dumps({"inputs": [[0.0] * N_FEATURES]})
+    head = f"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n"
+    status, reply, _ = _raw_request(knnlab.port, head, [body.encode()])
+    assert status == 415 and "send Content-Type: application/json" in reply["message"], reply
+
+
+def _serve_in_a_process(uri: str, model_uri: str, port: int, log: Path, **options) -> Server:
+    """``serving.serve`` with ``options`` (as ``knnlab serve`` calls it), in a process."""
+    code = (
+        "import sys; from knnlab.tracking import serving; "
+        f"serving.serve({uri!r}, {model_uri!r}, '127.0.0.1', {port}, **{options!r})"
+    )
+    argv = [sys.executable, "-c", code, "--port", str(port)]  # --port: where Server looks
+    return Server(argv, _env(uri, SYSTEM_PATH), log.parent, log)
+
+
+@pytest.mark.slow
+def test_the_body_limit_is_configurable(logged, tmp_path):
+    uri, run_id, *_, frame, predicted, _ = logged
+    server = _serve_in_a_process(
+        uri, f"runs:/{run_id}/model", _free_port(), tmp_path / "serve.log", max_body_bytes=4096
+    )
+    try:
+        server.wait_ready()
+        small = _padded_request(frame, 4096)
+        status, reply, _ = _raw_request(server.port, _post_head(len(small)), [small])
+        assert (status, reply["predictions"]) == (200, predicted[:1].tolist()), reply
+        status, reply, _ = _raw_request(server.port, _post_head(4097), [small + b" "])
+        assert status == 413 and "more than the 4,096 this server takes" in reply["message"]
+    finally:
+        server.stop()
+    assert "(request bodies up to 4,096 bytes)" in server.output()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_knnlab_serve_stops_on_sigterm_or_ctrl_c_with_one_line(logged, tmp_path, signum):
+    uri, run_id, *_ = logged
+    argv = [str(BIN / "knnlab"), "serve", f"runs:/{run_id}/model", "--port", str(_free_port())]
+    server = Server(argv, _env(uri, SYSTEM_PATH), tmp_path, tmp_path / "serve.log")
+    try:
+        server.wait_ready()
+        server.process.send_signal(signum)  # to knnlab alone, as a supervisor or a shell does
+        code = server.process.wait(60)
+    finally:
+        server.stop()
+    output = server.output()
+    assert code == 0, output
+    assert output.rstrip().splitlines()[-1] == f"knnlab serve: stopped ({signum.name})"
+    assert "Traceback" not in output, output
+
+
+def test_serve_refuses_a_port_outside_1_to_65535_before_loading_anything():
+    for port in (0, 65536, 99999, -1):
+        with pytest.raises(ValueError) as refused:
+            serving.serve("sqlite:///nowhere.db", "runs:/0123/model", "127.0.0.1", port)
+        assert str(refused.value) == f"--port {port} is not a TCP port: expected 1 to 65535"
+    assert not Path("nowhere.db").exists()
+
+
+def test_serve_names_a_port_something_listens_on(logged):
+    from knnlab.tracking.errors import TrackingError
+
+    uri, run_id, *_ = logged
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(TrackingError, match=f"^cannot listen on 127.0.0.1:{port} "):
+            serving.serve(uri, f"runs:/{run_id}/model", "127.0.0.1", port)

@@ -43,31 +43,6 @@ def load_logged_model(tracking_uri: str, run_id: str):
     return load_checked_model(f"runs:/{run_id}/model")
 
 
-def serve(tracking_uri: str, model_uri: str, host: str, port: int) -> None:
-    """Serve a logged model with MLflow's own scoring server (``/ping``, ``/health``,
-    ``/version``, ``/invocations``: what ``mlflow models serve --env-manager local`` runs),
-    in this process, until interrupted: the model is checked first
-    (:func:`load_checked_model`), and no program is looked up on ``PATH`` (MLflow 3.17
-    starts ``uvicorn`` by name, so its command works only with the environment's ``bin`` on
-    ``PATH``)."""
-    import mlflow
-    import uvicorn  # MLflow's scoring server runs on it (a dependency of mlflow)
-    from mlflow.exceptions import MlflowException
-    from mlflow.pyfunc import scoring_server
-
-    from knnlab.tracking.errors import TrackingError
-    from knnlab.tracking.store import redact_uri
-
-    mlflow.set_tracking_uri(tracking_uri)
-    try:
-        model = load_checked_model(model_uri)
-    except MlflowException as error:  # e.g. no such run or model in the store
-        raise TrackingError(
-            f"{model_uri} in MLflow store {redact_uri(tracking_uri)}: {error.message}"
-        ) from None
-    uvicorn.run(scoring_server.init(model), host=host, port=port)
-
-
 # What log_model writes, and all that check_logged_model accepts. The pyfunc flavour names
 # the installed loader module and a .npz inside the folder; "code" must be empty; any other
 # key (python_model, cloudpickle_version, artifacts, model_code_path, model_config, ...)

@@ -6,6 +6,7 @@ Everything lives in one folder of the user's choice, ``DIR``::
     DIR/artifacts/     every run's artifacts, uploaded and downloaded through the server
     DIR/pgpass         the database passwords, mode 0600, in libpq's password-file format
     DIR/logs/          postgres.log (the database server's log)
+    DIR/server.lock    locked while a server runs on DIR, holding its process id
 
 PostgreSQL is Debian's (``/usr/lib/postgresql/<version>/bin``), or any ``initdb`` on
 ``PATH``; when it is missing and this runs as root with ``apt-get``, it is installed
@@ -23,11 +24,21 @@ The MLflow server (``python -m mlflow server`` of this environment, so nothing n
 activating) listens on 127.0.0.1 by default; any other address is refused unless asked for
 with ``--host`` explicitly, and then comes with a warning: it has no authentication.
 SIGINT (Ctrl-C) or SIGTERM stops the MLflow server, then PostgreSQL (``pg_ctl stop -m fast``).
+
+One server at a time runs on ``DIR``: a second start refuses, naming the first one's process
+id. The lock is the kernel's (``flock`` on ``DIR/server.lock``), so it goes with the process
+that held it: a server that crashed or was killed never blocks the next start, which stops
+the PostgreSQL it left behind. While it runs, the server watches its PostgreSQL: when that
+stops (``pg_ctl stop``, a crash, the machine's OOM killer), the MLflow server is stopped too
+and ``knnlab server`` exits with one line, exit code 2, so ``/health`` no longer answers and a
+supervisor (systemd's ``Restart=on-failure``) starts both again. MLflow's own ``/health``
+answers 200 without asking the database, while every API call fails with 500.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import ipaddress
 import os
 import re
@@ -42,6 +53,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from knnlab.tracking.errors import TrackingError
 
@@ -56,6 +68,8 @@ INSTALL_HINT = (
 )
 START_TIMEOUT = 120.0  # seconds for PostgreSQL, then for MLflow's /health, to come up
 STOP_TIMEOUT = 20.0  # seconds the MLflow server gets to stop before it is killed
+WATCH_INTERVAL = 1.0  # seconds between two looks at PostgreSQL while the server runs
+PORTS = range(1, 65536)
 
 
 @dataclass(frozen=True)
@@ -79,6 +93,10 @@ class Layout:
     @property
     def logs(self) -> Path:
         return self.root / "logs"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / "server.lock"
 
 
 # --- finding or installing PostgreSQL ----------------------------------------------------------
@@ -152,19 +170,36 @@ def host_warning(host: str) -> str | None:
     )
 
 
+def check_port(port: int, option: str = "--port", free_ok: bool = False) -> None:
+    """A ValueError naming ``option`` when ``port`` is no TCP port (1 to 65535; 0 too when
+    ``free_ok``: a free port picked at start)."""
+    if port in PORTS or (free_ok and port == 0):
+        return
+    allowed = "0 (a free port) or 1 to 65535" if free_ok else "1 to 65535"
+    raise ValueError(f"{option} {port} is not a TCP port: expected {allowed}")
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host``:``port``, as servers bind (``SO_REUSEADDR``); a
+    :class:`TrackingError` naming the port when something already listens on it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise TrackingError(
+            f"cannot listen on {host}:{port} ({error.strerror}): another server (an "
+            "earlier knnlab server?) uses it; stop it, or choose another --port"
+        ) from None
+    return sock
+
+
 def check_port_free(host: str, port: int) -> None:
     """A :class:`TrackingError` naming the port when something already listens on it (an
     earlier server, whose /health would otherwise pass for this one's)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError as error:
-            raise TrackingError(
-                f"cannot listen on {host}:{port} ({error.strerror}): another server (an "
-                "earlier knnlab server?) uses it; stop it, or choose another --port"
-            ) from None
+    bind(host, port).close()
 
 
 def free_port(host: str = LOOPBACK) -> int:
@@ -302,6 +337,12 @@ class Cluster:
         except (OSError, ValueError, IndexError):
             return None
 
+    def still_running(self, pid: int) -> bool:
+        """Whether the postmaster ``pid`` still runs this cluster: ``postmaster.pid`` still
+        names it (``pg_ctl stop`` removes the file) and the process lives. Read from files
+        rather than by ``pg_ctl status``, which would start a process every second."""
+        return self.pid() == pid and _alive(pid)
+
     def ensure_database(self, port: int) -> None:
         """The role and database ``mlflow`` (owner: that role), created when missing."""
         psycopg2 = _psycopg2()
@@ -320,6 +361,45 @@ class Cluster:
                 cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,))
                 if cursor.fetchone() is None:
                     cursor.execute(f"CREATE DATABASE {DB_NAME} OWNER {DB_USER}")
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is no zombie (a crashed postmaster stays one when
+    the container's first process reaps nothing)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, under another user
+    with contextlib.suppress(OSError, IndexError):  # no /proc: trust kill
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    return True
+
+
+def lock_data(layout: Layout) -> int:
+    """Take ``DIR/server.lock`` for this process and write its id there; the open file
+    descriptor, whose closing (or the process's end) releases the lock. A
+    :class:`TrackingError` naming ``DIR`` and the holder's process id when another server
+    holds it."""
+    fd = os.open(layout.lock, os.O_RDWR | os.O_CREAT, 0o644)  # close-on-exec: not inherited
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", errors="replace").strip()
+        os.close(fd)
+        pid = holder if holder.isdigit() else "unknown"
+        raise TrackingError(
+            f"{layout.root} is in use by another knnlab server (pid {pid}): stop that one "
+            "first (Ctrl-C, or SIGTERM), or choose another --data folder"
+        ) from None
+    except OSError:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 def _psycopg2():
@@ -448,13 +528,26 @@ def banner(layout: Layout, url: str, pg_port: int, bindir: Path) -> str:
 
 def serve(data: Path, host: str, port: int, pg_port: int, workers: int) -> int:
     """Run PostgreSQL and the MLflow server on ``data`` in the foreground until Ctrl-C or
-    SIGTERM (exit code 0) or until the MLflow server ends by itself (1); both are stopped
-    either way. ``pg_port`` 0 picks a free port."""
+    SIGTERM (exit code 0). A :class:`TrackingError` when another server runs on ``data``,
+    or when the MLflow server or PostgreSQL ends by itself (both are stopped either way).
+    ``pg_port`` 0 picks a free port."""
+    check_port(port)
+    check_port(pg_port, "--pg-port", free_ok=True)
     layout = Layout(data.expanduser().resolve())
     if warning := host_warning(host):
         print(warning, file=sys.stderr, flush=True)
     bindir = ensure_postgres(lambda line: print(line, flush=True))
     layout.root.mkdir(parents=True, exist_ok=True)
+    lock = lock_data(layout)
+    try:
+        return _serve_locked(layout, bindir, host, port, pg_port, workers)
+    finally:
+        os.close(lock)
+
+
+def _serve_locked(
+    layout: Layout, bindir: Path, host: str, port: int, pg_port: int, workers: int
+) -> int:
     layout.artifacts.mkdir(exist_ok=True)
     cluster = Cluster(bindir, layout)
     if not cluster.initialised():
@@ -492,10 +585,7 @@ def serve(data: Path, host: str, port: int, pg_port: int, workers: int) -> int:
                                f"http://{LOOPBACK}:{port}", mlflow)  # fmt: skip
         print(banner(layout, url, pg_port, bindir), flush=True)
         print(f"knnlab server: ready in {seconds:.1f} s", flush=True)
-        code = mlflow.wait()
-        print(f"knnlab server: the MLflow server ended (exit code {code}); stopping PostgreSQL",
-              file=sys.stderr, flush=True)  # fmt: skip
-        return 1
+        _watch(mlflow, cluster)
     except (KeyboardInterrupt, _Stop):
         print("knnlab server: stopping", flush=True)
         return 0
@@ -510,6 +600,28 @@ def serve(data: Path, host: str, port: int, pg_port: int, workers: int) -> int:
         finally:
             signal.signal(signal.SIGTERM, previous)
             signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _watch(mlflow: subprocess.Popen, cluster: Cluster) -> NoReturn:
+    """Wait while both the MLflow server and PostgreSQL run; a :class:`TrackingError` saying
+    which one ended. MLflow's /health does not ask the database, so without this a server
+    whose PostgreSQL stopped would pass every health check and fail every request."""
+    postmaster = cluster.pid()
+    while True:
+        try:
+            code = mlflow.wait(WATCH_INTERVAL)
+        except subprocess.TimeoutExpired:
+            if postmaster is None or not cluster.still_running(postmaster):
+                raise TrackingError(
+                    f"PostgreSQL (pid {postmaster}) stopped under the server, so the MLflow "
+                    f"server was stopped too; see its log {cluster.log}, then start knnlab "
+                    "server again"
+                ) from None
+        else:
+            raise TrackingError(
+                f"the MLflow server ended by itself (exit code {code}; its messages are "
+                "above), so PostgreSQL was stopped too; start knnlab server again"
+            )
 
 
 def check(say=print) -> None:
