@@ -461,7 +461,7 @@ def idx_bytes(array: np.ndarray, code: int | None = None, shape=None) -> bytes:
 
 def write_idx(path, array: np.ndarray, gzipped: bool = False):
     data = idx_bytes(array)
-    path.write_bytes(gzip.compress(data) if gzipped else data)
+    path.write_bytes(gzip.compress(data, mtime=0) if gzipped else data)
     return path
 
 
@@ -526,7 +526,7 @@ def uint8_idx(*shape: int) -> bytes:
             r"expected 16 bytes of data after the header \(4 int32 values\), found 12",
         ),
         (
-            gzip.compress(uint8_idx(100))[:-12],
+            gzip.compress(uint8_idx(100), mtime=0)[:-12],
             "starts with the gzip magic bytes 1f 8b but does not",
         ),
         (
@@ -786,7 +786,7 @@ TABLE = b"x,y\n0,0\n1,1\n2,0\n3,1\n"
     [
         (
             "t.csv",
-            gzip.compress(TABLE),
+            gzip.compress(TABLE, mtime=0),
             r"t\.csv': is gzip-compressed \(it starts with the gzip magic bytes 1f 8b\), not CSV "
             r"text; decompress it \(e\.g\. `gzip -dc t\.csv > t-plain\.csv`\) and set data\.path",
         ),
@@ -800,7 +800,7 @@ TABLE = b"x,y\n0,0\n1,1\n2,0\n3,1\n"
             r"t\.parquet': is not a Parquet file \(it does not start with the Parquet magic "
             r"bytes PAR1\); if it is a CSV table, name it \.csv",
         ),
-        ("t.parquet", gzip.compress(TABLE), "is gzip-compressed .*, not a Parquet file"),
+        ("t.parquet", gzip.compress(TABLE, mtime=0), "is gzip-compressed .*, not a Parquet file"),
         ("t.csv", b"", r"t\.csv': is empty; expected a CSV table"),
         ("t.parquet", b"", r"t\.parquet': is empty; expected a Parquet table"),
         ("t.csv", b"\n\n\n", "holds blank lines only; expected a CSV table"),

@@ -447,7 +447,7 @@ def _parquet() -> bytes:
     ("content", "message"),
     [
         (
-            gzip.compress(b"1,2\n"),
+            gzip.compress(b"1,2\n", mtime=0),
             "is gzip-compressed, not CSV text; decompress it first: gzip -dc {path} > plain.csv",
         ),
         (_workbook(), "is an Excel workbook (.xlsx), not CSV text; save the sheet as CSV"),
@@ -521,7 +521,7 @@ def test_a_file_outside_the_project_is_not_quoted(digits_model, tmp_path, capsys
             "(knnlab predict digit.png)",
         ),
         (
-            gzip.compress(b"1,2\n"),
+            gzip.compress(b"1,2\n", mtime=0),
             "<stdin>: is gzip-compressed, not CSV text; decompress it "
             "first: gzip -dc FILE | knnlab predict -",
         ),
