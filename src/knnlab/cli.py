@@ -137,9 +137,20 @@ def safe_streams() -> None:
 
 
 def quiet_library_tracebacks() -> None:
-    """MLflow logs a store's SQL error with its full traceback before raising it; the raised
-    error becomes this command's one line, and ``--debug`` shows the traceback."""
+    """MLflow logs a store's SQL error with its full traceback before raising it, and its
+    progress (INFO lines, download bars) on stderr: the raised error becomes this command's
+    one line, and ``--debug`` shows the rest. The environment's own settings win."""
     logging.getLogger("mlflow.store.db.utils").addFilter(lambda record: not record.exc_info)
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Command-line mistakes as one line, like every other error (the usage is one
+    ``--help`` away), exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def port_number(text: str) -> int:
@@ -154,7 +165,7 @@ def port_number(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="knnlab", description=DESCRIPTION)
+    parser = OneLineParser(prog="knnlab", description=DESCRIPTION)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     params_help = (
@@ -444,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     safe_streams()
     args = build_parser().parse_args(argv)
     debug = args.debug or os.environ.get("KNNLAB_DEBUG") == "1"
-    if not debug:
+    if not debug and args.command != "server":  # the server's own log is MLflow's
         quiet_library_tracebacks()
     if args.command not in ("serve", "server"):  # those two stop their servers themselves
         signal.signal(signal.SIGTERM, _raise_terminated)

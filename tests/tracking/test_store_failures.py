@@ -117,3 +117,15 @@ def test_a_full_disk_is_named_with_the_bytes_left(tmp_path):
         )
     finally:
         subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+def test_a_file_the_artifact_store_cannot_write_is_named_not_the_database(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with pytest.raises(OSError) as raised:
+        (tmp_path / "mlruns" / "missing" / "model.npz").write_bytes(b"")
+    line = store_failure(uri, raised.value)
+    assert line == (
+        f"the artifact store of MLflow store {uri} cannot write "
+        f"{tmp_path / 'mlruns' / 'missing' / 'model.npz'} (No such file or directory); check "
+        "that folder's permissions"
+    )

@@ -323,6 +323,20 @@ def store_failure(uri: str, error: BaseException) -> str:
     database = None
     if uri.startswith("sqlite:///"):
         database = Path(_sqlite_target(uri)[0].removeprefix("file:").split("?")[0])
+    if (
+        isinstance(error, OSError)
+        and error.filename
+        and error.errno
+        not in (
+            errno.ENOSPC,
+            errno.EFBIG,
+        )
+    ):
+        # A file of the artifact store (mlruns/ beside a SQLite store), not the database.
+        return (
+            f"the artifact store of {where} cannot write {error.filename} ({error.strerror}); "
+            "check that folder's permissions"
+        )
     if "not a database" in lowered or "malformed" in lowered:
         return (
             f"{where} is damaged or is not an MLflow SQLite store ({detail}); move the file "
