@@ -111,3 +111,26 @@ def _wchan(pid: int) -> str | None:
             return wchan.read().strip()
     except OSError:
         return None
+
+
+@pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupt_during_a_store_write_lands_when_the_write_ends(sent):
+    """A signal inside the block is held back, and acted on (as the handler in place before
+    would have: KeyboardInterrupt, or the command line's Terminated) once the block ends."""
+    child = (
+        "import os, signal; from knnlab import cli; from knnlab.tracking.store import "
+        "interrupts_deferred\n"
+        "signal.signal(signal.SIGTERM, cli._raise_terminated)\n"
+        "try:\n"
+        "    with interrupts_deferred():\n"
+        f"        os.kill(os.getpid(), {int(sent)})\n"
+        "        print('write finished', flush=True)\n"
+        "    print('not reached', flush=True)\n"
+        "except KeyboardInterrupt as stop:\n"
+        "    print('then', type(stop).__name__, flush=True)\n"
+        "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    raised = "KeyboardInterrupt" if sent == signal.SIGINT else "Terminated"
+    assert done.stdout.splitlines() == ["write finished", f"then {raised}", "True"]

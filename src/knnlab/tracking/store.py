@@ -25,14 +25,17 @@ import fcntl
 import math
 import os
 import re
+import signal
 import socket
 import sqlite3
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote_plus
 
 from knnlab.pipeline import paths
@@ -396,6 +399,34 @@ def lock_timeout(config: MlflowParams) -> float:
     return value
 
 
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) and SIGTERM back for the block, a write to the store, and act on
+    them when it ends. Interrupted inside a database transaction, MLflow's SQLAlchemy session
+    leaves it open, and the open transaction keeps the SQLite file locked against this
+    process's own attempt to mark the run KILLED. The writes are short (the lock is let go
+    every second while nested runs are logged), so the interrupt still lands promptly."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals are delivered to the main thread only
+        return
+    received: list[tuple[int, Any]] = []
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous[signum] = signal.signal(signum, lambda *got: received.append(got))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        if received:
+            signum, frame = received[0]
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, frame)  # raises KeyboardInterrupt (or the CLI's Terminated)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), signum)  # what the signal would have done
+
+
 class StoreLock:
     """Serialise writers of one SQLite store across processes (parallel DVC experiments):
     SQLite allows one writer at a time, and MLflow's first use creates tables, which two
@@ -436,7 +467,8 @@ class StoreLock:
             if self.path is not None:
                 _held[self.path] += 1
             try:
-                yield
+                with interrupts_deferred():
+                    yield
             finally:
                 if self.path is not None:
                     _held[self.path] -= 1
@@ -452,7 +484,8 @@ class StoreLock:
                     f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n"
                 )
                 lock.flush()
-                yield
+                with interrupts_deferred():
+                    yield
             finally:
                 _held[self.path] = 0
                 lock.truncate(0)  # no stale holder for the next waiter to name
