@@ -142,6 +142,7 @@ def _code(text: str) -> str:
 def _generic(message: str) -> str:
     """What differs from run to run made generic: ports on this machine, run ids."""
     message = re.sub(r"(127\.0\.0\.1|localhost):\d{4,5}\b", r"\1:PORT", message)
+    message = re.sub(r"\b[0-9a-f]{40}\b", "<commit>", message)
     return re.sub(r"\b[0-9a-f]{32}\b", "<run id>", message)
 
 
