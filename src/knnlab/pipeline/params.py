@@ -4,6 +4,12 @@ Every stage calls :func:`load_params`; an unknown key, a wrong type or an out-of
 value raises :class:`ParamsError` naming the key, the value and what is allowed. The
 resolved, frozen :class:`Params` is what stages use and what gets logged to MLflow.
 
+The sections are pydantic dataclasses: pydantic gives the structure (nesting, unknown keys
+refused, frozen instances, strict field types, ``Params.model_json_schema()``); each field's
+check (below) gives the rule and knnlab's one-line message, with the allowed values taken
+from :mod:`knnlab.options` and :mod:`knnlab.algorithms`. docs/pipeline.md's table of keys
+is :func:`params_table`.
+
 The file is read as DVC reads it (:func:`read_params_text`: YAML 1.2, duplicate keys
 refused), so the values a stage uses are the ones ``dvc params diff`` and ``dvc exp show``
 attribute its results to.
@@ -11,19 +17,37 @@ attribute its results to.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
 import reprlib
 import stat
 import sys
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+from pydantic import (
+    ConfigDict,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass
+from pydantic_core import ArgsKwargs
 
 from knnlab.algorithms import (
     ALGORITHMS,
+    APPROXIMATE_ALGORITHMS,
     BACKENDS,
+    EXACT_ALGORITHMS,
     backend_available,
     index_option_problems,
     is_approximate,
@@ -99,7 +123,7 @@ def _int(minimum: int | None = None, maximum: int | None = None, why: str = ""):
             raise _fail(key, value, allowed)
         if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
             raise _fail(key, value, allowed)
-        return value
+        return int(value)  # a numpy integer as Python's, which the field's StrictInt takes
 
     return check
 
@@ -142,9 +166,9 @@ def _minkowski_p(key: str, value: Any) -> int | float:
     if _beyond_float(value) or not is_minkowski_p(value):
         raise _fail(key, value, "a number >= 1 (Minkowski p; .inf for Chebyshev)")
     # 2.0 and 2 are the same metric; keep integers as int so logs and file names agree.
-    if isinstance(value, float) and value.is_integer():
+    if is_count(value) or (isinstance(value, float) and value.is_integer()):
         return int(value)
-    return value
+    return float(value)
 
 
 def _test_size(key: str, value: Any) -> int | float:
@@ -226,7 +250,7 @@ def _optional_label(key: str, value: Any) -> int | str | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | str) or value == "":
         raise _fail(key, value, "a class label (an integer or a string) or null")
-    return value
+    return int(value) if is_count(value) else value
 
 
 # An OpenML dataset name also names its cache file, data/cache/openml/<name>.parquet: no
@@ -277,7 +301,8 @@ def _nonempty_str(key: str, value: Any) -> str:
 
 def _list_of(item_check):
     def check(key: str, value: Any) -> tuple:
-        if not isinstance(value, list) or not value:
+        # A tuple is what a section holds: dataclasses.replace gives it back to the check.
+        if not isinstance(value, list | tuple) or not value:
             raise _fail(key, value, "a non-empty list")
         items = tuple(item_check(f"{key}[{i}]", item) for i, item in enumerate(value))
         if len(set(items)) != len(items):
@@ -310,21 +335,127 @@ def _scheduler_address(key: str, value: Any) -> str | None:
     return value
 
 
-def _param(default: Any, check) -> Any:
-    """A dataclass field with a default and a validating check stored in its metadata."""
-    return field(default=default, metadata={"check": check})
+def _param(default: Any, check, description: str) -> Any:
+    """A field with a default, its check (run on every value given, before pydantic's type
+    check) and the description the JSON Schema and docs/pipeline.md's table show."""
+    metadata = {"check": check, "description": description}
+    if isinstance(default, dict):  # a mutable default: each instance gets its own
+        return field(default_factory=dict, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def _section(key: str):
+    """Make a params.yaml section of the class: a frozen pydantic dataclass that refuses
+    unknown keys and checks every value with its field's check; ``key`` is where it sits in
+    params.yaml (``tune.grid``), so that a message names the full key. Constructing one
+    directly raises :class:`ParamsError` too, with the same messages."""
+
+    def make(cls: type) -> type:
+        cls._key = key
+        cls = dataclass(frozen=True, config=_CONFIG)(cls)
+        validate = cls.__init__
+
+        @functools.wraps(validate)
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            try:
+                validate(self, *args, **kwargs)
+            except ValidationError as error:
+                raise _params_error(error, key) from None
+
+        cls.__init__ = __init__
+        _SECTIONS[key] = cls
+        return cls
+
+    return make
+
+
+# Each section by its place in params.yaml ("" for the whole file), to name the keys it allows.
+_SECTIONS: dict[str, type] = {}
+# The field types are pydantic's strict ones (StrictInt: no "5", no 5.0, no true), the
+# sections refuse unknown keys; config-wide strict mode would also refuse a mapping for a
+# nested section.
+_CONFIG = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class _Section:
+    """What every section shares: the mapping check, the unknown-key check and the
+    per-field checks, each raising knnlab's own one-line message."""
+
+    _key: ClassVar[str] = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mapping(cls, raw: Any) -> Any:
+        # The whole mapping is seen before any field, so an unknown key is reported before
+        # a wrong value, and a misspelt key never reads as "missing".
+        if isinstance(raw, cls | ArgsKwargs):
+            return raw
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            raise _fail(cls._key, raw, "a mapping of keys to values")
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(raw) - set(known), key=_shown)
+        if unknown:
+            raise _unknown_key(cls._key, unknown[0], known)
+        return raw
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _check(cls, value: Any, info: ValidationInfo) -> Any:
+        check = cls.__dataclass_fields__[info.field_name].metadata.get("check")
+        if check is None:  # a nested section: its own validators check it
+            return value
+        return check(f"{cls._key}.{info.field_name}" if cls._key else info.field_name, value)
+
+    @classmethod
+    def model_json_schema(cls) -> dict[str, Any]:
+        """The JSON Schema of the section (of the whole file for :class:`Params`)."""
+        return TypeAdapter(cls).json_schema()
+
+
+def _unknown_key(section: str, name: Any, known: list[str]) -> ParamsError:
+    label = name if isinstance(name, str) else _shown(name)
+    where = f"{section}.{label}" if section else label
+    return ParamsError(
+        f"params.yaml: unknown key {_shown(where)}; allowed keys"
+        f"{' in ' + section if section else ''}: {', '.join(known)}"
+    )
+
+
+def _params_error(error: ValidationError, section: str) -> ParamsError:
+    """The first of pydantic's errors as knnlab's one-line message. The checks raise
+    ParamsError themselves; pydantic's own errors name a key given to a constructor that
+    the section does not have, or a value the field's type refuses."""
+    first = error.errors()[0]
+    raised = first.get("ctx", {}).get("error")
+    if isinstance(raised, ParamsError):
+        return raised
+    loc = [str(part) for part in first["loc"]]
+    if first["type"] in ("unexpected_keyword_argument", "extra_forbidden", "invalid_key"):
+        where = ".".join(filter(None, [section, *loc[:-1]]))
+        owner = _SECTIONS.get(where)
+        known = [f.name for f in fields(owner)] if owner else []
+        return _unknown_key(where, first["loc"][-1], known)
+    key = ".".join(filter(None, [section, *loc]))
+    return _fail(key, first["input"], f"a value of the key's type ({first['msg']})")
 
 
 # --- sections -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class MoonsParams:
+@_section("data.moons")
+class MoonsParams(_Section):
     """``sklearn.datasets.make_moons`` settings, used when ``data.dataset: moons``."""
 
-    n_samples: int = _param(500, _int(10, MAX_MOONS_SAMPLES))
-    noise: float = _param(0.3, _nonnegative_float)
-    seed: int = _param(0, _seed)
+    n_samples: StrictInt = _param(
+        500,
+        _int(10, MAX_MOONS_SAMPLES),
+        f"rows generated (10 to {MAX_MOONS_SAMPLES:,}), for `dataset: moons`",
+    )
+    noise: StrictFloat = _param(0.3, _nonnegative_float, "the noise of the moons")
+    seed: StrictInt = _param(0, _seed, "generates the moons")
 
 
 def _check_not_special(path: str) -> None:
@@ -356,8 +487,13 @@ def _check_folder(path: str) -> None:
         )
 
 
-@dataclass(frozen=True)
-class DataParams:
+def _code(names: tuple[str, ...]) -> str:
+    """Names as the docs show them: `a`, `b`."""
+    return ", ".join(f"`{name}`" for name in names)
+
+
+@_section("data")
+class DataParams(_Section):
     """Where the samples come from: an embedded dataset, Fashion-MNIST's IDX files (in the
     folder ``path`` when it is not the default), OpenML, or a local CSV/parquet file.
 
@@ -366,14 +502,34 @@ class DataParams:
     ``positive_class`` names the class of a binary "is it a <class>?" analysis (plots).
     """
 
-    dataset: str = _param("digits", _dataset_name)
-    path: str = _param(DEFAULT_DATA_PATH, _data_path)
-    label_column: str | None = _param(None, _optional_str)
+    dataset: StrictStr = _param(
+        "digits",
+        _dataset_name,
+        f"{_code(EMBEDDED_DATASETS)} (embedded), {_code((FASHION_MNIST, *OPENML_DATASETS))}, "
+        f"`{OPENML_PREFIX}<name>`, `{FILE_DATASET}`",
+    )
+    path: StrictStr = _param(
+        DEFAULT_DATA_PATH,
+        _data_path,
+        "with `dataset: file`, a `.csv`/`.parquet` file (a dependency of `fetch`); with "
+        "`fashion_mnist`, a folder of its IDX files",
+    )
+    label_column: StrictStr | None = _param(
+        None, _optional_str, "the label column of `data.path`, with `dataset: file`"
+    )
     moons: MoonsParams = field(default_factory=MoonsParams)
-    features: tuple[str, ...] | None = _param(None, _optional(_list_of(_nonempty_str)))
-    max_rows: int | None = _param(None, _optional(_int(2, MAX_ROWS)))
-    seed: int = _param(0, _seed)
-    positive_class: int | str | None = _param(None, _optional_label)
+    features: tuple[StrictStr, ...] | None = _param(
+        None,
+        _optional(_list_of(_nonempty_str)),
+        "a list of feature columns to keep (iris on two features)",
+    )
+    max_rows: StrictInt | None = _param(
+        None, _optional(_int(2, MAX_ROWS)), "a stratified, seeded sample of that many rows"
+    )
+    seed: StrictInt = _param(0, _seed, "draws that sample")
+    positive_class: StrictInt | StrictStr | None = _param(
+        None, _optional_label, 'a class for the binary "is it a …?" analysis'
+    )
 
     def __post_init__(self) -> None:
         if self.dataset == FILE_DATASET:
@@ -395,13 +551,15 @@ class DataParams:
             _check_folder(self.path)
 
 
-@dataclass(frozen=True)
-class SplitParams:
+@_section("split")
+class SplitParams(_Section):
     """Stratified, seeded train/test split. ``test_size`` is a fraction of the rows (float)
     or the number of test rows (int), as in scikit-learn's ``train_test_split``."""
 
-    test_size: float | int = _param(0.25, _test_size)
-    seed: int = _param(42, _seed)
+    test_size: StrictFloat | StrictInt = _param(
+        0.25, _test_size, "a fraction in (0, 1) or a count of test rows ≥ 1"
+    )
+    seed: StrictInt = _param(42, _seed, "integer ≥ 0: the split's seed")
 
 
 def _option_mapping(key: str, value: Any) -> dict[str, Any]:
@@ -427,36 +585,69 @@ def _check_index(section: str, algorithm: str, options: dict, p: Any) -> None:
         )
 
 
-@dataclass(frozen=True)
-class ModelParams:
+@_section("model")
+class ModelParams(_Section):
     """The configured k-nearest-neighbours classifier; ``scale`` is fitted on the training
     rows only (also inside each tuning fold). ``index`` holds the options of an approximate
     ``algorithm`` (hnsw, ivf; :data:`knnlab.search.BACKENDS`), unset ones at their defaults;
     ``seed`` seeds its build."""
 
-    n_neighbors: int = _param(5, _int(1, MAX_N_NEIGHBORS))
-    p: int | float = _param(2, _minkowski_p)
-    weights: str = _param("uniform", _choice(WEIGHTS))
-    algorithm: str = _param("auto", _choice(ALGORITHMS))
-    scale: str = _param("none", _choice(SCALINGS))
-    index: dict[str, Any] = field(default_factory=dict, metadata={"check": _option_mapping})
-    seed: int = _param(0, _index_seed)
+    n_neighbors: StrictInt = _param(
+        5,
+        _int(1, MAX_N_NEIGHBORS),
+        f"integer ≥ 1 and ≤ {MAX_N_NEIGHBORS:,} (and ≤ the train split)",
+    )
+    p: StrictInt | StrictFloat = _param(2, _minkowski_p, "number ≥ 1, `.inf` for Chebyshev")
+    weights: StrictStr = _param("uniform", _choice(WEIGHTS), _code(WEIGHTS))
+    algorithm: StrictStr = _param(
+        "auto",
+        _choice(ALGORITHMS),
+        f"{_code(('auto', *EXACT_ALGORITHMS))} (exact); {_code(APPROXIMATE_ALGORITHMS)} "
+        "(approximate, p = 2, the `ann` extra; [approximate.md](approximate.md))",
+    )
+    scale: StrictStr = _param(
+        "none",
+        _choice(SCALINGS),
+        f"{_code(SCALINGS)} (fitted on training rows only, per fold when tuning)",
+    )
+    index: dict[str, Any] = _param(
+        {},
+        _option_mapping,
+        "the options of an approximate `model.algorithm`, below; null: its default; an "
+        "option of another algorithm is an error",
+    )
+    seed: StrictInt = _param(0, _index_seed, "integer ≥ 0: seeds an approximate index's build")
 
     def __post_init__(self) -> None:
         _check_index("model", self.algorithm, self.index, self.p)
 
 
-@dataclass(frozen=True)
-class GridParams:
+@_section("tune.grid")
+class GridParams(_Section):
     """The hyper-parameter grid: every combination is one candidate."""
 
-    n_neighbors: tuple[int, ...] = _param(
-        tuple(range(2, 19, 2)), _list_of(_int(1, MAX_N_NEIGHBORS))
+    n_neighbors: tuple[StrictInt, ...] = _param(
+        tuple(range(2, 19, 2)),
+        _list_of(_int(1, MAX_N_NEIGHBORS)),
+        "a non-empty list of `model.n_neighbors` values",
     )
-    p: tuple[int | float, ...] = _param((1, 2, 3), _list_of(_minkowski_p))
-    weights: tuple[str, ...] = _param(WEIGHTS, _list_of(_choice(WEIGHTS)))
-    algorithm: tuple[str, ...] = _param(("brute",), _list_of(_choice(ALGORITHMS)))
-    index: dict[str, tuple] = field(default_factory=dict, metadata={"check": _option_mapping})
+    p: tuple[StrictInt | StrictFloat, ...] = _param(
+        (1, 2, 3), _list_of(_minkowski_p), "a non-empty list of `model.p` values"
+    )
+    weights: tuple[StrictStr, ...] = _param(
+        WEIGHTS, _list_of(_choice(WEIGHTS)), "a non-empty list of `model.weights` values"
+    )
+    algorithm: tuple[StrictStr, ...] = _param(
+        ("brute",),
+        _list_of(_choice(ALGORITHMS)),
+        "a non-empty list of `model.algorithm` values; an approximate one is tried at p = 2 only",
+    )
+    index: dict[str, Any] = _param(
+        {},
+        _option_mapping,
+        "`tune.grid.index.<option>`: a list of values of an approximate algorithm's option "
+        "in the grid; null: not varied",
+    )
 
     def __post_init__(self) -> None:
         """Each list in ``index`` belongs to an approximate algorithm of the grid; those
@@ -484,7 +675,7 @@ class GridParams:
                     )
                     + ")",
                 )
-            if not isinstance(values, list) or not values:
+            if not isinstance(values, list | tuple) or not values:
                 raise _fail(key, values, "a non-empty list of values")
             for owner in owners:
                 for i, value in enumerate(values):
@@ -531,8 +722,8 @@ def _candidate_count(grid: GridParams) -> int:
     return count
 
 
-@dataclass(frozen=True)
-class TuneParams:
+@_section("tune")
+class TuneParams(_Section):
     """Cross-validated grid search on the train split.
 
     ``select`` is the rule that picks the tuned model: ``best``, the highest mean CV score
@@ -542,50 +733,85 @@ class TuneParams:
     """
 
     grid: GridParams = field(default_factory=GridParams)
-    cv: int = _param(5, _int(2, MAX_FOLDS))
-    scoring: str = _param("accuracy", _choice(SCORERS))
-    seed: int = _param(0, _seed)
+    cv: StrictInt = _param(
+        5, _int(2, MAX_FOLDS), f"folds: ≥ 2 and ≤ the smallest class (at most {MAX_FOLDS})"
+    )
+    scoring: StrictStr = _param("accuracy", _choice(SCORERS), _code(SCORERS))
+    seed: StrictInt = _param(0, _seed, "shuffles the folds")
     # `best` by default: it is scikit-learn's choice and keeps existing runs' tuned models.
     # `one_se` prefers the smoothest model the CV cannot tell from the best, but its SE comes
     # from a handful of overlapping folds and is itself rough (Bengio & Grandvalet 2004), so
     # it is an opt-in.
-    select: str = _param("best", _choice(SELECTIONS))
+    select: StrictStr = _param(
+        "best",
+        _choice(SELECTIONS),
+        "`best` (highest mean CV score) or `one_se` (largest k within one SE of the best); "
+        "[statistics.md](statistics.md#tuning-that-knows-its-noise-tuneselect)",
+    )
 
 
-@dataclass(frozen=True)
-class StatsParams:
+@_section("stats")
+class StatsParams(_Section):
     """Intervals and paired tests on the test split (evaluate, ``knnlab report --base``):
     ``resamples`` stratified bootstrap resamples of the test rows drawn with ``seed``;
     intervals at ``confidence``, and a difference is significant at 1 - ``confidence``."""
 
-    confidence: float = _param(0.95, _confidence)
+    confidence: StrictFloat = _param(
+        0.95, _confidence, "in (0.5, 1): of every interval; significance at 1 - confidence"
+    )
     # Percentile intervals need their tails resolved: 2000 resamples put 50 in each 2.5 %
     # tail; fewer than 200 would leave the bounds to a handful of draws.
-    resamples: int = _param(2000, _int(200, MAX_RESAMPLES))
-    seed: int = _param(0, _seed)
+    resamples: StrictInt = _param(
+        2000,
+        _int(200, MAX_RESAMPLES),
+        f"stratified bootstrap resamples of the test rows (200 to {MAX_RESAMPLES:,})",
+    )
+    seed: StrictInt = _param(0, _seed, "the bootstrap's seed (evaluate, `knnlab report --base`)")
 
 
-@dataclass(frozen=True)
-class MlflowParams:
+@_section("mlflow")
+class MlflowParams(_Section):
     """Where runs are logged. ``tracking_uri: null`` means ``sqlite:///<repo>/mlflow.db``;
     ``required: false`` lets stages complete (with a warning) when the store is down;
     ``lock_timeout`` is how long a stage waits for another process's write to a SQLite store
     before giving up (``KNNLAB_LOCK_TIMEOUT`` in the environment overrides it)."""
 
-    experiment: str = _param("knnlab", _nonempty_str)
-    tracking_uri: str | None = _param(None, _optional_str)
-    required: bool = _param(True, _bool)
-    lock_timeout: float = _param(600.0, _positive_seconds)
+    experiment: StrictStr = _param(
+        "knnlab", _nonempty_str, "the MLflow experiment; not a dependency of any stage"
+    )
+    tracking_uri: StrictStr | None = _param(
+        None,
+        _optional_str,
+        "null: `sqlite:///<repository root>/mlflow.db` (`MLFLOW_TRACKING_URI` overrides); not a "
+        "dependency of any stage",
+    )
+    required: StrictBool = _param(
+        True,
+        _bool,
+        "`false`: a stage whose store is unreachable warns and completes; not a dependency "
+        "of any stage",
+    )
+    lock_timeout: StrictFloat = _param(
+        600.0,
+        _positive_seconds,
+        "seconds to wait for the SQLite store's lock (`KNNLAB_LOCK_TIMEOUT` overrides)",
+    )
 
 
-@dataclass(frozen=True)
-class ComputeParams:
+@_section("compute")
+class ComputeParams(_Section):
     """Where searches run. ``scheduler``: a Dask scheduler's address (``tcp://host:8786``):
     tune sends its (fold, p) searches to its workers; null runs on this machine (and never
     imports Dask). ``DASK_SCHEDULER_ADDRESS`` in the environment overrides it. Results are
     bit-identical either way, so, like ``mlflow.*``, no stage depends on it."""
 
-    scheduler: str | None = _param(None, _scheduler_address)
+    scheduler: StrictStr | None = _param(
+        None,
+        _scheduler_address,
+        "a Dask scheduler, `tcp://host:port` (also `tls`, `ws`, `wss`): `tune`'s (fold, p) "
+        "searches run on its workers, with bit-identical results, so not a dependency of any "
+        "stage; `DASK_SCHEDULER_ADDRESS` overrides; [distributed.md](distributed.md)",
+    )
 
     def resolved_scheduler(self) -> str | None:
         """The address to use: ``DASK_SCHEDULER_ADDRESS`` when set (and not empty), else
@@ -600,8 +826,10 @@ class ComputeParams:
         return self.scheduler
 
 
-@dataclass(frozen=True)
-class Params:
+@_section("")
+class Params(_Section):
+    """The whole of params.yaml, every default filled in."""
+
     data: DataParams = field(default_factory=DataParams)
     split: SplitParams = field(default_factory=SplitParams)
     model: ModelParams = field(default_factory=ModelParams)
@@ -623,36 +851,64 @@ class Params:
         return plain(asdict(self))
 
 
-def _build(cls: type, raw: Any, prefix: str):
-    """Build dataclass ``cls`` from mapping ``raw``, checking every key under ``prefix``."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise _fail(prefix, raw, "a mapping of keys to values")
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(raw) - set(known), key=_shown)
-    if unknown:
-        name = unknown[0] if isinstance(unknown[0], str) else _shown(unknown[0])
-        where = f"{prefix}.{name}" if prefix else name
-        raise ParamsError(
-            f"params.yaml: unknown key {_shown(where)}; allowed keys"
-            f"{' in ' + prefix if prefix else ''}: {', '.join(known)}"
-        )
-    values = {}
-    for name, f in known.items():
-        key = f"{prefix}.{name}" if prefix else name
-        if "check" in f.metadata:
-            if name in raw:
-                values[name] = f.metadata["check"](key, raw[name])
-        else:  # a nested section
-            nested_cls = f.default_factory if f.default_factory is not MISSING else None
-            values[name] = _build(nested_cls, raw.get(name), key)
-    return cls(**values)
+_PARAMS = TypeAdapter(Params)
 
 
 def parse_params(raw: Any) -> Params:
     """Validate an already-parsed params mapping (as read from YAML)."""
-    return _build(Params, raw, "")
+    try:
+        return _PARAMS.validate_python(raw)
+    except ValidationError as error:
+        raise _params_error(error, "") from None
+
+
+# --- the table of docs/pipeline.md ----------------------------------------------------------
+
+PARAMS_TABLE_HEADER = ("| key | default | allowed |", "|---|---|---|")
+
+
+def params_table() -> str:
+    """The table of every params.yaml key in docs/pipeline.md, one row per key: its default
+    and what it allows, from the fields' descriptions (``model.index``'s options from
+    :data:`knnlab.algorithms.BACKENDS`). tools/params_table.py writes it into the page."""
+    rows = [f"| `{key}` | {default} | {text} |" for key, default, text in _table_rows(Params)]
+    return "\n".join([*PARAMS_TABLE_HEADER, *rows]) + "\n"
+
+
+def _table_rows(cls: type):
+    """(key, default, description) of every field of section ``cls``, nested ones in place."""
+    for f in fields(cls):
+        key = f"{cls._key}.{f.name}" if cls._key else f.name
+        if "check" not in f.metadata:  # a nested section
+            yield from _table_rows(f.default_factory)
+            continue
+        default = f.default_factory() if f.default is MISSING else f.default
+        yield key, _markdown(default), f.metadata["description"]
+        if cls is ModelParams and f.name == "index":
+            for algorithm in APPROXIMATE_ALGORITHMS:
+                for name, option in BACKENDS[algorithm].options.items():
+                    built_in = "" if option.default is None else f" ({option.default})"
+                    yield (
+                        f"{key}.{name}",
+                        f"`null`{built_in}",
+                        f"{algorithm}: {option.help}; an integer ≥ {option.minimum} and ≤ "
+                        f"{option.maximum}, or null for the default",
+                    )
+
+
+def _markdown(value: Any) -> str:
+    """A default as the table shows it: YAML's spelling, strings as code."""
+    if value is None or isinstance(value, bool):
+        return f"`{str(value).lower() if value is not None else 'null'}`"
+    if isinstance(value, str):
+        return f"`{value}`"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, tuple):
+        return ", ".join(_markdown(item) for item in value)
+    if isinstance(value, dict):
+        return "`{}`" if not value else f"`{value}`"
+    return str(value)
 
 
 def read_params_text(text: str, source: str) -> dict[str, Any]:
