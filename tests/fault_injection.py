@@ -58,6 +58,14 @@ HARNESS_TIMEOUT = 120
 EXIT_INTERRUPTED = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
+def default_sigint() -> None:
+    """In a child, before exec: Ctrl-C's default action, which Python turns into its
+    KeyboardInterrupt handler. A process started in the background by a shell without job
+    control (CI, `make test &`) inherits SIGINT ignored, and its children would never see the
+    interrupt this suite sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Skipped(Exception):
     """This machine cannot inject the fault (e.g. no permission to mount a file system)."""
 
@@ -504,6 +512,7 @@ class FaultCases:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
+                preexec_fn=default_sigint,
             )
             deadline = time.monotonic() + HARNESS_TIMEOUT
             while proc.poll() is None and time.monotonic() < deadline:
