@@ -412,6 +412,33 @@ def binary_analysis(
     }
 
 
+def configured_binary_analysis(
+    positive,
+    name: str,
+    model_params: dict,
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    y_true: np.ndarray,
+    proba: np.ndarray,
+    classes: np.ndarray,
+) -> dict:
+    """:func:`binary_analysis` of the configured model (``model_params``) for class
+    ``positive`` (named ``name``), with its test scores taken from ``proba`` (n_test,
+    n_classes; columns in ``classes`` order, labels ``y_true``) and its training scores from
+    :func:`out_of_fold_scores` on ``X_train`` (n_train, n_features), ``y_train``. Adds
+    ``positive`` to the analysis."""
+    column = int((classes == positive).argmax())
+    analysis = binary_analysis(
+        positive,
+        name,
+        y_true == positive,
+        proba[:, column],
+        y_train == positive,
+        out_of_fold_scores(model_params, X_train, y_train, positive),
+    )
+    return {**analysis, "positive": positive}
+
+
 def curve_tables(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray):
     """Micro-averaged one-vs-rest ROC and precision-recall curves as DVC plot tables."""
     is_class = (y_true[:, None] == classes[None, :]).ravel()

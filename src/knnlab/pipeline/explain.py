@@ -185,6 +185,23 @@ def explain_rows(
     )
 
 
+def explain_worst_errors(
+    model,
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_test: np.ndarray,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    proba: np.ndarray,
+    classes: np.ndarray,
+    limit: int = 6,
+) -> Explanation:
+    """:func:`explain_rows` of the :func:`worst_errors` (at most ``limit``): why the model
+    was most confidently wrong. Arguments as those two functions take them."""
+    rows = worst_errors(y_true, y_pred, proba, classes, limit)
+    return explain_rows(model, X_train, y_train, X_test, y_true, y_pred, proba, classes, rows)
+
+
 def _distance_text(d: float) -> str:
     """23.1 for pixel distances, 0.53 for scaled ones."""
     return f"{d:.1f}" if abs(d) >= 1 else f"{d:.2g}"
