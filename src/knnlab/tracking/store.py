@@ -363,6 +363,11 @@ def store_failure(uri: str, error: BaseException) -> str:
             f"{where} is locked by another process ({detail}); wait for it to finish, or "
             "raise mlflow.lock_timeout"
         )
+    if "unable to open" in lowered and database is not None and not database.parent.is_dir():
+        return (
+            f"{where} cannot be created: the folder {database.parent} does not exist; create "
+            "it, or fix mlflow.tracking_uri / MLFLOW_TRACKING_URI"
+        )
     if "readonly" in lowered or "permission" in lowered or "unable to open" in lowered:
         return (
             f"{where} cannot be written ({detail}); check the file and folder permissions, "
