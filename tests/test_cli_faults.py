@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from knnlab.estimators import KNNClassifier
-from knnlab.pipeline.model_io import save_model
+from knnlab.pipeline.io.model_io import save_model
 
 from .fault_injection import default_sigint
 

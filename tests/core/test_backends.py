@@ -24,7 +24,7 @@ from sklearn.neighbors import NearestNeighbors
 from knnlab import KNNClassifier, search
 from knnlab.algorithms import EXACT_ALGORITHMS
 from knnlab.backends._faiss import IVF_WIDTH
-from knnlab.pipeline.params import ParamsError, parse_params
+from knnlab.pipeline.io.params import ParamsError, parse_params
 
 from ..blocked_imports import without_package
 from ..conftest import REPO_ROOT
@@ -403,7 +403,7 @@ def test_without_faiss_an_approximate_algorithm_says_to_install_the_ann_extra():
         import importlib.util, json
         import numpy as np
         from knnlab import KNNClassifier
-        from knnlab.pipeline.params import parse_params
+        from knnlab.pipeline.io.params import parse_params
         try:
             import faiss
             blocked = False

@@ -10,8 +10,10 @@ import wave
 import numpy as np
 import pytest
 
-from knnlab.pipeline import datasets, formats
-from knnlab.pipeline.formats import (
+from knnlab.pipeline.data.dataset import DataError
+from knnlab.pipeline.data.tables import load_table
+from knnlab.pipeline.io import formats
+from knnlab.pipeline.io.formats import (
     EXCERPT_CHARS,
     FORMATS,
     HEAD_BYTES,
@@ -21,7 +23,7 @@ from knnlab.pipeline.formats import (
     one_line,
     sniff,
 )
-from knnlab.pipeline.predict import InputError, read_inputs
+from knnlab.pipeline.io.inputs import InputError, read_inputs
 
 from .format_samples import SAMPLES, TABLE
 
@@ -130,7 +132,7 @@ def test_the_archive_file_is_left_where_it_was():
 
 def test_the_module_imports_only_the_standard_library():
     code = (
-        "import sys; before = set(sys.modules); import knnlab.pipeline.formats; "
+        "import sys; before = set(sys.modules); import knnlab.pipeline.io.formats; "
         "print(' '.join(sorted({m.split('.')[0] for m in set(sys.modules) - before})))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -181,8 +183,8 @@ def test_predict_says_what_to_do_with_an_empty_zip_or_a_pdf(tmp_path):
 def test_fetch_names_every_format_given_as_csv(tmp_path, key):
     path = tmp_path / "t.csv"
     path.write_bytes(SAMPLES[key])
-    with pytest.raises(datasets.DataError) as caught:
-        datasets.load_table(path, "label")
+    with pytest.raises(DataError) as caught:
+        load_table(path, "label")
     message = str(caught.value)
     assert message.startswith(f"data.path = {str(path)!r}: is {WHAT[key]}"), message
     assert "\n" not in message
@@ -195,7 +197,7 @@ def test_fetch_names_every_format_given_as_csv(tmp_path, key):
 def test_fetch_takes_a_parquet_file_named_parquet(tmp_path):
     path = tmp_path / "t.parquet"
     path.write_bytes(SAMPLES["parquet"])
-    assert datasets.load_table(path, "label").feature_columns == ["x"]
+    assert load_table(path, "label").feature_columns == ["x"]
 
 
 # --- excerpts -------------------------------------------------------------------------------

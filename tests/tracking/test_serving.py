@@ -33,7 +33,7 @@ from mlflow.exceptions import MlflowException
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from knnlab.pipeline.model_io import load_model
+from knnlab.pipeline.io.model_io import load_model
 from knnlab.tracking import models, serving
 
 from ..conftest import REPO_ROOT
@@ -158,7 +158,7 @@ def test_an_unknown_param_is_dropped_by_mlflow_and_labels_come_back(logged, pyfu
 
 
 def test_a_model_file_without_feature_names_takes_columns_in_order(logged, tmp_path):
-    from knnlab.pipeline.model_io import save_model
+    from knnlab.pipeline.io.model_io import save_model
     from knnlab.tracking.flavour import _load_pyfunc
 
     *_, folder, frame, predicted, _ = logged

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from knnlab.pipeline import files
-from knnlab.pipeline.params import MlflowParams
+from knnlab.pipeline.io import files
+from knnlab.pipeline.io.params import MlflowParams
 from knnlab.tracking import runs
 from knnlab.tracking.errors import TrackingError
 from knnlab.tracking.stage import LoggedStage
@@ -31,8 +31,8 @@ TAG = "knnlab.demo_sha256"
 KILLED_STAGE = textwrap.dedent(
     f"""
     import os, signal
-    from knnlab.pipeline import files
-    from knnlab.pipeline.params import MlflowParams
+    from knnlab.pipeline.io import files
+    from knnlab.pipeline.io.params import MlflowParams
     from knnlab.tracking.stage import LoggedStage
 
     stage = LoggedStage(MlflowParams(experiment="{EXPERIMENT}"), "demo", "{MARKER}")

@@ -2,17 +2,18 @@
 most-frequent-class baseline -> ``reports/metrics.json``, ``reports/uncertainty.json``
 (intervals, paired tests), per-sample predictions of each model for DVC plots and revision
 comparisons, and one MLflow run for the configured model, tagged with
-:func:`~knnlab.pipeline.evaluation.evaluation_key` so plot finds it. The seconds go to the
+:func:`~knnlab.pipeline.analysis.evaluation.evaluation_key` so plot finds it. The seconds go to the
 run and to the git-ignored ``reports/timings/``, not to committed outputs."""
 
 from __future__ import annotations
 
 from knnlab.neighbors import warm_up
-from knnlab.pipeline import evaluation, files, paths, reference, significance, training
-from knnlab.pipeline.artifacts import SplitInfo, TuneSummary
-from knnlab.pipeline.datasets import LABEL, features_and_labels
-from knnlab.pipeline.model_io import load_model, read_model_params
-from knnlab.pipeline.params import Params
+from knnlab.pipeline.analysis import evaluation, reference, significance, training
+from knnlab.pipeline.data.dataset import LABEL, features_and_labels
+from knnlab.pipeline.io import files, paths
+from knnlab.pipeline.io.artifacts import SplitInfo, TuneSummary
+from knnlab.pipeline.io.model_io import load_model, read_model_params
+from knnlab.pipeline.io.params import Params
 from knnlab.tracking.stage import LoggedStage
 
 

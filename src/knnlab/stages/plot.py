@@ -1,26 +1,25 @@
 """plot: figures into ``reports/figures/``, DVC plot data into ``reports/plots/``, the
 reviewer's ``reports/report.md``; figures and report also attached to the evaluate run that
-logged the outputs drawn (found by its :data:`~knnlab.pipeline.evaluation.EVALUATION_TAG`)."""
+logged the outputs drawn (found by its
+:data:`~knnlab.pipeline.analysis.evaluation.EVALUATION_TAG`)."""
 
 from __future__ import annotations
 
 from knnlab import metrics
-from knnlab.pipeline import (
-    datasets,
-    evaluation,
-    explain,
+from knnlab.pipeline.analysis import evaluation, explain, significance
+from knnlab.pipeline.data import datasets
+from knnlab.pipeline.data.dataset import features_and_labels
+from knnlab.pipeline.io import files, paths
+from knnlab.pipeline.io.artifacts import Evaluation, SplitInfo, TuneSummary
+from knnlab.pipeline.io.model_io import load_model, read_model_params
+from knnlab.pipeline.io.params import Params
+from knnlab.pipeline.presentation import (
+    explanations,
     figure_style,
     figures,
-    files,
-    paths,
     report,
-    significance,
     tradeoff_figures,
 )
-from knnlab.pipeline.artifacts import Evaluation, SplitInfo, TuneSummary
-from knnlab.pipeline.datasets import features_and_labels
-from knnlab.pipeline.model_io import load_model, read_model_params
-from knnlab.pipeline.params import Params
 from knnlab.tracking.stage import LoggedStage
 
 
@@ -70,7 +69,7 @@ def run(params: Params) -> None:
         model, X_train, y_train, X_test, y_true, y_pred, proba, classes
     )
     if split.image_shape and len(errors):
-        made["worst_errors.png"] = explain.explanation_figure(
+        made["worst_errors.png"] = explanations.explanation_figure(
             errors, X_train, X_test, split.image_shape, split.display_name
         )
     roc, pr = evaluation.curve_tables(y_true, proba, classes)
@@ -82,7 +81,7 @@ def run(params: Params) -> None:
         list(made),
         binary,
         significance.read_uncertainty(paths.UNCERTAINTY_FILE),
-        explain.explanation_markdown(errors, split.display_name),
+        explanations.explanation_markdown(errors, split.display_name),
         tradeoff,
     )
     display = [split.display_name(c) for c in classes]

@@ -8,10 +8,12 @@ honest estimate (the tutorials this grew from tuned on all data, test split incl
 
 from __future__ import annotations
 
-from knnlab.pipeline import figure_style, files, paths, timing_figures, tradeoff_figures, tuning
-from knnlab.pipeline.artifacts import SplitInfo
-from knnlab.pipeline.datasets import features_and_labels
-from knnlab.pipeline.params import Params
+from knnlab.pipeline.analysis import tuning
+from knnlab.pipeline.data.dataset import features_and_labels
+from knnlab.pipeline.io import files, paths
+from knnlab.pipeline.io.artifacts import SplitInfo
+from knnlab.pipeline.io.params import Params
+from knnlab.pipeline.presentation import figure_style, timing_figures, tradeoff_figures
 from knnlab.tracking.stage import LoggedStage
 
 

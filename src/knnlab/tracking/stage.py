@@ -2,7 +2,8 @@
 
 1. check the MLflow store before computing (or find the run to add to), so a stage whose
    store is unusable fails in seconds, not after its work;
-2. write every output into a private staging folder (:func:`knnlab.pipeline.files.staged_outputs`);
+2. write every output into a private staging folder
+   (:func:`knnlab.pipeline.io.files.staged_outputs`);
 3. log them: to a new run, closed FINISHED (FAILED if logging raises, KILLED on an interrupt,
    which arrives as :class:`KeyboardInterrupt`), or to the run found in step 1;
 4. write the run marker ``tracking/<stage>_run.json`` (:func:`runs.logged_marker`);
@@ -38,8 +39,8 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from knnlab.pipeline import files
-from knnlab.pipeline.params import MlflowParams
+from knnlab.pipeline.io import files
+from knnlab.pipeline.io.params import MlflowParams
 from knnlab.tracking import runs
 
 

@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
 
-from knnlab.pipeline import paths
-from knnlab.pipeline.params import MAX_WAIT_SECONDS, MlflowParams, ParamsError
+from knnlab.pipeline.io import paths
+from knnlab.pipeline.io.params import MAX_WAIT_SECONDS, MlflowParams, ParamsError
 from knnlab.tracking.errors import TrackingError
 
 # --- credentials in URIs ----------------------------------------------------------------
