@@ -10,7 +10,7 @@ more when it waits for other processes, see below)::
     python benchmarks/bench_ann.py --help
 
 Data: Debian's ``dataset-fashion-mnist`` IDX files (``apt-get install dataset-fashion-mnist``,
-read with :func:`knnlab.pipeline.datasets.read_idx`): the first ``--train-rows`` training
+read with :func:`knnlab.pipeline.data.fashion_mnist.read_idx`): the first ``--train-rows`` training
 images, the first ``--queries`` test images, float64 grey levels 0..255 as they are (no
 scaling). ``--quick``: scikit-learn's 8x8 digits (1,797 x 64; 1,437 train, 360 queries).
 
@@ -78,7 +78,7 @@ FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
 def _idx(name: str) -> np.ndarray:
-    from knnlab.pipeline.datasets import read_idx
+    from knnlab.pipeline.data.fashion_mnist import read_idx
 
     for path in (FASHION_DIR / name, FASHION_DIR / f"{name}.gz"):
         if path.exists():

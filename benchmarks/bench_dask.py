@@ -38,8 +38,11 @@ import numpy as np
 
 from knnlab import distributed
 from knnlab.neighbors import kneighbors, warm_up
-from knnlab.pipeline import datasets, tuning
-from knnlab.pipeline.params import ComputeParams, Params, SplitParams
+from knnlab.pipeline.analysis import tuning
+from knnlab.pipeline.data import datasets
+from knnlab.pipeline.data.dataset import features_and_labels
+from knnlab.pipeline.data.fashion_mnist import load_fashion_mnist
+from knnlab.pipeline.io.params import ComputeParams, Params, SplitParams
 
 RESULTS = Path(__file__).with_name("results_dask.txt")
 
@@ -160,15 +163,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="searches: best of this many")
     args = parser.parse_args(argv)
 
-    dataset = datasets.load_fashion_mnist()
-    X_all, _ = datasets.features_and_labels(dataset.frame)  # 70,000 x 784
+    dataset = load_fashion_mnist()
+    X_all, _ = features_and_labels(dataset.frame)  # 70,000 x 784
     n_train = 12_000 if args.quick else 60_000
     n_queries = 2_000 if args.quick else 10_000
     X_all = np.ascontiguousarray(X_all)
     X_train, X_query = X_all[:n_train], X_all[60_000 : 60_000 + n_queries]
     frame = dataset.frame.iloc[: 16_000 if args.quick else len(dataset.frame)]
     train_split, _ = datasets.stratified_split(frame, SplitParams())
-    X_tune, y_tune = datasets.features_and_labels(train_split)
+    X_tune, y_tune = features_and_labels(train_split)
 
     lines = [
         f"# bench_dask.py{' --quick' if args.quick else ''}: "

@@ -20,7 +20,7 @@ import os
 import tempfile
 import time
 
-from knnlab.pipeline.params import MlflowParams
+from knnlab.pipeline.io.params import MlflowParams
 from knnlab.tracking import runs, store
 
 

@@ -12,7 +12,7 @@ threads):
 * digits tutorial: ``n_neighbors`` 2, 4, ..., 18 x ``p`` 1, 2, 3 x ``weights`` uniform,
   distance on scikit-learn's digits (1797 x 64);
 * Hands-On-ML MNIST: ``n_neighbors`` 3..6 x ``weights`` uniform, distance at p = 2 on a
-  10,000 x 784 MNIST-shaped set (``knnlab.pipeline.synthetic.make_mnist_like``, no network).
+  10,000 x 784 MNIST-shaped set (``synthetic.make_mnist_like``, no network).
 
 knnlab's kernels are compiled (or loaded from numba's cache) before timing. Scores are
 compared candidate by candidate; on integer-valued data equal distances are common, and
@@ -29,10 +29,10 @@ import pandas as pd
 from sklearn.datasets import load_digits
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.neighbors import KNeighborsClassifier
+from synthetic import make_mnist_like
 
 from knnlab.model_selection import grid_search_cv
 from knnlab.neighbors import warm_up
-from knnlab.pipeline.synthetic import make_mnist_like
 
 
 def compare(name: str, X: np.ndarray, y: np.ndarray, grid: dict, cv: int = 5) -> dict:

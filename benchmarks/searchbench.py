@@ -60,11 +60,11 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
+from synthetic import IMAGE_SIDE, make_mnist_like
 
 import knnlab
 from knnlab.estimators import KNNClassifier
 from knnlab.neighbors import kneighbors, warm_up
-from knnlab.pipeline.synthetic import IMAGE_SIDE, make_mnist_like
 
 DEFAULT_SUBSETS = {1.0: 1_000}  # queries used at p != 2 ...
 DEFAULT_SUBSET_OTHER_P = 200  # ... for any other p != 2 (p = 3 included)
@@ -85,14 +85,15 @@ def load_data(name: str, n_train: int, n_test: int, seed: int):
     """(X_train, y_train, X_test, y_test, description) of a benchmark dataset.
 
     fashion_mnist: Zalando's Fashion-MNIST, real 28x28 photographs of clothing (from Debian's
-    dataset-fashion-mnist, a folder, or OpenML: see knnlab.pipeline.datasets), the first
+    dataset-fashion-mnist, a folder, or OpenML: see knnlab.pipeline.data.datasets), the first
     n_train of its 60,000 training images and the first n_test of its 10,000 test images.
     synthetic: make_mnist_like (sklearn's digits upscaled to 28x28), built here.
     """
     if name == "synthetic":
         X_train, y_train, X_test, y_test = make_mnist_like(n_train, n_test, seed)
         return X_train, y_train, X_test, y_test, f"make_mnist_like({n_train}, {n_test}, {seed})"
-    from knnlab.pipeline.datasets import features_and_labels, load_fashion_mnist
+    from knnlab.pipeline.data.dataset import features_and_labels
+    from knnlab.pipeline.data.fashion_mnist import load_fashion_mnist
 
     X, y = features_and_labels(load_fashion_mnist().frame)
     if n_train > 60_000 or n_test > 10_000:

@@ -22,9 +22,10 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from knnlab import KNNClassifier, metrics
-from knnlab.pipeline import figure_style, figures
-from knnlab.pipeline.datasets import features_and_labels, load_digits
-from knnlab.pipeline.params import MlflowParams
+from knnlab.pipeline.data.dataset import features_and_labels
+from knnlab.pipeline.data.embedded import load_digits
+from knnlab.pipeline.io.params import MlflowParams
+from knnlab.pipeline.presentation import figure_style, figures
 from knnlab.tracking.runs import stage_run
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "out"

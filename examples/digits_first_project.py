@@ -27,9 +27,10 @@ from sklearn.model_selection import train_test_split
 
 from knnlab import KNNClassifier, metrics
 from knnlab.model_selection import grid_search_cv
-from knnlab.pipeline.datasets import features_and_labels, load_digits
-from knnlab.pipeline.model_io import load_model, save_model
-from knnlab.pipeline.params import MlflowParams
+from knnlab.pipeline.data.dataset import features_and_labels
+from knnlab.pipeline.data.embedded import load_digits
+from knnlab.pipeline.io.model_io import load_model, save_model
+from knnlab.pipeline.io.params import MlflowParams
 from knnlab.tracking.runs import stage_run
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "out"

@@ -15,7 +15,7 @@ rather than judged on one picture; ``--mlflow`` records the run and its figures.
 
 Data (``--data``): ``digits`` (default; scikit-learn's 8x8 digits, embedded, seconds),
 ``mnist`` (OpenML ``mnist_784`` from ``data/cache/openml/mnist_784.parquet``, downloaded
-there once when the network allows), or ``stand-in`` (``knnlab.pipeline.synthetic.make_mnist_like``:
+there once when the network allows), or ``stand-in`` (``benchmarks/synthetic.py``:
 synthetic 28x28 images made from digits, NOT MNIST). ``--max-rows`` subsamples.
 
 Run (from the repository root)::
@@ -35,17 +35,16 @@ import numpy as np
 from sklearn.model_selection import cross_val_predict, train_test_split
 
 from knnlab import KNNClassifier, KNNRegressor, metrics
-from knnlab.pipeline import figure_style, figures
-from knnlab.pipeline.datasets import (
-    DataError,
-    features_and_labels,
-    load_digits,
-    load_openml,
-    sample_rows,
-)
-from knnlab.pipeline.params import MlflowParams
-from knnlab.pipeline.synthetic import make_mnist_like
+from knnlab.pipeline.data.dataset import DataError, features_and_labels, sample_rows
+from knnlab.pipeline.data.embedded import load_digits
+from knnlab.pipeline.data.openml import load_openml
+from knnlab.pipeline.io.params import MlflowParams
+from knnlab.pipeline.presentation import figure_style, figures
 from knnlab.tracking.runs import stage_run
+
+# The stand-in data is the benchmarks' synthetic set, not part of the package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from synthetic import make_mnist_like
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "out"
 POSITIVE, TARGET_PRECISION = 5, 0.9
@@ -76,10 +75,7 @@ def load_data(args):
         n = min(args.size, args.max_rows or args.size)
         n_test = max(1, round(n * args.test_size))
         X_train, y_train, X_test, y_test = make_mnist_like(n - n_test, n_test, seed=args.seed)
-        what = (
-            f"STAND-IN, NOT MNIST: {n} synthetic 28x28 images from "
-            "knnlab.pipeline.synthetic.make_mnist_like"
-        )
+        what = f"STAND-IN, NOT MNIST: {n} synthetic 28x28 images from benchmarks/synthetic.py"
         return X_train.astype(float), X_test.astype(float), y_train, y_test, (28, 28), what
     dataset = load_digits() if args.data == "digits" else load_openml("mnist_784")
     dataset = sample_rows(dataset, args.max_rows, args.seed)

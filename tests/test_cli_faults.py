@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 from knnlab.estimators import KNNClassifier
-from knnlab.pipeline.model_io import save_model
+from knnlab.pipeline.io.model_io import save_model
+
+from .fault_injection import default_sigint
 
 
 def _knnlab(*args, env=None, **kwargs):
@@ -82,6 +84,7 @@ def test_a_signal_ends_a_command_with_one_line_and_the_shell_exit_code(model_fil
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,  # as a terminal gives it, even to a suite run in the background
     )
     try:
         # Wait until it is reading stdin (sleeping in read), not still importing.
@@ -130,7 +133,9 @@ def test_an_interrupt_during_a_store_write_lands_when_the_write_ends(sent):
         "    print('then', type(stop).__name__, flush=True)\n"
         "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)\n"
     )
-    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", child], capture_output=True, text=True, preexec_fn=default_sigint
+    )
     assert done.returncode == 0, done.stderr
     raised = "KeyboardInterrupt" if sent == signal.SIGINT else "Terminated"
     assert done.stdout.splitlines() == ["write finished", f"then {raised}", "True"]

@@ -1,15 +1,20 @@
 """The package's layers, checked from the source: imports only go down.
 
-    core          knnlab/*.py (search, estimators, voting, metrics, model selection)
-    pipeline      knnlab/pipeline/ (params, paths, files, datasets, model file, figures, report)
-    tracking      knnlab/tracking/ (the only code that imports MLflow)
-    stages        knnlab/stages/ (the DVC stage entry points)
-    cli           knnlab/cli.py, knnlab/__main__.py
+    core                    knnlab/*.py, knnlab/backends/ (search, estimators, metrics, ...)
+    pipeline.io             knnlab/pipeline/io/ (params, paths, files, formats, records, model file)
+    pipeline.data           knnlab/pipeline/data/ (datasets by source, the split)
+    pipeline.analysis       knnlab/pipeline/analysis/ (training, tuning, evaluation, ...)
+    pipeline.presentation   knnlab/pipeline/presentation/ (figures, the report)
+    tracking                knnlab/tracking/ (the only code that imports MLflow)
+    stages                  knnlab/stages/ (the DVC stage entry points)
+    cli                     knnlab/cli.py, knnlab/__main__.py
 
 A module may import its own layer and the layers above it in this list, never one below: the
-core knows nothing of files, params or MLflow, so it can be used (and tested) on arrays alone.
-Every import counts, also those inside functions. And the modules' import graph has no cycle
-(:func:`import_graph`, :func:`find_cycles`).
+core knows nothing of files, params or MLflow, so it can be used (and tested) on arrays alone;
+the pipeline's files know nothing of the analyses, and the analyses nothing of how they are
+drawn. Every import counts, also those inside functions. A module in a folder this list does
+not name fails :func:`test_every_module_has_a_layer`: a new folder gets its place here first.
+And the modules' import graph has no cycle (:func:`import_graph`, :func:`find_cycles`).
 """
 
 from __future__ import annotations
@@ -24,28 +29,58 @@ import pytest
 from .conftest import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "src" / "knnlab"
-LAYERS = ("core", "pipeline", "tracking", "stages", "cli")
+LAYERS = (
+    "core",
+    "pipeline.io",
+    "pipeline.data",
+    "pipeline.analysis",
+    "pipeline.presentation",
+    "tracking",
+    "stages",
+    "cli",
+)
+PIPELINE = {"pipeline.io", "pipeline.data", "pipeline.analysis", "pipeline.presentation"}
 # Third-party packages a layer must not import (at any depth of its own code).
 FORBIDDEN = {
     "core": {"mlflow", "dvc", "matplotlib", "yaml", "PIL"},
-    "pipeline": {"mlflow", "dvc"},
+    **{layer: {"mlflow", "dvc"} for layer in PIPELINE},
     "tracking": {"dvc"},
     "stages": {"dvc", "mlflow"},  # through knnlab.tracking only
     "cli": {"dvc", "mlflow"},
 }
+# Every folder of the package and its layer; the package's own modules are the core.
+FOLDERS = {
+    "backends": "core",
+    "pipeline.io": "pipeline.io",
+    "pipeline.data": "pipeline.data",
+    "pipeline.analysis": "pipeline.analysis",
+    "pipeline.presentation": "pipeline.presentation",
+    "tracking": "tracking",
+    "stages": "stages",
+}
+
+
+class UnplacedModule(ValueError):
+    """A module in a folder that has no layer."""
 
 
 def layer_of(module: str) -> str:
+    """The layer of a dotted module name of knnlab; :class:`UnplacedModule` if its folder
+    has none, ``ValueError`` for a name outside knnlab."""
     parts = module.split(".")
     if parts[0] != "knnlab":
         raise ValueError(module)
-    if len(parts) == 1:
-        return "core"
-    if parts[1] in ("pipeline", "tracking", "stages"):
-        return parts[1]
-    if parts[1] in ("cli", "__main__"):
+    if len(parts) == 1 or module in ("knnlab.pipeline",):
+        return "core" if len(parts) == 1 else "pipeline.io"  # the pipeline's package docstring
+    if module in ("knnlab.cli", "knnlab.__main__"):
         return "cli"
-    return "core"
+    for depth in (2, 1):
+        folder = ".".join(parts[1 : 1 + depth])
+        if folder in FOLDERS and len(parts) > depth:
+            return FOLDERS[folder]
+    if len(parts) == 2 and (PACKAGE / f"{parts[1]}.py").is_file():
+        return "core"
+    raise UnplacedModule(f"{module}: its folder has no layer; add it to tests/test_layers.py")
 
 
 def source_modules(package: Path = PACKAGE) -> list[tuple[str, Path]]:
@@ -76,6 +111,17 @@ def imports_of(path, name: str) -> set[str]:
     return names
 
 
+def module_of(imported: str) -> str:
+    """The knnlab module an imported dotted name lives in: its longest prefix that is a module
+    or package (``knnlab.options.power_kind`` -> ``knnlab.options``)."""
+    parts = imported.split(".")
+    for end in range(len(parts), 0, -1):
+        candidate = PACKAGE.parent.joinpath(*parts[:end])
+        if candidate.with_suffix(".py").is_file() or (candidate / "__init__.py").is_file():
+            return ".".join(parts[:end])
+    raise UnplacedModule(f"{imported}: no such knnlab module")
+
+
 @pytest.mark.parametrize(("name", "path"), source_modules(), ids=lambda x: str(x))
 def test_imports_only_go_down(name, path):
     own = LAYERS.index(layer_of(name))
@@ -83,10 +129,7 @@ def test_imports_only_go_down(name, path):
     for imported in sorted(imports_of(path, name)):
         top = imported.split(".")[0]
         if top == "knnlab":
-            try:
-                target = layer_of(imported)
-            except ValueError:
-                continue
+            target = layer_of(module_of(imported))
             if LAYERS.index(target) > own:
                 upward.append(f"{imported} ({target})")
         elif top in FORBIDDEN[layer_of(name)]:
@@ -95,7 +138,23 @@ def test_imports_only_go_down(name, path):
 
 
 def test_every_module_has_a_layer():
-    assert {layer_of(name) for name, _ in source_modules()} == set(LAYERS)
+    unplaced = []
+    for name, _ in source_modules():
+        try:
+            layer_of(name)
+        except UnplacedModule as error:
+            unplaced.append(str(error))
+    assert not unplaced, unplaced
+    assert {layer_of(name) for name, _ in source_modules()} == set(LAYERS), "a layer is empty"
+
+
+def test_a_module_in_an_unknown_folder_is_not_placed():
+    with pytest.raises(UnplacedModule, match=r"knnlab\.pipeline\.misc\.thing: its folder"):
+        layer_of("knnlab.pipeline.misc.thing")
+    with pytest.raises(UnplacedModule):
+        layer_of("knnlab.newfolder.module")
+    assert layer_of("knnlab.pipeline.analysis.tuning") == "pipeline.analysis"
+    assert layer_of("knnlab.backends.hnsw") == "core"
 
 
 def _modules_loaded_by(statement: str) -> set[str]:
@@ -141,7 +200,7 @@ def import_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
 
     An imported name maps to the longest module prefix of it (``from knnlab.search import
     kneighbors``: ``knnlab.search``), plus that module's parent packages, whose
-    ``__init__`` runs first (``knnlab.pipeline.params`` implies ``knnlab.pipeline``).
+    ``__init__`` runs first (``knnlab.pipeline.io.params`` implies ``knnlab.pipeline``).
     The top package is the exception: its ``__init__`` imports no module of its own
     eagerly (:func:`test_the_top_package_imports_nothing_of_its_own_eagerly`), so ``import
     knnlab`` or ``from knnlab import search`` gives no edge to it; only a name that is not

@@ -5,9 +5,9 @@ The public API: :class:`KNNClassifier`, :class:`KNNRegressor`,
 :func:`knnlab.model_selection.grid_search_cv`.
 
 The names below are imported on first use (PEP 562), not with the package: ``import
-knnlab.pipeline.paths`` (every stage and the command line) must not pay for numba and scikit-learn,
-and a stage must depend only on the modules it really uses (tests/pipeline/test_dvc_deps.py derives
-each stage's modules from its imports).
+knnlab.pipeline.io.paths`` (every stage and the command line) must not pay for numba and
+scikit-learn, and a stage must depend only on the modules it really uses
+(tests/pipeline/test_dvc_deps.py derives each stage's modules from its imports).
 """
 
 import importlib

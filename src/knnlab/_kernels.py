@@ -139,7 +139,7 @@ def approx_candidates_minkowski(Q, T, kind, p, width, self_index, query_chunk):
     Each thread takes a chunk of queries and streams the training set through it in tiles
     that stay in L2. Four queries share every load of a training row (register blocking),
     and the kind branch sits outside the feature loop so each loop vectorizes: this layout
-    is several times faster than one accumulator per pair (measured, see the README).
+    is several times faster than one accumulator per pair (measured, see docs/performance.md).
     """
     m, d = Q.shape
     n = T.shape[0]

@@ -24,8 +24,8 @@ import signal
 import sys
 import textwrap
 
-from knnlab.pipeline import files, paths
-from knnlab.pipeline.params import load_params
+from knnlab.pipeline.io import files, paths
+from knnlab.pipeline.io.params import load_params
 from knnlab.tracking.errors import TrackingError
 
 DESCRIPTION = (
@@ -336,7 +336,8 @@ def default_model_file() -> str:
 
 
 def _report(base: str | None, output: str | None, figure_url: str | None) -> None:
-    from knnlab.pipeline import report, significance
+    from knnlab.pipeline.analysis import significance
+    from knnlab.pipeline.presentation import report
 
     text = paths.REPORT_FILE.read_text(encoding="utf-8")
     if base is not None:
@@ -397,7 +398,7 @@ def _params(params_file: str, stamp: bool) -> None:
 
 
 def _serve(model_uri: str, host: str, port: int, params_file: str, max_body_mib: int) -> None:
-    from knnlab.pipeline.params import MlflowParams
+    from knnlab.pipeline.io.params import MlflowParams
     from knnlab.tracking import serving
     from knnlab.tracking.store import resolve_tracking_uri
 
@@ -428,12 +429,29 @@ STAMP_TEXT = (
 )
 
 
+def _predict(model_path: str, sources: list[str], as_json: bool, top: int) -> int:
+    from knnlab.pipeline.analysis.prediction import SavedModel, format_results, predict_rows
+    from knnlab.pipeline.io.inputs import read_inputs
+    from knnlab.pipeline.io.model_io import read_model
+
+    header, arrays = read_model(model_path)
+    extra = header["extra"]
+    model = SavedModel(header, arrays)
+    X, names = read_inputs(
+        sources,
+        model.n_features_in_,
+        extra.get("image_shape"),
+        extra.get("value_range", [0.0, 1.0]),
+    )
+    results = predict_rows(model, X, names, extra.get("novelty_threshold", float("inf")), top)
+    sys.stdout.write(format_results(results, as_json))
+    return 0
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "predict":
-        from knnlab.pipeline import predict
-
         model = args.model if args.model is not None else default_model_file()
-        return predict.main(model, args.inputs, args.json, args.top)
+        return _predict(model, args.inputs, args.json, args.top)
     if args.command == "report":
         _report(args.base, args.output, args.figure_url)
         return 0

@@ -89,8 +89,13 @@ class _KNNBase(BaseEstimator):
         return not algorithms.is_approximate(self.algorithm_)
 
     def index_state(self) -> np.ndarray | None:
-        """The fitted index's bytes, as a model file keeps them (None: exact search, which
-        keeps only the training set)."""
+        """The fitted index's bytes, as a model file keeps them.
+
+        Returns
+        -------
+        ndarray of uint8 of shape (n_bytes,) or None
+            None for exact search, which keeps only the training set.
+        """
         check_is_fitted(self)
         return self._index.state()
 
@@ -102,9 +107,28 @@ class _KNNBase(BaseEstimator):
     def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
         """Nearest training points of each query.
 
-        X : array-like of shape (n_queries, n_features), or None for the training set itself
-            (each point's own index excluded). Returns distances and indices, each of shape
-            (n_queries, n_neighbors), or only indices when ``return_distance`` is False.
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features), optional
+            Queries, scaled as the training set was; None for the training set itself
+            (each point's own index excluded).
+        n_neighbors : int, optional
+            k; default the estimator's ``n_neighbors``.
+        return_distance : bool, default True
+            Whether to return the distances as well as the indices.
+
+        Returns
+        -------
+        distances : ndarray of shape (n_queries, n_neighbors)
+            Sorted ascending along each row; only when ``return_distance`` is True.
+        indices : ndarray of shape (n_queries, n_neighbors)
+            Training-row indices; among equal distances the lower index comes first.
+
+        Raises
+        ------
+        ValueError
+            If k is not in ``1 .. n_samples_fit_`` (``n_samples_fit_ - 1`` when X is None),
+            or X does not have the training set's number of features.
         """
         check_is_fitted(self)
         k = self.n_neighbors if n_neighbors is None else n_neighbors
@@ -127,6 +151,7 @@ class KNNClassifier(ClassifierMixin, _KNNBase):
     Parameters
     ----------
     n_neighbors : int, default 5
+        k, the neighbours that vote.
     p : float, default 2
         Minkowski exponent, ``p >= 1``; ``float("inf")`` for Chebyshev.
     weights : {"uniform", "distance"}, default "uniform"
@@ -139,6 +164,9 @@ class KNNClassifier(ClassifierMixin, _KNNBase):
         predictions. ``hnsw`` and ``ivf`` are approximate indexes (faiss, the ``ann``
         extra; p = 2 only): faster, but a query may miss some of its true neighbours
         (:mod:`knnlab.search`). ``auto`` never picks them.
+    scale : {"none", "standard", "minmax"}, default "none"
+        Feature scaling, fitted on the training rows in ``fit`` (mean 0 and std 1, or
+        0..1; constant columns are left unscaled) and applied to every query.
     index : dict, optional
         Options of an approximate index (``hnsw``: ``M``, ``ef_construction``,
         ``ef_search``; ``ivf``: ``nlist``, ``nprobe``); unset ones take the registry's
@@ -162,6 +190,8 @@ class KNNClassifier(ClassifierMixin, _KNNBase):
         The algorithm ``auto`` resolved to.
     index_options_ : dict
         The approximate index's options, defaults filled in (empty for exact search).
+    exact_ : bool
+        Whether the fitted algorithm returns the exact neighbours.
     """
 
     def __sklearn_tags__(self):
@@ -173,12 +203,33 @@ class KNNClassifier(ClassifierMixin, _KNNBase):
         """Store the training set and build the index of the algorithm (a tree, an
         approximate index; none for brute force).
 
+        Parameters
+        ----------
         X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,), or (n_samples, n_outputs) for multilabel or
-            multioutput classification (one vote per output, as in scikit-learn).
-        index_state : ndarray of uint8, optional
+            Training points.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Class labels; 2-D for multilabel or multioutput classification (one vote per
+            output, as in scikit-learn). A single column counts as 1-D.
+        index_state : ndarray of uint8 of shape (n_bytes,), optional
             An approximate index as :meth:`index_state` returned it for the same X and
             params (a saved model): loaded instead of built.
+
+        Returns
+        -------
+        self : KNNClassifier
+            The fitted estimator.
+
+        Raises
+        ------
+        TypeError
+            If ``n_neighbors`` is not an integer or ``p`` not a real number.
+        ValueError
+            If a parameter's value is not allowed (``n_neighbors < 1``, ``p < 1``, an
+            unknown ``weights``, ``scale`` or ``algorithm``, an index option the algorithm
+            does not take or out of its range, p other than 2 for an approximate
+            algorithm), or X or y fails scikit-learn's validation (y must be class labels).
+        knnlab.algorithms.MissingBackendError
+            If an approximate algorithm's library is not installed.
         """
         self._check_params()
         X, y = validate_data(self, X, y, dtype=np.float64, multi_output=True)
@@ -207,16 +258,50 @@ class KNNClassifier(ClassifierMixin, _KNNBase):
         ]
 
     def predict_proba(self, X):
-        """Class probabilities: ndarray of shape (n_queries, n_classes), columns in
-        ``classes_`` order; for 2-D y, a list of one such array per output."""
+        """Class probabilities: the (distance-weighted) share of each class among the
+        neighbours.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+            Queries; None for the training set itself (each point's own index excluded).
+
+        Returns
+        -------
+        ndarray of shape (n_queries, n_classes) or list of ndarray
+            Columns in ``classes_`` order; for 2-D y, a list of one such array per output,
+            output j of shape (n_queries, n_classes_j).
+
+        Raises
+        ------
+        ValueError
+            As :meth:`kneighbors`.
+        """
         dist, ind = self.kneighbors(X)
         proba = self._output_probabilities(dist, ind)
         return proba[0] if self._y.ndim == 1 else proba
 
     def predict(self, X):
-        """Most probable class of each query: ndarray of shape (n_queries,), or
-        (n_queries, n_outputs) for 2-D y. Equal votes go to the smallest class label
-        (``classes_`` is sorted and argmax takes the first)."""
+        """Most probable class of each query.
+
+        Equal votes go to the smallest class label (``classes_`` is sorted and argmax takes
+        the first).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+            Queries; None for the training set itself (each point's own index excluded).
+
+        Returns
+        -------
+        ndarray of shape (n_queries,) or (n_queries, n_outputs)
+            The latter for 2-D y.
+
+        Raises
+        ------
+        ValueError
+            As :meth:`kneighbors`.
+        """
         dist, ind = self.kneighbors(X)
         proba = self._output_probabilities(dist, ind)
         if self._y.ndim == 1:
@@ -230,9 +315,38 @@ class KNNRegressor(RegressorMixin, _KNNBase):
     """k-nearest-neighbours regressor on the same search: the (distance-weighted) mean of
     the neighbours' targets.
 
-    Parameters are those of :class:`KNNClassifier`. ``y`` may be 1-D (n_samples,) or 2-D
-    (n_samples, n_outputs), e.g. clean pixels for a denoising model; ``predict`` returns the
-    same number of dimensions.
+    ``y`` may be 1-D (n_samples,) or 2-D (n_samples, n_outputs), e.g. clean pixels for a
+    denoising model; ``predict`` returns the same number of dimensions.
+
+    Parameters
+    ----------
+    n_neighbors : int, default 5
+        k, the neighbours averaged.
+    p : float, default 2
+        As in :class:`KNNClassifier`.
+    weights : {"uniform", "distance"}, default "uniform"
+        ``distance`` weighs targets by ``1 / d``; a query's exact matches (d = 0) take all
+        the weight.
+    algorithm : {"auto", "brute", "kd_tree", "ball_tree", "hnsw", "ivf"}, default "auto"
+        As in :class:`KNNClassifier`.
+    scale : {"none", "standard", "minmax"}, default "none"
+        As in :class:`KNNClassifier`.
+    index : dict, optional
+        As in :class:`KNNClassifier`.
+    random_state : int, default 0
+        As in :class:`KNNClassifier`.
+    n_jobs : int, optional
+        As in :class:`KNNClassifier`.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+    algorithm_ : str
+        The algorithm ``auto`` resolved to.
+    index_options_ : dict
+        The approximate index's options, defaults filled in (empty for exact search).
+    exact_ : bool
+        Whether the fitted algorithm returns the exact neighbours.
     """
 
     def __sklearn_tags__(self):
@@ -241,8 +355,30 @@ class KNNRegressor(RegressorMixin, _KNNBase):
         return tags
 
     def fit(self, X, y):
-        """X : array-like of shape (n_samples, n_features); y : (n_samples,) or
-        (n_samples, n_outputs)."""
+        """Store the training set and build the index of the algorithm.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training points.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Numeric targets.
+
+        Returns
+        -------
+        self : KNNRegressor
+            The fitted estimator.
+
+        Raises
+        ------
+        TypeError
+            If ``n_neighbors`` is not an integer or ``p`` not a real number.
+        ValueError
+            If a parameter's value is not allowed (as in :meth:`KNNClassifier.fit`), or X
+            or y fails scikit-learn's validation (y must be numeric).
+        knnlab.algorithms.MissingBackendError
+            If an approximate algorithm's library is not installed.
+        """
         self._check_params()
         X, y = validate_data(self, X, y, dtype=np.float64, multi_output=True, y_numeric=True)
         self._y = np.asarray(y, dtype=np.float64)
@@ -250,7 +386,23 @@ class KNNRegressor(RegressorMixin, _KNNBase):
         return self
 
     def predict(self, X):
-        """ndarray of shape (n_queries,) or (n_queries, n_outputs)."""
+        """The (distance-weighted) mean of each query's neighbours' targets.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+            Queries; None for the training set itself (each point's own index excluded).
+
+        Returns
+        -------
+        ndarray of shape (n_queries,) or (n_queries, n_outputs)
+            As many dimensions as the fitted y.
+
+        Raises
+        ------
+        ValueError
+            As :meth:`kneighbors`.
+        """
         dist, ind = self.kneighbors(X)
         w = neighbor_weights(dist, self.weights)  # (n_queries, k)
         if self._y.ndim == 1:

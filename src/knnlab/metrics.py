@@ -52,7 +52,25 @@ def _encode(y_true, y_pred, labels=None) -> tuple[np.ndarray, np.ndarray, np.nda
 
 
 def accuracy_score(y_true, y_pred) -> float:
-    """Fraction of exact matches. y_true, y_pred: (n_samples,)."""
+    """Fraction of exact matches.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True labels.
+    y_pred : array-like of shape (n_samples,)
+        Predicted labels.
+
+    Returns
+    -------
+    float
+        The share of samples with ``y_pred == y_true``.
+
+    Raises
+    ------
+    ValueError
+        If either vector is not 1-D, or they are empty or of different lengths.
+    """
     y_true, y_pred = _as_1d("y_true", y_true), _as_1d("y_pred", y_pred)
     if y_true.shape != y_pred.shape or y_true.size == 0:
         raise ValueError(
@@ -65,8 +83,26 @@ def accuracy_score(y_true, y_pred) -> float:
 def confusion_matrix(y_true, y_pred, labels=None) -> np.ndarray:
     """Counts of (true, predicted) pairs.
 
-    Returns ndarray of shape (n_labels, n_labels): row = true label, column = predicted,
-    in ``labels`` order (sorted union of both vectors by default).
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True labels.
+    y_pred : array-like of shape (n_samples,)
+        Predicted labels.
+    labels : array-like of shape (n_labels,), optional
+        The labels counted, in row and column order; default the sorted union of both
+        vectors.
+
+    Returns
+    -------
+    ndarray of shape (n_labels, n_labels)
+        Row = true label, column = predicted, in ``labels`` order.
+
+    Raises
+    ------
+    ValueError
+        If either vector is not 1-D, their lengths differ, or they hold a label not in
+        ``labels``.
     """
     labels, true_code, pred_code = _encode(y_true, y_pred, labels)
     n = labels.size
@@ -104,18 +140,44 @@ def precision_recall_fscore_support(
 ):
     """Precision, recall, F-beta and support.
 
+    A label's precision (never predicted) or recall (never true) is NaN, with an
+    :class:`UndefinedMetricWarning`; its F-beta comes from the counts, so a label present
+    but never predicted gets F = 0, as in scikit-learn. Averages leave NaN labels out.
+
     Parameters
     ----------
-    y_true, y_pred : array-like of shape (n_samples,)
-    average : {"binary", "micro", "macro", "weighted"} or None
-        None returns per-label arrays of shape (n_labels,); ``binary`` scores ``pos_label``.
-    labels : array-like, optional
+    y_true : array-like of shape (n_samples,)
+        True labels.
+    y_pred : array-like of shape (n_samples,)
+        Predicted labels.
+    average : {"binary", "micro", "macro", "weighted"} or None, default "macro"
+        None returns per-label arrays of shape (n_labels,); ``binary`` scores ``pos_label``;
+        ``micro`` pools every label's counts; ``macro`` is the plain mean over labels,
+        ``weighted`` the mean weighted by support.
+    pos_label : label, default 1
+        The label ``average="binary"`` scores; unused otherwise.
+    labels : array-like of shape (n_labels,), optional
         The labels to score (sorted union of both vectors by default).
+    beta : float, default 1.0
+        Weight of recall: ``F = (1 + beta**2) tp / (beta**2 (tp + fn) + tp + fp)``.
 
     Returns
     -------
-    precision, recall, fbeta : float, or ndarray of shape (n_labels,) when average is None
-    support : ndarray of shape (n_labels,) of true counts when average is None, else None
+    precision : float or ndarray of shape (n_labels,)
+        Per label, in ``labels`` order, when ``average`` is None; else a float.
+    recall : float or ndarray of shape (n_labels,)
+        As ``precision``.
+    fbeta : float or ndarray of shape (n_labels,)
+        As ``precision``.
+    support : ndarray of shape (n_labels,) or None
+        True counts per label when ``average`` is None, else None.
+
+    Raises
+    ------
+    ValueError
+        If ``average`` is not one of the above; with ``average="binary"``, if there are
+        more than 2 labels or ``pos_label`` is not one of them; if the vectors are not 1-D
+        of one length or hold a label not in ``labels``.
     """
     if average not in AVERAGES:
         raise ValueError(f"average must be one of {AVERAGES}, got {average!r}")
@@ -165,18 +227,93 @@ def _fbeta(tp, predicted, support, beta: float):
 
 
 def precision_score(y_true, y_pred, *, average="macro", pos_label=1, labels=None):
+    """Precision: :func:`precision_recall_fscore_support`'s first value.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True labels.
+    y_pred : array-like of shape (n_samples,)
+        Predicted labels.
+    average : {"binary", "micro", "macro", "weighted"} or None, default "macro"
+        As in :func:`precision_recall_fscore_support`.
+    pos_label : label, default 1
+        The label ``average="binary"`` scores; unused otherwise.
+    labels : array-like of shape (n_labels,), optional
+        The labels to score (sorted union of both vectors by default).
+
+    Returns
+    -------
+    float or ndarray of shape (n_labels,)
+        Per label (NaN where undefined) when ``average`` is None, else a float.
+
+    Raises
+    ------
+    ValueError
+        As :func:`precision_recall_fscore_support`.
+    """
     return precision_recall_fscore_support(
         y_true, y_pred, average=average, pos_label=pos_label, labels=labels
     )[0]
 
 
 def recall_score(y_true, y_pred, *, average="macro", pos_label=1, labels=None):
+    """Recall: :func:`precision_recall_fscore_support`'s second value.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True labels.
+    y_pred : array-like of shape (n_samples,)
+        Predicted labels.
+    average : {"binary", "micro", "macro", "weighted"} or None, default "macro"
+        As in :func:`precision_recall_fscore_support`.
+    pos_label : label, default 1
+        The label ``average="binary"`` scores; unused otherwise.
+    labels : array-like of shape (n_labels,), optional
+        The labels to score (sorted union of both vectors by default).
+
+    Returns
+    -------
+    float or ndarray of shape (n_labels,)
+        Per label (NaN where undefined) when ``average`` is None, else a float.
+
+    Raises
+    ------
+    ValueError
+        As :func:`precision_recall_fscore_support`.
+    """
     return precision_recall_fscore_support(
         y_true, y_pred, average=average, pos_label=pos_label, labels=labels
     )[1]
 
 
 def f1_score(y_true, y_pred, *, average="macro", pos_label=1, labels=None):
+    """F1 score: :func:`precision_recall_fscore_support`'s third (beta = 1) value.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True labels.
+    y_pred : array-like of shape (n_samples,)
+        Predicted labels.
+    average : {"binary", "micro", "macro", "weighted"} or None, default "macro"
+        As in :func:`precision_recall_fscore_support`.
+    pos_label : label, default 1
+        The label ``average="binary"`` scores; unused otherwise.
+    labels : array-like of shape (n_labels,), optional
+        The labels to score (sorted union of both vectors by default).
+
+    Returns
+    -------
+    float or ndarray of shape (n_labels,)
+        Per label (NaN where undefined) when ``average`` is None, else a float.
+
+    Raises
+    ------
+    ValueError
+        As :func:`precision_recall_fscore_support`.
+    """
     return precision_recall_fscore_support(
         y_true, y_pred, average=average, pos_label=pos_label, labels=labels
     )[2]
@@ -216,16 +353,42 @@ def _one_vs_rest_auc(is_positive: np.ndarray, scores: np.ndarray) -> np.ndarray:
 def roc_auc_score(y_true, y_score, *, average: str = "macro", labels=None, pos_label=None):
     """ROC-AUC, binary or one-vs-rest.
 
+    The AUC is the Mann-Whitney statistic: the probability that a random positive scores
+    above a random negative, ties counting one half. A label with no positive or no
+    negative sample has an undefined AUC: NaN, with an :class:`UndefinedMetricWarning`,
+    left out of the averages.
+
     Parameters
     ----------
     y_true : array-like of shape (n_samples,)
+        True labels.
     y_score : array-like of shape (n_samples,) or (n_samples, n_classes)
         1-D: scores of the positive class (binary; positive = ``pos_label``, by default the
         larger of the two labels). 2-D: one column per label in ``labels`` order (default:
-        sorted unique ``y_true``), e.g. ``predict_proba``; scored one-vs-rest.
-    average : {"macro", "weighted"} or None
+        sorted unique ``y_true``), e.g. ``predict_proba``; scored one-vs-rest, except that
+        two columns are scored as binary on column 1, as scikit-learn does.
+    average : {"macro", "weighted"} or None, default "macro"
         How the one-vs-rest AUCs are combined; None returns them per label, shape
-        (n_classes,). Weighted uses each label's prevalence in ``y_true``.
+        (n_classes,). Weighted uses each label's prevalence in ``y_true``. Unused for
+        binary scores.
+    labels : array-like of shape (n_classes,), optional
+        2-D ``y_score`` only: the label of each column.
+    pos_label : label, optional
+        1-D ``y_score`` only: the positive label.
+
+    Returns
+    -------
+    float or ndarray of shape (n_classes,)
+        Per label when ``average`` is None and there are more than two labels, else a
+        float.
+
+    Raises
+    ------
+    ValueError
+        If ``y_true`` is not 1-D or its length differs from ``y_score``'s; if ``y_score``
+        is 1-D, ``pos_label`` is None and ``y_true`` has more than 2 labels; if
+        ``average`` is not one of the above, or a 2-D ``y_score`` does not have one column
+        per label.
     """
     y_true = _as_1d("y_true", y_true)
     y_score = np.asarray(y_score, dtype=np.float64)
@@ -287,9 +450,28 @@ HEADLINE_METRICS = (
 def classification_scores(y_true, y_pred, proba: np.ndarray, classes: np.ndarray) -> dict:
     """The headline metrics knnlab reports for one model on one split.
 
-    proba : ndarray of shape (n_samples, n_classes), columns in ``classes`` order.
-    Returns a dict of floats: accuracy, precision/recall/F1 macro, F1 weighted and
-    one-vs-rest ROC-AUC macro.
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True labels.
+    y_pred : array-like of shape (n_samples,)
+        Predicted labels.
+    proba : ndarray of shape (n_samples, n_classes)
+        Class probabilities, columns in ``classes`` order.
+    classes : ndarray of shape (n_classes,)
+        The label of each column of ``proba``.
+
+    Returns
+    -------
+    dict of str to float
+        The :data:`HEADLINE_METRICS`: accuracy, precision/recall/F1 macro, F1 weighted and
+        one-vs-rest ROC-AUC macro.
+
+    Raises
+    ------
+    ValueError
+        If the vectors are not 1-D of one length, or ``proba`` is not of shape
+        (n_samples, n_classes).
     """
     precision, recall, f1, _ = precision_recall_fscore_support(y_true, y_pred, average="macro")
     if classes.size == 2:
@@ -331,9 +513,27 @@ def roc_curve(y_true_binary, y_score) -> tuple[np.ndarray, np.ndarray, np.ndarra
     """Receiver operating characteristic: false and true positive rates at every distinct
     threshold, starting at (0, 0) with threshold +inf.
 
-    y_true_binary : (n,) booleans (positive class); y_score : (n,) scores, higher = positive.
-    Returns fpr, tpr, thresholds, each of shape (n_distinct + 1,). NaN rates (with a
-    warning) when there is no positive or no negative sample.
+    Parameters
+    ----------
+    y_true_binary : array-like of shape (n_samples,)
+        True for a positive sample.
+    y_score : array-like of shape (n_samples,)
+        Scores, higher = positive.
+
+    Returns
+    -------
+    fpr : ndarray of shape (n_distinct + 1,)
+        False positive rates; NaN (with a warning) when there is no negative sample.
+    tpr : ndarray of shape (n_distinct + 1,)
+        True positive rates; NaN (with a warning) when there is no positive sample.
+    thresholds : ndarray of shape (n_distinct + 1,)
+        Decreasing: +inf, then every distinct score. Predicting positive for
+        ``score >= thresholds[i]`` gives ``fpr[i]`` and ``tpr[i]``.
+
+    Raises
+    ------
+    ValueError
+        If the two are not 1-D of the same length.
     """
     tps, fps, thresholds = _binary_counts(y_true_binary, y_score)
     tps, fps = np.r_[0, tps], np.r_[0, fps]
@@ -345,8 +545,27 @@ def roc_curve(y_true_binary, y_score) -> tuple[np.ndarray, np.ndarray, np.ndarra
 def precision_recall_curve(y_true_binary, y_score) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Precision and recall at every distinct threshold, as scikit-learn returns them.
 
-    Returns precision, recall (n_distinct + 1,) and thresholds (n_distinct,), thresholds
-    increasing; the last (precision, recall) is (1, 0) with no threshold.
+    Parameters
+    ----------
+    y_true_binary : array-like of shape (n_samples,)
+        True for a positive sample.
+    y_score : array-like of shape (n_samples,)
+        Scores, higher = positive.
+
+    Returns
+    -------
+    precision : ndarray of shape (n_distinct + 1,)
+        Precision at each threshold; the last is 1, with no threshold.
+    recall : ndarray of shape (n_distinct + 1,)
+        Recall at each threshold; the last is 0, with no threshold. NaN (with a warning)
+        when there is no positive sample.
+    thresholds : ndarray of shape (n_distinct,)
+        The distinct scores, increasing.
+
+    Raises
+    ------
+    ValueError
+        If the two are not 1-D of the same length.
     """
     tps, fps, thresholds = _binary_counts(y_true_binary, y_score)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -357,7 +576,29 @@ def precision_recall_curve(y_true_binary, y_score) -> tuple[np.ndarray, np.ndarr
 
 def threshold_for_precision(y_true_binary, y_score, target: float) -> dict[str, float] | None:
     """The lowest threshold whose precision reaches ``target`` (the most recall at that
-    precision), with its precision, recall and false positive rate; None if never reached."""
+    precision), with its precision, recall and false positive rate.
+
+    Parameters
+    ----------
+    y_true_binary : array-like of shape (n_samples,)
+        True for a positive sample.
+    y_score : array-like of shape (n_samples,)
+        Scores, higher = positive.
+    target : float
+        The precision to reach.
+
+    Returns
+    -------
+    dict of str to float or None
+        ``threshold``, ``precision``, ``recall`` and ``false_positive_rate`` (NaN with no
+        negative sample) when predicting positive for ``score >= threshold``; None if no
+        threshold reaches ``target`` or there is no positive sample.
+
+    Raises
+    ------
+    ValueError
+        If the two are not 1-D of the same length.
+    """
     tps, fps, thresholds = _binary_counts(y_true_binary, y_score)
     precision = tps / (tps + fps)
     reaching = np.flatnonzero(precision >= target)
@@ -376,9 +617,27 @@ def threshold_for_precision(y_true_binary, y_score, target: float) -> dict[str, 
 def multilabel_f1_score(Y_true, Y_pred, *, average: str = "macro") -> float:
     """F1 for multilabel indicator matrices (the "large digit" and "odd digit" targets).
 
-    Y_true, Y_pred : array-like of shape (n_samples, n_labels), 0/1 or booleans.
-    average : "macro" (mean over labels), "micro" (pooled counts), "weighted" (by each
-        label's positives) or "samples" (mean over rows).
+    A label (or, with ``samples``, a row) with no true and no predicted positive has an
+    undefined F1: NaN, with an :class:`UndefinedMetricWarning`, left out of the average.
+
+    Parameters
+    ----------
+    Y_true : array-like of shape (n_samples, n_labels)
+        True indicators, 0/1 or booleans.
+    Y_pred : array-like of shape (n_samples, n_labels)
+        Predicted indicators, 0/1 or booleans.
+    average : {"macro", "micro", "weighted", "samples"}, default "macro"
+        ``macro``: mean over labels; ``micro``: pooled counts; ``weighted``: by each
+        label's positives; ``samples``: mean over rows.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError
+        If the matrices are not 2-D of one shape, or ``average`` is not one of the above.
     """
     Y_true = np.asarray(Y_true).astype(bool)
     Y_pred = np.asarray(Y_pred).astype(bool)
@@ -402,7 +661,23 @@ def multilabel_f1_score(Y_true, Y_pred, *, average: str = "macro") -> float:
 
 def rates_at_threshold(y_true_binary, y_score, threshold: float) -> dict[str, float]:
     """Precision, recall and false positive rate when predicting positive for
-    ``score >= threshold``. y_true_binary, y_score : (n,)."""
+    ``score >= threshold``.
+
+    Parameters
+    ----------
+    y_true_binary : array-like of shape (n_samples,)
+        True for a positive sample.
+    y_score : array-like of shape (n_samples,)
+        Scores, higher = positive.
+    threshold : float
+        Scores at or above it are predicted positive.
+
+    Returns
+    -------
+    dict of str to float
+        ``threshold``, ``precision``, ``recall`` and ``false_positive_rate``; NaN where the
+        denominator is 0 (nothing predicted positive, no positive or no negative sample).
+    """
     is_positive = np.asarray(y_true_binary, dtype=bool)
     predicted = np.asarray(y_score, dtype=np.float64) >= threshold
     tp = float(np.sum(predicted & is_positive))
@@ -418,7 +693,20 @@ def rates_at_threshold(y_true_binary, y_score, threshold: float) -> dict[str, fl
 
 def recall_at_k(found: np.ndarray, exact: np.ndarray) -> float:
     """recall@k: the mean over queries of the share of their k exact neighbours that were
-    found. found, exact : (n_queries, k) training-row indices."""
+    found.
+
+    Parameters
+    ----------
+    found : ndarray of shape (n_queries, k)
+        Training-row indices an approximate search returned, distinct within a row.
+    exact : ndarray of shape (n_queries, k)
+        The exact neighbours' training-row indices, distinct within a row.
+
+    Returns
+    -------
+    float
+        In [0, 1].
+    """
     k = exact.shape[1]
     # Rows hold distinct indices, so matches per row are the size of the intersection.
     hits = (found[:, :, None] == exact[:, None, :]).any(axis=2).sum(axis=1)  # (n_queries,)

@@ -46,20 +46,37 @@ from knnlab.voting import class_probabilities
 
 @dataclass
 class GridSearchResult:
-    """What :func:`grid_search_cv` found.
+    """What :func:`grid_search_cv` found; each parameter is kept as the attribute of its
+    name.
 
-    cv_results : DataFrame, one row per candidate in ``ParameterGrid`` order, with
-        scikit-learn's ``cv_results_`` columns (``params``, ``param_*``,
-        ``split{i}_test_{scorer}``, ``mean/std/rank_test_{scorer}``, ``mean/std_fit_time``,
-        ``mean/std_score_time``) and ``sem_test_{scorer}`` after each ``std_test_{scorer}``:
-        the standard error of the mean over folds, the sample std of the fold scores
-        (ddof=1) over sqrt(cv); ``std_test_*`` keeps scikit-learn's ddof=0. Fit and score
-        times of a candidate are those of the one search it shares with every candidate of
-        the same (fold, p, algorithm).
-    search_timings : DataFrame, one row per (fold, p, algorithm): ``fit_seconds``,
-        ``search_seconds``, ``n_train``, ``n_queries``.
-    best_params, best_score, best_index : the candidate ``select`` picked (by ``rank_by``).
-    picks : both rules' candidates, whichever was selected: ``picks["best"]`` and
+    Parameters
+    ----------
+    cv_results : DataFrame of shape (n_candidates, n_columns)
+        One row per candidate in ``ParameterGrid`` order, with scikit-learn's
+        ``cv_results_`` columns (``params``, ``param_*``, ``split{i}_test_{scorer}``,
+        ``mean/std/rank_test_{scorer}``, ``mean/std_fit_time``, ``mean/std_score_time``)
+        and ``sem_test_{scorer}`` after each ``std_test_{scorer}``: the standard error of
+        the mean over folds, the sample std of the fold scores (ddof=1) over sqrt(cv);
+        ``std_test_*`` keeps scikit-learn's ddof=0. Fit and score times of a candidate are
+        those of the one search it shares with every candidate of the same (fold, p,
+        algorithm).
+    search_timings : DataFrame
+        One row per (fold, p, algorithm): ``fit_seconds``, ``search_seconds``,
+        ``n_train``, ``n_queries``.
+    best_params : dict
+        The parameters of the candidate ``select`` picked (by ``rank_by``).
+    best_score : float
+        Its mean CV ``rank_by`` score.
+    best_index : int
+        Its row in ``cv_results``.
+    rank_by : str
+        The scorer both rules rank by.
+    best_estimator : KNNClassifier or None
+        The picked candidate fitted on all of X, when ``refit`` asked for it.
+    select : {"best", "one_se"}, default "best"
+        The rule that picked the candidate.
+    picks : dict of str to dict
+        Both rules' candidates, whichever was selected: ``picks["best"]`` and
         ``picks["one_se"]`` each hold ``index``, ``params``, ``score`` (mean CV score) and
         ``se`` (its standard error), as plain Python values; ``picks["one_se"]`` also holds
         ``threshold`` (the best mean minus the best's SE).
@@ -268,9 +285,21 @@ def _check_grid(grid: Mapping[str, Sequence]) -> dict[str, Any]:
 
 def candidate_list(grid: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Every candidate of a checked grid, in scikit-learn's ``ParameterGrid`` order per
-    algorithm. An approximate algorithm's candidates are at p = 2 only, one per
-    combination of its options in ``grid["index"]``, each with ``index``: {option: value}
-    (exact candidates have no ``index``)."""
+    algorithm.
+
+    Parameters
+    ----------
+    grid : mapping
+        A checked grid: a list of values for each of ``n_neighbors``, ``p``, ``weights``
+        and ``algorithm``, and ``index``: {option: list of values}.
+
+    Returns
+    -------
+    list of dict
+        One parameter dict per candidate. An approximate algorithm's candidates are at
+        p = 2 only, one per combination of its options in ``grid["index"]``, each with
+        ``index``: {option: value} (exact candidates have no ``index``).
+    """
     plain = {key: grid[key] for key in GRID_KEYS}
     candidates = []
     for algorithm in grid["algorithm"]:
@@ -308,37 +337,63 @@ def grid_search_cv(
     Parameters
     ----------
     X : array-like of shape (n_samples, n_features)
+        Training points.
     y : array-like of shape (n_samples,)
-    grid : mapping with any of ``n_neighbors``, ``p``, ``weights``, ``algorithm`` to lists,
-        and ``index``: {option: list} of the approximate algorithms' options (e.g.
-        ``{"ef_search": [16, 64]}``; :func:`candidate_list` says how they combine)
-    cv : int
+        Class labels.
+    grid : mapping
+        Any of ``n_neighbors``, ``p``, ``weights``, ``algorithm`` to lists (unset ones:
+        :class:`KNNClassifier`'s default), and ``index``: {option: list} of the approximate
+        algorithms' options (e.g. ``{"ef_search": [16, 64]}``; :func:`candidate_list` says
+        how they combine).
+    cv : int, default 5
         Folds of ``StratifiedKFold(cv)``, shuffled with ``seed`` when given, exactly as
         scikit-learn builds them.
-    scoring : scorer names among ``accuracy``, ``f1_macro``, ``roc_auc_ovr``
-    rank_by : the scorer both rules of ``select`` rank by (ties: the earlier candidate)
-    refit : also fit the best candidate on all of X (``best_estimator``); off by default,
-        since the pipeline refits from ``best_params`` where it needs the model
-    n_jobs : parallel (fold, p) tasks with joblib; None or 1 runs them in this process
-        (whose search then uses every core). Results are the same for any value.
-    scale : feature scaling of every candidate ("none", "standard", "minmax"), fitted on
-        each fold's training rows only.
-    select : which candidate becomes ``best_params`` (and is refit): ``"best"``, the
-        highest mean ``rank_by`` score (scikit-learn's choice), or ``"one_se"``, the largest
-        k within one standard error of it (:func:`one_standard_error_index`). Both picks are
+    scoring : sequence of str, default all scorers
+        Scorer names among ``accuracy``, ``f1_macro``, ``roc_auc_ovr``.
+    rank_by : str, default "accuracy"
+        The scorer both rules of ``select`` rank by (ties: the earlier candidate); one of
+        ``scoring``.
+    refit : bool, default False
+        Also fit the picked candidate on all of X (``best_estimator``); off by default,
+        since the pipeline refits from ``best_params`` where it needs the model.
+    seed : int, optional
+        Shuffles the folds; None keeps the rows' order (no shuffle).
+    n_jobs : int, optional
+        Parallel (fold, p) tasks with joblib; None or 1 runs them in this process (whose
+        search then uses every core). Results are the same for any value.
+    scale : {"none", "standard", "minmax"}, default "none"
+        Feature scaling of every candidate, fitted on each fold's training rows only.
+    select : {"best", "one_se"}, default "best"
+        Which candidate becomes ``best_params`` (and is refit): ``"best"``, the highest
+        mean ``rank_by`` score (scikit-learn's choice), or ``"one_se"``, the largest k
+        within one standard error of it (:func:`one_standard_error_index`). Both picks are
         in ``picks`` either way.
-    scheduler : a Dask scheduler's address (``tcp://host:8786``) or ``distributed.Client``:
-        the (fold, p) searches run as tasks on its workers (one thread each; ``n_jobs`` is
-        then unused), X and y scattered once. None: this machine, or the cluster of an
-        enclosing :func:`knnlab.distributed.on_cluster`. The table and the picks are the
-        same either way; only the time columns differ.
-    index_seed : the seed of every approximate index's build (``model.seed``).
+    scheduler : str or distributed.Client, optional
+        A Dask scheduler's address (``tcp://host:8786``) or client: the (fold, p) searches
+        run as tasks on its workers (one thread each; ``n_jobs`` is then unused), X and y
+        scattered once. None: this machine, or the cluster of an enclosing
+        :func:`knnlab.distributed.on_cluster`. The table and the picks are the same either
+        way; only the time columns differ.
+    index_seed : int, default 0
+        The seed of every approximate index's build (``model.seed``).
 
-    With an approximate algorithm in the grid, ``cv_results`` also has ``param_index``
-    (the options as JSON, empty for exact candidates), ``mean_recall`` (recall@k against
-    the exact neighbours of the same fold, 1 for exact candidates) and
-    ``mean_distances_per_query`` (distances computed per query: n_train for exact search;
-    the same on every machine, unlike the seconds).
+    Returns
+    -------
+    GridSearchResult
+        With an approximate algorithm in the grid, ``cv_results`` also has
+        ``param_index`` (the options as JSON, empty for exact candidates), ``mean_recall``
+        (recall@k against the exact neighbours of the same fold, 1 for exact candidates)
+        and ``mean_distances_per_query`` (distances computed per query: n_train for exact
+        search; the same on every machine, unlike the seconds).
+
+    Raises
+    ------
+    ValueError
+        If ``select``, ``scale``, ``scoring`` or ``rank_by`` is not allowed; the grid has
+        an unknown key, an empty list, an index option no approximate algorithm in it
+        takes (or a bad value of one), or an approximate algorithm without p = 2 in its
+        ``p``; a class has fewer than ``cv`` rows; or the largest k exceeds the smallest
+        training fold.
     """
     check_choice("select", select, SELECTIONS)
     grid, scoring = _check_grid(grid), _check_scoring(scoring, rank_by)
@@ -389,9 +444,18 @@ def one_standard_error_index(cv_results: pd.DataFrame, scorer: str) -> int:
     NaN mean never is; the best always is, so a NaN threshold leaves only the best). Among
     them the largest ``n_neighbors``, then the highest mean, then the earliest row.
 
-    cv_results : DataFrame of n_candidates rows with ``param_n_neighbors``,
-        ``mean_test_{scorer}``, ``sem_test_{scorer}`` and ``rank_test_{scorer}``.
-    Returns the row position (0 .. n_candidates - 1).
+    Parameters
+    ----------
+    cv_results : DataFrame of shape (n_candidates, n_columns)
+        With ``param_n_neighbors``, ``mean_test_{scorer}``, ``sem_test_{scorer}`` and
+        ``rank_test_{scorer}``.
+    scorer : str
+        The scorer whose columns are read.
+
+    Returns
+    -------
+    int
+        The row position (0 .. n_candidates - 1).
     """
     mean = cv_results[f"mean_test_{scorer}"].to_numpy(dtype=np.float64)  # (n_candidates,)
     sem = cv_results[f"sem_test_{scorer}"].to_numpy(dtype=np.float64)
@@ -406,9 +470,21 @@ def one_standard_error_index(cv_results: pd.DataFrame, scorer: str) -> int:
 
 
 def selection_picks(cv_results: pd.DataFrame, scorer: str) -> dict[str, dict[str, Any]]:
-    """Both rules' candidates as plain Python values: ``{"best": pick, "one_se": pick}``,
-    each pick ``{"index", "params", "score", "se"}`` and the one-SE pick also ``threshold``
-    (mean minus SE of the best). cv_results as in :func:`one_standard_error_index`."""
+    """Both rules' candidates as plain Python values.
+
+    Parameters
+    ----------
+    cv_results : DataFrame of shape (n_candidates, n_columns)
+        As in :func:`one_standard_error_index`, with ``params`` too.
+    scorer : str
+        The scorer whose columns are read.
+
+    Returns
+    -------
+    dict of str to dict
+        ``{"best": pick, "one_se": pick}``, each pick ``{"index", "params", "score",
+        "se"}`` and the one-SE pick also ``threshold`` (mean minus SE of the best).
+    """
     mean, sem = cv_results[f"mean_test_{scorer}"], cv_results[f"sem_test_{scorer}"]
 
     def pick(index: int) -> dict[str, Any]:

@@ -58,8 +58,35 @@ _BOUND_SAFETY = 2.0
 def check_search_inputs(
     X_train, X_query, n_neighbors, p
 ) -> tuple[np.ndarray, np.ndarray | None, float]:
-    """The arguments of :func:`kneighbors`, checked: X_train (n, d) and X_query (m, d) or None
-    as C-ordered float64, p as a float."""
+    """The arguments of :func:`kneighbors`, checked and converted.
+
+    Parameters
+    ----------
+    X_train : array-like of shape (n_train, n_features)
+        Training points.
+    X_query : array-like of shape (n_queries, n_features), or None
+        Queries; None when the queries are the training points themselves.
+    n_neighbors : int
+        k, with ``1 <= k <= n_train`` (``n_train - 1`` when ``X_query`` is None).
+    p : float
+        Minkowski exponent, ``p >= 1`` (inf for Chebyshev).
+
+    Returns
+    -------
+    X_train : ndarray of shape (n_train, n_features)
+        C-ordered float64.
+    X_query : ndarray of shape (n_queries, n_features), or None
+        C-ordered float64.
+    p : float
+
+    Raises
+    ------
+    TypeError
+        If ``n_neighbors`` is not an integer (a bool is not one).
+    ValueError
+        If ``X_train`` is not 2-D, ``X_query``'s shape does not match it, ``n_neighbors``
+        is out of range, ``p`` is below 1 or NaN, or either array holds NaN or inf.
+    """
     X_train = np.ascontiguousarray(X_train, dtype=np.float64)  # kernels read rows
     if X_train.ndim != 2:
         raise ValueError(f"X_train must be 2-D (n_train, n_features), got shape {X_train.shape}")
@@ -166,8 +193,8 @@ def _rounding_bound(q_norms: np.ndarray, t_norm_max: float, p: float, d: int) ->
 # with p = 1 for p = inf. Elsewhere the exact float64 scan runs (at p = 2: |A| beyond about
 # 4.6e18 / sqrt(d), or A_t below 2^-51 = 4.4e-16, where squares near 2^-100 meet the 2^-126
 # floor within float32's precision). At ordinary magnitudes and p (sklearn digits: A = 15.7,
-# both hold for p <= 24) the stage and its bound are exactly as before; the rule only routes
-# what would have overflowed or underflowed.
+# both hold for p <= 24) the stage runs with the bound above; the rule sends to the exact
+# scan only data whose float32 values would overflow or underflow.
 _F32_LOG2_MAX = int(np.finfo(np.float32).maxexp)  # 128: finite float32 values are < 2^128
 _F32_LOG2_TINY = int(np.finfo(np.float32).minexp)  # -126: smallest normal float32, 2^-126
 _F32_LOG2_EPS = int(np.finfo(np.float32).machep)  # -23
@@ -310,9 +337,8 @@ _TASK_ROWS_LOW_RANK = 256
 # this fraction of the training set: each costs a dot product outside the matrix multiply,
 # about 16 times the multiply's cost per point (measured: 0.5 us against 0.03 us for 784
 # features). An unfinished query, answered by the plain search after all, counts as what
-# that costs, 1/16 of the training set; counting it as all of it (as before) made a few
-# hard queries in a 64-query trial end the pre-filter on Fashion-MNIST, where it is 2-3x
-# faster.
+# that costs, 1/16 of the training set, not as all of it: that would let a few hard queries
+# in a 64-query trial end the pre-filter on Fashion-MNIST, where it is 2-3x faster.
 _LOW_RANK_GIVE_UP = 1 / 64
 _UNFINISHED_COST = 1 / 16
 
@@ -320,6 +346,34 @@ _UNFINISHED_COST = 1 / 16
 def prefilter_applies(
     prefilter: bool | None, kind: int, n_train: int, n_features: int, n_queries: int, k: int
 ) -> bool:
+    """Whether a search runs the low-rank pre-filter (see the module docstring).
+
+    Parameters
+    ----------
+    prefilter : bool or None
+        True or False decides (True still needs p = 2 and 2 features or more); None
+        decides from the problem's size: many features, a large training set, many
+        (query, training point) pairs and a small k (the ``_LOW_RANK_*`` constants).
+    kind : int
+        The search's :func:`knnlab._kernels.power_kind`; only 2 (p = 2) pre-filters.
+    n_train : int
+        Training points.
+    n_features : int
+        Features.
+    n_queries : int
+        Queries.
+    k : int
+        Neighbours per query.
+
+    Returns
+    -------
+    bool
+
+    Raises
+    ------
+    ValueError
+        If ``prefilter`` is not True, False or None.
+    """
     if prefilter is not None and not isinstance(prefilter, bool):
         raise ValueError(f"prefilter must be True, False or None (decide), got {prefilter!r}")
     if kind != 2 or prefilter is False or n_features < 2:
@@ -734,7 +788,22 @@ def _exact_search(
 
 def check_finite_distances(distances: np.ndarray, p: float, a_all: float) -> None:
     """Refuse to return neighbours at distances beyond float64's range: their order would be
-    meaningless (every one is inf)."""
+    meaningless (every one is inf).
+
+    Parameters
+    ----------
+    distances : ndarray of shape (n_queries, n_neighbors)
+        A search's distances.
+    p : float
+        The search's Minkowski exponent, for the message.
+    a_all : float
+        The largest |coordinate - training mean|, for the message.
+
+    Raises
+    ------
+    ValueError
+        If any distance is inf.
+    """
     if np.isinf(distances).any():
         row = int(np.flatnonzero(np.isinf(distances).any(axis=1))[0])
         raise ValueError(
@@ -778,6 +847,7 @@ def kneighbors(
         principal components before computing full distances. None (default) decides from
         the problem's size and stops when the bound rules out too little. The results are
         identical either way; only the time differs.
+
     Returns
     -------
     distances : ndarray of shape (n_queries, n_neighbors), float64
@@ -787,9 +857,13 @@ def kneighbors(
 
     Raises
     ------
+    TypeError
+        If ``n_neighbors`` is not an integer.
     ValueError
-        On bad arguments, non-finite features, or neighbour distances beyond float64's range
-        (coordinates near 1e308), which cannot be ranked.
+        On bad arguments (see :func:`check_search_inputs`; ``working_memory`` or
+        ``n_jobs`` not positive, ``prefilter`` not a bool or None), non-finite features, or
+        neighbour distances beyond float64's range (coordinates near 1e308), which cannot
+        be ranked.
     """
     X_train, X_query, p = check_search_inputs(X_train, X_query, n_neighbors, p)
     distances, indices, a_all = search_checked(
@@ -809,14 +883,48 @@ def search_checked(
     prefilter: bool | None,
     whole: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """:func:`kneighbors` on checked inputs, without its final check: the distances (n_queries,
-    k), the indices (n_queries, k) and the largest |centred coordinate| (for the message of
-    :func:`check_finite_distances`). A shard of a distributed search may hold only distant
-    points (distances inf) while the merged top k does not.
+    """:func:`kneighbors` on checked inputs, without its final check.
 
-    whole : (n_train, n_queries) of the whole search when this is one task of it (a shard
-    or a query block): the automatic pre-filter decides on the whole search's size, so a
-    search split in many small tasks prunes as one machine would (speed only)."""
+    A shard of a distributed search may hold only distant points (distances inf) while the
+    merged top k does not, so the check waits for the merge.
+
+    Parameters
+    ----------
+    X_train : ndarray of shape (n_train, n_features)
+        Training points, as :func:`check_search_inputs` returns them.
+    X_query : ndarray of shape (n_queries, n_features), or None
+        Queries, likewise; None for the training points themselves.
+    n_neighbors : int
+        k, checked.
+    p : float
+        Minkowski exponent, checked.
+    working_memory : int or None
+        As in :func:`kneighbors`.
+    n_jobs : int or None
+        As in :func:`kneighbors`.
+    prefilter : bool or None
+        As in :func:`kneighbors`.
+    whole : tuple of (int, int), optional
+        (n_train, n_queries) of the whole search when this is one task of it (a shard or a
+        query block): the automatic pre-filter decides on the whole search's size, so a
+        search split in many small tasks prunes as one machine would (speed only).
+
+    Returns
+    -------
+    distances : ndarray of shape (n_queries, n_neighbors), float64
+        Sorted ascending along each row; inf beyond float64's range.
+    indices : ndarray of shape (n_queries, n_neighbors), int64
+        Training-row indices; among equal distances the lower index comes first.
+    a_all : float
+        The largest |centred coordinate|, for the message of
+        :func:`check_finite_distances`.
+
+    Raises
+    ------
+    ValueError
+        If ``working_memory`` or ``n_jobs`` is not positive, or ``prefilter`` is not a
+        bool or None.
+    """
     is_self_query = X_query is None
     queries = X_train if is_self_query else X_query
     n_queries, n_features = queries.shape
@@ -893,7 +1001,15 @@ def search_checked(
 
 def warm_up(p: float = 2, n_features: int = 4) -> None:
     """Compile (or load from numba's cache) the kernels a search at ``p`` uses, so a timed
-    search measures the search and not the one-time compilation."""
+    search measures the search and not the one-time compilation.
+
+    Parameters
+    ----------
+    p : float, default 2
+        The Minkowski exponent of the searches to come.
+    n_features : int, default 4
+        Features of the small random problem searched.
+    """
     rng = np.random.default_rng(0)
     X = rng.normal(size=(16, n_features))
     kneighbors(X, X[:4], 2, p=p)
@@ -914,13 +1030,33 @@ def cross_fold_kneighbors(
     multiply work, because the product of folds a and b serves a's queries against b's
     points and b's queries against a's.
 
-    X : (n, d); folds : (train_indices, valid_indices) pairs whose validation parts
-    partition the rows and whose training parts are their sorted complements (as
-    scikit-learn's KFold and StratifiedKFold give). Returns one (distances, indices into
-    train_indices) pair per fold, each (n_valid, n_neighbors), or None when the folds are
-    not such a partition, or when the squares of the data do not fit float32 (centred
-    magnitudes beyond about 1e18 or below about 4e-16, see :func:`_float32_stage_fits`):
-    callers then search fold by fold, and :func:`kneighbors` takes its exact float64 path.
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Every row of every fold.
+    folds : list of (ndarray of shape (n_train,), ndarray of shape (n_valid,))
+        (train_indices, valid_indices) pairs whose validation parts partition the rows and
+        whose training parts are their sorted complements (as scikit-learn's KFold and
+        StratifiedKFold give).
+    n_neighbors : int
+        k.
+    working_memory : int, optional
+        Bytes allowed for one block's product; default 512 MiB.
+
+    Returns
+    -------
+    list of tuple of (ndarray, ndarray), or None
+        One (distances, indices into train_indices) pair per fold, each of shape
+        (n_valid, n_neighbors). None when the folds are not such a partition, a training
+        fold has fewer than ``n_neighbors`` rows, X holds NaN or inf, or the squares of the
+        data do not fit float32 (centred magnitudes beyond about 1e18 or below about
+        4e-16, see :func:`_float32_stage_fits`): callers then search fold by fold, and
+        :func:`kneighbors` takes its exact float64 path.
+
+    Raises
+    ------
+    ValueError
+        If ``working_memory`` is not positive.
     """
     X = np.ascontiguousarray(X, dtype=np.float64)
     n, d = X.shape

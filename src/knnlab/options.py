@@ -4,7 +4,7 @@ The estimators, the grid search, the voting code and ``params.yaml``'s validatio
 these, so an allowed value or a range cannot drift between them. The algorithms and their
 index options are declared with their engines, in :mod:`knnlab.search`. Each check raises the error
 an estimator raises (``TypeError`` for a wrong type, ``ValueError`` for a wrong value) and
-names the parameter, the value and what is allowed; :mod:`knnlab.pipeline.params` turns the
+names the parameter, the value and what is allowed; :mod:`knnlab.pipeline.io.params` turns the
 same rules into messages about ``params.yaml`` keys.
 """
 

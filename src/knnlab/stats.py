@@ -48,13 +48,46 @@ JACKKNIFE_GROUPS = 1000
 
 
 def normal_quantile(confidence: float) -> float:
-    """z such that a standard normal lies in [-z, z] with probability ``confidence``."""
+    """z such that a standard normal lies in [-z, z] with probability ``confidence``.
+
+    Parameters
+    ----------
+    confidence : float
+        In (0, 1), e.g. 0.95.
+
+    Returns
+    -------
+    float
+    """
     return NormalDist().inv_cdf(0.5 + confidence / 2.0)
 
 
+# scipy.stats.binomtest gives Wilson's interval and McNemar's p-value too, within about
+# 1e-14 of these but not bit for bit (its p-value is not correctly rounded): these closed
+# forms keep reports/uncertainty.json byte-identical whatever scipy is installed.
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson's score interval for a binomial proportion (``successes`` of ``n``): unlike
-    the normal approximation it stays inside [0, 1] and keeps its coverage near 0 and 1."""
+    the normal approximation it stays inside [0, 1] and keeps its coverage near 0 and 1.
+
+    Parameters
+    ----------
+    successes : int
+        Successes, in ``0 .. n``.
+    n : int
+        Trials, at least 1.
+    confidence : float, default 0.95
+        Coverage of the interval, in (0, 1).
+
+    Returns
+    -------
+    low : float
+    high : float
+
+    Raises
+    ------
+    ValueError
+        If ``n < 1`` or ``successes`` is outside ``0 .. n``.
+    """
     if n <= 0:
         raise ValueError(f"a proportion needs n >= 1 trials, got n={n}")
     if not 0 <= successes <= n:
@@ -70,7 +103,25 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
 def mcnemar_exact(only_first_right: int, only_second_right: int) -> float:
     """Two-sided exact McNemar p-value: under "the two models are equally accurate" each of
     the b + c discordant rows is equally likely to favour either, so min(b, c) is
-    Binomial(b + c, 1/2); p = 2 P(X <= min(b, c)), at most 1. Exact integer arithmetic."""
+    Binomial(b + c, 1/2); p = 2 P(X <= min(b, c)), at most 1. Exact integer arithmetic.
+
+    Parameters
+    ----------
+    only_first_right : int
+        b, the rows only the first model gets right.
+    only_second_right : int
+        c, the rows only the second model gets right.
+
+    Returns
+    -------
+    float
+        The p-value, correctly rounded; 1 when there is no discordant row.
+
+    Raises
+    ------
+    ValueError
+        If either count is negative.
+    """
     b, c = int(only_first_right), int(only_second_right)
     if b < 0 or c < 0:
         raise ValueError(f"discordant counts must be >= 0, got {b} and {c}")
@@ -83,8 +134,23 @@ def mcnemar_exact(only_first_right: int, only_second_right: int) -> float:
 
 @dataclass(frozen=True)
 class Bootstrap:
-    """A stratified bootstrap plan over rows labelled ``y`` (n,): ``n_resamples`` resamples,
-    each drawing, within every class, as many rows as the class has, with replacement."""
+    """A stratified bootstrap plan over rows labelled ``y``: ``n_resamples`` resamples,
+    each drawing, within every class, as many rows as the class has, with replacement.
+
+    Parameters
+    ----------
+    y : ndarray of shape (n,)
+        The rows' class labels.
+    n_resamples : int
+        Resamples, at least 1.
+    seed : int
+        Seeds the draws: same seed and labels, same resamples.
+
+    Raises
+    ------
+    ValueError
+        If ``n_resamples < 1`` or ``y`` is not a non-empty 1-D array.
+    """
 
     y: np.ndarray
     n_resamples: int
@@ -97,8 +163,14 @@ class Bootstrap:
             raise ValueError(f"y must be a non-empty 1-D array, got shape {np.shape(self.y)}")
 
     def weights(self) -> Iterator[np.ndarray]:
-        """Multiplicities block by block: float64 arrays (m, n) of integer counts, m <=
-        :data:`BLOCK`, each row summing to n and, over every class's rows, to its count."""
+        """Multiplicities block by block.
+
+        Yields
+        ------
+        ndarray of shape (m, n)
+            float64 integer counts, ``m <=`` :data:`BLOCK`; each row sums to n and, over
+            every class's rows, to its count.
+        """
         y = np.asarray(self.y)
         _, codes = np.unique(y, return_inverse=True)
         members = [np.flatnonzero(codes == c) for c in range(codes.max() + 1)]
@@ -119,9 +191,15 @@ class Bootstrap:
             yield counts.reshape(m, n).astype(np.float64)
 
     def jackknife_weights(self) -> Iterator[np.ndarray]:
-        """Leave-one-group-out weights, block by block: float64 (m, n) arrays of ones with
-        one group of rows set to 0 per row of the array; every row its own group up to
-        :data:`JACKKNIFE_GROUPS` rows, consecutive groups of rows beyond."""
+        """Leave-one-group-out weights, block by block: every row its own group up to
+        :data:`JACKKNIFE_GROUPS` rows, consecutive groups of rows beyond.
+
+        Yields
+        ------
+        ndarray of shape (m, n)
+            float64 ones with one group of rows set to 0 per row of the array,
+            ``m <=`` :data:`BLOCK`.
+        """
         n = len(self.y)
         groups = min(n, JACKKNIFE_GROUPS)
         group_of_row = np.repeat(
@@ -237,10 +315,21 @@ def _nan_mean(values: np.ndarray, weights: np.ndarray | None = None) -> np.ndarr
 
 @dataclass(frozen=True)
 class Resampled:
-    """One statistic on the full rows (``point``), on every bootstrap resample
-    (``values``, (n_resamples,)) and with each jackknife group left out (``jackknife``,
-    (n_groups,)): all an interval needs. Subtracting two taken on the same plan pairs them
-    (resample by resample)."""
+    """One statistic on the full rows, on every bootstrap resample and with each jackknife
+    group left out: all an interval needs. Subtracting two taken on the same plan pairs
+    them (resample by resample).
+
+    Parameters
+    ----------
+    point : float
+        The statistic on the full rows.
+    values : ndarray of shape (n_resamples,)
+        The statistic on each bootstrap resample.
+    jackknife : ndarray of shape (n_groups,)
+        The statistic with each jackknife group left out.
+    difference : bool, default False
+        True for a paired difference (what subtraction makes).
+    """
 
     point: float
     values: np.ndarray
@@ -256,26 +345,55 @@ class Resampled:
         )
 
     def interval(self, confidence: float) -> tuple[float, float]:
-        """BCa for a score; plain percentiles for a paired difference. Only the few rows
-        where the two differ move a difference's jackknife, which makes BCa's acceleration
-        erratic: simulated 95 % intervals of an accuracy difference covered the truth on
-        89-92 % of splits with BCa and 92-95 % with percentiles
-        (benchmarks/results_coverage.txt)."""
+        """BCa for a score; plain percentiles for a paired difference.
+
+        Only the few rows where the two differ move a difference's jackknife, which makes
+        BCa's acceleration erratic: simulated 95 % intervals of an accuracy difference
+        covered the truth on 89-92 % of splits with BCa and 92-95 % with percentiles
+        (benchmarks/results_coverage.txt).
+
+        Parameters
+        ----------
+        confidence : float
+            Coverage of the interval, in (0, 1).
+
+        Returns
+        -------
+        low : float
+        high : float
+            NaN both when no resampled value is defined (for BCa, also when ``point`` is).
+        """
         if self.difference:
             return percentile_interval(self.values, confidence)
         return bca_interval(self.values, self.point, self.jackknife, confidence)
 
     def standard_error(self) -> float:
+        """The bootstrap standard error of the statistic (:func:`standard_error`).
+
+        Returns
+        -------
+        float
+        """
         return standard_error(self.values)
 
 
 def bootstrap_distribution(plan: Bootstrap, models: dict[str, tuple]) -> dict[str, dict]:
     """Every headline metric of every model, resampled by the plan.
 
-    models : {name: (y_pred (n,), proba (n, n_classes) or None, classes)}, all predicting
-        the rows ``plan.y`` labels.
-    Returns {name: {metric: Resampled}}, the same resamples for every model (so differences
-    between models are paired).
+    Parameters
+    ----------
+    plan : Bootstrap
+        The resampling plan; ``plan.y`` (n,) holds the rows' true labels.
+    models : dict of str to tuple
+        {name: (y_pred, proba, classes)}, all predicting the rows ``plan.y`` labels:
+        y_pred of shape (n,); proba of shape (n, n_classes), columns in ``classes`` order,
+        or None (no ROC-AUC); classes of shape (n_classes,).
+
+    Returns
+    -------
+    dict of str to dict of str to Resampled
+        {name: {metric: Resampled}}, the same resamples for every model (so differences
+        between models are paired).
     """
     prepared = {
         name: _Scores(plan.y, y_pred, proba, np.asarray(classes))
@@ -308,7 +426,21 @@ def bootstrap_distribution(plan: Bootstrap, models: dict[str, tuple]) -> dict[st
 
 def percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
     """The central ``confidence`` interval of a bootstrap distribution (its percentiles),
-    NaN resamples left out; (nan, nan) if all are NaN."""
+    NaN resamples left out.
+
+    Parameters
+    ----------
+    values : ndarray of shape (n_resamples,)
+        The resampled statistic.
+    confidence : float
+        Coverage of the interval, in (0, 1).
+
+    Returns
+    -------
+    low : float
+    high : float
+        NaN both if every value is NaN.
+    """
     values = values[~np.isnan(values)]
     if values.size == 0:
         return float("nan"), float("nan")
@@ -321,13 +453,30 @@ def bca_interval(
     values: np.ndarray, point: float, jackknife: np.ndarray, confidence: float
 ) -> tuple[float, float]:
     """The bias-corrected and accelerated bootstrap interval (Efron 1987; Efron &
-    Tibshirani 1993, ch. 14) from resampled ``values`` (B,), the full-sample ``point`` and
-    leave-out ``jackknife`` estimates (G,); NaN entries left out, (nan, nan) if none is left.
+    Tibshirani 1993, ch. 14).
 
     Bias: z0 = Phi^-1 of the share of resamples below the point, ties counted half (the
     statistics here are discrete: a resample often equals the point exactly). Acceleration:
     the jackknife's skewness, a = sum(d^3) / (6 sum(d^2)^1.5), d = mean - jackknife. With
-    z0 = a = 0 this is the percentile interval."""
+    z0 = a = 0 this is the percentile interval.
+
+    Parameters
+    ----------
+    values : ndarray of shape (B,)
+        The resampled statistic; NaN entries left out.
+    point : float
+        The statistic on the full sample.
+    jackknife : ndarray of shape (G,)
+        Leave-out estimates; NaN entries left out.
+    confidence : float
+        Coverage of the interval, in (0, 1).
+
+    Returns
+    -------
+    low : float
+    high : float
+        NaN both if no value is left or ``point`` is NaN.
+    """
     values = values[~np.isnan(values)]
     jackknife = jackknife[~np.isnan(jackknife)]
     if values.size == 0 or math.isnan(point):
@@ -349,7 +498,18 @@ def bca_interval(
 
 
 def standard_error(values: np.ndarray) -> float:
-    """The bootstrap standard error: the spread (ddof=1) of the resampled values."""
+    """The bootstrap standard error: the spread (ddof=1) of the resampled values.
+
+    Parameters
+    ----------
+    values : ndarray of shape (n_resamples,)
+        The resampled statistic; NaN entries left out.
+
+    Returns
+    -------
+    float
+        NaN with fewer than two values left.
+    """
     values = values[~np.isnan(values)]
     return float(values.std(ddof=1)) if values.size > 1 else float("nan")
 
@@ -357,7 +517,27 @@ def standard_error(values: np.ndarray) -> float:
 @dataclass(frozen=True)
 class PairedComparison:
     """Model ``second`` against ``first`` on the same rows: accuracy difference (second
-    minus first), its paired-bootstrap interval, the discordant rows and McNemar's p."""
+    minus first), its paired-bootstrap interval, the discordant rows and McNemar's p.
+
+    Parameters
+    ----------
+    first : str
+        The first model's name.
+    second : str
+        The second model's name.
+    difference : float
+        Accuracy of ``second`` minus accuracy of ``first``.
+    low : float
+        Lower end of the difference's paired-bootstrap interval.
+    high : float
+        Upper end of that interval.
+    only_first_right : int
+        Rows only the first model gets right.
+    only_second_right : int
+        Rows only the second model gets right.
+    p_value : float
+        The exact McNemar p-value (:func:`mcnemar_exact`).
+    """
 
     first: str
     second: str
@@ -369,6 +549,18 @@ class PairedComparison:
     p_value: float
 
     def significant(self, alpha: float) -> bool:
+        """Whether McNemar's test rejects "equally accurate" at level ``alpha``.
+
+        Parameters
+        ----------
+        alpha : float
+            The significance level, e.g. 0.05.
+
+        Returns
+        -------
+        bool
+            ``p_value < alpha``.
+        """
         return self.p_value < alpha
 
 
@@ -380,8 +572,28 @@ def paired_accuracy(
     difference: Resampled,
     confidence: float,
 ) -> PairedComparison:
-    """Compare two models right/wrong on the same rows (bool (n,) each), given their paired
-    resampled accuracy difference (second minus first)."""
+    """Compare two models right/wrong on the same rows, given their paired resampled
+    accuracy difference.
+
+    Parameters
+    ----------
+    first : str
+        The first model's name.
+    second : str
+        The second model's name.
+    correct_first : ndarray of shape (n,)
+        Booleans: the first model is right on the row.
+    correct_second : ndarray of shape (n,)
+        Booleans: the second model is right on the row.
+    difference : Resampled
+        The paired resampled accuracy difference, second minus first.
+    confidence : float
+        Coverage of the interval, in (0, 1).
+
+    Returns
+    -------
+    PairedComparison
+    """
     correct_first = np.asarray(correct_first, bool)
     correct_second = np.asarray(correct_second, bool)
     b = int(np.count_nonzero(correct_first & ~correct_second))

@@ -24,8 +24,9 @@ from sklearn.neighbors import NearestNeighbors
 from knnlab import KNNClassifier, search
 from knnlab.algorithms import EXACT_ALGORITHMS
 from knnlab.backends._faiss import IVF_WIDTH
-from knnlab.pipeline.params import ParamsError, parse_params
+from knnlab.pipeline.io.params import ParamsError, parse_params
 
+from ..blocked_imports import without_package
 from ..conftest import REPO_ROOT
 
 APPROXIMATE = ("hnsw", "ivf")
@@ -382,20 +383,7 @@ def test_a_bad_option_names_key_value_and_what_is_allowed(model, key, value, all
 
 # A child Python in which faiss is not installed, as far as imports can tell: the path
 # finder skips it, so importlib.util.find_spec("faiss") is None and `import faiss` fails.
-_WITHOUT_FAISS = """
-import importlib.machinery, sys
-
-class PathFinderWithoutFaiss(importlib.machinery.PathFinder):
-    @classmethod
-    def find_spec(cls, name, path=None, target=None):
-        if name.partition(".")[0] == "faiss":
-            return None
-        return super().find_spec(name, path, target)
-
-sys.meta_path[:] = [
-    PathFinderWithoutFaiss if f is importlib.machinery.PathFinder else f for f in sys.meta_path
-]
-"""
+_WITHOUT_FAISS = without_package("faiss")
 
 
 def _run_without_faiss(code: str) -> subprocess.CompletedProcess:
@@ -415,7 +403,7 @@ def test_without_faiss_an_approximate_algorithm_says_to_install_the_ann_extra():
         import importlib.util, json
         import numpy as np
         from knnlab import KNNClassifier
-        from knnlab.pipeline.params import parse_params
+        from knnlab.pipeline.io.params import parse_params
         try:
             import faiss
             blocked = False

@@ -26,6 +26,7 @@ import pytest
 from knnlab import distributed
 from knnlab.search import kneighbors
 
+from ..blocked_imports import without_package
 from ..conftest import REPO_ROOT
 
 distributed_lib = pytest.importorskip("distributed")
@@ -247,21 +248,7 @@ def test_an_address_that_is_not_host_and_port_is_refused_by_name():
 
 # A child Python in which distributed is not installed, as far as imports can tell: the path
 # finder skips it, so importlib.util.find_spec("distributed") is None and the import fails.
-_WITHOUT_DISTRIBUTED = """
-import importlib.machinery, sys
-
-class PathFinderWithoutDistributed(importlib.machinery.PathFinder):
-    @classmethod
-    def find_spec(cls, name, path=None, target=None):
-        if name.partition(".")[0] == "distributed":
-            return None
-        return super().find_spec(name, path, target)
-
-sys.meta_path[:] = [
-    PathFinderWithoutDistributed if f is importlib.machinery.PathFinder else f
-    for f in sys.meta_path
-]
-"""
+_WITHOUT_DISTRIBUTED = without_package("distributed")
 
 
 def _run_without_distributed(code: str, cwd=REPO_ROOT, env=None) -> subprocess.CompletedProcess:

@@ -21,8 +21,9 @@ import pytest
 from knnlab import distributed
 from knnlab.estimators import KNNClassifier, KNNRegressor
 from knnlab.model_selection import grid_search_cv
-from knnlab.pipeline import files, tuning
-from knnlab.pipeline.params import Params
+from knnlab.pipeline.analysis import tuning
+from knnlab.pipeline.io import files
+from knnlab.pipeline.io.params import Params
 from knnlab.search import kneighbors
 
 from .. import reference
@@ -408,8 +409,8 @@ def test_without_a_scheduler_dask_is_never_imported():
     code = (
         "import sys, numpy as np\n"
         "from sklearn.datasets import load_digits\n"
-        "from knnlab.pipeline import tuning\n"
-        "from knnlab.pipeline.params import Params\n"
+        "from knnlab.pipeline.analysis import tuning\n"
+        "from knnlab.pipeline.io.params import Params\n"
         "from knnlab import KNNClassifier, kneighbors\n"
         "X, y = load_digits(return_X_y=True)\n"
         "tuning.tune(Params(), X[:300], y[:300])\n"

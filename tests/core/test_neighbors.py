@@ -9,6 +9,7 @@ from sklearn.neighbors import NearestNeighbors
 from knnlab.neighbors import kneighbors
 
 from .. import reference
+from ..conftest import REPO_ROOT
 
 P_VALUES = [1, 1.5, 2, 3, np.inf]
 
@@ -267,7 +268,8 @@ def test_prefilter_gives_the_plain_search_bit_for_bit(rng, monkeypatch, self_que
 
 
 def test_prefilter_on_mnist_shaped_data_matches_scikit_learn(monkeypatch):
-    from knnlab.pipeline.synthetic import make_mnist_like
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "benchmarks"))  # the data lives beside them
+    from synthetic import make_mnist_like
 
     X_train, _, X_query, _ = make_mnist_like(5000, 600, seed=1)
     counts = _spy_low_rank_counts(monkeypatch)

@@ -15,9 +15,10 @@ from sklearn.datasets import load_digits
 
 from knnlab.model_selection import SELECTIONS, grid_search_cv, one_standard_error_index
 from knnlab.options import SCORERS
-from knnlab.pipeline import evaluation, figures, tuning
-from knnlab.pipeline.artifacts import SplitInfo, TuneSummary
-from knnlab.pipeline.params import ParamsError, parse_params
+from knnlab.pipeline.analysis import evaluation, tuning
+from knnlab.pipeline.io.artifacts import SplitInfo, TuneSummary
+from knnlab.pipeline.io.params import ParamsError, parse_params
+from knnlab.pipeline.presentation import figures
 
 CV = 5
 GRID = {

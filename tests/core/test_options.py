@@ -20,7 +20,7 @@ from knnlab.options import (
     fit_scaling,
     is_minkowski_p,
 )
-from knnlab.pipeline.params import ParamsError, parse_params
+from knnlab.pipeline.io.params import ParamsError, parse_params
 from knnlab.voting import neighbor_weights
 
 X = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 2.0], [3.0, 2.0]])

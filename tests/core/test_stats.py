@@ -4,6 +4,7 @@ for the intervals' coverage."""
 
 from __future__ import annotations
 
+import decimal
 import math
 import warnings
 from fractions import Fraction
@@ -233,6 +234,68 @@ def test_mcnemar_handles_thousands_of_discordant_rows():
     p = stats.mcnemar_exact(2400, 2600)
     assert p == pytest.approx(scipy_stats.binomtest(2400, 5000).pvalue, rel=1e-9)
     assert 0.0 < p < 0.01
+
+
+def wilson_by_decimals(k: int, n: int, confidence: float) -> tuple[float, float]:
+    """Wilson's bounds as the roots of (k/n - pi)^2 = z^2 pi (1 - pi) / n, in 50 digits."""
+    with decimal.localcontext() as context:
+        context.prec = 50
+        z = decimal.Decimal(NormalDist().inv_cdf(0.5 + confidence / 2.0))
+        k_, n_ = decimal.Decimal(k), decimal.Decimal(n)
+        root = z * (z * z + 4 * k_ * (n_ - k_) / n_).sqrt()
+        low = (2 * k_ + z * z - root) / (2 * (n_ + z * z))
+        high = (2 * k_ + z * z + root) / (2 * (n_ + z * z))
+        return max(0.0, float(low)), min(1.0, float(high))
+
+
+WILSON_GRID = [
+    (k, n, confidence)
+    for confidence in (0.8, 0.9, 0.95, 0.99)
+    for n in (1, 2, 3, 10, 30, 450, 1797, 70_000, 10**6)
+    for k in sorted({0, 1, 2, n // 3, n // 2, n - 2, n - 1, n} & set(range(n + 1)))
+]
+
+
+def test_wilson_interval_matches_the_exact_roots_and_scipy_on_a_grid():
+    # scipy's binomtest gives the same interval within about 1e-14 but not bit for bit
+    # (about two inputs in three differ in the last bits), so knnlab keeps its own closed
+    # form: a swap would change committed reports. Near 0 (k = 0) only an absolute bound
+    # makes sense.
+    for k, n, confidence in WILSON_GRID:
+        low, high = stats.wilson_interval(k, n, confidence)
+        reference = wilson_by_decimals(k, n, confidence)
+        ci = scipy_stats.binomtest(k, n).proportion_ci(confidence, method="wilson")
+        for found, expected, by_scipy in zip(
+            (low, high), reference, (ci.low, ci.high), strict=True
+        ):
+            assert found == pytest.approx(expected, rel=1e-12, abs=1e-15), (k, n, confidence)
+            assert found == pytest.approx(by_scipy, rel=1e-12, abs=1e-15), (k, n, confidence)
+
+
+MCNEMAR_GRID = [(b, c) for b in (0, 1, 2, 5, 17, 60) for c in (0, 1, 3, 8, 17, 61, 250)] + [
+    (400, 520),
+    (0, 1000),
+]
+
+
+def test_mcnemar_is_the_correctly_rounded_binomial_tail_on_a_grid():
+    # scipy's two-sided binomtest agrees to 1e-12 but is not correctly rounded (four inputs
+    # in five differ in the last bits), so knnlab keeps its exact integer sum.
+    for b, c in MCNEMAR_GRID:
+        p = stats.mcnemar_exact(b, c)
+        assert p == mcnemar_by_fractions(b, c), (b, c)
+        if b + c:
+            by_scipy = scipy_stats.binomtest(b, b + c, 0.5).pvalue
+            assert p == pytest.approx(by_scipy, rel=1e-12, abs=1e-300), (b, c)
+
+
+def test_the_committed_digits_report_values_come_out_bit_for_bit():
+    # reports/uncertainty.json of the repository's digits run: 450 test rows, 46 and 443
+    # right, 397 rows only the kNN models get right.
+    assert stats.wilson_interval(46, 450, 0.95) == (0.07751547434220601, 0.13366280599766844)
+    assert stats.wilson_interval(443, 450, 0.95) == (0.9682429992233327, 0.9924449051672114)
+    assert stats.mcnemar_exact(0, 397) == 6.196147063758909e-120
+    assert stats.mcnemar_exact(1, 1) == 1.0
 
 
 def test_percentile_interval_leaves_out_undefined_resamples():

@@ -127,7 +127,7 @@ def test_same_params_give_the_same_bytes(project):
 
 
 def test_predict_and_the_logged_model_answer_from_the_stored_index(project, tmp_path):
-    from knnlab.pipeline.model_io import load_model
+    from knnlab.pipeline.io.model_io import load_model
     from knnlab.tracking import models
 
     root, _ = project

@@ -24,7 +24,9 @@ pytestmark = pytest.mark.slow
 # What `dvc pull` brings: every DVC-cached output (reports/ are committed to git instead).
 PULLED = ["data/raw", "data/split", "models", "tracking"]
 UP_TO_DATE = "Data and pipelines are up to date."
-PLOT_ONLY_MODULE = "src/knnlab/pipeline/report.py"  # a dependency of plot and of no other stage
+PLOT_ONLY_MODULE = (
+    "src/knnlab/pipeline/presentation/report.py"  # a dependency of plot and of no other stage
+)
 
 
 def _sh(cmd: list[str], cwd: Path, store_uri: str | None = None) -> subprocess.CompletedProcess:

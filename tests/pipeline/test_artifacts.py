@@ -10,8 +10,11 @@ import pandas as pd
 import pytest
 
 from knnlab import KNNClassifier
-from knnlab.pipeline import evaluation, figures, tuning
-from knnlab.pipeline.artifacts import (
+from knnlab.pipeline.analysis import evaluation, tuning
+from knnlab.pipeline.analysis.training import model_card, novelty_threshold
+from knnlab.pipeline.data.dataset import LABEL
+from knnlab.pipeline.data.datasets import stratified_split
+from knnlab.pipeline.io.artifacts import (
     ArtifactError,
     DatasetInfo,
     Evaluation,
@@ -19,10 +22,9 @@ from knnlab.pipeline.artifacts import (
     SplitInfo,
     TuneSummary,
 )
-from knnlab.pipeline.datasets import LABEL, stratified_split
-from knnlab.pipeline.params import parse_params
-from knnlab.pipeline.report import build_report
-from knnlab.pipeline.training import model_card, novelty_threshold
+from knnlab.pipeline.io.params import parse_params
+from knnlab.pipeline.presentation import figures
+from knnlab.pipeline.presentation.report import build_report
 
 DATASET = DatasetInfo(
     name="toy",

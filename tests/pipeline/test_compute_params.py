@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from knnlab.pipeline.params import Params, parse_params
+from knnlab.pipeline.io.params import Params, parse_params
 
 from ..conftest import REPO_ROOT
 

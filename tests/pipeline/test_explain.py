@@ -11,7 +11,8 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from knnlab.estimators import KNNClassifier
-from knnlab.pipeline import explain
+from knnlab.pipeline.analysis import explain
+from knnlab.pipeline.presentation import explanations
 
 
 def _worst_errors_reference(y_true, y_pred, proba, classes, limit):
@@ -191,7 +192,7 @@ def test_explain_rows_with_no_rows_and_with_bad_rows(digits_subset):
     empty = explain.explain_rows(*args, np.array([], dtype=np.int64))
 
     assert empty.neighbor_index.shape == (0, 3) and len(empty) == 0
-    assert explain.explanation_markdown(empty, str) == []
+    assert explanations.explanation_markdown(empty, str) == []
     with pytest.raises(ValueError, match=r"test rows in 0\.\.69"):
         explain.explain_rows(*args, np.array([70]))
     with pytest.raises(ValueError, match="300 training rows the model was fitted on"):
@@ -222,7 +223,7 @@ def test_the_figure_shows_each_error_and_its_neighbours(digits_subset, worst, ca
     X_train, _, X_test, _ = digits_subset
     shown = min(worst.k, cap)
 
-    fig = explain.explanation_figure(worst, X_train, X_test, (8, 8), _name, max_neighbors=cap)
+    fig = explanations.explanation_figure(worst, X_train, X_test, (8, 8), _name, max_neighbors=cap)
 
     image_axes = [ax for ax in fig.axes if ax.images]
     assert len(image_axes) == len(worst) * (1 + shown), "one row per error: test + neighbours"
@@ -236,7 +237,7 @@ def test_the_figure_shows_each_error_and_its_neighbours(digits_subset, worst, ca
             f"true digit {worst.y_true[i]} → predicted digit {worst.y_pred[i]} "
             f"({worst.confidence[i]:.2f})"
         )
-        assert _is(title.get_color(), explain.WRONG), "an error's title is red"
+        assert _is(title.get_color(), explanations.WRONG), "an error's title is red"
         np.testing.assert_array_equal(
             row[0].images[0].get_array(), X_test[worst.rows[i]].reshape(8, 8)
         )
@@ -247,9 +248,9 @@ def test_the_figure_shows_each_error_and_its_neighbours(digits_subset, worst, ca
             assert float(distance) == pytest.approx(d, abs=0.05), "one decimal"
             colour = ax.title.get_color()
             if label == worst.y_pred[i]:
-                assert _is(colour, explain.WRONG), f"neighbour {j} of error {i}: wrong class"
+                assert _is(colour, explanations.WRONG), f"neighbour {j} of error {i}: wrong class"
             elif label == worst.y_true[i]:
-                assert _is(colour, explain.RIGHT), f"neighbour {j} of error {i}: true class"
+                assert _is(colour, explanations.RIGHT), f"neighbour {j} of error {i}: true class"
             else:
                 assert _is(colour, "black")
             np.testing.assert_array_equal(
@@ -260,7 +261,7 @@ def test_the_figure_shows_each_error_and_its_neighbours(digits_subset, worst, ca
 
 
 def test_the_markdown_table_lists_each_explained_row(worst):
-    lines = explain.explanation_markdown(worst, _name, max_neighbors=worst.k)
+    lines = explanations.explanation_markdown(worst, _name, max_neighbors=worst.k)
 
     table = [line for line in lines if line.startswith("|")]
     assert table[0] == "| test row | true | predicted | confidence | neighbours |"
@@ -282,7 +283,7 @@ def test_the_markdown_table_lists_each_explained_row(worst):
 
 
 def test_the_markdown_escapes_pipes_in_names(worst):
-    lines = explain.explanation_markdown(worst, lambda label: f"a|{label}")
+    lines = explanations.explanation_markdown(worst, lambda label: f"a|{label}")
 
     row = lines[-1]
     assert "a\\|" in row and row.count(" | ") == 4, "five cells, pipes in names escaped"
@@ -312,7 +313,7 @@ def test_the_worst_errors_of_the_configured_model_on_the_digits_test_split():
 
 
 def test_the_markdown_lists_at_most_ten_neighbours_of_a_large_k(worst):
-    lines = explain.explanation_markdown(worst, _name, max_neighbors=2)
+    lines = explanations.explanation_markdown(worst, _name, max_neighbors=2)
     assert lines[0].startswith(f"Each test row's 2 nearest of its k = {worst.k} as label@")
     cells = lines[-1].strip("|").split("|")
     assert cells[4].strip().split(", ")[2:] == ["…"], cells[4]

@@ -8,7 +8,7 @@ from sklearn.datasets import load_digits, make_moons
 
 from knnlab import KNNClassifier, metrics
 from knnlab.model_selection import grid_search_cv
-from knnlab.pipeline import figure_style, figures, timing_figures
+from knnlab.pipeline.presentation import figure_style, figures, timing_figures
 
 
 @pytest.fixture(scope="module")

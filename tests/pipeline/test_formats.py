@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import bz2
-import gzip
 import io
-import lzma
 import subprocess
 import sys
 import wave
-import zipfile
 
 import numpy as np
-import pandas as pd
 import pytest
-from PIL import Image
 
-from knnlab.pipeline import datasets, formats
-from knnlab.pipeline.formats import (
+from knnlab.pipeline.data.dataset import DataError
+from knnlab.pipeline.data.tables import load_table
+from knnlab.pipeline.io import formats
+from knnlab.pipeline.io.formats import (
     EXCERPT_CHARS,
     FORMATS,
     HEAD_BYTES,
@@ -27,52 +23,10 @@ from knnlab.pipeline.formats import (
     one_line,
     sniff,
 )
-from knnlab.pipeline.predict import InputError, read_inputs
+from knnlab.pipeline.io.inputs import InputError, read_inputs
 
-TABLE = b"x,label\n0,0\n1,1\n"
+from .format_samples import SAMPLES, TABLE
 
-
-def _zip(*members: str) -> bytes:
-    """A zip archive of empty files named ``members``."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name in members:
-            archive.writestr(name, "")
-    return buffer.getvalue()
-
-
-def _written(save) -> bytes:
-    """The bytes ``save`` writes to a binary file."""
-    buffer = io.BytesIO()
-    save(buffer)
-    return buffer.getvalue()
-
-
-def _image(format_name: str) -> bytes:
-    return _written(lambda out: Image.new("L", (8, 8), 200).save(out, format=format_name))
-
-
-# A file of each format, as its own tools write it, by the key sniff gives it.
-SAMPLES = {
-    "gzip": gzip.compress(TABLE, mtime=0),
-    "bzip2": bz2.compress(TABLE),
-    "xz": lzma.compress(TABLE),
-    # `printf 'x,y\n0,0\n' | zstd -c --no-check`: the standard library has no zstd.
-    "zstd": b"(\xb5/\xfd\x00XA\x00\x00x,y\n0,0\n",
-    "zip": _zip("t.csv"),
-    "empty zip": _zip(),
-    "xlsx": _zip("[Content_Types].xml", "xl/workbook.xml"),  # the parts that tell a workbook
-    # Nothing at hand writes Excel 97-2003; its OLE2 header, then zeros, is what sniff reads.
-    "xls": b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504),
-    "parquet": _written(pd.DataFrame({"x": [0.0, 1.0], "label": [0, 1]}).to_parquet),
-    "npy": _written(lambda out: np.save(out, np.arange(4.0))),
-    "png": _image("PNG"),
-    "jpeg": _image("JPEG"),
-    "gif": _image("GIF"),
-    "tiff": _image("TIFF"),
-    "webp": _image("WEBP"),
-    "pdf": _image("PDF"),
-}
 WHAT = {
     "gzip": "gzip-compressed",
     "bzip2": "bzip2-compressed",
@@ -178,7 +132,7 @@ def test_the_archive_file_is_left_where_it_was():
 
 def test_the_module_imports_only_the_standard_library():
     code = (
-        "import sys; before = set(sys.modules); import knnlab.pipeline.formats; "
+        "import sys; before = set(sys.modules); import knnlab.pipeline.io.formats; "
         "print(' '.join(sorted({m.split('.')[0] for m in set(sys.modules) - before})))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -229,8 +183,8 @@ def test_predict_says_what_to_do_with_an_empty_zip_or_a_pdf(tmp_path):
 def test_fetch_names_every_format_given_as_csv(tmp_path, key):
     path = tmp_path / "t.csv"
     path.write_bytes(SAMPLES[key])
-    with pytest.raises(datasets.DataError) as caught:
-        datasets.load_table(path, "label")
+    with pytest.raises(DataError) as caught:
+        load_table(path, "label")
     message = str(caught.value)
     assert message.startswith(f"data.path = {str(path)!r}: is {WHAT[key]}"), message
     assert "\n" not in message
@@ -243,7 +197,7 @@ def test_fetch_names_every_format_given_as_csv(tmp_path, key):
 def test_fetch_takes_a_parquet_file_named_parquet(tmp_path):
     path = tmp_path / "t.parquet"
     path.write_bytes(SAMPLES["parquet"])
-    assert datasets.load_table(path, "label").feature_columns == ["x"]
+    assert load_table(path, "label").feature_columns == ["x"]
 
 
 # --- excerpts -------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from knnlab import KNNClassifier
-from knnlab.pipeline.model_io import ModelFileError, _digest, load_model, read_header, save_model
+from knnlab.pipeline.io.model_io import ModelFileError, _digest, load_model, read_header, save_model
 
 from ..memory import peak_growth
 
@@ -195,7 +195,7 @@ def test_the_size_limit_comes_from_the_environment(saved, monkeypatch):
 
 # --- bombs: refused from the zip directory and the .npy headers, in bounded memory ----------
 
-_LOAD = "from knnlab.pipeline.model_io import load_model"
+_LOAD = "from knnlab.pipeline.io.model_io import load_model"
 _ZEROS = bytes(2**20)
 
 
@@ -268,7 +268,7 @@ def bombs(tmp_path_factory):
     _zip_bomb(files["zip bomb"], members)
     _lying_header(files["lying header"], members)
     calls = [f"load_model({str(path)!r})" for path in files.values()]
-    results = peak_growth("from knnlab.pipeline.model_io import load_model", calls)
+    results = peak_growth("from knnlab.pipeline.io.model_io import load_model", calls)
     return {
         name: (path, result) for (name, path), result in zip(files.items(), results, strict=True)
     }

@@ -8,7 +8,7 @@ import re
 import pytest
 import yaml
 
-from knnlab.pipeline.params import Params, ParamsError, load_params, parse_params
+from knnlab.pipeline.io.params import Params, ParamsError, load_params, parse_params
 
 from ..conftest import REPO_ROOT
 
@@ -225,7 +225,7 @@ def test_grid_values_and_candidate_count_are_bounded():
 )
 def test_the_candidate_count_is_what_the_grid_search_runs(grid):
     from knnlab.model_selection import candidate_list
-    from knnlab.pipeline.params import _candidate_count
+    from knnlab.pipeline.io.params import _candidate_count
 
     pytest.importorskip("faiss")
     checked = parse_params({"tune": {"grid": grid}}).tune.grid

@@ -18,10 +18,11 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from knnlab import KNNClassifier, cli
-from knnlab.pipeline.model_io import save_model
-from knnlab.pipeline.training import novelty_threshold, value_range
+from knnlab.pipeline.analysis.training import novelty_threshold, value_range
+from knnlab.pipeline.io.model_io import save_model
 
 from ..memory import peak_growth
+from .format_samples import SAMPLES
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +150,7 @@ def image_bombs(tmp_path_factory):
     calls = [f"image_to_features(Path({str(f[0])!r}), (8, 8), (0.0, 16.0))" for f in files.values()]
     results = peak_growth(
         "from pathlib import Path\n"
-        "from knnlab.pipeline.predict import image_to_features\n"
+        "from knnlab.pipeline.io.inputs import image_to_features\n"
         "import PIL.Image",
         calls,
     )
@@ -180,7 +181,7 @@ def test_npy_is_sized_from_its_header(digits_model, tmp_path, capsys, monkeypatc
     np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     big = tmp_path / "big.npy"
     np.save(big, np.zeros((20, 64)))
-    monkeypatch.setattr("knnlab.pipeline.predict.MAX_NPY_BYTES", 8 * 64 * 10)
+    monkeypatch.setattr("knnlab.pipeline.io.inputs.MAX_NPY_BYTES", 8 * 64 * 10)
     cases = {
         liar: "declares shape (100000, 100000) of float64",
         pickled: "holds object values; give an array of numbers",
@@ -198,8 +199,8 @@ def test_npy_is_sized_from_its_header(digits_model, tmp_path, capsys, monkeypatc
 def test_the_saved_model_answers_as_the_estimator_does(tmp_path, scale, weights, p):
     """predict answers brute-force models from the file's arrays (no scikit-learn): the
     same neighbour distances and probabilities, bit for bit, as the loaded estimator."""
-    from knnlab.pipeline.model_io import load_model, read_model
-    from knnlab.pipeline.predict import SavedModel
+    from knnlab.pipeline.analysis.prediction import SavedModel
+    from knnlab.pipeline.io.model_io import load_model, read_model
 
     X, y = load_digits(return_X_y=True)
     path = tmp_path / "model.npz"
@@ -213,8 +214,8 @@ def test_the_saved_model_answers_as_the_estimator_does(tmp_path, scale, weights,
 
 
 def test_a_tree_model_is_answered_by_the_estimator(tmp_path):
-    from knnlab.pipeline.model_io import load_model, read_model
-    from knnlab.pipeline.predict import SavedModel
+    from knnlab.pipeline.analysis.prediction import SavedModel
+    from knnlab.pipeline.io.model_io import load_model, read_model
 
     X, y = load_digits(return_X_y=True)
     X = X[:, 20:24]  # 4 features: auto picks a k-d tree
@@ -316,7 +317,7 @@ def test_a_black_one_is_a_one_in_every_image_format(digits_model, tmp_path, caps
 
 
 def test_transparency_becomes_white_paper_not_black():
-    from knnlab.pipeline.predict import _grey
+    from knnlab.pipeline.io.inputs import _grey
 
     rgba = np.zeros((4, 4, 4), np.uint8)  # transparent black everywhere
     rgba[1, 1] = [0, 0, 0, 255]  # one opaque black pixel
@@ -400,7 +401,7 @@ def test_a_csv_of_one_text_line_has_no_rows_of_numbers(digits_model, tmp_path, c
 
 
 def test_a_header_line_is_optional_and_a_byte_order_mark_is_no_value(digits_model, tmp_path):
-    from knnlab.pipeline.predict import read_inputs
+    from knnlab.pipeline.io.inputs import read_inputs
 
     _, X = digits_model
 
@@ -411,16 +412,6 @@ def test_a_header_line_is_optional_and_a_byte_order_mark_is_no_value(digits_mode
         got, names = read_inputs([str(tmp_path / "rows.csv")], 64, [8, 8], [0.0, 16.0])
         np.testing.assert_array_equal(got, X[:2])
         assert len(names) == 2
-
-
-def _workbook() -> bytes:
-    import zipfile
-
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("[Content_Types].xml", "<Types/>")
-        archive.writestr("xl/workbook.xml", "<workbook/>")
-    return buffer.getvalue()
 
 
 def _png() -> bytes:
@@ -450,7 +441,7 @@ def _parquet() -> bytes:
             gzip.compress(b"1,2\n", mtime=0),
             "is gzip-compressed, not CSV text; decompress it first: gzip -dc {path} > plain.csv",
         ),
-        (_workbook(), "is an Excel workbook (.xlsx), not CSV text; save the sheet as CSV"),
+        (SAMPLES["xlsx"], "is an Excel workbook (.xlsx), not CSV text; save the sheet as CSV"),
         (_parquet(), "is a Parquet file, not CSV text; save the rows as CSV"),
         (_png(), "is a PNG image, not CSV text; give it as a file path ending in .png"),
         (_npy(), "is a .npy array, not CSV text; give it as a file path ending in .npy"),

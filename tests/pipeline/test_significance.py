@@ -12,7 +12,9 @@ from sklearn.model_selection import train_test_split
 
 from knnlab.estimators import KNNClassifier
 from knnlab.metrics import classification_scores
-from knnlab.pipeline import evaluation, files, report, significance
+from knnlab.pipeline.analysis import evaluation, significance
+from knnlab.pipeline.io import files
+from knnlab.pipeline.presentation import report
 
 
 @pytest.fixture(scope="module")
@@ -245,7 +247,7 @@ def test_a_split_with_few_errors_points_to_wilson():
     ],
 )
 def test_a_mangled_uncertainty_file_names_itself_and_the_fix(tmp_path, text, message):
-    from knnlab.pipeline.artifacts import ArtifactError
+    from knnlab.pipeline.io.artifacts import ArtifactError
 
     path = tmp_path / "uncertainty.json"
     path.write_text(text)
@@ -256,7 +258,7 @@ def test_a_mangled_uncertainty_file_names_itself_and_the_fix(tmp_path, text, mes
 
 
 def test_a_missing_uncertainty_file_says_what_to_run(tmp_path):
-    from knnlab.pipeline.artifacts import ArtifactError
+    from knnlab.pipeline.io.artifacts import ArtifactError
 
     with pytest.raises(ArtifactError, match=r"cannot be read \(FileNotFoundError\); re-run"):
         significance.read_uncertainty(tmp_path / "absent.json")

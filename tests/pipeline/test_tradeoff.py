@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from knnlab.model_selection import grid_search_cv
-from knnlab.pipeline import tradeoff_figures
-from knnlab.pipeline.tuning import score_table
+from knnlab.pipeline.analysis.tuning import score_table
+from knnlab.pipeline.presentation import tradeoff_figures
 
 
 def front_by_loop(accuracy, faster) -> set[int]:
@@ -79,7 +79,7 @@ def test_no_exact_candidate_means_no_pick(table):
 
 
 def test_the_figure_draws_from_the_table_as_read_back(table, tmp_path):
-    from knnlab.pipeline import figure_style
+    from knnlab.pipeline.presentation import figure_style
 
     assert tradeoff_figures.has_approximate(table)
     fig = tradeoff_figures.tradeoff_figure(table, "accuracy", "distances")

@@ -17,7 +17,7 @@ import yaml
 from dvc.utils.serialize import parse_yaml
 
 from knnlab import cli
-from knnlab.pipeline.params import ParamsError, load_params, read_params_text
+from knnlab.pipeline.io.params import ParamsError, load_params, read_params_text
 
 from ..project import run
 

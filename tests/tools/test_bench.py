@@ -8,12 +8,11 @@ import sys
 import numpy as np
 import pytest
 
-from knnlab.pipeline.synthetic import make_mnist_like
-
 from ..conftest import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))  # the benchmark is not part of the package
 from searchbench import compare_neighbors, faiss_version, main
+from synthetic import make_mnist_like
 
 
 def test_make_mnist_like_shapes_and_values():

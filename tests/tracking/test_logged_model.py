@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from knnlab import KNNClassifier
-from knnlab.pipeline.model_io import ModelFileError, save_model
-from knnlab.pipeline.params import MlflowParams
+from knnlab.pipeline.io.model_io import ModelFileError, save_model
+from knnlab.pipeline.io.params import MlflowParams
 from knnlab.tracking import models, runs
 
 from .. import mlflow_store

@@ -282,7 +282,6 @@ def test_sigterm_stops_both_and_a_restart_on_the_same_folder_finds_every_run(tea
     assert "knnlab server: stopping" in first.output()
     assert _processes_using(team["data"]) == [], "PostgreSQL or MLflow outlived the server"
     assert not _port_open(first.port) and not _port_open(pg_port)
-    assert seconds < 30, f"stopping took {seconds:.1f} s"
     with (team["data"] / "postgres/postgresql.conf").open("a") as conf:
         conf.write("listen_addresses = '*'\n")  # the command line wins: still loopback only
     again = team["server"] = TeamServer(team["data"], first.port)  # --pg-port: any free one

@@ -33,7 +33,7 @@ from mlflow.exceptions import MlflowException
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from knnlab.pipeline.model_io import load_model
+from knnlab.pipeline.io.model_io import load_model
 from knnlab.tracking import models, serving
 
 from ..conftest import REPO_ROOT
@@ -42,8 +42,8 @@ from .test_logged_model import _fit_and_log, _model_folder
 N_FEATURES = 64  # as the digits: {"inputs": [[...64 numbers...]]}
 BIN = Path(sys.executable).parent  # the project environment's bin, never activated here
 SYSTEM_PATH = "/usr/bin:/bin"  # what a shell has without the environment
-README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-# The README's commands, run here as written but for the port and the placeholders.
+SERVING_DOC = (REPO_ROOT / "docs" / "tracking.md").read_text(encoding="utf-8")
+# The serving commands of docs/tracking.md, run as written but for the port and placeholders.
 KNNLAB_SERVE = ".venv/bin/knnlab serve runs:/<run_id>/model --port 5001"
 MLFLOW_SERVE = (
     'PATH="$PWD/.venv/bin:$PATH" .venv/bin/mlflow models serve -m models:/<model_id> '
@@ -158,7 +158,7 @@ def test_an_unknown_param_is_dropped_by_mlflow_and_labels_come_back(logged, pyfu
 
 
 def test_a_model_file_without_feature_names_takes_columns_in_order(logged, tmp_path):
-    from knnlab.pipeline.model_io import save_model
+    from knnlab.pipeline.io.model_io import save_model
     from knnlab.tracking.flavour import _load_pyfunc
 
     *_, folder, frame, predicted, _ = logged
@@ -304,10 +304,10 @@ def _env(uri: str, path: str) -> dict[str, str]:
 
 
 def _readme_argv(command: str, port: int, **ids: str) -> list[str]:
-    """A README command as argv: placeholders filled, the port replaced, the environment's
-    programs by their absolute path (the README runs them from the repository root), and
+    """A documented command as argv: placeholders filled, the port replaced, the environment's
+    programs by their absolute path (the doc runs them from the repository root), and
     a leading ``PATH=...`` assignment dropped (the caller sets PATH)."""
-    assert command in README, f"the README no longer shows {command!r}"
+    assert command in SERVING_DOC, f"docs/tracking.md no longer shows {command!r}"
     for name, value in ids.items():
         command = command.replace(f"<{name}>", value)
     argv = [arg for arg in shlex.split(command) if not arg.startswith("PATH=")]
@@ -319,7 +319,7 @@ def _readme_argv(command: str, port: int, **ids: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def servers(logged, tmp_path_factory):
-    """Both ways of serving in the README, started together: ``knnlab serve
+    """Both ways of serving in docs/tracking.md, started together: ``knnlab serve
     runs:/<run_id>/model`` with PATH holding only the system's directories, and ``mlflow
     models serve -m models:/<model_id> --env-manager local`` with the environment's bin first
     on PATH. Stopped whatever happens."""
@@ -376,9 +376,9 @@ def test_knnlab_serve_answers_every_request_form_without_the_environment_on_path
 
 
 def _readme_requests() -> list[dict]:
-    """The request bodies the README sends with curl: its ROW in each printf template."""
-    [row] = re.findall(r"^ROW='(.*)'$", README, flags=re.MULTILINE)
-    templates = re.findall(r"""^printf '(.*)' "\$ROW" \| curl""", README, flags=re.MULTILINE)
+    """The request bodies docs/tracking.md sends with curl: its ROW in each printf template."""
+    [row] = re.findall(r"^ROW='(.*)'$", SERVING_DOC, flags=re.MULTILINE)
+    templates = re.findall(r"""^printf '(.*)' "\$ROW" \| curl""", SERVING_DOC, flags=re.MULTILINE)
     assert len(templates) == 3, templates
     return [json.loads(template.replace("%s", row)) for template in templates]
 
@@ -428,7 +428,7 @@ def test_mlflow_models_serve_serves_models_uri_with_the_environment_on_path(logg
 @pytest.mark.slow
 def test_mlflow_local_env_manager_needs_the_environment_on_path(logged, tmp_path):
     """Why ``knnlab serve`` exists: MLflow 3.17 starts the server as ``uvicorn`` by name.
-    If this fails, MLflow found it another way: simplify the README."""
+    If this fails, MLflow found it another way: simplify docs/tracking.md."""
     uri, run_id, *_ = logged
     path = f"{Path(shutil.which('bash')).parent}:{SYSTEM_PATH}"
     if shutil.which("uvicorn", path=path):

@@ -129,3 +129,13 @@ def test_a_file_the_artifact_store_cannot_write_is_named_not_the_database(tmp_pa
         f"{tmp_path / 'mlruns' / 'missing' / 'model.npz'} (No such file or directory); check "
         "that folder's permissions"
     )
+
+
+def test_a_store_in_a_missing_folder_names_the_folder(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'no' / 'such' / 'mlflow.db'}"
+    with pytest.raises(TrackingError) as caught:
+        check_store(uri)
+    assert str(caught.value) == (
+        f"MLflow store {uri} cannot be created: the folder {tmp_path / 'no' / 'such'} does not "
+        "exist; create it, or fix mlflow.tracking_uri / MLFLOW_TRACKING_URI"
+    )

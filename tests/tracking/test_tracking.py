@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from knnlab.pipeline.params import MlflowParams
+from knnlab.pipeline.io.params import MlflowParams
 from knnlab.tracking import runs
 from knnlab.tracking.errors import TrackingError
 
@@ -21,7 +21,7 @@ KILLED_STAGE = textwrap.dedent(
     """
     import os, signal
     from knnlab.tracking import runs
-    from knnlab.pipeline.params import MlflowParams
+    from knnlab.pipeline.io.params import MlflowParams
 
     with runs.stage_run(MlflowParams(experiment="orphans"), "tune", "tune") as run:
         run.log_children([{"name": "k=1", "params": {"k": 1}, "metrics": {"accuracy": 0.5}}])

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from knnlab.pipeline.params import MlflowParams, ParamsError, parse_params
+from knnlab.pipeline.io.params import MlflowParams, ParamsError, parse_params
 from knnlab.tracking import runs, store
 
 from .. import mlflow_store
@@ -38,7 +38,7 @@ STAGE = textwrap.dedent(
     import os, sys, time
     import mlflow
     from knnlab.tracking import runs
-    from knnlab.pipeline.params import MlflowParams
+    from knnlab.pipeline.io.params import MlflowParams
     go = sys.argv[1]
     while go != "-" and not os.path.exists(go):
         time.sleep(0.02)
@@ -59,7 +59,7 @@ GRID = textwrap.dedent(
     import sys
     from pathlib import Path
     from knnlab.tracking import runs
-    from knnlab.pipeline.params import MlflowParams
+    from knnlab.pipeline.io.params import MlflowParams
     n = int(sys.argv[2])
     children = [
         {"name": f"k={i}", "params": {"n_neighbors": i}, "metrics": {"accuracy": i / n}}

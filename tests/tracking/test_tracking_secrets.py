@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from knnlab.pipeline.params import MlflowParams
+from knnlab.pipeline.io.params import MlflowParams
 from knnlab.tracking import runs, store
 
 from .. import mlflow_store

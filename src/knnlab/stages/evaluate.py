@@ -2,18 +2,19 @@
 most-frequent-class baseline -> ``reports/metrics.json``, ``reports/uncertainty.json``
 (intervals, paired tests), per-sample predictions of each model for DVC plots and revision
 comparisons, and one MLflow run for the configured model, tagged with
-:func:`~knnlab.pipeline.evaluation.evaluation_key` so plot finds it. The seconds go to the
+:func:`~knnlab.pipeline.analysis.evaluation.evaluation_key` so plot finds it. The seconds go to the
 run and to the git-ignored ``reports/timings/``, not to committed outputs."""
 
 from __future__ import annotations
 
 from knnlab.neighbors import warm_up
-from knnlab.pipeline import evaluation, files, paths, reference, significance, training
-from knnlab.pipeline.artifacts import SplitInfo, TuneSummary
-from knnlab.pipeline.datasets import LABEL, features_and_labels
-from knnlab.pipeline.model_io import load_model, read_model_params
-from knnlab.pipeline.params import Params
-from knnlab.tracking import runs
+from knnlab.pipeline.analysis import evaluation, reference, significance, training
+from knnlab.pipeline.data.dataset import LABEL, features_and_labels
+from knnlab.pipeline.io import files, paths
+from knnlab.pipeline.io.artifacts import SplitInfo, TuneSummary
+from knnlab.pipeline.io.model_io import load_model, read_model_params
+from knnlab.pipeline.io.params import Params
+from knnlab.tracking.stage import LoggedStage
 
 
 def _compare_with_exact(params: Params, results, X_train, y_train, X_test, y_test) -> dict:
@@ -45,7 +46,7 @@ def _compare_with_exact(params: Params, results, X_train, y_train, X_test, y_tes
 
 
 def run(params: Params) -> None:
-    runs.preflight(params.mlflow, "evaluate")  # fail before computing, not after
+    stage = LoggedStage(params.mlflow, "evaluate", paths.EVALUATE_RUN)  # checks the store first
     train_frame = files.read_parquet(paths.TRAIN_SPLIT)
     test_frame = files.read_parquet(paths.TEST_SPLIT)
     X_train, y_train = features_and_labels(train_frame)
@@ -75,9 +76,7 @@ def run(params: Params) -> None:
     options = " ".join(f"{name}={value}" for name, value in model_params["index"].items())
     run_name = "k={n_neighbors} p={p} {weights} {algorithm}".format(**model_params)
     run_name = f"{run_name} {options}" if options else run_name
-    # Staged, then committed only once the run has logged everything and closed: a failure
-    # or a kill anywhere before leaves the previous outputs in place.
-    with files.staged_outputs() as outputs:
+    with stage.outputs() as outputs:
         metrics_file = outputs.staged(paths.METRICS_FILE)
         timings_file = outputs.staged(paths.TIMINGS_FILE)
         evaluation.evaluation_of(results).write(metrics_file, timings_file)
@@ -95,7 +94,7 @@ def run(params: Params) -> None:
                 paths.PREDICTIONS_PLOT: predictions_file,
             }
         )
-        with runs.stage_run(params.mlflow, "evaluate", run_name) as mlflow_run:
+        with stage.new_run(run_name, evaluation.EVALUATION_TAG, key) as mlflow_run:
             mlflow_run.log(
                 params=evaluation.run_params(split, model_params, tuned),
                 metrics={
@@ -103,7 +102,6 @@ def run(params: Params) -> None:
                     **significance.mlflow_metrics(uncertainty),
                     **{k: v for c in vs_exact.values() for k, v in c.metrics().items()},
                 },
-                tags={evaluation.EVALUATION_TAG: key},
             )
             mlflow_run.log_dataset(train_frame, f"{split.name}-train", "training", LABEL)
             mlflow_run.log_dataset(test_frame, f"{split.name}-test", "evaluation", LABEL)
@@ -112,11 +110,6 @@ def run(params: Params) -> None:
             mlflow_run.log_artifact(metrics_file)
             mlflow_run.log_artifact(timings_file)
             mlflow_run.log_artifact(uncertainty_file)
-        files.write_json(
-            outputs.staged(paths.EVALUATE_RUN),
-            runs.logged_marker("evaluate", evaluation.EVALUATION_TAG, key),
-        )
-        outputs.if_commit_fails(lambda error: runs.mark_outputs_failed(mlflow_run.record, error))
     for name, r in results.items():
         low, high = (uncertainty["intervals"][name]["accuracy"][k] for k in ("low", "high"))
         print(

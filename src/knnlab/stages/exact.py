@@ -5,9 +5,10 @@ what evaluate measures an approximate model against (cached by DVC, so a sweep o
 
 from __future__ import annotations
 
-from knnlab.pipeline import files, paths, reference
-from knnlab.pipeline.datasets import features_and_labels
-from knnlab.pipeline.params import Params
+from knnlab.pipeline.analysis import reference
+from knnlab.pipeline.data.dataset import features_and_labels
+from knnlab.pipeline.io import files, paths
+from knnlab.pipeline.io.params import Params
 
 
 def run(params: Params) -> None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from knnlab.pipeline import datasets, files, paths
-from knnlab.pipeline.params import Params
+from knnlab.pipeline.data import datasets
+from knnlab.pipeline.io import files, paths
+from knnlab.pipeline.io.params import Params
 
 
 def run(params: Params) -> None:

@@ -1,49 +1,34 @@
 """plot: figures into ``reports/figures/``, DVC plot data into ``reports/plots/``, the
 reviewer's ``reports/report.md``; figures and report also attached to the evaluate run that
-logged the outputs drawn (found by its :data:`~knnlab.pipeline.evaluation.EVALUATION_TAG`)."""
+logged the outputs drawn (found by its
+:data:`~knnlab.pipeline.analysis.evaluation.EVALUATION_TAG`)."""
 
 from __future__ import annotations
 
 from knnlab import metrics
-from knnlab.pipeline import (
-    datasets,
-    evaluation,
-    explain,
+from knnlab.pipeline.analysis import evaluation, explain, significance
+from knnlab.pipeline.data import datasets
+from knnlab.pipeline.data.dataset import features_and_labels
+from knnlab.pipeline.io import files, paths
+from knnlab.pipeline.io.artifacts import Evaluation, SplitInfo, TuneSummary
+from knnlab.pipeline.io.model_io import load_model, read_model_params
+from knnlab.pipeline.io.params import Params
+from knnlab.pipeline.presentation import (
+    explanations,
     figure_style,
     figures,
-    files,
-    paths,
     report,
-    significance,
     tradeoff_figures,
 )
-from knnlab.pipeline.artifacts import Evaluation, SplitInfo, TuneSummary
-from knnlab.pipeline.datasets import features_and_labels
-from knnlab.pipeline.model_io import load_model, read_model_params
-from knnlab.pipeline.params import Params
-from knnlab.tracking import runs
-
-
-def _binary(positive, split, test, model_params, X_train, y_train) -> dict:
-    """The "is it a <positive>?" analysis of the configured model."""
-    column = int((test.classes == positive).argmax())
-    analysis = evaluation.binary_analysis(
-        positive,
-        split.display_name(positive),
-        test.y_true == positive,
-        test.proba[:, column],
-        y_train == positive,
-        evaluation.out_of_fold_scores(model_params, X_train, y_train, positive),
-    )
-    return {**analysis, "positive": positive}
+from knnlab.tracking.stage import LoggedStage
 
 
 def run(params: Params) -> None:
     # The evaluate run to add to, found first: a store without it fails before the work.
     key = evaluation.evaluation_key()
-    record = runs.find_tagged_run(
-        params.mlflow, "plot", "evaluate", evaluation.EVALUATION_TAG, key
-    ) or runs.RunRecord("", "", "")  # not tracked (mlflow.required: false): logs nothing
+    stage = LoggedStage(
+        params.mlflow, "plot", paths.PLOT_RUN, add_to=("evaluate", evaluation.EVALUATION_TAG, key)
+    )
     split = SplitInfo.read(paths.SPLIT_META)
     tuned = TuneSummary.read(paths.BEST_PARAMS)
     cv_results = files.read_csv(paths.CV_RESULTS)
@@ -58,7 +43,16 @@ def run(params: Params) -> None:
     positive = datasets.positive_class(params.data.positive_class, classes)
     binary = None
     if positive is not None:
-        binary = _binary(positive, split, test, model_params, X_train, y_train)
+        binary = evaluation.configured_binary_analysis(
+            positive,
+            split.display_name(positive),
+            model_params,
+            X_train,
+            y_train,
+            y_true,
+            proba,
+            classes,
+        )
     model = load_model(paths.MODEL_FILE)
     surface = None
     if split.n_features == 2:
@@ -71,19 +65,11 @@ def run(params: Params) -> None:
         )
         tradeoff = tradeoff_figures.fastest_within_one_se(cv_results, tuned.scoring, "distances")
     # Why kNN erred: the configured model's most confident errors and their neighbours.
-    errors = explain.explain_rows(
-        model,
-        X_train,
-        y_train,
-        X_test,
-        y_true,
-        y_pred,
-        proba,
-        classes,
-        explain.worst_errors(y_true, y_pred, proba, classes),
+    errors = explain.explain_worst_errors(
+        model, X_train, y_train, X_test, y_true, y_pred, proba, classes
     )
     if split.image_shape and len(errors):
-        made["worst_errors.png"] = explain.explanation_figure(
+        made["worst_errors.png"] = explanations.explanation_figure(
             errors, X_train, X_test, split.image_shape, split.display_name
         )
     roc, pr = evaluation.curve_tables(y_true, proba, classes)
@@ -95,14 +81,12 @@ def run(params: Params) -> None:
         list(made),
         binary,
         significance.read_uncertainty(paths.UNCERTAINTY_FILE),
-        explain.explanation_markdown(errors, split.display_name),
+        explanations.explanation_markdown(errors, split.display_name),
         tradeoff,
     )
     display = [split.display_name(c) for c in classes]
     confusion = metrics.confusion_matrix(y_true, y_pred, labels=classes)
-    # Staged, then committed only once the figures and report are attached to the evaluate
-    # run: a failure or a kill anywhere before leaves the previous outputs in place.
-    with files.staged_outputs() as outputs:
+    with stage.outputs() as outputs:
         folder = outputs.staged_dir(paths.FIGURES_DIR)
         for name, fig in made.items():
             figure_style.save(fig, folder / name)
@@ -113,13 +97,7 @@ def run(params: Params) -> None:
         )
         report_file = outputs.staged(paths.REPORT_FILE)
         files.write_text(report_file, text)
-        runs.log_artifacts_to(record, [folder / name for name in made], "figures")
-        runs.log_artifacts_to(record, [report_file], None)
-        runs.log_table(
-            record, evaluation.confusion_table(confusion, display), "confusion_matrix.json"
-        )
-        files.write_json(
-            outputs.staged(paths.PLOT_RUN),
-            runs.logged_marker("plot", evaluation.EVALUATION_TAG, key),
-        )
+        stage.log_artifacts([folder / name for name in made], "figures")
+        stage.log_artifacts([report_file], None)
+        stage.log_table(evaluation.confusion_table(confusion, display), "confusion_matrix.json")
     print(f"plot: {len(made)} figures -> {paths.FIGURES_DIR}, report -> {paths.REPORT_FILE}")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from knnlab.pipeline import files, paths
-from knnlab.pipeline.artifacts import DatasetInfo, SplitInfo
-from knnlab.pipeline.datasets import LABEL, positive_class, stratified_split
-from knnlab.pipeline.params import Params
+from knnlab.pipeline.data.dataset import LABEL
+from knnlab.pipeline.data.datasets import positive_class, stratified_split
+from knnlab.pipeline.io import files, paths
+from knnlab.pipeline.io.artifacts import DatasetInfo, SplitInfo
+from knnlab.pipeline.io.params import Params
 
 
 def run(params: Params) -> None:

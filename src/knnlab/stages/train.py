@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import time
 
-from knnlab.pipeline import files, paths
-from knnlab.pipeline.artifacts import SplitInfo
-from knnlab.pipeline.datasets import features_and_labels
-from knnlab.pipeline.model_io import save_model
-from knnlab.pipeline.params import Params
-from knnlab.pipeline.training import build_model, model_card, write_build_seconds
+from knnlab.pipeline.analysis.training import build_model, model_card, write_build_seconds
+from knnlab.pipeline.data.dataset import features_and_labels
+from knnlab.pipeline.io import files, paths
+from knnlab.pipeline.io.artifacts import SplitInfo
+from knnlab.pipeline.io.model_io import save_model
+from knnlab.pipeline.io.params import Params
 
 
 def run(params: Params) -> None:

@@ -8,21 +8,21 @@ honest estimate (the tutorials this grew from tuned on all data, test split incl
 
 from __future__ import annotations
 
-from knnlab.pipeline import figure_style, files, paths, timing_figures, tradeoff_figures, tuning
-from knnlab.pipeline.artifacts import SplitInfo
-from knnlab.pipeline.datasets import features_and_labels
-from knnlab.pipeline.params import Params
-from knnlab.tracking import runs
+from knnlab.pipeline.analysis import tuning
+from knnlab.pipeline.data.dataset import features_and_labels
+from knnlab.pipeline.io import files, paths
+from knnlab.pipeline.io.artifacts import SplitInfo
+from knnlab.pipeline.io.params import Params
+from knnlab.pipeline.presentation import figure_style, timing_figures, tradeoff_figures
+from knnlab.tracking.stage import LoggedStage
 
 
 def run(params: Params) -> None:
-    runs.preflight(params.mlflow, "tune")  # fail before computing, not after
+    stage = LoggedStage(params.mlflow, "tune", paths.TUNE_RUN)  # checks the store first
     split = SplitInfo.read(paths.SPLIT_META)
     X, y = features_and_labels(files.read_parquet(paths.TRAIN_SPLIT))
     result, summary = tuning.tune(params, X, y)
-    # Outputs are staged and committed only once the run has logged everything and closed:
-    # a failure or a kill anywhere before leaves the previous outputs in place.
-    with files.staged_outputs() as outputs:
+    with stage.outputs() as outputs:
         tune_dir = outputs.staged_dir(paths.TUNE_DIR)
         files.write_csv(tune_dir / paths.CV_RESULTS.name, tuning.score_table(result))
         summary.write(tune_dir / paths.BEST_PARAMS.name)
@@ -45,11 +45,10 @@ def run(params: Params) -> None:
             )
         key = tuning.tune_key(tune_dir)
         run_name = f"tune {summary.n_candidates} candidates"
-        with runs.stage_run(params.mlflow, "tune", run_name) as mlflow_run:
+        with stage.new_run(run_name, tuning.TUNE_TAG, key) as mlflow_run:
             mlflow_run.log(
                 params=tuning.run_params(params, split, summary),
                 metrics=tuning.run_metrics(summary),
-                tags={tuning.TUNE_TAG: key},
             )
             mlflow_run.log_children(tuning.child_runs(result))
             for artifact in (paths.CV_RESULTS.name, paths.BEST_PARAMS.name):
@@ -58,10 +57,6 @@ def run(params: Params) -> None:
             mlflow_run.log_artifact(speed_figure, "tune")
             if trade_figure is not None:
                 mlflow_run.log_artifact(trade_figure, "tune")
-        files.write_json(
-            outputs.staged(paths.TUNE_RUN), runs.logged_marker("tune", tuning.TUNE_TAG, key)
-        )
-        outputs.if_commit_fails(lambda error: runs.mark_outputs_failed(mlflow_run.record, error))
     print(
         f"tune: {summary.select} pick {summary.best_params} mean CV {summary.scoring} = "
         f"{summary.best_score:.4f} ± {summary.best_se:.4f} (SE) over "

@@ -4,7 +4,7 @@ A logged model's ``MLmodel`` names this module as its ``loader_module`` and the 
 ``.npz`` as its ``data``; MLflow imports the module from the installed knnlab and calls
 :func:`_load_pyfunc` with the path of that ``.npz``. Nothing stored in the artifact folder
 runs when the model is loaded: the ``.npz`` is read by
-:func:`knnlab.pipeline.model_io.read_model` with all its checks, no pickle. Use
+:func:`knnlab.pipeline.io.model_io.read_model` with all its checks, no pickle. Use
 ``mlflow.pyfunc.load_model("runs:/<run_id>/model").predict(rows)``, or
 :func:`knnlab.tracking.models.load_logged_model`, which also refuses a tampered ``MLmodel``.
 
@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from knnlab.estimators import KNNClassifier
-from knnlab.pipeline.model_io import model_from, read_model
+from knnlab.pipeline.io.model_io import model_from, read_model
 
 OUTPUT_PARAM = "output"
 OUTPUTS = ("label", "proba")  # the first is the default

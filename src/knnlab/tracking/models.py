@@ -21,8 +21,8 @@ def load_checked_model(model_uri: str):
     ``python_model`` or add ``code`` that MLflow would run. So the model folder is
     downloaded to a temporary directory, its ``MLmodel`` checked there
     (:func:`check_logged_model`) and the model loaded from that same copy: nothing can change
-    between the check and the load. Raises :class:`knnlab.pipeline.model_io.ModelFileError` naming
-    what is unexpected, or the model file's own error (e.g. its SHA-256 check).
+    between the check and the load. Raises :class:`knnlab.pipeline.io.model_io.ModelFileError`
+    naming what is unexpected, or the model file's own error (e.g. its SHA-256 check).
     """
     import tempfile
 
@@ -59,7 +59,7 @@ def check_logged_model(folder: Path) -> None:
     from a ``data/<name>.npz`` inside ``folder``, with no code and no pickled object."""
     import yaml
 
-    from knnlab.pipeline.model_io import ModelFileError
+    from knnlab.pipeline.io.model_io import ModelFileError
 
     def refuse(problem: str) -> ModelFileError:
         return ModelFileError(

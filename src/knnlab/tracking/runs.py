@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from knnlab.pipeline.params import MlflowParams
+from knnlab.pipeline.io.params import MlflowParams
 from knnlab.tracking.errors import TrackingError
 from knnlab.tracking.models import (
     PYFUNC_LOADER,

@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
 
-from knnlab.pipeline import paths
-from knnlab.pipeline.params import MAX_WAIT_SECONDS, MlflowParams, ParamsError
+from knnlab.pipeline.io import paths
+from knnlab.pipeline.io.params import MAX_WAIT_SECONDS, MlflowParams, ParamsError
 from knnlab.tracking.errors import TrackingError
 
 # --- credentials in URIs ----------------------------------------------------------------
@@ -362,6 +362,11 @@ def store_failure(uri: str, error: BaseException) -> str:
         return (
             f"{where} is locked by another process ({detail}); wait for it to finish, or "
             "raise mlflow.lock_timeout"
+        )
+    if "unable to open" in lowered and database is not None and not database.parent.is_dir():
+        return (
+            f"{where} cannot be created: the folder {database.parent} does not exist; create "
+            "it, or fix mlflow.tracking_uri / MLFLOW_TRACKING_URI"
         )
     if "readonly" in lowered or "permission" in lowered or "unable to open" in lowered:
         return (

@@ -1,5 +1,5 @@
 """The plot stage's figures as pure functions: arrays and tables in, a matplotlib Figure
-out, in the one style of :mod:`knnlab.pipeline.figure_style`."""
+out, in the one style of :mod:`knnlab.pipeline.presentation.figure_style`."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from knnlab import metrics
-from knnlab.pipeline.artifacts import SplitInfo, TuneSummary
-from knnlab.pipeline.figure_style import class_colours, styled, subplots
-from knnlab.pipeline.tradeoff_figures import exact_rows
+from knnlab.pipeline.io.artifacts import SplitInfo, TuneSummary
+from knnlab.pipeline.presentation.figure_style import class_colours, styled, subplots
+from knnlab.pipeline.presentation.tradeoff_figures import exact_rows
 
 
 def confusion_matrix_figure(cm: np.ndarray, labels: list[str], title: str) -> Figure:
@@ -68,8 +68,8 @@ def cv_score_figure(
     cv_results : DataFrame with ``param_n_neighbors``, ``param_p``, ``param_weights``,
         ``mean_test_{scorer}`` and ``sem_test_{scorer}`` columns; the exact algorithms'
         rows are drawn (they all score the same; approximate candidates have their own
-        figure, :mod:`knnlab.pipeline.tradeoff_figures`). A table without ``sem_test_{scorer}``
-        (written by an older knnlab) gets +/- 1 std bands instead.
+        figure, :mod:`knnlab.pipeline.presentation.tradeoff_figures`). A table without
+        ``sem_test_{scorer}`` (written by an older knnlab) gets +/- 1 std bands instead.
     best : the best candidate's params (``n_neighbors``, ``p``, ``weights``).
     one_se : the one-SE pick, ``{"params", "score", "threshold", ...}`` as in
         ``GridSearchResult.picks["one_se"]``, or None.
@@ -465,7 +465,7 @@ def pipeline_figures(
     Always the confusion matrix, ROC and precision-recall curves and the CV figures (the
     search speed, which differs on every run, is tune's: :func:`search_speed_figure`); the
     binary threshold figure when ``binary`` (from
-    :func:`knnlab.pipeline.evaluation.binary_analysis`, plus ``positive``) is given; for
+    :func:`knnlab.pipeline.analysis.evaluation.binary_analysis`, plus ``positive``) is given; for
     image data a sample gallery and, when there are errors, the most-confused pair; for
     2-feature data the decision surface of ``surface`` = (fitted model, {"train": (X, y)}).
     """

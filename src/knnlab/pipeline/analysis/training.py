@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from knnlab.estimators import KNNClassifier
-from knnlab.pipeline import files
-from knnlab.pipeline.artifacts import ModelCard, SplitInfo
-from knnlab.pipeline.params import ModelParams, ParamsError
+from knnlab.pipeline.io import files
+from knnlab.pipeline.io.artifacts import ModelCard, SplitInfo
+from knnlab.pipeline.io.params import ModelParams, ParamsError
 
 
 def build_model(params: ModelParams, n_train: int) -> KNNClassifier:

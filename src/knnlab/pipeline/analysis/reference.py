@@ -13,7 +13,7 @@ import numpy as np
 
 from knnlab import neighbors
 from knnlab.options import fit_scaling
-from knnlab.pipeline.files import atomic_path
+from knnlab.pipeline.io.files import atomic_path
 
 REBUILD = "re-run `dvc repro exact`"
 

@@ -11,10 +11,10 @@ import pandas as pd
 
 from knnlab.model_selection import GridSearchResult, grid_search_cv
 from knnlab.options import SCORERS
-from knnlab.pipeline import files
-from knnlab.pipeline.artifacts import SplitInfo, TuneSummary
-from knnlab.pipeline.params import Params
-from knnlab.pipeline.paths import BEST_PARAMS, CV_RESULTS
+from knnlab.pipeline.io import files
+from knnlab.pipeline.io.artifacts import SplitInfo, TuneSummary
+from knnlab.pipeline.io.params import Params
+from knnlab.pipeline.io.paths import BEST_PARAMS, CV_RESULTS
 
 # The tune run's tag: files.digest of reports/tune/ (what the search found), the same on
 # every run of the same search, so the stage's DVC output tracking/tune_run.json is too.
@@ -22,7 +22,7 @@ TUNE_TAG = "knnlab.tune_sha256"
 
 
 def tune_key(tune_dir: Path) -> str:
-    """:func:`knnlab.pipeline.files.digest` of ``cv_results.csv`` and ``best_params.json``
+    """:func:`knnlab.pipeline.io.files.digest` of ``cv_results.csv`` and ``best_params.json``
     in ``tune_dir`` (the staged ``reports/tune/``), under their project paths."""
     return files.digest(
         {path.as_posix(): tune_dir / path.name for path in (CV_RESULTS, BEST_PARAMS)}

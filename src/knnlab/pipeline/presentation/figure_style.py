@@ -3,9 +3,9 @@ manager, and the figure helpers the figure modules share.
 
 Figures are built with matplotlib's object API (``Figure``, not ``pyplot``): no backend, no
 display, no global figure registry, so importing this module changes no global state and the
-stages run headless. Kept apart from :mod:`knnlab.pipeline.figures` so that tune, which draws
-only the search-speed figure (:mod:`knnlab.pipeline.timing_figures`), does not depend on the
-plot stage's figures: an edit there re-runs plot, not the grid search.
+stages run headless. Kept apart from :mod:`knnlab.pipeline.presentation.figures` so that tune,
+which draws only the search-speed figure (:mod:`knnlab.pipeline.presentation.timing_figures`),
+does not depend on the plot stage's figures: an edit there re-runs plot, not the grid search.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import matplotlib as mpl
 from matplotlib.figure import Figure
 
-from knnlab.pipeline.files import atomic_path
+from knnlab.pipeline.io.files import atomic_path
 
 STYLE = {
     "figure.dpi": 100,

@@ -30,8 +30,8 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 
 from knnlab.algorithms import is_approximate
-from knnlab.pipeline.files import atomic_path
-from knnlab.pipeline.params import ModelParams, ParamsError
+from knnlab.pipeline.io.files import atomic_path
+from knnlab.pipeline.io.params import ModelParams, ParamsError
 
 if TYPE_CHECKING:  # reading a model file needs no scikit-learn; building the estimator does
     from knnlab.estimators import KNNClassifier

@@ -21,7 +21,7 @@ import typing
 from pathlib import Path
 from typing import Any, ClassVar
 
-from knnlab.pipeline import files
+from knnlab.pipeline.io import files
 
 MODELS = ("configured", "tuned", "baseline")  # the models evaluate scores
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from knnlab.pipeline.figure_style import class_colours, styled, subplots
+from knnlab.pipeline.presentation.figure_style import class_colours, styled, subplots
 
 
 def _engine_label(row) -> str:

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
 from knnlab.algorithms import is_approximate
-from knnlab.pipeline.figure_style import class_colours, styled, subplots
+from knnlab.pipeline.presentation.figure_style import class_colours, styled, subplots
 
 SPEEDS = {
     "distances": ("distances computed per query (log scale; fewer is faster)", False),

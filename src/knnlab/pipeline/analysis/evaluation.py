@@ -19,9 +19,9 @@ from knnlab import metrics
 from knnlab.algorithms import index_options, is_approximate
 from knnlab.estimators import KNNClassifier
 from knnlab.metrics import UndefinedMetricWarning, classification_scores
-from knnlab.pipeline import files
-from knnlab.pipeline.artifacts import Evaluation, SplitInfo, TuneSummary
-from knnlab.pipeline.paths import (
+from knnlab.pipeline.io import files
+from knnlab.pipeline.io.artifacts import Evaluation, SplitInfo, TuneSummary
+from knnlab.pipeline.io.paths import (
     BEST_PARAMS,
     METRICS_FILE,
     MODEL_FILE,
@@ -38,7 +38,7 @@ EVALUATION_FILES = (MODEL_FILE, BEST_PARAMS, METRICS_FILE, UNCERTAINTY_FILE, PRE
 
 
 def evaluation_key(staged: dict[Path, Path] | None = None) -> str:
-    """:func:`knnlab.pipeline.files.digest` of :data:`EVALUATION_FILES`, each read from its
+    """:func:`knnlab.pipeline.io.files.digest` of :data:`EVALUATION_FILES`, each read from its
     ``staged`` copy if given, else in place."""
     staged = staged or {}
     return files.digest({path.as_posix(): staged.get(path, path) for path in EVALUATION_FILES})
@@ -79,7 +79,7 @@ def evaluate_model(make_fitted, X_test: np.ndarray, y_test: np.ndarray) -> Model
 def evaluate_models(load_configured, tuned: TuneSummary, X_train, y_train, X_test, y_test):
     """The configured model (``load_configured()``: the saved one, as a user gets it), the
     tuned best refitted on the train split and a most-frequent-class baseline, each scored on
-    the test split: {name: ModelResult} in :data:`knnlab.pipeline.artifacts.MODELS` order."""
+    the test split: {name: ModelResult} in :data:`knnlab.pipeline.io.artifacts.MODELS` order."""
 
     def baseline() -> ModelResult:
         # A constant predictor leaves precision undefined for every class it never
@@ -109,7 +109,7 @@ class ExactComparison:
     scaling, brute force) on the test split: ``recall`` (recall@k of its neighbours against
     the exact ones), the index's bytes, the seconds each takes for the whole test split in
     one batch and per single-row query, the index's build seconds (None when unknown), and
-    the paired record of the two (:func:`knnlab.pipeline.significance.uncertainty`, first
+    the paired record of the two (:func:`knnlab.pipeline.analysis.significance.uncertainty`, first
     ``exact``, second the model)."""
 
     model: str
@@ -169,7 +169,7 @@ class ExactComparison:
         """ "configured, hnsw (M 16, ef_construction 200, ef_search 32): accuracy −0.0020
         [−0.0050, +0.0010] vs exact, within noise (McNemar p = 0.5); recall@5 0.9810; 6.1×
         the queries per second of exact search (one query at a time: 0.3 ms against 2.1)"."""
-        from knnlab.pipeline.significance import signed
+        from knnlab.pipeline.analysis.significance import signed
 
         pair = self.paired
         options = ", ".join(f"{name} {value}" for name, value in self.options.items())
@@ -227,12 +227,12 @@ def compare_with_exact(
     """A fitted approximate ``model`` against its exact twin on the test split.
 
     reference : the exact neighbours of the test rows, distances and indices (n_test, >= k)
-        (:mod:`knnlab.pipeline.reference`): recall and the twin's predictions come from
+        (:mod:`knnlab.pipeline.analysis.reference`): recall and the twin's predictions come from
         them. The twin is also fitted and timed, batch and single rows, as the model is.
     data : X_train (n_train, d), y_train (n_train,), X_test (n_test, d), y_test (n_test,);
     stats_params : confidence, resamples and seed of the paired test.
     """
-    from knnlab.pipeline import significance
+    from knnlab.pipeline.analysis import significance
     from knnlab.voting import class_probabilities
 
     X_train, y_train, X_test, y_test = data
@@ -410,6 +410,33 @@ def binary_analysis(
         if chosen is None
         else metrics.rates_at_threshold(is_positive_test, test_scores, chosen["threshold"]),
     }
+
+
+def configured_binary_analysis(
+    positive,
+    name: str,
+    model_params: dict,
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    y_true: np.ndarray,
+    proba: np.ndarray,
+    classes: np.ndarray,
+) -> dict:
+    """:func:`binary_analysis` of the configured model (``model_params``) for class
+    ``positive`` (named ``name``), with its test scores taken from ``proba`` (n_test,
+    n_classes; columns in ``classes`` order, labels ``y_true``) and its training scores from
+    :func:`out_of_fold_scores` on ``X_train`` (n_train, n_features), ``y_train``. Adds
+    ``positive`` to the analysis."""
+    column = int((classes == positive).argmax())
+    analysis = binary_analysis(
+        positive,
+        name,
+        y_true == positive,
+        proba[:, column],
+        y_train == positive,
+        out_of_fold_scores(model_params, X_train, y_train, positive),
+    )
+    return {**analysis, "positive": positive}
 
 
 def curve_tables(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray):

@@ -15,9 +15,9 @@ import subprocess
 from typing import Any
 
 from knnlab.algorithms import index_options, is_approximate
-from knnlab.pipeline import significance
-from knnlab.pipeline.artifacts import MODELS, SplitInfo, TuneSummary
-from knnlab.pipeline.params import read_params_text
+from knnlab.pipeline.analysis import significance
+from knnlab.pipeline.io.artifacts import MODELS, SplitInfo, TuneSummary
+from knnlab.pipeline.io.params import read_params_text
 
 HEADLINE = (
     ("accuracy", "Accuracy"),
@@ -82,13 +82,14 @@ def build_report(
 
     metrics : ``reports/metrics.json``, scores by model; model_params : the configured
     model's params; figures : file names present in
-    reports/figures/; binary : the positive-class analysis (:func:`knnlab.pipeline.evaluation.
-    binary_analysis`), if any; uncertainty : ``reports/uncertainty.json``
-    (:func:`knnlab.pipeline.significance.uncertainty`); errors : markdown lines of the
-    worst errors and their neighbours (:mod:`knnlab.pipeline.explain`); tradeoff : the
+    reports/figures/; binary : the positive-class analysis
+    (:func:`knnlab.pipeline.analysis.evaluation.binary_analysis`), if any; uncertainty :
+    ``reports/uncertainty.json``
+    (:func:`knnlab.pipeline.analysis.significance.uncertainty`); errors : markdown lines of the
+    worst errors and their neighbours (:mod:`knnlab.pipeline.analysis.explain`); tradeoff : the
     grid's fastest candidate within one SE of the best exact one
-    (:func:`knnlab.pipeline.tradeoff_figures.fastest_within_one_se`), for a grid with an
-    approximate algorithm.
+    (:func:`knnlab.pipeline.presentation.tradeoff_figures.fastest_within_one_se`), for a grid with
+    an approximate algorithm.
     """
     lines = [f"# knnlab report: {split.name}", ""]
     lines += ["## Data", ""]
@@ -329,7 +330,7 @@ def _verdict_cell(row: dict) -> str:
 def diff_section(diff: dict, comparison: dict) -> list[str]:
     """The pull-request section: params changed, then each metric that moved, with the
     change's interval and whether it is significant (``comparison``:
-    :func:`knnlab.pipeline.significance.compare_revisions`)."""
+    :func:`knnlab.pipeline.analysis.significance.compare_revisions`)."""
     lines = [f"## Changes against `{diff['base']}`", ""]
     if diff["params"]:
         lines += _table(
@@ -453,8 +454,8 @@ def _predictions_or_none(text: str | None):
         return None
     import pandas as pd
 
-    from knnlab.pipeline.evaluation import read_model_predictions
-    from knnlab.pipeline.files import exact_floats
+    from knnlab.pipeline.analysis.evaluation import read_model_predictions
+    from knnlab.pipeline.io.files import exact_floats
 
     frame = pd.read_csv(io.StringIO(text), **exact_floats(pd))
     return read_model_predictions(frame)

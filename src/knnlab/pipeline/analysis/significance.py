@@ -15,8 +15,8 @@ import math
 import numpy as np
 
 from knnlab import stats
-from knnlab.pipeline import files
-from knnlab.pipeline.artifacts import MODELS, ArtifactError
+from knnlab.pipeline.io import files
+from knnlab.pipeline.io.artifacts import MODELS, ArtifactError
 
 METHOD = "stratified bootstrap over test rows, BCa intervals"
 # (first, second): the verdict says how second compares with first.

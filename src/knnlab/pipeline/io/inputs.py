@@ -1,10 +1,8 @@
-"""``knnlab predict``: labels and class probabilities for new inputs from a saved model.
+"""The inputs of ``knnlab predict`` turned into feature rows for a saved model.
 
 Inputs: PNG/JPEG images (made grey, resized to the model's image shape, dark-on-light turned
 light-on-dark as the training images are, scaled to the training value range), ``.npy``
-arrays, CSV rows, or ``-`` for CSV on standard input. Each prediction is flagged ``unusual``
-when the query's mean distance to its neighbours exceeds the training set's 99th percentile
-(stored in the model file at training time).
+arrays, CSV rows, or ``-`` for CSV on standard input.
 
 Inputs are sized before they are decoded: an image may have at most ``MAX_IMAGE_PIXELS``
 (4096 x 4096) pixels, read from its header (a small PNG can declare 20000 x 20000 pixels and
@@ -22,7 +20,6 @@ library's error is repeated only as a short, printable excerpt.
 from __future__ import annotations
 
 import io as _io
-import json
 import math
 import sys
 import warnings
@@ -30,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from knnlab.pipeline.formats import HEAD_BYTES, Format, one_line, sniff
+from knnlab.pipeline.io.formats import HEAD_BYTES, Format, one_line, sniff
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 MAX_IMAGE_SIDE = 4096
@@ -204,7 +201,7 @@ def _fix(found: Format, name: str) -> str:
 
 
 def _npy_rows(path: Path, n_features: int) -> np.ndarray:
-    from knnlab.pipeline.model_io import npy_header
+    from knnlab.pipeline.io.model_io import npy_header
 
     # Shape and dtype from the header first: nothing is allocated for what the file claims.
     try:
@@ -343,108 +340,3 @@ def _first_text_cell(frame) -> tuple[int, int] | None:
     )
     found = np.argwhere(text)
     return (int(found[0][0]), int(found[0][1])) if len(found) else None
-
-
-class SavedModel:
-    """A saved model ready to answer queries. Brute-force models (what ``auto`` picks for
-    images) answer from the file's arrays with knnlab's search and voting, exactly as
-    :class:`~knnlab.estimators.KNNClassifier` does, without importing scikit-learn (1.6 s of
-    the command's time); a tree model is rebuilt as the estimator, an approximate one
-    loaded with its stored index.
-
-    header, arrays : as :func:`knnlab.pipeline.model_io.read_model` returns them.
-    """
-
-    def __init__(self, header: dict, arrays: dict[str, np.ndarray]) -> None:
-        from knnlab.algorithms import resolve_algorithm
-        from knnlab.options import fit_scaling
-
-        params = header["params"]
-        X = arrays["X"]
-        self.classes_ = arrays["classes"]
-        self.n_features_in_ = X.shape[1]
-        self._params = params
-        self._y = arrays["y"]
-        self._estimator = None
-        if resolve_algorithm(params["algorithm"], *X.shape, params["n_neighbors"]) != "brute":
-            from knnlab.pipeline.model_io import model_from
-
-            self._estimator = model_from(header, arrays)  # a tree, or the stored index
-            return
-        self._centre, self._factor = fit_scaling(X, params["scale"])
-        self._X = self._transform(X)
-
-    def _transform(self, X: np.ndarray) -> np.ndarray:
-        # The estimator's own transform, operation for operation: the same bits.
-        if self._params["scale"] == "none":
-            return X
-        return (X - self._centre) / self._factor
-
-    def neighbors_and_proba(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Distances (n, k) to the k nearest training rows and class probabilities
-        (n, n_classes) of queries X (n, n_features), from one search."""
-        if self._estimator is not None:
-            return self._estimator.kneighbors(X)[0], self._estimator.predict_proba(X)
-        from knnlab.neighbors import kneighbors
-        from knnlab.voting import class_probabilities
-
-        k = self._params["n_neighbors"]
-        distances, indices = kneighbors(
-            self._X,
-            self._transform(np.asarray(X, dtype=np.float64)),
-            k,
-            p=float(self._params["p"]),
-            n_jobs=self._params["n_jobs"],
-        )
-        labels = self._y[indices]
-        proba = class_probabilities(
-            distances, labels, len(self.classes_), self._params["weights"], [k]
-        )
-        return distances, proba[0]
-
-
-def predict_rows(model: SavedModel, X: np.ndarray, names: list[str], novelty: float, top: int = 3):
-    """Label, top class probabilities, mean neighbour distance and the unusual flag, per row."""
-    distances, proba = model.neighbors_and_proba(X)
-    results = []
-    for name, row, d in zip(names, proba, distances.mean(axis=1), strict=True):
-        order = np.argsort(-row, kind="stable")[:top]
-        label = model.classes_[order[0]]
-        results.append(
-            {
-                "input": name,
-                "label": label.item() if hasattr(label, "item") else label,
-                "probabilities": {str(model.classes_[i]): round(float(row[i]), 4) for i in order},
-                "mean_neighbor_distance": round(float(d), 4),
-                "unusual": bool(d > novelty),
-            }
-        )
-    return results
-
-
-def format_results(results: list[dict], as_json: bool) -> str:
-    if as_json:
-        return json.dumps(results, indent=2) + "\n"
-    lines = []
-    for r in results:
-        probabilities = ", ".join(f"{k}: {v:.2f}" for k, v in r["probabilities"].items())
-        flag = "  UNUSUAL: unlike the training data" if r["unusual"] else ""
-        lines.append(f"{r['input']}: {r['label']}  ({probabilities}){flag}")
-    return "\n".join(lines) + "\n"
-
-
-def main(model_path: str, sources: list[str], as_json: bool, top: int) -> int:
-    from knnlab.pipeline.model_io import read_model
-
-    header, arrays = read_model(model_path)
-    extra = header["extra"]
-    model = SavedModel(header, arrays)
-    X, names = read_inputs(
-        sources,
-        model.n_features_in_,
-        extra.get("image_shape"),
-        extra.get("value_range", [0.0, 1.0]),
-    )
-    results = predict_rows(model, X, names, extra.get("novelty_threshold", float("inf")), top)
-    sys.stdout.write(format_results(results, as_json))
-    return 0

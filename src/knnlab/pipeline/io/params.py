@@ -62,7 +62,7 @@ from knnlab.options import (
     is_minkowski_p,
     masked_address,
 )
-from knnlab.pipeline import paths
+from knnlab.pipeline.io import paths
 
 EMBEDDED_DATASETS = ("digits", "iris", "moons")
 # Read from its IDX files (data.path, data/input, Debian's dataset-fashion-mnist), else OpenML.
