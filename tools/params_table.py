@@ -1,4 +1,4 @@
-"""Rewrite the params table of docs/pipeline.md from knnlab.pipeline.params.
+"""Rewrite the params table of docs/pipeline.md from knnlab.pipeline.io.params.
 
     python tools/params_table.py          # rewrite the table
     python tools/params_table.py --check  # exit 1 if the page's table is not the generated one
@@ -13,11 +13,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from knnlab.pipeline.params import params_table
+from knnlab.pipeline.io.params import params_table
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "pipeline.md"
-BEGIN = "<!-- params table: written by tools/params_table.py from knnlab.pipeline.params -->"
+BEGIN = "<!-- params table: written by tools/params_table.py from knnlab.pipeline.io.params -->"
 END = "<!-- end of the params table -->"
 
 

@@ -25,7 +25,6 @@ import sys
 import textwrap
 
 from knnlab.pipeline.io import files, paths
-from knnlab.pipeline.io.params import load_params
 from knnlab.tracking.errors import TrackingError
 
 DESCRIPTION = (
@@ -337,6 +336,7 @@ def default_model_file() -> str:
 
 def _report(base: str | None, output: str | None, figure_url: str | None) -> None:
     from knnlab.pipeline.analysis import significance
+    from knnlab.pipeline.io.params import load_params
     from knnlab.pipeline.presentation import report
 
     text = paths.REPORT_FILE.read_text(encoding="utf-8")
@@ -388,6 +388,8 @@ def _redact_tracking_uri(params: dict) -> None:
 def _params(params_file: str, stamp: bool) -> None:
     import yaml
 
+    from knnlab.pipeline.io.params import load_params
+
     params = load_params(params_file)
     if stamp:
         files.write_text(paths.PARAMS_STAMP, STAMP_TEXT)
@@ -398,7 +400,7 @@ def _params(params_file: str, stamp: bool) -> None:
 
 
 def _serve(model_uri: str, host: str, port: int, params_file: str, max_body_mib: int) -> None:
-    from knnlab.pipeline.io.params import MlflowParams
+    from knnlab.pipeline.io.params import MlflowParams, load_params
     from knnlab.tracking import serving
     from knnlab.tracking.store import resolve_tracking_uri
 
@@ -449,6 +451,8 @@ def _predict(model_path: str, sources: list[str], as_json: bool, top: int) -> in
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    from knnlab.pipeline.io.params import load_params
+
     if args.command == "predict":
         model = args.model if args.model is not None else default_model_file()
         return _predict(model, args.inputs, args.json, args.top)

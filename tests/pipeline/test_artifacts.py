@@ -3,10 +3,12 @@ functions the stages wire together, tested without files."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pandas as pd
+import pydantic
 import pytest
 
 from knnlab import KNNClassifier
@@ -101,6 +103,21 @@ def test_reading_is_strict_and_names_the_file_and_field(tmp_path):
     path.write_text(json.dumps({**TUNED.to_dict(), "best_score": None}))
     with pytest.raises(ArtifactError, match="best_score is NoneType"):
         TuneSummary.read(path)
+
+
+def test_records_are_frozen_and_have_a_json_schema():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        SPLIT.n_train = 10
+    schema = pydantic.TypeAdapter(SplitInfo).json_schema()
+    assert set(schema["required"]) == {f.name for f in dataclasses.fields(SplitInfo)}
+    assert schema["properties"]["n_train"]["type"] == "integer"
+    assert schema["additionalProperties"] is False
+
+
+def test_a_numpy_integer_is_not_taken_for_an_int():
+    # Strict: what a stage writes is plain JSON-able Python, or the record refuses it.
+    with pytest.raises(pydantic.ValidationError):
+        SplitInfo(**{**SPLIT.to_dict(), "n_train": np.int64(9)})
 
 
 def test_an_evaluation_needs_every_model(tmp_path):

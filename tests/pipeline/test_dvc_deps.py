@@ -88,7 +88,9 @@ def imported_modules(path: Path, top_level_only: bool = False) -> set[str]:
 
 def stage_modules(stage: str) -> set[Path]:
     """Every knnlab source file that ``python -m knnlab <stage>`` can run."""
-    roots = {"knnlab", "knnlab.__main__", "knnlab.cli"}
+    # cli loads params.yaml for every command that is a stage (and for `knnlab params`),
+    # importing the params module inside the function that does it.
+    roots = {"knnlab", "knnlab.__main__", "knnlab.cli", "knnlab.pipeline.io.params"}
     todo = list(imported_modules(PACKAGE / "cli.py", top_level_only=True) | roots)
     command = STAGES[stage]["cmd"].split()
     assert command[:3] == ["python", "-m", "knnlab"], f"{stage}: unexpected cmd {command}"

@@ -1,5 +1,5 @@
 """docs/pipeline.md's params table is the one the params models generate: a key added,
-renamed or re-described in knnlab.pipeline.params needs the page rewritten with
+renamed or re-described in knnlab.pipeline.io.params needs the page rewritten with
 tools/params_table.py."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import importlib.util
 
 import yaml
 
-from knnlab.pipeline.params import params_table
+from knnlab.pipeline.io.params import params_table
 
 from ..conftest import REPO_ROOT
 
@@ -27,7 +27,7 @@ def test_the_docs_table_is_the_generated_one():
     _, table, _ = tool.split_page(doc)
     # Then it is the table the models render, row for row
     assert table == params_table(), (
-        "docs/pipeline.md's params table differs from knnlab.pipeline.params; "
+        "docs/pipeline.md's params table differs from knnlab.pipeline.io.params; "
         "rewrite it: python tools/params_table.py"
     )
 

@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from knnlab.pipeline.params import (
+from knnlab.pipeline.io.params import (
     GridParams,
     MlflowParams,
     ModelParams,

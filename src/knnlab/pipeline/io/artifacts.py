@@ -1,10 +1,10 @@
 """What one stage writes and a later stage reads, as small frozen records.
 
-Each record is written as JSON by :func:`write` (sorted keys, so the files stay
-byte-identical across runs) and read back by :func:`read`, which is strict: a missing field,
-an unknown field or a value of the wrong type is an :class:`ArtifactError` naming the file,
-the field and the stage that rebuilds it. Nothing falls back to a default: a file written by
-an older knnlab is rebuilt, not half-read.
+Each record is a frozen pydantic dataclass (strict types, unknown fields forbidden), written
+as JSON by :func:`write` (sorted keys, so the files stay byte-identical across runs) and read
+back by :func:`read`: a missing field, an unknown field or a value of the wrong type is an
+:class:`ArtifactError` naming the file, the field and the stage that rebuilds it. Nothing
+falls back to a default: a file written by an older knnlab is rebuilt, not half-read.
 
     DatasetInfo   data/raw/meta.json          fetch    -> split
     SplitInfo     data/split/meta.json        split    -> train, tune, evaluate, plot
@@ -21,6 +21,9 @@ import typing
 from pathlib import Path
 from typing import Any, ClassVar
 
+from pydantic import ConfigDict, ValidationError
+from pydantic.dataclasses import dataclass
+
 from knnlab.pipeline.io import files
 
 MODELS = ("configured", "tuned", "baseline")  # the models evaluate scores
@@ -30,26 +33,19 @@ class ArtifactError(ValueError):
     """A file passed between stages is missing a field, has an unknown one, or a wrong type."""
 
 
-def _type_error(cls, name: str, value: Any) -> str | None:
-    """Why ``value`` does not fit field ``name`` of ``cls`` (simple types only), or None."""
+def _expected(cls, name: str) -> str:
+    """The type field ``name`` of ``cls`` holds, as a message names it (``int``, ``list``)."""
     hint = typing.get_type_hints(cls)[name]
-    origin = typing.get_origin(hint) or hint
-    allowed = {str: str, int: int, float: (int, float), bool: bool, list: list, dict: dict}
-    if origin in (typing.Union, type(int | None)):
-        options = typing.get_args(hint)
-        if value is None and type(None) in options:
-            return None
-        origin = typing.get_origin(options[0]) or options[0]
-    expected = allowed.get(origin)
-    if expected is None:
-        return None
-    wrong_bool = isinstance(value, bool) and origin is not bool
-    if wrong_bool or not isinstance(value, expected):
-        return f"{type(value).__name__} {value!r}, expected {getattr(origin, '__name__', origin)}"
-    return None
+    options = [o for o in typing.get_args(hint) if o is not type(None)] or [hint]
+    return getattr(typing.get_origin(options[0]) or options[0], "__name__", str(hint))
 
 
-@dataclasses.dataclass(frozen=True)
+# The records' rules, given to pydantic: a field's value must have the field's type (no
+# "9" for 9, no true for 1), an unknown field is refused, and a record never changes.
+RECORD_CONFIG = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+@dataclass(config=RECORD_CONFIG)
 class _Record:
     WRITTEN_BY: ClassVar[str] = ""
 
@@ -71,10 +67,15 @@ class _Record:
                 if part
             )
             raise ArtifactError(f"{source}: {what} for a {cls.__name__}; {rebuild}")
-        for name in names:
-            if (reason := _type_error(cls, name, data[name])) is not None:
-                raise ArtifactError(f"{source}: field {name} is {reason}; {rebuild}")
-        return cls(**{n: data[n] for n in names})
+        try:
+            return cls(**data)
+        except ValidationError as error:
+            name = str(error.errors()[0]["loc"][0])
+            value = data[name]
+            raise ArtifactError(
+                f"{source}: field {name} is {type(value).__name__} {value!r}, expected "
+                f"{_expected(cls, name)}; {rebuild}"
+            ) from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -87,7 +88,7 @@ class _Record:
         files.write_json(path, self.to_dict())
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclass(config=RECORD_CONFIG)
 class DatasetInfo(_Record):
     """The fetched dataset. ``class_names`` maps a label (as text) to a display name;
     ``image_shape`` is (height, width) for image data, else None."""
@@ -107,7 +108,7 @@ class DatasetInfo(_Record):
         return self.class_names.get(str(label), str(label))
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclass(config=RECORD_CONFIG)
 class SplitInfo(DatasetInfo):
     """The dataset as split: its :class:`DatasetInfo` and the split's own facts."""
 
@@ -125,7 +126,7 @@ class SplitInfo(DatasetInfo):
         )
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclass(config=RECORD_CONFIG)
 class TuneSummary(_Record):
     """The grid search's pick: ``best_params`` (n_neighbors, p, weights, algorithm, and
     ``index`` for an approximate algorithm) by
@@ -156,7 +157,7 @@ class TuneSummary(_Record):
         return {**self.best_params, "scale": self.scale, "random_state": self.index_seed}
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclass(config=RECORD_CONFIG)
 class ModelCard(_Record):
     """Facts train keeps in the model file beside the arrays: where the data came from,
     how ``knnlab predict`` turns an image into features (``image_shape``, ``value_range``:
