@@ -12,6 +12,7 @@ from knnlab.options import (
     SCALINGS,
     WEIGHTS,
     check_choice,
+    check_k_fits,
     check_n_neighbors,
     check_p,
     fit_scaling,
@@ -131,16 +132,11 @@ class _KNNBase(BaseEstimator):
             or X does not have the training set's number of features.
         """
         check_is_fitted(self)
-        k = self.n_neighbors if n_neighbors is None else n_neighbors
+        # n_neighbors and p were checked by fit; an explicit k is checked here, once.
+        k = self.n_neighbors if n_neighbors is None else check_n_neighbors(n_neighbors)
         if X is not None:
             X = self._transform(validate_data(self, X, dtype=np.float64, reset=False))
-        available = self._fit_X.shape[0] - (1 if X is None else 0)
-        if not 1 <= k <= available:
-            raise ValueError(
-                f"Expected n_neighbors <= n_samples_fit, but n_samples_fit = "
-                f"{self._fit_X.shape[0]}, n_neighbors = {k}"
-                + (" (the query point itself is excluded)" if X is None else "")
-            )
+        check_k_fits(k, self._fit_X.shape[0], queries_are_training_rows=X is None)
         dist, ind = self._index.kneighbors(X, k)
         return (dist, ind) if return_distance else ind
 

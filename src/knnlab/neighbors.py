@@ -48,6 +48,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from knnlab import _kernels
+from knnlab.options import check_k_fits, check_n_neighbors, check_p
 
 DEFAULT_WORKING_MEMORY = 512 * 2**20  # bytes for one query chunk's work arrays
 _EPS32 = float(np.finfo(np.float32).eps)
@@ -82,7 +83,7 @@ def check_search_inputs(
     Raises
     ------
     TypeError
-        If ``n_neighbors`` is not an integer (a bool is not one).
+        If ``n_neighbors`` is not an integer (a bool is not one) or ``p`` not a number.
     ValueError
         If ``X_train`` is not 2-D, ``X_query``'s shape does not match it, ``n_neighbors``
         is out of range, ``p`` is below 1 or NaN, or either array holds NaN or inf.
@@ -98,18 +99,9 @@ def check_search_inputs(
                 f"X_query must have shape (n_queries, {X_train.shape[1]}) to match X_train, "
                 f"got shape {X_query.shape}"
             )
-    available = n_train - (1 if X_query is None else 0)
-    if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, int | np.integer):
-        raise TypeError(f"n_neighbors must be an integer, got {n_neighbors!r}")
-    if not 1 <= n_neighbors <= available:
-        raise ValueError(
-            f"Expected 1 <= n_neighbors <= {available} (the number of training points"
-            f"{' other than the query itself' if X_query is None else ''}), "
-            f"but n_neighbors = {n_neighbors}"
-        )
-    p = float(p)
-    if not p >= 1:
-        raise ValueError(f"Minkowski p must be >= 1 (or inf), got p = {p}")
+    n_neighbors = check_n_neighbors(n_neighbors)
+    check_k_fits(n_neighbors, n_train, queries_are_training_rows=X_query is None)
+    p = check_p(p)
     for name, X in (("X_train", X_train), ("X_query", X_query)):
         if X is not None and not np.isfinite(X).all():
             raise ValueError(f"{name} contains NaN or infinite values; kNN needs finite features")

@@ -48,6 +48,20 @@ def check_n_neighbors(value) -> int:
     return int(value)
 
 
+def check_k_fits(n_neighbors: int, n_samples_fit: int, queries_are_training_rows: bool) -> int:
+    """The rule between k (already an integer >= 1) and the data: a query chooses among the
+    ``n_samples_fit`` training rows, one fewer when the queries are the training rows
+    themselves (each excludes itself). Returns ``n_neighbors``; ``ValueError`` otherwise."""
+    available = n_samples_fit - (1 if queries_are_training_rows else 0)
+    if n_neighbors > available:
+        raise ValueError(
+            f"Expected n_neighbors <= n_samples_fit, but n_samples_fit = {n_samples_fit}, "
+            f"n_neighbors = {n_neighbors}"
+            + (" (the query point itself is excluded)" if queries_are_training_rows else "")
+        )
+    return n_neighbors
+
+
 def check_p(value) -> float:
     """The Minkowski exponent as a float (``inf`` for Chebyshev)."""
     if isinstance(value, bool) or not isinstance(value, Real):

@@ -95,10 +95,29 @@ class ExactIndex:
     nbytes = 0
 
     def __init__(self, X, p: float, n_jobs: int | None = None):
-        self.X, self.p, self.n_jobs = X, p, n_jobs
+        import numpy as np
+
+        self.X = np.ascontiguousarray(X, dtype=np.float64)
+        self.p, self.n_jobs = p, n_jobs
 
     def kneighbors(self, X_query, n_neighbors: int):
-        return kneighbors(self.X, X_query, n_neighbors, p=self.p, n_jobs=self.n_jobs)
+        """The search of a fitted estimator, whose fit and kneighbors checked k, p and the
+        rows (finite, the training set's width) already: nothing is checked twice, and a
+        query does not pay for scanning the whole training set for NaN again."""
+        import numpy as np
+
+        from knnlab import distributed, neighbors
+
+        client = distributed.resolve_client(None)  # an enclosing on_cluster
+        if client is not None:
+            return distributed.sharded_kneighbors(client, self.X, X_query, n_neighbors, p=self.p)
+        if X_query is not None:
+            X_query = np.ascontiguousarray(X_query, dtype=np.float64)  # kernels read rows
+        distances, indices, a_all = neighbors.search_checked(
+            self.X, X_query, n_neighbors, self.p, None, self.n_jobs, None
+        )
+        neighbors.check_finite_distances(distances, self.p, a_all)
+        return distances, indices
 
     def state(self):
         return None

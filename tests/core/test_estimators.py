@@ -147,6 +147,31 @@ def test_k_larger_than_training_set_fails_clearly(continuous):
         KNNClassifier(11).fit(X[:10], y[:10]).predict(Q)
 
 
+def test_each_rule_is_checked_once_per_boundary(continuous, monkeypatch):
+    # Given a fitted brute-force model (fit checked k and p, validate_data the rows)
+    from knnlab import neighbors
+
+    X, y, Q = continuous
+    model = KNNClassifier(5, p=3, algorithm="brute").fit(X, y)
+    expected = neighbors.kneighbors(X, Q, 5, p=3)
+    # When it searches, the public search's argument checks are not run again
+    calls = []
+    real = neighbors.check_search_inputs
+    monkeypatch.setattr(
+        neighbors, "check_search_inputs", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    distances, indices = model.kneighbors(Q)
+    assert calls == [], "the fitted model's search re-checked what fit checked"
+    # Then the answer is the public search's, bit for bit
+    np.testing.assert_array_equal(distances, expected[0])
+    np.testing.assert_array_equal(indices, expected[1])
+    # And an explicit k is a public input: checked with the same rule as the constructor's
+    with pytest.raises(TypeError, match="n_neighbors must be an integer, got True"):
+        model.kneighbors(Q, n_neighbors=True)
+    with pytest.raises(ValueError, match="Expected n_neighbors >= 1"):
+        model.kneighbors(Q, n_neighbors=0)
+
+
 def test_wrong_feature_count_fails_clearly(continuous):
     X, y, _ = continuous
     with pytest.raises(ValueError, match="4 features"):

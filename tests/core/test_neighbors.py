@@ -102,8 +102,8 @@ def test_k_equal_to_n_train_returns_every_point(rng):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"n_neighbors": 0}, "1 <= n_neighbors <= 10"),
-        ({"n_neighbors": 11}, "but n_neighbors = 11"),
+        ({"n_neighbors": 0}, "Expected n_neighbors >= 1, but n_neighbors = 0"),
+        ({"n_neighbors": 11}, "n_samples_fit = 10, n_neighbors = 11"),
         ({"n_neighbors": 3, "p": 0.5}, "p must be >= 1"),
     ],
 )
