@@ -436,15 +436,17 @@ def roc_auc_score(y_true, y_score, *, average: str = "macro", labels=None, pos_l
     return _nan_average(per_class, prevalence if average == "weighted" else None)
 
 
-# The metrics classification_scores returns, in report order.
-HEADLINE_METRICS = (
-    "accuracy",
-    "precision_macro",
-    "recall_macro",
-    "f1_macro",
-    "f1_weighted",
-    "roc_auc_ovr",
-)
+# The metrics classification_scores returns, in report order, with the name a reader sees:
+# the one list the stages, the intervals (knnlab.stats), MLflow and the report follow.
+HEADLINE_LABELS = {
+    "accuracy": "Accuracy",
+    "precision_macro": "Precision (macro)",
+    "recall_macro": "Recall (macro)",
+    "f1_macro": "F1 (macro)",
+    "f1_weighted": "F1 (weighted)",
+    "roc_auc_ovr": "ROC-AUC (one-vs-rest)",
+}
+HEADLINE_METRICS = tuple(HEADLINE_LABELS)
 
 
 def classification_scores(y_true, y_pred, proba: np.ndarray, classes: np.ndarray) -> dict:

@@ -15,18 +15,12 @@ import subprocess
 from typing import Any
 
 from knnlab.algorithms import index_options, is_approximate
+from knnlab.metrics import HEADLINE_LABELS
 from knnlab.pipeline.analysis import significance
 from knnlab.pipeline.io.artifacts import MODELS, SplitInfo, TuneSummary
 from knnlab.pipeline.io.params import read_params_text
 
-HEADLINE = (
-    ("accuracy", "Accuracy"),
-    ("precision_macro", "Precision (macro)"),
-    ("recall_macro", "Recall (macro)"),
-    ("f1_macro", "F1 (macro)"),
-    ("f1_weighted", "F1 (weighted)"),
-    ("roc_auc_ovr", "ROC-AUC (one-vs-rest)"),
-)
+HEADLINE = tuple(HEADLINE_LABELS.items())  # (metric, label) in report order
 # Figures in reading order: (file, caption).
 FIGURES = (
     ("confusion_matrix.png", "Confusion matrix: counts, and where the errors go"),
