@@ -15,7 +15,7 @@ import pytest
 from knnlab.estimators import KNNClassifier
 from knnlab.pipeline.io.model_io import save_model
 
-from .fault_injection import default_sigint
+from .support.fault_injection import default_sigint
 
 
 def _knnlab(*args, env=None, **kwargs):
@@ -123,7 +123,7 @@ def test_an_interrupt_during_a_store_write_lands_when_the_write_ends(sent):
     child = (
         "import os, signal; from knnlab import cli; from knnlab.tracking.store import "
         "interrupts_deferred\n"
-        "signal.signal(signal.SIGTERM, cli._raise_terminated)\n"
+        "signal.signal(signal.SIGTERM, cli._raise_interrupted)\n"
         "try:\n"
         "    with interrupts_deferred():\n"
         f"        os.kill(os.getpid(), {int(sent)})\n"
@@ -139,3 +139,29 @@ def test_an_interrupt_during_a_store_write_lands_when_the_write_ends(sent):
     assert done.returncode == 0, done.stderr
     raised = "KeyboardInterrupt" if sent == signal.SIGINT else "Terminated"
     assert done.stdout.splitlines() == ["write finished", f"then {raised}", "True"]
+
+
+def test_an_interrupt_a_library_turns_into_its_own_error_is_still_an_interrupt():
+    """matplotlib's native code, interrupted, raises ValueError("Invalid affine
+    transformation matrix"): the command still says it was interrupted, exits 130, and the
+    process ends with that code (not killed by the signal on its way out)."""
+    child = (
+        "import os, signal, sys; from knnlab import cli\n"
+        "def dispatch(args):\n"
+        "    try:\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "        signal.pthread_sigmask(signal.SIG_BLOCK, [])  # a bytecode boundary\n"
+        "    except KeyboardInterrupt:\n"
+        "        raise ValueError('Invalid affine transformation matrix') from None\n"
+        "cli._dispatch = dispatch\n"
+        "sys.argv = ['knnlab', 'plot']\n"
+        "cli.run()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", child], capture_output=True, text=True, preexec_fn=default_sigint
+    )
+    assert done.returncode == 130, done.stderr
+    assert done.stderr == (
+        "knnlab plot: interrupted (SIGINT); stopped before finishing, so the outputs of its "
+        "last complete run are kept\n"
+    )

@@ -1,13 +1,13 @@
 """docs/robustness.md's fault table and the fault-injection rows name the same faults: a row
-added to tests/fault_injection.py needs its line in the table (regenerate it with
+added to tests/support/fault_injection.py needs its line in the table (regenerate it with
 tools/robustness_table.py), and the table lists no fault that is not injected or covered."""
 
 from __future__ import annotations
 
 import importlib.util
 
-from . import fault_injection
 from .conftest import REPO_ROOT
+from .support import fault_injection
 
 _spec = importlib.util.spec_from_file_location(
     "robustness_table", REPO_ROOT / "tools/robustness_table.py"

@@ -4,9 +4,9 @@
         python -m pytest tests/e2e/test_faults.py -p no:cacheprovider
     python tools/robustness_table.py /tmp/faults.json
 
-Each row of tests/fault_injection.py becomes a line of the table: the fault, the exit code,
-the message (temporary paths shortened to …, ports and run ids made generic) and what was
-kept. Rows not injected there but covered by other tests are kept by hand in
+Each row of tests/support/fault_injection.py becomes a line of the table: the fault, the
+exit code, the message (temporary paths shortened to …, ports and run ids made generic) and
+what was kept. Rows not injected there but covered by other tests are kept by hand in
 :data:`COVERED_ELSEWHERE` and marked †. A row that failed, was skipped or is missing from
 the run is written as such, and the tool exits 1 naming it: publish a table from a run in
 which every row passed.
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python tools/robustness_table.py OUTCOMES.json", file=sys.stderr)
         return 2
     sys.path.insert(0, str(ROOT))
-    from tests.fault_injection import fault_names
+    from tests.support.fault_injection import fault_names
 
     outcomes = json.loads(Path(args[0]).read_text(encoding="utf-8"))
     lines, not_passed = rows(outcomes, fault_names())

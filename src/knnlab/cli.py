@@ -90,8 +90,25 @@ class Terminated(KeyboardInterrupt):
     signal = signal.SIGTERM
 
 
-def _raise_terminated(signum, frame) -> None:
-    raise Terminated()
+# The signals this process received, in order: a library may turn the KeyboardInterrupt
+# raised inside its native code into an error of its own (matplotlib's C++ code gives
+# "ValueError: Invalid affine transformation matrix"), and the command must still report it
+# as the interrupt it was.
+SIGNALS_RECEIVED: list[int] = []
+
+
+def _raise_interrupted(signum, frame) -> None:
+    SIGNALS_RECEIVED.append(signum)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def _interrupted(command: str, received: signal.Signals) -> int:
+    print(
+        f"knnlab {command}: interrupted ({received.name}); stopped before finishing, "
+        "so the outputs of its last complete run are kept",
+        file=sys.stderr,
+    )
+    return INTERRUPTED_EXIT[received]
 
 
 # Characters knnlab prints that a non-UTF-8 terminal (a Latin-1 or C locale,
@@ -480,22 +497,20 @@ def main(argv: list[str] | None = None) -> int:
     if not debug and args.command != "server":  # the server's own log is MLflow's
         quiet_library_tracebacks()
     if args.command not in ("serve", "server"):  # those two stop their servers themselves
-        signal.signal(signal.SIGTERM, _raise_terminated)
+        signal.signal(signal.SIGTERM, _raise_interrupted)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not ignored
+            signal.signal(signal.SIGINT, _raise_interrupted)
     try:
         return _dispatch(args)
     except KeyboardInterrupt as interrupt:
         if debug:
             raise
-        received = getattr(interrupt, "signal", signal.SIGINT)
-        print(
-            f"knnlab {args.command}: interrupted ({received.name}); stopped before finishing, "
-            "so the outputs of its last complete run are kept",
-            file=sys.stderr,
-        )
-        return INTERRUPTED_EXIT[received]
+        return _interrupted(args.command, getattr(interrupt, "signal", signal.SIGINT))
     except (*USER_ERRORS, RecursionError) as error:
         if debug:
             raise
+        if SIGNALS_RECEIVED:  # the interrupt, as a library's own error (see above)
+            return _interrupted(args.command, signal.Signals(SIGNALS_RECEIVED[0]))
         if isinstance(error, RecursionError):
             error = "an input is nested too deeply to read"
         print(f"knnlab {args.command}: error: {error}", file=sys.stderr)
@@ -514,7 +529,10 @@ def run() -> None:
     argv = sys.argv[1:]
     code = main(argv)
     command = next((arg for arg in argv if not arg.startswith("-")), None)
-    if command in FAST_EXIT_COMMANDS:
+    # An interrupted command has closed its runs and removed its staging folder already; it
+    # ends here, so that no teardown (library exit hooks, joins of worker threads) can turn
+    # the exit into a death by the signal (exit -2 instead of 130, seen once in a loaded run).
+    if command in FAST_EXIT_COMMANDS or code in INTERRUPTED_EXIT.values():
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

@@ -26,8 +26,8 @@ from knnlab.algorithms import EXACT_ALGORITHMS
 from knnlab.backends._faiss import IVF_WIDTH
 from knnlab.pipeline.io.params import ParamsError, parse_params
 
-from ..blocked_imports import without_package
 from ..conftest import REPO_ROOT
+from ..support.blocked_imports import without_package
 
 APPROXIMATE = ("hnsw", "ivf")
 

@@ -26,8 +26,8 @@ import pytest
 from knnlab import distributed
 from knnlab.search import kneighbors
 
-from ..blocked_imports import without_package
 from ..conftest import REPO_ROOT
+from ..support.blocked_imports import without_package
 
 distributed_lib = pytest.importorskip("distributed")
 

@@ -26,8 +26,8 @@ from knnlab.pipeline.io import files
 from knnlab.pipeline.io.params import Params
 from knnlab.search import kneighbors
 
-from .. import reference
 from ..conftest import REPO_ROOT
+from ..support import reference
 
 distributed_lib = pytest.importorskip("distributed")
 

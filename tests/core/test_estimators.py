@@ -12,7 +12,7 @@ from sklearn.preprocessing import StandardScaler
 
 from knnlab import KNNClassifier, KNNRegressor
 
-from .. import exact_inputs, reference, reference_extra
+from ..support import exact_inputs, reference, reference_extra
 
 
 @pytest.fixture
@@ -28,9 +28,9 @@ def continuous(rng):
 
 @pytest.fixture
 def on_grid(continuous):
-    """The continuous problem rounded to a fine dyadic grid (tests/exact_inputs.py), on which
-    scikit-learn's p = 2 arithmetic is exact on every BLAS: its two exact matches come out
-    at d = 0, not at 4e-8, and its other distances equal knnlab's bit for bit."""
+    """The continuous problem rounded to a fine dyadic grid (tests/support/exact_inputs.py),
+    on which scikit-learn's p = 2 arithmetic is exact on every BLAS: its two exact matches
+    come out at d = 0, not at 4e-8, and its other distances equal knnlab's bit for bit."""
     X, y, Q = continuous
     return exact_inputs.on_grid(X), y, exact_inputs.on_grid(Q)
 
@@ -204,9 +204,10 @@ def test_regressor_matches_loop_reference(rng, weights, n_outputs, p):
 @pytest.mark.parametrize("weights", ["uniform", "distance"])
 @pytest.mark.parametrize("n_outputs", [None, 3])
 def test_regressor_matches_scikit_learn(rng, weights, n_outputs):
-    # On the dyadic grid scikit-learn's p = 2 distances are exact (tests/exact_inputs.py):
-    # the exact match is at d = 0 for it too. On arbitrary floats it can find 4e-8 there,
-    # depending on the BLAS, and weigh the match 2.5e7 instead of all.
+    # On the dyadic grid scikit-learn's p = 2 distances are exact
+    # (tests/support/exact_inputs.py): the exact match is at d = 0 for it too. On arbitrary
+    # floats it can find 4e-8 there, depending on the BLAS, and weigh the match 2.5e7
+    # instead of all.
     X, y, Q = _regression_problem(rng, n_outputs)
     X, Q = exact_inputs.on_grid(X), exact_inputs.on_grid(Q)
     ours = KNNRegressor(6, weights=weights, algorithm="brute").fit(X, y).predict(Q)

@@ -3,7 +3,8 @@
 Integer data (sklearn digits, pixels 0..16) at integer p have exact integer sums
 ``sum_f |q_f - t_f| ** p`` (Python integers), so neighbours are ranked exactly, with no
 float rounding anywhere in the reference; non-integer p and float data use decimal arithmetic
-(:func:`tests.reference.minkowski_exact`). Distances must match the exact values to 1e-14.
+(:func:`tests.support.reference.minkowski_exact`). Distances must match the exact values to
+1e-14.
 
 Indices are compared exactly wherever float64 can tell the exact distances apart. At large p
 it often cannot: at p = 1000 a query's distances to two digits with the same largest pixel
@@ -26,7 +27,7 @@ from sklearn.model_selection import train_test_split
 from knnlab import KNNClassifier, _kernels
 from knnlab.neighbors import _float32_stage_fits, cross_fold_kneighbors, kneighbors
 
-from .. import reference
+from ..support import reference
 
 RTOL = 1e-14  # returned distances against the exact ones
 TIE_RTOL = 1e-13  # exact distances this close are a near-tie float64 need not resolve

@@ -8,7 +8,7 @@ from sklearn import metrics as sk
 
 from knnlab import metrics
 
-from .. import reference
+from ..support import reference
 
 
 @pytest.fixture

@@ -11,14 +11,14 @@ from sklearn.neighbors import KNeighborsClassifier
 from knnlab.model_selection import grid_search_cv
 from knnlab.options import SCORERS
 
-from .. import exact_inputs
+from ..support import exact_inputs
 
 
 @pytest.fixture
 def blobs(rng):
     """Continuous features (no distance ties), 3 overlapping classes, on the fine dyadic
-    grid of tests/exact_inputs.py: there scikit-learn's p = 2 distances are exact on every
-    BLAS, so its neighbours and distance weights are knnlab's."""
+    grid of tests/support/exact_inputs.py: there scikit-learn's p = 2 distances are exact on
+    every BLAS, so its neighbours and distance weights are knnlab's."""
     y = rng.integers(0, 3, size=240)
     X = rng.normal(size=(240, 4)) + y[:, None] * 0.8
     return exact_inputs.on_grid(X), y

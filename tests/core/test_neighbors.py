@@ -8,8 +8,8 @@ from sklearn.neighbors import NearestNeighbors
 
 from knnlab.neighbors import kneighbors
 
-from .. import reference
 from ..conftest import REPO_ROOT
+from ..support import reference
 
 P_VALUES = [1, 1.5, 2, 3, np.inf]
 

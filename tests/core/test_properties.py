@@ -1,6 +1,6 @@
 """Property-based tests (hypothesis): the search, the classifier and the metrics against the
-slow loop references in :mod:`tests.reference` and against scikit-learn, on random shapes,
-exponents, k, duplicated rows, ties, constant columns and degenerate labels.
+slow loop references in :mod:`tests.support.reference` and against scikit-learn, on random
+shapes, exponents, k, duplicated rows, ties, constant columns and degenerate labels.
 
 Runs are reproducible: ``derandomize=True`` and no example database, so CI and a laptop draw
 the same examples for the same commit (hypothesis also mines literals from the local source,
@@ -25,7 +25,7 @@ from sklearn import metrics as sk
 from knnlab import KNNClassifier, metrics
 from knnlab.neighbors import kneighbors
 
-from .. import reference
+from ..support import reference
 
 BASE = settings(
     derandomize=True,  # the same examples on every run

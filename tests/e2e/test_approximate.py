@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from .. import mlflow_store
-from ..project import make_project, run, stages_run, store
+from ..support import mlflow_store
+from ..support.project import reproduce, run, stages_run, store
 
 pytestmark = pytest.mark.slow
 
@@ -31,15 +31,13 @@ GRID = {
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """digits (600 rows: an index per fold in well under a second) with an hnsw model."""
-    root = make_project(
-        tmp_path_factory.mktemp("approximate"),
+    root = tmp_path_factory.mktemp("approximate")
+    output = reproduce(
+        root,
         data={"max_rows": 600},
         model={"algorithm": "hnsw", "index": {"ef_search": 8}},
         tune=GRID,
     )
-    output = run(["dvc", "repro"], root)
-    run(["git", "add", "-A"], root)
-    run(["git", "commit", "-q", "-m", "repro"], root)
     return root, output
 
 

@@ -1,7 +1,8 @@
-"""Every fault knnlab promises to answer, injected for real (tests/fault_injection.py): one
-test per row, on one reproduced project built once for the module, each row checking the
-exit code, the one line on stderr, the outputs' bytes and the MLflow runs. The outcomes feed
-docs/robustness.md's table (``python tools/robustness_table.py OUTCOMES.json``)."""
+"""Every fault knnlab promises to answer, injected for real
+(tests/support/fault_injection.py): one test per row, on one reproduced project built once
+for the module, each row checking the exit code, the one line on stderr, the outputs' bytes
+and the MLflow runs. The outcomes feed docs/robustness.md's table
+(``python tools/robustness_table.py OUTCOMES.json``)."""
 
 from __future__ import annotations
 
@@ -10,26 +11,23 @@ from pathlib import Path
 
 import pytest
 
-from .. import fault_injection
-from ..project import SMALL_GRID, make_project, run
+from ..support import fault_injection
+from ..support.project import SMALL_GRID, reproduce, run
 
 pytestmark = pytest.mark.slow
 
 
 # A grid whose pick scores below the configured model (k = 5, p = 2) on iris's test split:
 # evaluate and report then print a negative difference with a true minus sign (−), which a
-# Latin-1 stdout cannot encode.
+# Latin-1 stdout cannot encode. So this module builds its own project rather than copying
+# the shared one (tests/e2e/conftest.py), whose grid is another.
 WORSE_GRID = {**SMALL_GRID, "grid": {**SMALL_GRID["grid"], "n_neighbors": [1]}}
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    root = make_project(
-        tmp_path_factory.mktemp("robust"), data={"dataset": "iris"}, tune=WORSE_GRID
-    )
-    run(["dvc", "repro"], root)
-    run(["git", "add", "-A"], root)
-    run(["git", "commit", "-q", "-m", "repro"], root)
+    root = tmp_path_factory.mktemp("robust")
+    reproduce(root, data={"dataset": "iris"}, tune=WORSE_GRID)
     return root
 
 

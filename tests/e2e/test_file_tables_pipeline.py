@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ..project import SMALL_GRID, _env, make_project, stages_run, store
+from ..support.project import SMALL_GRID, _env, make_project, stages_run, store
 
 pytestmark = pytest.mark.slow
 

@@ -4,7 +4,8 @@
   stage, and `dvc repro` re-runs it; an edit to where runs are logged re-runs nothing.
 - A typo anywhere in params.yaml stops every `dvc repro` target.
 - A stage killed or failing while it logs to MLflow leaves every output and the run record
-  as they were, byte for byte (a SIGKILL in the middle of tune: tests/fault_injection.py).
+  as they were, byte for byte (a SIGKILL in the middle of tune:
+  tests/support/fault_injection.py).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ..project import SMALL_GRID, _env, make_project, run, stages_run, store
+from ..support.project import _env, make_project, run, stages_run, store
+from ..support.shared_project import copy_project
 
 pytestmark = pytest.mark.slow
 
@@ -57,14 +59,9 @@ def set_params(root: Path, **sections) -> None:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    root = make_project(
-        tmp_path_factory.mktemp("integrity"), data={"dataset": "iris"}, tune=SMALL_GRID
-    )
-    run(["dvc", "repro"], root)
-    run(["git", "add", "-A"], root)
-    run(["git", "commit", "-q", "-m", "repro"], root)
-    return root
+def project(reproduced_iris, tmp_path_factory):
+    """iris, reproduced and committed: this module's copy of the worker's (conftest.py)."""
+    return copy_project(reproduced_iris.root, tmp_path_factory.mktemp("integrity"))
 
 
 @pytest.fixture
@@ -82,9 +79,12 @@ def clean(project):
     [
         ("estimators.py", {"train", "tune", "evaluate", "plot"}),  # scaling, the tree path
         ("_kernels.py", {"train", "exact", "tune", "evaluate", "plot"}),  # the search itself
-        ("pipeline/figures.py", {"plot"}),
-        ("pipeline/evaluation.py", {"evaluate", "plot"}),
-        ("pipeline/datasets.py", {"fetch", "split", "train", "exact", "tune", "evaluate", "plot"}),
+        ("pipeline/presentation/figures.py", {"plot"}),
+        ("pipeline/analysis/evaluation.py", {"evaluate", "plot"}),
+        (
+            "pipeline/data/dataset.py",
+            {"fetch", "split", "train", "exact", "tune", "evaluate", "plot"},
+        ),
         ("backends/hnsw.py", {"train", "tune", "evaluate", "plot"}),  # not the exact reference
     ],
 )

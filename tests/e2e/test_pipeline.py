@@ -12,32 +12,20 @@ import pytest
 
 from knnlab.tracking import models
 
-from .. import dvc_plots_browser, mlflow_store
-from ..project import make_project, run, stages_run, store
+from ..support import dvc_plots_browser, mlflow_store
+from ..support.project import run, stages_run, store
+from ..support.shared_project import copy_project
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def iris_project(tmp_path_factory):
-    """iris with a small grid and all three algorithms: a complete pipeline in seconds."""
-    root = make_project(
-        tmp_path_factory.mktemp("project"),
-        data={"dataset": "iris"},
-        tune={
-            "grid": {
-                "n_neighbors": [1, 3, 5, 7],
-                "p": [1, 2],
-                "weights": ["uniform", "distance"],
-                "algorithm": ["brute", "kd_tree"],
-            },
-            "cv": 3,
-        },
-    )
-    output = run(["dvc", "repro"], root)
-    run(["git", "add", "-A"], root)  # as a user would: commit dvc.lock and reports/
-    run(["git", "commit", "-q", "-m", "repro"], root)
-    return root, output
+def iris_project(reproduced_iris, tmp_path_factory):
+    """iris with a small grid over brute force and kd_tree (``IRIS`` in
+    tests/support/shared_project.py), reproduced and committed: this module's copy of the
+    worker's (conftest.py), and what its ``dvc repro`` printed."""
+    root = copy_project(reproduced_iris.root, tmp_path_factory.mktemp("project"))
+    return root, reproduced_iris.output
 
 
 def test_repro_runs_every_stage_and_writes_reports(iris_project):

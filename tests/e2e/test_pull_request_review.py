@@ -14,8 +14,8 @@ import json
 import pytest
 import yaml
 
-from .. import mlflow_store
-from ..project import SMALL_GRID, make_project, run, stages_run
+from ..support import mlflow_store
+from ..support.project import SMALL_GRID, make_project, run, stages_run
 
 pytestmark = pytest.mark.slow
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .. import mlflow_store
-from ..project import SMALL_GRID, _env, make_project, stages_run, store
+from ..support import mlflow_store
+from ..support.project import SMALL_GRID, _env, make_project, stages_run, store
 
 pytestmark = pytest.mark.slow
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from ..project import SMALL_GRID, _env, make_project, stages_run
+from ..support.project import SMALL_GRID, _env, make_project, stages_run
 from .test_remote import PULLED, UP_TO_DATE, _outputs
 
 pytestmark = pytest.mark.slow

@@ -1,6 +1,6 @@
 """Promises under failure, tested with real failures: a stage that cannot put its outputs in
 place, parallel experiments, two clones on one store, determinism, credentials. The fault
-rows of tests/fault_injection.py are tests/e2e/test_faults.py."""
+rows of tests/support/fault_injection.py are tests/e2e/test_faults.py."""
 
 from __future__ import annotations
 
@@ -12,22 +12,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from .. import fault_injection, mlflow_store
-from ..project import SMALL_GRID, make_project, run, stages_run, store
-from ..project import _env as project_env
+from ..support import fault_injection, mlflow_store
+from ..support.project import _env as project_env
+from ..support.project import run, stages_run, store
+from ..support.shared_project import copy_project
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    root = make_project(
-        tmp_path_factory.mktemp("robust"), data={"dataset": "iris"}, tune=SMALL_GRID
-    )
-    run(["dvc", "repro"], root)
-    run(["git", "add", "-A"], root)
-    run(["git", "commit", "-q", "-m", "repro"], root)
-    return root
+def project(reproduced_iris, tmp_path_factory):
+    """iris, reproduced and committed: this module's copy of the worker's (conftest.py)."""
+    return copy_project(reproduced_iris.root, tmp_path_factory.mktemp("robust"))
 
 
 def test_failing_stage_marks_its_run_failed(project):

@@ -31,7 +31,7 @@ from knnlab.pipeline.data.openml import load_openml, openml_cache_path
 from knnlab.pipeline.data.tables import load_table
 from knnlab.pipeline.io.params import ParamsError, parse_params
 
-from .format_samples import SAMPLES
+from ..support.format_samples import SAMPLES
 
 
 def data_params(**values):

@@ -25,7 +25,7 @@ from knnlab.pipeline.io.formats import (
 )
 from knnlab.pipeline.io.inputs import InputError, read_inputs
 
-from .format_samples import SAMPLES, TABLE
+from ..support.format_samples import SAMPLES, TABLE
 
 WHAT = {
     "gzip": "gzip-compressed",

@@ -15,7 +15,7 @@ import pytest
 from knnlab import KNNClassifier
 from knnlab.pipeline.io.model_io import ModelFileError, _digest, load_model, read_header, save_model
 
-from ..memory import peak_growth
+from ..support.memory import peak_growth
 
 
 @pytest.fixture

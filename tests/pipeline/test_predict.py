@@ -21,8 +21,8 @@ from knnlab import KNNClassifier, cli
 from knnlab.pipeline.analysis.training import novelty_threshold, value_range
 from knnlab.pipeline.io.model_io import save_model
 
-from ..memory import peak_growth
-from .format_samples import SAMPLES
+from ..support.format_samples import SAMPLES
+from ..support.memory import peak_growth
 
 
 @pytest.fixture(scope="module")

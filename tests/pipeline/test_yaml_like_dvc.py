@@ -19,7 +19,7 @@ from dvc.utils.serialize import parse_yaml
 from knnlab import cli
 from knnlab.pipeline.io.params import ParamsError, load_params, read_params_text
 
-from ..project import run
+from ..support.project import run
 
 DEEP = 10_000
 

@@ -11,8 +11,8 @@ import urllib.error
 import pytest
 import sklearn.datasets
 
-from .. import mlflow_store
 from ..conftest import REPO_ROOT
+from ..support import mlflow_store
 
 
 def load_example(name: str):

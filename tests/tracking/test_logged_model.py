@@ -21,8 +21,8 @@ from knnlab.pipeline.io.model_io import ModelFileError, save_model
 from knnlab.pipeline.io.params import MlflowParams
 from knnlab.tracking import models, runs
 
-from .. import mlflow_store
 from ..conftest import REPO_ROOT
+from ..support import mlflow_store
 
 
 def _fit_and_log(root: Path, n_features: int, seed: int):

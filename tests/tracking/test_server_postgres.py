@@ -31,8 +31,8 @@ from knnlab import cli
 from knnlab.tracking import models, server
 from knnlab.tracking.errors import TrackingError
 
-from .. import mlflow_store
-from ..project import SMALL_GRID, make_project, run, stages_run
+from ..support import mlflow_store
+from ..support.project import SMALL_GRID, make_project, run, stages_run
 
 POSTGRES = server.find_postgres()
 NO_POSTGRES = (

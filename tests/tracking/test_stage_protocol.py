@@ -20,7 +20,7 @@ from knnlab.tracking import runs
 from knnlab.tracking.errors import TrackingError
 from knnlab.tracking.stage import LoggedStage
 
-from .. import mlflow_store
+from ..support import mlflow_store
 
 EXPERIMENT = "protocol"
 CONFIG = MlflowParams(experiment=EXPERIMENT)

@@ -15,7 +15,7 @@ from knnlab.pipeline.io.params import MlflowParams
 from knnlab.tracking import runs
 from knnlab.tracking.errors import TrackingError
 
-from .. import mlflow_store
+from ..support import mlflow_store
 
 KILLED_STAGE = textwrap.dedent(
     """

@@ -16,7 +16,7 @@ import pytest
 from knnlab.pipeline.io.params import MlflowParams, ParamsError, parse_params
 from knnlab.tracking import runs, store
 
-from .. import mlflow_store
+from ..support import mlflow_store
 
 # Holds the store lock as the evaluate stage would, until the file argv[2] appears.
 HOLDER = textwrap.dedent(

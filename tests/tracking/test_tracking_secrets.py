@@ -11,7 +11,7 @@ import pytest
 from knnlab.pipeline.io.params import MlflowParams
 from knnlab.tracking import runs, store
 
-from .. import mlflow_store
+from ..support import mlflow_store
 
 TrackingError = runs.TrackingError  # the class the CLI reports as one line
 

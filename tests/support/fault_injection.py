@@ -3,7 +3,7 @@ project. Each fault is a row: how to inject it, the exit code it must end with, 
 message must (and must not) say. A row's outcome is the exit code, the message, and whether
 every output file kept its SHA-256.
 
-    python tests/fault_injection.py PROJECT_DIR [NAME_PREFIX ...]
+    python tests/support/fault_injection.py PROJECT_DIR [NAME_PREFIX ...]
 
 PROJECT_DIR must be a knnlab project on which ``dvc repro`` has run and whose state is
 committed (the test suite makes one, ``tests/e2e/test_faults.py``, which runs each row as
@@ -44,7 +44,7 @@ import yaml
 
 if __package__:
     from .blocked_imports import without_package
-else:  # run as a script: python tests/fault_injection.py PROJECT_DIR
+else:  # run as a script: python tests/support/fault_injection.py PROJECT_DIR
     from blocked_imports import without_package
 
 OUTPUTS = ("data/raw", "data/split", "data/neighbours", "models", "reports", "tracking")
@@ -1159,7 +1159,7 @@ def record(path: Path, outcome: Outcome | None, name: str, root: Path, skipped: 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args:
-        print("usage: python tests/fault_injection.py PROJECT_DIR [NAME_PREFIX ...]")
+        print("usage: python tests/support/fault_injection.py PROJECT_DIR [NAME_PREFIX ...]")
         return 2
     project = Project(Path(args[0]).resolve())
     failed = 0

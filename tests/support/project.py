@@ -10,8 +10,8 @@ from pathlib import Path
 
 import yaml
 
+from ..conftest import REPO_ROOT
 from . import mlflow_store
-from .conftest import REPO_ROOT
 
 PROJECT_FILES = [
     "dvc.yaml",
@@ -64,6 +64,16 @@ def make_project(root: Path, **overrides) -> Path:
     run(["git", "add", "-A"], root)
     run(["git", "commit", "-q", "-m", "project"], root)
     return root
+
+
+def reproduce(root: Path, **overrides) -> str:
+    """``make_project``, then ``dvc repro`` and a commit of what it wrote, as a user would
+    (dvc.lock, reports/); what ``dvc repro`` printed."""
+    make_project(root, **overrides)
+    output = run(["dvc", "repro"], root)
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-q", "-m", "repro"], root)
+    return output
 
 
 def stages_run(output: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""Slow references that :mod:`tests.reference` lacks, built on its loop search."""
+"""Slow references that :mod:`tests.support.reference` lacks, built on its loop search."""
 
 from __future__ import annotations
 
