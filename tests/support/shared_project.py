@@ -55,7 +55,8 @@ IRIS = {
 }
 
 MLFLOW_DB = "mlflow.db"
-GIT_STATUS = ["git", "status", "--porcelain", "--untracked-files=all"]
+# The original is read by several workers at once: git must not refresh its index there.
+GIT_STATUS = ["git", "--no-optional-locks", "status", "--porcelain", "--untracked-files=all"]
 
 
 @dataclass(frozen=True)
