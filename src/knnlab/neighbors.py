@@ -858,6 +858,38 @@ def kneighbors(
         be ranked.
     """
     X_train, X_query, p = check_search_inputs(X_train, X_query, n_neighbors, p)
+    return search_validated(X_train, X_query, n_neighbors, p, working_memory, n_jobs, prefilter)
+
+
+def search_validated(
+    X_train: np.ndarray,
+    X_query: np.ndarray | None,
+    n_neighbors: int,
+    p: float,
+    working_memory: int | None = None,
+    n_jobs: int | None = None,
+    prefilter: bool | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`kneighbors` on arguments already checked, for a caller that checked them once
+    (a fitted estimator's search): the search and its final check, not the argument checks,
+    which would rescan the whole training set for NaN on every call.
+
+    Parameters
+    ----------
+    X_train, X_query : ndarray
+        As :func:`check_search_inputs` returns them: C-ordered float64, finite.
+    n_neighbors : int
+        k, checked against the training set.
+    p : float
+        Minkowski exponent, checked.
+    working_memory, n_jobs, prefilter
+        As in :func:`kneighbors`.
+
+    Returns
+    -------
+    distances, indices : ndarray of shape (n_queries, n_neighbors)
+        As :func:`kneighbors` returns them.
+    """
     distances, indices, a_all = search_checked(
         X_train, X_query, n_neighbors, p, working_memory, n_jobs, prefilter
     )

@@ -113,11 +113,7 @@ class ExactIndex:
             return distributed.sharded_kneighbors(client, self.X, X_query, n_neighbors, p=self.p)
         if X_query is not None:
             X_query = np.ascontiguousarray(X_query, dtype=np.float64)  # kernels read rows
-        distances, indices, a_all = neighbors.search_checked(
-            self.X, X_query, n_neighbors, self.p, None, self.n_jobs, None
-        )
-        neighbors.check_finite_distances(distances, self.p, a_all)
-        return distances, indices
+        return neighbors.search_validated(self.X, X_query, n_neighbors, self.p, n_jobs=self.n_jobs)
 
     def state(self):
         return None
