@@ -70,8 +70,10 @@ def layer_of(module: str) -> str:
     parts = module.split(".")
     if parts[0] != "knnlab":
         raise ValueError(module)
-    if len(parts) == 1 or module in ("knnlab.pipeline",):
-        return "core" if len(parts) == 1 else "pipeline.io"  # the pipeline's package docstring
+    if len(parts) == 1:
+        return "core"
+    if module == "knnlab.pipeline":  # the package's docstring only: the lowest pipeline layer
+        return "pipeline.io"
     if module in ("knnlab.cli", "knnlab.__main__"):
         return "cli"
     for depth in (2, 1):
