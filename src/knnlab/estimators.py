@@ -100,6 +100,21 @@ class _KNNBase(BaseEstimator):
         check_is_fitted(self)
         return self._index.state()
 
+    def prepare(self):
+        """Prepare the fitted search for single requests now, not at the first one: the
+        index's per-training-set work and the compiled kernels' loading (a server's start).
+
+        Returns
+        -------
+        self
+        """
+        check_is_fitted(self)
+        if hasattr(self._index, "prepare"):
+            self._index.prepare()
+        # One query of a training row loads the kernels its path needs.
+        self._index.kneighbors(self._fit_X[:1], min(self.n_neighbors, self.n_samples_fit_))
+        return self
+
     def _transform(self, X: np.ndarray) -> np.ndarray:
         if self.scale == "none":
             return X

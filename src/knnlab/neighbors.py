@@ -37,6 +37,7 @@ in memory. It stops by itself on data where it rules out too little.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import threading
 from collections.abc import Iterator
@@ -45,7 +46,7 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from knnlab import _kernels
 from knnlab.options import check_k_fits, check_n_neighbors, check_p
@@ -88,24 +89,38 @@ def check_search_inputs(
         If ``X_train`` is not 2-D, ``X_query``'s shape does not match it, ``n_neighbors``
         is out of range, ``p`` is below 1 or NaN, or either array holds NaN or inf.
     """
-    X_train = np.ascontiguousarray(X_train, dtype=np.float64)  # kernels read rows
+    X_train = _check_training(X_train)
+    if X_query is not None:
+        X_query = _check_queries(X_query, X_train.shape[1])
+    n_neighbors = check_n_neighbors(n_neighbors)
+    check_k_fits(n_neighbors, X_train.shape[0], queries_are_training_rows=X_query is None)
+    return X_train, X_query, check_p(p)
+
+
+def _check_training(X_train) -> np.ndarray:
+    """X_train (n_train, n_features) as C-ordered float64 (the kernels read rows), checked."""
+    X_train = np.ascontiguousarray(X_train, dtype=np.float64)
     if X_train.ndim != 2:
         raise ValueError(f"X_train must be 2-D (n_train, n_features), got shape {X_train.shape}")
-    n_train = X_train.shape[0]
-    if X_query is not None:
-        X_query = np.ascontiguousarray(X_query, dtype=np.float64)
-        if X_query.ndim != 2 or X_query.shape[1] != X_train.shape[1]:
-            raise ValueError(
-                f"X_query must have shape (n_queries, {X_train.shape[1]}) to match X_train, "
-                f"got shape {X_query.shape}"
-            )
-    n_neighbors = check_n_neighbors(n_neighbors)
-    check_k_fits(n_neighbors, n_train, queries_are_training_rows=X_query is None)
-    p = check_p(p)
-    for name, X in (("X_train", X_train), ("X_query", X_query)):
-        if X is not None and not np.isfinite(X).all():
-            raise ValueError(f"{name} contains NaN or infinite values; kNN needs finite features")
-    return X_train, X_query, p
+    _check_finite("X_train", X_train)
+    return X_train
+
+
+def _check_queries(X_query, n_features: int) -> np.ndarray:
+    """X_query (n_queries, n_features) as C-ordered float64, checked against the width."""
+    X_query = np.ascontiguousarray(X_query, dtype=np.float64)
+    if X_query.ndim != 2 or X_query.shape[1] != n_features:
+        raise ValueError(
+            f"X_query must have shape (n_queries, {n_features}) to match X_train, "
+            f"got shape {X_query.shape}"
+        )
+    _check_finite("X_query", X_query)
+    return X_query
+
+
+def _check_finite(name: str, X: np.ndarray) -> None:
+    if not np.isfinite(X).all():
+        raise ValueError(f"{name} contains NaN or infinite values; kNN needs finite features")
 
 
 def _chunk_rows(n_train: int, uses_gram: bool, working_memory: int | None) -> int:
@@ -116,6 +131,21 @@ def _chunk_rows(n_train: int, uses_gram: bool, working_memory: int | None) -> in
         raise ValueError(f"working_memory must be a positive number of bytes, got {budget}")
     per_row = 4 * max(n_train, 1) if uses_gram else 64 * 1024
     return max(4, (budget // per_row) // 4 * 4)
+
+
+_CONTROLLER: ThreadpoolController | None = None
+_CONTROLLER_LOCK = threading.Lock()
+
+
+def _blas_threads(n: int):
+    """Limit BLAS to n threads within the block. The controller is made once: making one
+    reads the process's memory map to find the libraries, 2-3 ms, more than a single
+    query's whole search costs."""
+    global _CONTROLLER
+    with _CONTROLLER_LOCK:
+        if _CONTROLLER is None:
+            _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=n, user_api="blas")
 
 
 @contextlib.contextmanager
@@ -130,7 +160,7 @@ def _threads(n_jobs: int | None) -> Iterator[None]:
     previous = numba.get_num_threads()
     numba.set_num_threads(n)
     try:
-        with threadpool_limits(limits=n, user_api="blas"):
+        with _blas_threads(n):
             yield
     finally:
         numba.set_num_threads(previous)
@@ -332,11 +362,20 @@ _TASK_ROWS_LOW_RANK = 256
 # that costs, 1/16 of the training set, not as all of it: that would let a few hard queries
 # in a 64-query trial end the pre-filter on Fashion-MNIST, where it is 2-3x faster.
 _LOW_RANK_GIVE_UP = 1 / 64
+# A call of at most this many queries to a kept search (PreparedSearch) is taken for one
+# request of many, as a served model gets them: it has the pre-filter prepared, whatever
+# the pair count (see PreparedSearch._wants_prefilter).
+_FEW_QUERIES = 64
 _UNFINISHED_COST = 1 / 16
 
 
 def prefilter_applies(
-    prefilter: bool | None, kind: int, n_train: int, n_features: int, n_queries: int, k: int
+    prefilter: bool | None,
+    kind: int,
+    n_train: int,
+    n_features: int,
+    n_queries: int | None,
+    k: int | None,
 ) -> bool:
     """Whether a search runs the low-rank pre-filter (see the module docstring).
 
@@ -352,10 +391,13 @@ def prefilter_applies(
         Training points.
     n_features : int
         Features.
-    n_queries : int
-        Queries.
-    k : int
-        Neighbours per query.
+    n_queries : int or None
+        Queries; None for a training set prepared once and searched again and again
+        (:class:`PreparedSearch`), whose set-up is paid once, so the pair count does not
+        decide.
+    k : int or None
+        Neighbours per query; None when it is not known yet (a prepared search checks it
+        per call).
 
     Returns
     -------
@@ -375,8 +417,8 @@ def prefilter_applies(
     return (
         n_features >= _LOW_RANK_MIN_FEATURES
         and n_train >= _LOW_RANK_MIN_TRAIN
-        and n_queries * n_train >= _LOW_RANK_MIN_PAIRS
-        and k <= _LOW_RANK_MAX_NEIGHBORS
+        and (n_queries is None or n_queries * n_train >= _LOW_RANK_MIN_PAIRS)
+        and (k is None or k <= _LOW_RANK_MAX_NEIGHBORS)
     )
 
 
@@ -699,7 +741,7 @@ def _gram_search(
                     if progress["examined"] > _LOW_RANK_GIVE_UP * n_train * progress["queries"]:
                         progress["low"] = None  # the bound rules out too little on these data
 
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _blas_threads(1):
         if n_threads == 1:
             previous = numba.get_num_threads()
             try:
@@ -907,7 +949,8 @@ def search_checked(
     prefilter: bool | None,
     whole: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """:func:`kneighbors` on checked inputs, without its final check.
+    """:func:`kneighbors` on checked inputs, without its final check: a one-off search,
+    which prepares the training side for this call only.
 
     A shard of a distributed search may hold only distant points (distances inf) while the
     merged top k does not, so the check waits for the merge.
@@ -949,78 +992,337 @@ def search_checked(
         If ``working_memory`` or ``n_jobs`` is not positive, or ``prefilter`` is not a
         bool or None.
     """
-    is_self_query = X_query is None
-    queries = X_train if is_self_query else X_query
-    n_queries, n_features = queries.shape
-    n_train = X_train.shape[0]
-    kind = _kernels.power_kind(p)
-    uses_gram = kind == 2
-    sized_train, sized_queries = whole or (n_train, n_queries)
-    use_low_rank = prefilter_applies(
-        prefilter, kind, sized_train, n_features, sized_queries, n_neighbors
+    search = PreparedSearch.from_checked(
+        X_train, p, working_memory=working_memory, n_jobs=n_jobs, prefilter=prefilter, kept=False
     )
-    auto = prefilter is None
+    return search.search_checked(X_query, n_neighbors, whole)
 
-    centre = X_train.mean(axis=0)
-    a_queries = 0.0 if is_self_query else _kernels.largest_centred(queries, centre)
-    low = None
-    if use_low_rank:
-        # The pre-filter's cluster order is also the order of the float32 rows, so it comes
-        # first; its float64 work needs magnitudes the float32 stage accepts too.
-        a_rows = _kernels.largest_centred(X_train, centre)
-        if _float32_stage_fits(a_rows, max(a_rows, a_queries), n_features, p):
-            with _threads(n_jobs):
-                low = _low_rank(X_train, centre, _LOW_RANK_MIN_EXPLAINED if auto else 0.0)
-    # float32 copies (C order: the kernels read rows), their p-th-power norms and their
-    # largest |coordinate|, one pass.
-    if low is None:
-        T32, t_norms, a_train = _kernels.centred_float32(X_train, centre, kind, p)  # (n, d), (n,)
-    else:
-        T32, t_norms, a_train = _kernels.centred_float32_rows(X_train, low.order, centre, kind, p)
-    a_all = max(a_train, a_queries)
-    distances = np.empty((n_queries, n_neighbors))
-    indices = np.empty((n_queries, n_neighbors), dtype=np.int64)
-    if not _float32_stage_fits(a_train, a_all, n_features, p):
-        with _threads(n_jobs):
-            _exact_search(
-                X_train, queries, is_self_query, n_neighbors, p, working_memory, distances, indices
-            )
-        return distances, indices, a_all
-    training = _Training(
-        X_train,
-        centre,
-        T32,
-        t_norms,
-        t_norms.astype(np.float32),
-        float(t_norms.max(initial=0.0)),
-        kind,
-        p,
-        _buffer_width(n_train - int(is_self_query), n_neighbors),
-        order=None if low is None else low.order,
-        position=None if low is None else np.argsort(low.order),
-    )
+
+@dataclass(frozen=True)
+class _Prepared:
+    """What a :class:`PreparedSearch` computes once: the float32 side of the search (its
+    ``width`` set per call), the pre-filter's projections or None, and the largest
+    |centred coordinate| of the training rows in float64 (``a_rows``) and of their float32
+    copies (``a_train``); tried_prefilter: whether the pre-filter was wanted (``low`` is
+    then None only where it cannot help: magnitudes, or no dominant directions)."""
+
+    training: _Training
+    low: _LowRank | None
+    a_rows: float
+    a_train: float
+    tried_prefilter: bool
+
+
+def _check_options(working_memory, n_jobs, prefilter) -> None:
+    if working_memory is not None:
+        _chunk_rows(1, True, working_memory)
     with _threads(n_jobs):
-        if uses_gram:
-            _gram_search(
-                training,
-                low,
-                queries,
-                is_self_query,
-                n_neighbors,
-                working_memory,
-                auto,
-                distances,
-                indices,
+        pass
+    prefilter_applies(prefilter, 0, 0, 0, None, None)
+
+
+class PreparedSearch:
+    """The exact search of one training set, prepared once and searched again and again.
+
+    A fitted model answering one request at a time would otherwise redo, on every call, the
+    work that depends only on the training set: its mean, its centred float32 copy and
+    norms, and at p = 2 on wide data the pre-filter's principal directions, projections and
+    cluster order. Here the first search (or :meth:`prepare`) does it, every later one
+    pays only for its own queries. The neighbours and distances are those of
+    :func:`kneighbors`, bit for bit; the one-off function suits a single call.
+
+    The pre-filter is prepared for the first call of at most 64 queries (one request of
+    many, whose set-up is paid once) or for a batch large enough to recover its set-up by
+    itself (:func:`prefilter_applies`); a search prepared for a smaller batch adds it when
+    single requests follow.
+
+    Parameters
+    ----------
+    X_train : array-like of shape (n_train, n_features)
+        Training points, finite.
+    p : float, default 2
+        Minkowski exponent, ``p >= 1``; ``float("inf")`` for Chebyshev.
+    working_memory : int, optional
+        As in :func:`kneighbors`.
+    n_jobs : int, optional
+        As in :func:`kneighbors`.
+    prefilter : bool, optional
+        As in :func:`kneighbors`; None (default) prepares the pre-filter when the training
+        set is large and wide enough (:func:`prefilter_applies` with ``n_queries=None``),
+        whatever the number of queries per call, since its set-up is paid once.
+
+    Raises
+    ------
+    TypeError
+        If ``p`` is not a number.
+    ValueError
+        If ``X_train`` is not 2-D or holds NaN or inf, ``p`` is below 1, or an option is
+        not allowed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from knnlab.neighbors import PreparedSearch
+    >>> search = PreparedSearch(np.array([[0.0, 0.0], [1.0, 0.0], [5.0, 5.0]]))
+    >>> distances, indices = search.kneighbors(np.array([[0.9, 0.0]]), 2)
+    >>> indices.tolist()
+    [[1, 0]]
+    """
+
+    def __init__(self, X_train, p: float = 2, *, working_memory=None, n_jobs=None, prefilter=None):
+        X_train = _check_training(X_train)
+        _check_options(working_memory, n_jobs, prefilter)
+        self._init(X_train, check_p(p), working_memory, n_jobs, prefilter, kept=True)
+
+    @classmethod
+    def from_checked(
+        cls,
+        X_train: np.ndarray,
+        p: float,
+        *,
+        working_memory: int | None = None,
+        n_jobs: int | None = None,
+        prefilter: bool | None = None,
+        kept: bool = True,
+    ) -> PreparedSearch:
+        """A prepared search of a training set checked already, for a caller that checked
+        it once (a fitted estimator): nothing is checked again.
+
+        Parameters
+        ----------
+        X_train : ndarray of shape (n_train, n_features)
+            C-ordered float64, finite, as :func:`check_search_inputs` returns it.
+        p : float
+            Minkowski exponent, checked.
+        working_memory, n_jobs, prefilter
+            As in the constructor.
+        kept : bool, default True
+            False for a one-off search: the pre-filter is then decided per call from the
+            number of (query, training point) pairs, as :func:`kneighbors` does.
+
+        Returns
+        -------
+        PreparedSearch
+        """
+        search = cls.__new__(cls)
+        search._init(X_train, p, working_memory, n_jobs, prefilter, kept)
+        return search
+
+    def _init(self, X_train, p, working_memory, n_jobs, prefilter, kept) -> None:
+        self.X_train = X_train
+        self.p = p
+        self.working_memory = working_memory
+        self.n_jobs = n_jobs
+        self.prefilter = prefilter
+        self._kept = kept
+        self._kind = _kernels.power_kind(p)
+        self._centre: np.ndarray | None = None
+        self._prepared: _Prepared | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def centre(self) -> np.ndarray:
+        """(n_features,) the training mean, which every float32 value is centred on."""
+        if self._centre is None:
+            self._centre = self.X_train.mean(axis=0)
+        return self._centre
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held beyond the training set: the float32 copy, norms and projections."""
+        prepared = self._prepared
+        if prepared is None:
+            return 0
+        arrays = [prepared.training.T32, prepared.training.norms, prepared.training.norms32]
+        if prepared.training.position is not None:
+            arrays += [prepared.training.position, prepared.training.order]
+        if prepared.low is not None:
+            low = prepared.low
+            arrays += [low.basis, low.coords, low.coords_sq, low.rest, low.rest_sq, low.centroids]
+        return int(sum(a.nbytes for a in arrays))
+
+    def prepare(self) -> PreparedSearch:
+        """Prepare now what single requests need (a server, before its first request):
+        the float32 copy, and the pre-filter where it applies.
+
+        Returns
+        -------
+        PreparedSearch
+            self.
+        """
+        self._prepare(self._wants_prefilter(None, None, None), 0.0)
+        return self
+
+    def kneighbors(self, X_query=None, n_neighbors: int = 5) -> tuple[np.ndarray, np.ndarray]:
+        """Exact k nearest training points of each query, as :func:`kneighbors`.
+
+        Parameters
+        ----------
+        X_query : array-like of shape (n_queries, n_features), optional
+            Queries; None for the training points themselves (each one's own index left
+            out).
+        n_neighbors : int, default 5
+            k, with ``1 <= k <= n_train`` (``n_train - 1`` when ``X_query`` is None).
+
+        Returns
+        -------
+        distances : ndarray of shape (n_queries, n_neighbors), float64
+            Sorted ascending along each row.
+        indices : ndarray of shape (n_queries, n_neighbors), int64
+            Training-row indices; among equal distances the lower index comes first.
+
+        Raises
+        ------
+        TypeError
+            If ``n_neighbors`` is not an integer.
+        ValueError
+            On a query shape that does not match, non-finite queries, k out of range, or
+            neighbour distances beyond float64's range.
+        """
+        if X_query is not None:
+            X_query = _check_queries(X_query, self.X_train.shape[1])
+        n_neighbors = check_n_neighbors(n_neighbors)
+        check_k_fits(n_neighbors, len(self.X_train), queries_are_training_rows=X_query is None)
+        distances, indices, a_all = self.search_checked(X_query, n_neighbors)
+        check_finite_distances(distances, self.p, a_all)
+        return distances, indices
+
+    def _wants_prefilter(self, n_queries: int | None, k: int | None, whole) -> bool:
+        """Whether this call should have the pre-filter (n_queries None: :meth:`prepare`).
+        A call of a few queries to a kept search is one request of many (a server): the
+        set-up is paid once for all of them, so the pair count does not decide. A batch
+        decides as a one-off search would, so a model fitted for one batch (a CV fold)
+        does not pay a set-up its search would not recover."""
+        n_train, n_features = self.X_train.shape
+        if self._kept and (n_queries is None or n_queries <= _FEW_QUERIES):
+            return prefilter_applies(self.prefilter, self._kind, n_train, n_features, None, k)
+        sized_train, sized_queries = whole or (n_train, n_queries)
+        return prefilter_applies(
+            self.prefilter, self._kind, sized_train, n_features, sized_queries, k
+        )
+
+    def _prepare(self, wants_prefilter: bool, a_queries: float) -> _Prepared:
+        """The float32 side, and the pre-filter when wanted and the magnitudes allow it,
+        computed on first use (once, under a lock: a server may search from threads)."""
+        with self._lock:
+            prepared = self._prepared
+            if prepared is not None and (prepared.tried_prefilter or not wants_prefilter):
+                return prepared
+            # First use, or a kept search prepared for batches that now gets single
+            # requests: (re)built with the pre-filter, once.
+            X, centre, kind, p = self.X_train, self.centre, self._kind, self.p
+            n_features = X.shape[1]
+            low, a_rows = None, math.nan
+            if wants_prefilter:
+                # The pre-filter's cluster order is also the order of the float32 rows, so
+                # it comes first; its float64 work needs magnitudes the float32 stage
+                # accepts too.
+                a_rows = _kernels.largest_centred(X, centre)
+                if _float32_stage_fits(a_rows, max(a_rows, a_queries), n_features, p):
+                    auto = self.prefilter is None
+                    with _threads(self.n_jobs):
+                        low = _low_rank(X, centre, _LOW_RANK_MIN_EXPLAINED if auto else 0.0)
+            # float32 copies (C order: the kernels read rows), their p-th-power norms and
+            # their largest |coordinate|, one pass.
+            if low is None:
+                T32, t_norms, a_train = _kernels.centred_float32(X, centre, kind, p)
+            else:
+                T32, t_norms, a_train = _kernels.centred_float32_rows(X, low.order, centre, kind, p)
+            training = _Training(
+                X,
+                centre,
+                T32,
+                t_norms,
+                t_norms.astype(np.float32),
+                float(t_norms.max(initial=0.0)),
+                kind,
+                p,
+                0,
+                order=None if low is None else low.order,
+                position=None if low is None else np.argsort(low.order),
             )
-        else:
-            chunk = _chunk_rows(n_train, False, working_memory)
-            for start in range(0, n_queries, chunk):
-                stop = min(start + chunk, n_queries)
-                self_index = _self_index(start, stop, is_self_query)
-                distances[start:stop], indices[start:stop] = _plain_chunk(
-                    training, queries[start:stop], self_index, n_neighbors, None
+            self._prepared = _Prepared(training, low, a_rows, a_train, wants_prefilter)
+            return self._prepared
+
+    def search_checked(
+        self, X_query: np.ndarray | None, n_neighbors: int, whole: tuple[int, int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, float]:
+        """The search of checked queries for a checked k, without the final check of the
+        distances (see :func:`search_checked`).
+
+        Parameters
+        ----------
+        X_query : ndarray of shape (n_queries, n_features), or None
+            C-ordered float64, finite; None for the training points themselves.
+        n_neighbors : int
+            k, checked against the training set.
+        whole : tuple of (int, int), optional
+            As in :func:`search_checked`.
+
+        Returns
+        -------
+        distances, indices : ndarray of shape (n_queries, n_neighbors)
+            As :func:`kneighbors` returns them; distances inf beyond float64's range.
+        a_all : float
+            The largest |centred coordinate|, for :func:`check_finite_distances`.
+        """
+        X_train, p = self.X_train, self.p
+        is_self_query = X_query is None
+        queries = X_train if is_self_query else X_query
+        n_queries, n_features = queries.shape
+        n_train = X_train.shape[0]
+        centre = self.centre
+        a_queries = 0.0 if is_self_query else _kernels.largest_centred(queries, centre)
+        wants_prefilter = self._wants_prefilter(n_queries, n_neighbors, whole)
+        # A kept search prepares for every query to come, not for this call's magnitudes.
+        prepared = self._prepare(wants_prefilter, 0.0 if self._kept else a_queries)
+        a_all = max(prepared.a_train, a_queries)
+        distances = np.empty((n_queries, n_neighbors))
+        indices = np.empty((n_queries, n_neighbors), dtype=np.int64)
+        if not _float32_stage_fits(prepared.a_train, a_all, n_features, p):
+            with _threads(self.n_jobs):
+                _exact_search(
+                    X_train,
+                    queries,
+                    is_self_query,
+                    n_neighbors,
+                    p,
+                    self.working_memory,
+                    distances,
+                    indices,
                 )
-    return distances, indices, a_all
+            return distances, indices, a_all
+        low = prepared.low
+        if low is not None and not (
+            (self.prefilter or n_neighbors <= _LOW_RANK_MAX_NEIGHBORS)
+            and _float32_stage_fits(prepared.a_rows, max(prepared.a_rows, a_queries), n_features, p)
+        ):
+            low = None  # prepared, but not for this call's k or queries' magnitudes
+        training = dataclasses.replace(
+            prepared.training, width=_buffer_width(n_train - int(is_self_query), n_neighbors)
+        )
+        with _threads(self.n_jobs):
+            if self._kind == 2:
+                _gram_search(
+                    training,
+                    low,
+                    queries,
+                    is_self_query,
+                    n_neighbors,
+                    self.working_memory,
+                    self.prefilter is None,
+                    distances,
+                    indices,
+                )
+            else:
+                chunk = _chunk_rows(n_train, False, self.working_memory)
+                for start in range(0, n_queries, chunk):
+                    stop = min(start + chunk, n_queries)
+                    self_index = _self_index(start, stop, is_self_query)
+                    distances[start:stop], indices[start:stop] = _plain_chunk(
+                        training, queries[start:stop], self_index, n_neighbors, None
+                    )
+        return distances, indices, a_all
 
 
 def warm_up(p: float = 2, n_features: int = 4) -> None:

@@ -88,22 +88,33 @@ def kneighbors(
 
 
 class ExactIndex:
-    """The brute-force backend: the training set itself, searched by :func:`kneighbors`
-    (here, or on the cluster of an enclosing :func:`knnlab.distributed.on_cluster`).
-    X : (n_train, n_features) float64."""
-
-    nbytes = 0
+    """The brute-force backend: the training set, prepared once for repeated searches
+    (:class:`knnlab.neighbors.PreparedSearch`), searched here, or on the cluster of an
+    enclosing :func:`knnlab.distributed.on_cluster`. X : (n_train, n_features) float64."""
 
     def __init__(self, X, p: float, n_jobs: int | None = None):
         import numpy as np
 
+        from knnlab import neighbors
+
         self.X = np.ascontiguousarray(X, dtype=np.float64)
         self.p, self.n_jobs = p, n_jobs
+        self._search = neighbors.PreparedSearch.from_checked(self.X, p, n_jobs=n_jobs)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the prepared search (float32 copy, pre-filter), 0 until the first."""
+        return self._search.nbytes
+
+    def prepare(self) -> None:
+        """Prepare the search now rather than at the first query (a server's start)."""
+        self._search.prepare()
 
     def kneighbors(self, X_query, n_neighbors: int):
         """The search of a fitted estimator, whose fit and kneighbors checked k, p and the
         rows (finite, the training set's width) already: nothing is checked twice, and a
-        query does not pay for scanning the whole training set for NaN again."""
+        query does not pay for scanning the whole training set for NaN again, nor for
+        preparing it."""
         import numpy as np
 
         from knnlab import distributed, neighbors
@@ -113,7 +124,9 @@ class ExactIndex:
             return distributed.sharded_kneighbors(client, self.X, X_query, n_neighbors, p=self.p)
         if X_query is not None:
             X_query = np.ascontiguousarray(X_query, dtype=np.float64)  # kernels read rows
-        return neighbors.search_validated(self.X, X_query, n_neighbors, self.p, n_jobs=self.n_jobs)
+        distances, indices, a_all = self._search.search_checked(X_query, n_neighbors)
+        neighbors.check_finite_distances(distances, self.p, a_all)
+        return distances, indices
 
     def state(self):
         return None

@@ -146,5 +146,5 @@ def _feature_names(extra: dict, n_features: int) -> list[str] | None:
 def _load_pyfunc(data_path: str) -> KnnlabPyfunc:
     """MLflow's loader hook: ``data_path`` is the logged knnlab ``.npz``."""
     header, arrays = read_model(data_path)  # read once: the header holds the feature names
-    model = model_from(header, arrays)
+    model = model_from(header, arrays).prepare()  # the first request pays only for itself
     return KnnlabPyfunc(model, _feature_names(header["extra"], model.n_features_in_))
