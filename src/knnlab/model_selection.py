@@ -407,7 +407,7 @@ def grid_search_cv(
     with distributed.client_for(scheduler) as client:
         if client is None:
             tasks = _fold_tasks(X, y_code, folds, grid, n_jobs, *settings)
-            found = _run(tasks, folds, n_jobs, n_candidates)
+            found = _run(X, y_code, tasks, folds, n_jobs, n_candidates)
         else:
             found = _run_on_cluster(client, X, y_code, folds, grid, n_candidates, *settings)
     cv_results = _tabulate(candidates, scoring, found, cv)
@@ -557,14 +557,17 @@ def _fold_tasks(X, y_code, folds, grid, n_jobs, ks, n_classes, scoring, scale, s
         shared = cross_fold_kneighbors(X, folds, ks[-1])
         shared_seconds = (time.perf_counter() - start) / len(folds)
     # Workers of a parallel run search on one thread each (no oversubscription); results
-    # do not depend on n_jobs.
+    # do not depend on n_jobs. The tasks hold no rows: each is given its fold's copy only
+    # when it runs (see _run), so a grid of many (fold, p) tasks never holds them all (on
+    # Fashion-MNIST each copy is 376 MB).
     threads = 1 if n_jobs not in (None, 1) else None
+    empty = np.empty((0, X.shape[1]))
     return {
         (fold, p): _FoldTask(
-            X[train],
-            y_code[train],
-            X[valid],
-            y_code[valid],
+            empty,
+            y_code[:0],
+            empty,
+            y_code[:0],
             p,
             engines[p],
             tuple(grid["weights"]),
@@ -581,13 +584,28 @@ def _fold_tasks(X, y_code, folds, grid, n_jobs, ks, n_classes, scoring, scale, s
     }
 
 
-def _run(tasks: dict, folds, n_jobs: int | None, n_candidates: int):
+def _run(X, y_code, tasks: dict, folds, n_jobs: int | None, n_candidates: int):
     """Run every task (in parallel with joblib when n_jobs asks for it) and collect
     scores[(fold, p, weights, k)][scorer], times[(fold, p, algorithm)] = (fit, search) and
-    one timing row per (fold, p, algorithm)."""
-    jobs = (delayed(_search_and_score)(task) for task in tasks.values())
+    one timing row per (fold, p, algorithm). Each task gets its fold's rows of X (n, d) and
+    y_code (n,) as it is dispatched (joblib takes a few tasks ahead, not all)."""
+    jobs = (
+        delayed(_search_and_score)(_with_rows(task, X, y_code, *folds[fold]))
+        for (fold, _), task in tasks.items()
+    )
     outputs = Parallel(n_jobs=n_jobs or 1, return_as="generator")(jobs)
     return _collect(list(tasks), outputs, folds, n_candidates)
+
+
+def _with_rows(template: _FoldTask, X, y_code, train, valid) -> _FoldTask:
+    """The task with its fold's rows: X (n, d) and y_code (n,) sliced by train, valid."""
+    return dataclasses.replace(
+        template,
+        X_train=np.asarray(X[train], dtype=np.float64),  # X may come narrowed (see compact)
+        y_train=y_code[train],
+        X_valid=np.asarray(X[valid], dtype=np.float64),
+        y_valid=y_code[valid],
+    )
 
 
 _COST_RANK = {KIND_GENERAL: 0, 3: 1, 1: 2, KIND_INF: 3, 2: 4}  # by power_kind
@@ -596,14 +614,7 @@ _COST_RANK = {KIND_GENERAL: 0, 3: 1, 1: 2, KIND_INF: 3, 2: 4}  # by power_kind
 def _fold_on_worker(X, y_code, train, valid, template: _FoldTask):
     """One (fold, p) task on a Dask worker: X (n, d) and y_code (n,) are the scattered
     whole; train, valid the fold's rows; template the task without its arrays."""
-    task = dataclasses.replace(
-        template,
-        X_train=np.asarray(X[train], dtype=np.float64),  # X may come narrowed (see compact)
-        y_train=y_code[train],
-        X_valid=np.asarray(X[valid], dtype=np.float64),
-        y_valid=y_code[valid],
-    )
-    return _search_and_score(task)
+    return _search_and_score(_with_rows(template, X, y_code, train, valid))
 
 
 def _run_on_cluster(

@@ -6,14 +6,14 @@ what evaluate measures an approximate model against (cached by DVC, so a sweep o
 from __future__ import annotations
 
 from knnlab.pipeline.analysis import reference
-from knnlab.pipeline.data.dataset import features_and_labels
-from knnlab.pipeline.io import files, paths
+from knnlab.pipeline.data.dataset import read_features_and_labels
+from knnlab.pipeline.io import paths
 from knnlab.pipeline.io.params import Params
 
 
 def run(params: Params) -> None:
-    X_train, _ = features_and_labels(files.read_parquet(paths.TRAIN_SPLIT))
-    X_test, _ = features_and_labels(files.read_parquet(paths.TEST_SPLIT))
+    X_train, _ = read_features_and_labels(paths.TRAIN_SPLIT)
+    X_test, _ = read_features_and_labels(paths.TEST_SPLIT)
     k = reference.reference_k(params.tune.grid.n_neighbors, len(X_train))
     distances, indices = reference.exact_test_neighbours(X_train, X_test, k, params.model.scale)
     reference.write(paths.EXACT_NEIGHBOURS, distances, indices)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from knnlab import metrics
 from knnlab.pipeline.analysis import evaluation, explain, significance
 from knnlab.pipeline.data import datasets
-from knnlab.pipeline.data.dataset import features_and_labels
+from knnlab.pipeline.data.dataset import read_features_and_labels
 from knnlab.pipeline.io import files, paths
 from knnlab.pipeline.io.artifacts import Evaluation, SplitInfo, TuneSummary
 from knnlab.pipeline.io.model_io import load_model, read_model_params
@@ -33,8 +33,8 @@ def run(params: Params) -> None:
     tuned = TuneSummary.read(paths.BEST_PARAMS)
     cv_results = files.read_csv(paths.CV_RESULTS)
     model_params = read_model_params(paths.MODEL_FILE)
-    X_train, y_train = features_and_labels(files.read_parquet(paths.TRAIN_SPLIT))
-    X_test, _ = features_and_labels(files.read_parquet(paths.TEST_SPLIT))
+    X_train, y_train = read_features_and_labels(paths.TRAIN_SPLIT)
+    X_test, _ = read_features_and_labels(paths.TEST_SPLIT)
     y_true, y_pred, classes, proba = evaluation.read_prediction_table(
         files.read_csv(paths.PREDICTIONS_PLOT)
     )

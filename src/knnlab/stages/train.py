@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 
 from knnlab.pipeline.analysis.training import build_model, model_card, write_build_seconds
-from knnlab.pipeline.data.dataset import features_and_labels
-from knnlab.pipeline.io import files, paths
+from knnlab.pipeline.data.dataset import read_features_and_labels
+from knnlab.pipeline.io import paths
 from knnlab.pipeline.io.artifacts import SplitInfo
 from knnlab.pipeline.io.model_io import save_model
 from knnlab.pipeline.io.params import Params
@@ -15,7 +15,7 @@ from knnlab.pipeline.io.params import Params
 
 def run(params: Params) -> None:
     split = SplitInfo.read(paths.SPLIT_META)
-    X, y = features_and_labels(files.read_parquet(paths.TRAIN_SPLIT))
+    X, y = read_features_and_labels(paths.TRAIN_SPLIT)
     start = time.perf_counter()
     model = build_model(params.model, len(X)).fit(X, y)
     seconds = time.perf_counter() - start

@@ -9,7 +9,7 @@ honest estimate (the tutorials this grew from tuned on all data, test split incl
 from __future__ import annotations
 
 from knnlab.pipeline.analysis import tuning
-from knnlab.pipeline.data.dataset import features_and_labels
+from knnlab.pipeline.data.dataset import read_features_and_labels
 from knnlab.pipeline.io import files, paths
 from knnlab.pipeline.io.artifacts import SplitInfo
 from knnlab.pipeline.io.params import Params
@@ -20,7 +20,7 @@ from knnlab.tracking.stage import LoggedStage
 def run(params: Params) -> None:
     stage = LoggedStage(params.mlflow, "tune", paths.TUNE_RUN)  # checks the store first
     split = SplitInfo.read(paths.SPLIT_META)
-    X, y = features_and_labels(files.read_parquet(paths.TRAIN_SPLIT))
+    X, y = read_features_and_labels(paths.TRAIN_SPLIT)
     result, summary = tuning.tune(params, X, y)
     with stage.outputs() as outputs:
         tune_dir = outputs.staged_dir(paths.TUNE_DIR)

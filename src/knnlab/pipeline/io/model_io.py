@@ -96,9 +96,11 @@ def save_model(path: Path | str, model: KNNClassifier, extra: dict | None = None
             "save_model stores single-output classifiers; a multilabel/multioutput model has "
             f"y of shape {np.shape(model._y)}"
         )
-    # The unscaled training rows: loading refits, which reproduces the scaling exactly.
+    # The unscaled training rows: loading refits, which reproduces the scaling exactly. In
+    # C order whatever order they were read in, so the file's bytes depend on the rows only
+    # (and the search reads them as they are, without a copy).
     arrays = {
-        "X": np.asarray(model._X_raw, dtype=np.float64),
+        "X": np.ascontiguousarray(model._X_raw, dtype=np.float64),
         "y": model._y.astype(np.int64),
         "classes": classes,
     }
