@@ -439,24 +439,37 @@ def _low_rank(X: np.ndarray, centre: np.ndarray, min_explained: float = 0.0) -> 
     coords = _project(X, centre, basis)
     order, centroids = _cluster_order(coords[:, :rank])
     coords = coords[order]
-    squares = np.square(coords, dtype=np.float64)
+    screen = np.ascontiguousarray(coords[:, :rank])
+    rest = np.ascontiguousarray(coords[:, rank:])
+    del coords
     return _LowRank(
         basis=basis,
-        coords=np.ascontiguousarray(coords[:, :rank]),
-        coords_sq=squares[:, :rank].sum(axis=1).astype(np.float32),
-        rest=np.ascontiguousarray(coords[:, rank:]),
-        rest_sq=squares[:, rank:].sum(axis=1).astype(np.float32),
+        coords=screen,
+        coords_sq=_square_sums(screen),
+        rest=rest,
+        rest_sq=_square_sums(rest),
         order=order,
         centroids=centroids,
     )
+
+
+def _square_sums(coords: np.ndarray) -> np.ndarray:
+    """(n,) float32 sums of the float64 squares of each row of coords (n, r) float32, in
+    blocks of rows (a float64 copy of all of them would double the set-up's memory)."""
+    out = np.empty(len(coords), dtype=np.float32)
+    for start in range(0, len(coords), 8192):
+        block = coords[start : start + 8192]
+        out[start : start + len(block)] = np.square(block, dtype=np.float64).sum(axis=1)
+    return out
 
 
 def _nearest_centroid(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     """(n,) index of the nearest of centroids (c, r) to each of points (n, r), in blocks."""
     labels = np.empty(len(points), dtype=np.int64)
     c_sq = np.square(centroids).sum(axis=1)
-    for start in range(0, len(points), 8192):
-        block = points[start : start + 8192].astype(np.float64)
+    # 2,048 rows at a time: three (rows, c) float64 temporaries, 4 MiB each at c = 256.
+    for start in range(0, len(points), 2048):
+        block = points[start : start + 2048].astype(np.float64)
         labels[start : start + len(block)] = np.argmin(c_sq - 2.0 * block @ centroids.T, axis=1)
     return labels
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from knnlab.neighbors import warm_up
 from knnlab.pipeline.analysis import evaluation, reference, significance, training
-from knnlab.pipeline.data.dataset import LABEL, features_and_labels
+from knnlab.pipeline.data.dataset import LABEL, read_features_and_labels
 from knnlab.pipeline.io import files, paths
 from knnlab.pipeline.io.artifacts import SplitInfo, TuneSummary
 from knnlab.pipeline.io.model_io import load_model, read_model_params
@@ -47,10 +47,8 @@ def _compare_with_exact(params: Params, results, X_train, y_train, X_test, y_tes
 
 def run(params: Params) -> None:
     stage = LoggedStage(params.mlflow, "evaluate", paths.EVALUATE_RUN)  # checks the store first
-    train_frame = files.read_parquet(paths.TRAIN_SPLIT)
-    test_frame = files.read_parquet(paths.TEST_SPLIT)
-    X_train, y_train = features_and_labels(train_frame)
-    X_test, y_test = features_and_labels(test_frame)
+    X_train, y_train = read_features_and_labels(paths.TRAIN_SPLIT)
+    X_test, y_test = read_features_and_labels(paths.TEST_SPLIT)
     split = SplitInfo.read(paths.SPLIT_META)
     tuned = TuneSummary.read(paths.BEST_PARAMS)
     model_params = read_model_params(paths.MODEL_FILE)
@@ -73,6 +71,11 @@ def run(params: Params) -> None:
     vs_exact = _compare_with_exact(params, results, X_train, y_train, X_test, y_test)
     if vs_exact:
         uncertainty["vs_exact"] = {name: c.record() for name, c in vs_exact.items()}
+    # The fitted models (and their prepared searches) are done with; MLflow's dataset
+    # logging below copies the split tables a few times over.
+    for result in results.values():
+        result.model = None
+    del X_train
     options = " ".join(f"{name}={value}" for name, value in model_params["index"].items())
     run_name = "k={n_neighbors} p={p} {weights} {algorithm}".format(**model_params)
     run_name = f"{run_name} {options}" if options else run_name
@@ -103,7 +106,11 @@ def run(params: Params) -> None:
                     **{k: v for c in vs_exact.values() for k, v in c.metrics().items()},
                 },
             )
+            # One table at a time, read for MLflow only.
+            train_frame = files.read_parquet(paths.TRAIN_SPLIT)
             mlflow_run.log_dataset(train_frame, f"{split.name}-train", "training", LABEL)
+            del train_frame
+            test_frame = files.read_parquet(paths.TEST_SPLIT)
             mlflow_run.log_dataset(test_frame, f"{split.name}-test", "evaluation", LABEL)
             example = test_frame.drop(columns=[LABEL]).head(5)
             mlflow_run.log_model(paths.MODEL_FILE, example, configured.y_pred[:5])

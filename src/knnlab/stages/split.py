@@ -17,6 +17,7 @@ def run(params: Params) -> None:
     # Checked here, before any stage logs to MLflow, though only plot uses it.
     positive_class(params.data.positive_class, np.unique(frame[LABEL].to_numpy()))
     train, test = stratified_split(frame, params.split)
+    del frame  # the two parts are copies: keep one set of rows while writing them
     split = SplitInfo.of(dataset, params.split.test_size, params.split.seed, len(train), len(test))
     with files.atomic_dir(paths.SPLIT_DIR) as folder:
         files.write_parquet(folder / paths.TRAIN_SPLIT.name, train)

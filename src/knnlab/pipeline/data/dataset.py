@@ -16,6 +16,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from knnlab.pipeline.io.artifacts import DatasetInfo
+from knnlab.pipeline.io.files import release_arrow_memory
 from knnlab.pipeline.io.formats import excerpt, excerpt_list
 
 LABEL = "label"
@@ -150,7 +151,6 @@ def read_features_and_labels(path: Path | str) -> tuple[np.ndarray, np.ndarray]:
     by column into X (n_samples, n_features) float64: the table, a frame of it and the
     frame's copy without the label would each be as large as X (on Fashion-MNIST 376 MB),
     and Arrow's memory pool keeps what it once held unless told to give it back."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     table = pq.read_table(path)
@@ -160,5 +160,5 @@ def read_features_and_labels(path: Path | str) -> tuple[np.ndarray, np.ndarray]:
         X[:, j] = table.column(name).to_numpy()
     y = features_and_labels(table.select([LABEL]).to_pandas())[1]
     del table
-    pa.default_memory_pool().release_unused()
+    release_arrow_memory()
     return X, y
