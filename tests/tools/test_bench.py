@@ -91,3 +91,23 @@ def test_quick_run_writes_json(tmp_path, capsys):
         assert row["checks"]["max_rel_dist_diff"] < 1e-5, "float32, but exact search"
     table = capsys.readouterr().out
     assert "knnlab kneighbors" in table and "vs sklearn" in table and "peak MiB" in table
+
+
+def test_the_latency_benchmark_times_every_contender_one_call_at_a_time(tmp_path, capsys):
+    import bench_latency
+
+    out = tmp_path / "latency.json"
+    assert bench_latency.main(["--quick", "--no-serve", "--calls", "20", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    methods = {(row["method"], row["rows_per_call"]) for row in rows}
+    assert {("knnlab fitted kneighbors", 1), ("knnlab fitted predict", 1)} <= methods
+    assert {("knnlab fitted kneighbors", 16), ("sklearn brute kneighbors", 16)} <= methods
+    for row in rows:
+        assert 0 < row["p50_ms"] <= row["p99_ms"], row
+        if row["method"].startswith(("knnlab fitted kneighbors", "sklearn")):
+            assert row["agree"] == 1.0, f"{row['method']}: exact searches give the same rows"
+    if faiss_version() is not None:
+        flat = [row for row in rows if row["method"] == "faiss IndexFlatL2"]
+        assert len(flat) == 2 and all(row["agree"] >= 0.9 for row in flat)
+    printed = capsys.readouterr().out
+    assert "p50 ms" in printed and "knnlab fitted kneighbors" in printed

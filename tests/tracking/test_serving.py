@@ -761,3 +761,20 @@ def test_serve_names_a_port_something_listens_on(logged):
         port = taken.getsockname()[1]
         with pytest.raises(TrackingError, match=f"^cannot listen on 127.0.0.1:{port} "):
             serving.serve(uri, f"runs:/{run_id}/model", "127.0.0.1", port)
+
+
+def test_served_connections_send_small_responses_at_once():
+    """A response's headers and body go out in two writes; with Nagle's algorithm the
+    body would wait for the client's delayed acknowledgement (about 40 ms per request on a
+    kept-alive connection). The servers' listening socket sets TCP_NODELAY, and every
+    connection it accepts has it."""
+    from knnlab.tracking.server import bind
+
+    listener = bind("127.0.0.1", 0)
+    with listener:
+        listener.listen()
+        with socket.create_connection(listener.getsockname()) as client:
+            accepted, _ = listener.accept()
+            with accepted:
+                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        assert client.fileno() == -1
