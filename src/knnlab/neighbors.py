@@ -1133,6 +1133,18 @@ class PreparedSearch:
         self._prepared: _Prepared | None = None
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict:
+        # Pickled (a fitted estimator, a copy) without its lock or what it prepared: that
+        # is derived from the training set and is prepared again at the first search.
+        state = self.__dict__.copy()
+        del state["_lock"]
+        state["_prepared"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     @property
     def centre(self) -> np.ndarray:
         """(n_features,) the training mean, which every float32 value is centred on."""

@@ -204,3 +204,23 @@ def test_a_search_first_prepared_for_a_batch_adds_the_prefilter_for_single_reque
         np.testing.assert_array_equal(dist[0], batch_dist[row])
     assert search._prepared.low is not None and len(counts) == 5, "then single requests do"
     np.testing.assert_array_equal(batch_ind, kneighbors(X_train, X_query, 5)[1])
+
+
+def test_a_fitted_model_and_a_prepared_search_pickle_and_answer_the_same(rng):
+    import copy
+    import pickle
+
+    X_train, X_query = _low_rank_data(rng, 4200, 10)
+    y = (X_train[:, 0] > 0).astype(int)
+    model = KNNClassifier(5, algorithm="brute").fit(X_train, y)
+    want = model.kneighbors(X_query[:1])  # prepared (with its lock) before pickling
+    for again in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
+        got = again.kneighbors(X_query[:1])
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+    search = PreparedSearch(X_train).prepare()
+    restored = pickle.loads(pickle.dumps(search))
+    assert restored._prepared is None, "what was prepared is derived, not stored"
+    np.testing.assert_array_equal(
+        restored.kneighbors(X_query, 3)[1], search.kneighbors(X_query, 3)[1]
+    )
