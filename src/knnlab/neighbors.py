@@ -1052,7 +1052,9 @@ class PreparedSearch:
     Parameters
     ----------
     X_train : array-like of shape (n_train, n_features)
-        Training points, finite.
+        Training points, finite. A C-ordered float64 array is kept by reference, not
+        copied (as scikit-learn's estimators keep theirs): do not change it afterwards,
+        or the prepared copy and the array disagree; pass a copy to keep changing yours.
     p : float, default 2
         Minkowski exponent, ``p >= 1``; ``float("inf")`` for Chebyshev.
     working_memory : int, optional
