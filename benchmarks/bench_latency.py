@@ -105,12 +105,6 @@ def searchers(X_train, y_train, with_faiss: bool) -> dict[str, Callable]:
     return found
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def log_model(root: Path, X_train, y_train) -> tuple[str, str]:
     """The model as evaluate logs it, in a SQLite store under root: (tracking uri, run id)."""
     import pandas as pd
@@ -136,7 +130,9 @@ def time_served(X_train, y_train, X_query, calls: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="knnlab-latency-") as folder:
         root = Path(folder)
         uri, run_id = log_model(root, X_train, y_train)
-        port = _free_port()
+        from knnlab.tracking.server import free_port
+
+        port = free_port()
         env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
         argv = [sys.executable, "-m", "knnlab", "serve", f"runs:/{run_id}/model"]
         log = (root / "serve.log").open("wb")

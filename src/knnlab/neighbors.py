@@ -123,12 +123,24 @@ def _check_finite(name: str, X: np.ndarray) -> None:
         raise ValueError(f"{name} contains NaN or infinite values; kNN needs finite features")
 
 
-def _chunk_rows(n_train: int, uses_gram: bool, working_memory: int | None) -> int:
-    """Queries per chunk: the (chunk, n_train) float32 product dominates at p = 2; the
-    other kernels hold only per-query buffers, so their chunks are a fixed, large size."""
+def _working_memory_bytes(working_memory: int | None) -> int:
     budget = DEFAULT_WORKING_MEMORY if working_memory is None else int(working_memory)
     if budget <= 0:
         raise ValueError(f"working_memory must be a positive number of bytes, got {budget}")
+    return budget
+
+
+def _check_n_jobs(n_jobs: int | None) -> None:
+    if n_jobs is None or n_jobs == -1:
+        return
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
+        raise ValueError(f"n_jobs must be a positive integer, -1 or None, got {n_jobs!r}")
+
+
+def _chunk_rows(n_train: int, uses_gram: bool, working_memory: int | None) -> int:
+    """Queries per chunk: the (chunk, n_train) float32 product dominates at p = 2; the
+    other kernels hold only per-query buffers, so their chunks are a fixed, large size."""
+    budget = _working_memory_bytes(working_memory)
     per_row = 4 * max(n_train, 1) if uses_gram else 64 * 1024
     return max(4, (budget // per_row) // 4 * 4)
 
@@ -151,11 +163,10 @@ def _blas_threads(n: int):
 @contextlib.contextmanager
 def _threads(n_jobs: int | None) -> Iterator[None]:
     """Run numba kernels and BLAS on ``n_jobs`` threads (None or -1: every core)."""
+    _check_n_jobs(n_jobs)
     if n_jobs is None or n_jobs == -1:
         yield
         return
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
-        raise ValueError(f"n_jobs must be a positive integer, -1 or None, got {n_jobs!r}")
     n = min(n_jobs, numba.config.NUMBA_NUM_THREADS)
     previous = numba.get_num_threads()
     numba.set_num_threads(n)
@@ -945,11 +956,10 @@ def search_validated(
     distances, indices : ndarray of shape (n_queries, n_neighbors)
         As :func:`kneighbors` returns them.
     """
-    distances, indices, a_all = search_checked(
-        X_train, X_query, n_neighbors, p, working_memory, n_jobs, prefilter
+    search = PreparedSearch.from_checked(
+        X_train, p, working_memory=working_memory, n_jobs=n_jobs, prefilter=prefilter, kept=False
     )
-    check_finite_distances(distances, p, a_all)
-    return distances, indices
+    return search.search_validated(X_query, n_neighbors)
 
 
 def search_checked(
@@ -1027,10 +1037,8 @@ class _Prepared:
 
 
 def _check_options(working_memory, n_jobs, prefilter) -> None:
-    if working_memory is not None:
-        _chunk_rows(1, True, working_memory)
-    with _threads(n_jobs):
-        pass
+    _working_memory_bytes(working_memory)
+    _check_n_jobs(n_jobs)
     prefilter_applies(prefilter, 0, 0, 0, None, None)
 
 
@@ -1210,6 +1218,26 @@ class PreparedSearch:
             X_query = _check_queries(X_query, self.X_train.shape[1])
         n_neighbors = check_n_neighbors(n_neighbors)
         check_k_fits(n_neighbors, len(self.X_train), queries_are_training_rows=X_query is None)
+        return self.search_validated(X_query, n_neighbors)
+
+    def search_validated(
+        self, X_query: np.ndarray | None, n_neighbors: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`kneighbors` of queries and k checked already (a fitted estimator's), with
+        the final check: distances beyond float64's range are refused.
+
+        Parameters
+        ----------
+        X_query : ndarray of shape (n_queries, n_features), or None
+            C-ordered float64, finite; None for the training points themselves.
+        n_neighbors : int
+            k, checked against the training set.
+
+        Returns
+        -------
+        distances, indices : ndarray of shape (n_queries, n_neighbors)
+            As :func:`kneighbors` returns them.
+        """
         distances, indices, a_all = self.search_checked(X_query, n_neighbors)
         check_finite_distances(distances, self.p, a_all)
         return distances, indices

@@ -117,16 +117,14 @@ class ExactIndex:
         preparing it."""
         import numpy as np
 
-        from knnlab import distributed, neighbors
+        from knnlab import distributed
 
         client = distributed.resolve_client(None)  # an enclosing on_cluster
         if client is not None:
             return distributed.sharded_kneighbors(client, self.X, X_query, n_neighbors, p=self.p)
         if X_query is not None:
             X_query = np.ascontiguousarray(X_query, dtype=np.float64)  # kernels read rows
-        distances, indices, a_all = self._search.search_checked(X_query, n_neighbors)
-        neighbors.check_finite_distances(distances, self.p, a_all)
-        return distances, indices
+        return self._search.search_validated(X_query, n_neighbors)
 
     def state(self):
         return None
