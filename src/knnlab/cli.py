@@ -506,11 +506,15 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         return _interrupted(args.command, getattr(interrupt, "signal", signal.SIGINT))
-    except (*USER_ERRORS, RecursionError) as error:
+    except Exception as error:
         if debug:
             raise
-        if SIGNALS_RECEIVED:  # the interrupt, as a library's own error (see above)
+        # The interrupt, as a library's own error of any kind (see SIGNALS_RECEIVED): a numba
+        # kernel stopped mid-search raises SystemError, matplotlib's native code ValueError.
+        if SIGNALS_RECEIVED:
             return _interrupted(args.command, signal.Signals(SIGNALS_RECEIVED[0]))
+        if not isinstance(error, (*USER_ERRORS, RecursionError)):
+            raise
         if isinstance(error, RecursionError):
             error = "an input is nested too deeply to read"
         print(f"knnlab {args.command}: error: {error}", file=sys.stderr)
