@@ -44,6 +44,20 @@ def power_kind(p: float) -> int:
 
 
 @njit(inline="always")
+def _add_power(s, a, kind, p):
+    """s plus a^p (a >= 0), or max(s, a) at p = inf."""
+    if kind == 1:
+        return s + a
+    if kind == 2:
+        return s + a * a
+    if kind == 3:
+        return s + a * a * a
+    if kind == 0:
+        return max(s, a)
+    return s + a**p
+
+
+@njit(inline="always")
 def _centre_row(x, centre, kind, p, out):
     """out[:] = x - centre in float32; returns the p-th-power norm of out in float64 (or
     its max |value| at p = inf) and its largest |value|."""
@@ -54,16 +68,7 @@ def _centre_row(x, centre, kind, p, out):
         out[f] = v
         a = abs(np.float64(v))
         largest = max(largest, a)
-        if kind == 1:
-            s += a
-        elif kind == 2:
-            s += a * a
-        elif kind == 3:
-            s += a * a * a
-        elif kind == 0:
-            s = max(s, a)
-        else:
-            s += a**p
+        s = _add_power(s, a, kind, p)
     return s, largest
 
 
@@ -78,6 +83,29 @@ def centred_float32(X, centre, kind, p):
     row_max = np.zeros(n)
     for i in prange(n):
         norms[i], row_max[i] = _centre_row(X[i], centre, kind, p, out[i])
+    return out, norms, row_max.max() if n else 0.0
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def centred_float32_columns(X, columns, centre, kind, p):
+    """As :func:`centred_float32`, with the features in the order ``columns`` (d,) int64:
+    ``out[i, g] = X[i, columns[g]] - centre[columns[g]]``."""
+    n, d = X.shape
+    out = np.empty((n, d), dtype=np.float32)
+    norms = np.empty(n)
+    row_max = np.zeros(n)
+    for i in prange(n):
+        s = 0.0
+        largest = 0.0
+        for g in range(d):
+            f = columns[g]
+            v = np.float32(X[i, f] - centre[f])
+            out[i, g] = v
+            a = abs(np.float64(v))
+            largest = max(largest, a)
+            s = _add_power(s, a, kind, p)
+        norms[i] = s
+        row_max[i] = largest
     return out, norms, row_max.max() if n else 0.0
 
 
@@ -125,8 +153,38 @@ def _insert(best_v, best_j, worst, i, value, j):
     worst[i] = new_worst
 
 
+@njit(inline="always")
+def _powered_block(q0, q1, q2, q3, t, kind, pf):
+    """The four float32 sums of |q_r[f] - t[f]|^p over one block of features (kind 3 or
+    general p). Slices in, so the loop starts at 0: an index numba cannot prove
+    non-negative gets wrap-around code that stops the loop vectorizing."""
+    a0 = np.float32(0.0)
+    a1 = np.float32(0.0)
+    a2 = np.float32(0.0)
+    a3 = np.float32(0.0)
+    if kind == 3:
+        for f in range(t.shape[0]):
+            tf = t[f]
+            x0 = abs(q0[f] - tf)
+            x1 = abs(q1[f] - tf)
+            x2 = abs(q2[f] - tf)
+            x3 = abs(q3[f] - tf)
+            a0 += x0 * x0 * x0
+            a1 += x1 * x1 * x1
+            a2 += x2 * x2 * x2
+            a3 += x3 * x3 * x3
+    else:
+        for f in range(t.shape[0]):
+            tf = t[f]
+            a0 += abs(q0[f] - tf) ** pf
+            a1 += abs(q1[f] - tf) ** pf
+            a2 += abs(q2[f] - tf) ** pf
+            a3 += abs(q3[f] - tf) ** pf
+    return a0, a1, a2, a3
+
+
 @njit(parallel=True, nogil=True, fastmath=_FAST, cache=True)
-def approx_candidates_minkowski(Q, T, kind, p, width, self_index, query_chunk):
+def approx_candidates_minkowski(Q, T, kind, p, width, self_index, query_chunk, block):
     """The ``width`` smallest approximate p-th-power distances of each query.
 
     Q : (m, d) float32 queries, m a multiple of 4 (pad with any rows; padded results are
@@ -134,12 +192,21 @@ def approx_candidates_minkowski(Q, T, kind, p, width, self_index, query_chunk):
     self_index : (m,) int64, the training row query i must skip (itself, when the queries
         are training rows), or -1.
     query_chunk : queries per thread task, a multiple of 4.
+    block : at p = 3 and general p, features summed between early-exit checks (0: none).
     Returns best_v (m, width) float64, unsorted, +inf where unfilled, and best_j (m, width).
 
     Each thread takes a chunk of queries and streams the training set through it in tiles
     that stay in L2. Four queries share every load of a training row (register blocking),
     and the kind branch sits outside the feature loop so each loop vectorizes: this layout
     is several times faster than one accumulator per pair (measured, see docs/performance.md).
+
+    Early exit (``block`` > 0, kinds 3 and general): a row's four partial sums are checked
+    after every ``block`` features; once each is at least its query's worst buffered value,
+    the row is dropped. The terms are non-negative and rounding is monotone, so the full
+    sum could only be larger: the buffer holds exactly what it would without the exit.
+    Features sorted by decreasing spread (the caller's column order) make partial sums
+    grow fastest. Checks cost horizontal sums, which pay only where a term is dear: at
+    p = 1 they cost more than the work they save (measured, docs/performance.md).
     """
     m, d = Q.shape
     n = T.shape[0]
@@ -148,6 +215,7 @@ def approx_candidates_minkowski(Q, T, kind, p, width, self_index, query_chunk):
     worst = np.full(m, np.inf)
     tile = max(8, _L2_TILE_BYTES // (4 * max(d, 1)))
     pf = np.float32(p)
+    early_exit = block > 0 and (kind == 3 or kind == KIND_GENERAL)
     n_chunks = (m + query_chunk - 1) // query_chunk
     for c in prange(n_chunks):
         c0 = c * query_chunk
@@ -159,6 +227,34 @@ def approx_candidates_minkowski(Q, T, kind, p, width, self_index, query_chunk):
                 q1 = Q[i + 1]
                 q2 = Q[i + 2]
                 q3 = Q[i + 3]
+                if early_exit:
+                    for j in range(j0, j1):
+                        t = T[j]
+                        w0 = np.float32(worst[i])
+                        w1 = np.float32(worst[i + 1])
+                        w2 = np.float32(worst[i + 2])
+                        w3 = np.float32(worst[i + 3])
+                        s0 = np.float32(0.0)
+                        s1 = np.float32(0.0)
+                        s2 = np.float32(0.0)
+                        s3 = np.float32(0.0)
+                        for f0 in range(0, d, block):
+                            f1 = min(d, f0 + block)
+                            a0, a1, a2, a3 = _powered_block(
+                                q0[f0:f1], q1[f0:f1], q2[f0:f1], q3[f0:f1], t[f0:f1], kind, pf
+                            )
+                            s0 += a0
+                            s1 += a1
+                            s2 += a2
+                            s3 += a3
+                            if s0 >= w0 and s1 >= w1 and s2 >= w2 and s3 >= w3:
+                                break
+                        for r, s in enumerate((s0, s1, s2, s3)):
+                            v = np.float64(s)
+                            is_self = j == self_index[i + r]
+                            if v < worst[i + r] and not is_self:
+                                _insert(best_v, best_j, worst, i + r, v, j)
+                    continue
                 for j in range(j0, j1):
                     t = T[j]
                     s0 = np.float32(0.0)
@@ -782,6 +878,75 @@ def gram_candidates_under(G, T_sq_norms, rows, threshold, self_index, width):
         for j in range(n):
             v = np.float64(T_sq_norms[j] - two * G[i, j])
             if v <= threshold[a] and j != self_index[a]:
+                best_v[a, c] = v
+                best_j[a, c] = j
+                c += 1
+                if c == width + 1:
+                    break
+    return best_v, best_j
+
+
+@njit(inline="always")
+def _powered_sum(q, t, kind, pf):
+    """float32 sum of |q[f] - t[f]|^p over one block (slices in), or the max at p = inf."""
+    s = np.float32(0.0)
+    if kind == 1:
+        for f in range(t.shape[0]):
+            s += abs(q[f] - t[f])
+    elif kind == 2:
+        for f in range(t.shape[0]):
+            x = q[f] - t[f]
+            s += x * x
+    elif kind == 3:
+        for f in range(t.shape[0]):
+            x = abs(q[f] - t[f])
+            s += x * x * x
+    elif kind == 0:
+        for f in range(t.shape[0]):
+            s = max(s, abs(q[f] - t[f]))
+    else:
+        for f in range(t.shape[0]):
+            s += abs(q[f] - t[f]) ** pf
+    return s
+
+
+@njit(parallel=True, nogil=True, fastmath=_FAST, cache=True)
+def minkowski_candidates_under(Q, T, rows, threshold, self_index, kind, p, width, block):
+    """Every candidate under the threshold, for queries whose buffer from
+    :func:`approx_candidates_minkowski` overflowed (near-ties wider than the buffer), in
+    place of an exact float64 scan of every training point.
+
+    Q : (m, d) float32 queries; T : (n, d) float32 training points (same centring and
+    column order); rows : (r,) the queries to redo; threshold, self_index : (r,) theirs;
+    block : features summed between checks against the threshold (a row whose partial sum
+    already exceeds it cannot be a candidate: the terms are non-negative).
+    Any float32 summation is within the rounding bound the threshold allows for, so these
+    values need not equal the first pass's. Returns best_v, best_j (r, width + 1), +inf
+    after the candidates, as :func:`gram_candidates_under`.
+    """
+    n, d = T.shape
+    r = rows.shape[0]
+    best_v = np.full((r, width + 1), np.inf)
+    best_j = np.full((r, width + 1), -1, dtype=np.int64)
+    pf = np.float32(p)
+    step = block if block > 0 else max(d, 1)
+    for a in prange(r):
+        q = Q[rows[a]]
+        limit = threshold[a]
+        c = 0
+        for j in range(n):
+            if j == self_index[a]:
+                continue
+            t = T[j]
+            s = np.float32(0.0)
+            for f0 in range(0, d, step):
+                f1 = min(d, f0 + step)
+                part = _powered_sum(q[f0:f1], t[f0:f1], kind, pf)
+                s = max(s, part) if kind == KIND_INF else s + part
+                if np.float64(s) > limit:
+                    break
+            v = np.float64(s)
+            if v <= limit:
                 best_v[a, c] = v
                 best_j[a, c] = j
                 c += 1

@@ -138,10 +138,12 @@ def test_all_duplicates_fall_back_to_the_exact_scan(p):
 
 
 @pytest.mark.parametrize("p", P_VALUES)
-def test_ties_wider_than_the_buffer_fall_back_to_the_exact_scan(monkeypatch, p):
+def test_ties_wider_than_the_buffer_are_collected_in_full(monkeypatch, p):
     """A constant training set takes the float64 scan from the start (no float32 stage: its
     rounding bound would be 0); with one distinct point the float32 stage runs, and the
-    39-way tie overflows the buffer: the re-rank's own full scan must give the lower indices."""
+    39-way tie overflows the buffer: every tied point is collected by a second pass (from the
+    product at p = 2, by a float32 scan elsewhere), and the re-rank gives the lower indices
+    without scanning every point in float64."""
     from knnlab import _kernels
 
     fallbacks = []
@@ -155,8 +157,7 @@ def test_ties_wider_than_the_buffer_fall_back_to_the_exact_scan(monkeypatch, p):
     X_train = np.ones((40, 3))
     X_train[0] = 5.0
     dist, ind = kneighbors(X_train, np.zeros((2, 3)), 5, p=p)
-    # (at p = 2 the tie is collected from the matrix product instead: no full scan)
-    assert sum(fallbacks) == (0 if p == 2 else 2), "both queries need the full scan"
+    assert sum(fallbacks) == 0, "the tie fits the wide buffer: no full float64 scan"
     np.testing.assert_array_equal(ind, [[1, 2, 3, 4, 5]] * 2)
     expected = 3.0 if p == 1 else 1.0 if np.isinf(p) else 3.0 ** (1 / p)
     np.testing.assert_allclose(dist, expected, rtol=1e-12)
