@@ -102,8 +102,17 @@ $(VENV)/.installed-team: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
 	$(call install,-e '.[team]')
 	touch $@ $(VENV)/.installed
 
+# Debian's Chromium for the browser tests (tests/tracking/test_mlflow_ui.py and the DVC
+# plots pages), likewise: found, or installed with apt-get as root (about a minute, once).
 test: test-deps
 test-deps: $(VENV)/.installed-dev
 	@$(BIN)/knnlab server --check || echo "make: PostgreSQL is missing and cannot be \
 	installed here (that needs root and apt-get): the team-server tests will be skipped; \
 	install it with: sudo apt-get install postgresql"
+	@command -v chromium >/dev/null 2>&1 \
+	  || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	       && echo "make: installing Debian's chromium for the browser tests" \
+	       && apt-get update -qq >/dev/null \
+	       && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1; } \
+	  || echo "make: Chromium is missing and cannot be installed here (that needs root and \
+	apt-get): the browser tests will be skipped; install it with: sudo apt-get install chromium"

@@ -268,7 +268,37 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: %(default)s)",
     )
     _add_server(commands)
+    _add_store_views(commands, params_help)
     return parser
+
+
+def _add_store_views(commands, params_help: str) -> None:
+    store = (
+        "The store: MLFLOW_TRACKING_URI, else mlflow.tracking_uri in --params, else mlflow.db "
+        "at the repository root; the experiment: mlflow.experiment."
+    )
+    listing = commands.add_parser(
+        "runs",
+        help="list the latest evaluate runs: model, accuracy with interval, model URI",
+        description="List the latest evaluate runs, newest first: run id, start, dataset, "
+        "k, p, weights, algorithm, test accuracy with its interval, and the model URI that "
+        f"`knnlab serve` and `mlflow models serve -m` take. {store}",
+    )
+    listing.add_argument(
+        "-n", "--limit", type=_at_least_one, default=10, help="runs to list (default: 10)"
+    )
+    listing.add_argument("--json", action="store_true", help="one JSON array, for scripts")
+    listing.add_argument("--params", default=str(paths.PARAMS_FILE), help=params_help)
+    ui = commands.add_parser(
+        "ui",
+        help="MLflow's UI on the project's store, opened on the runs",
+        description="Run `mlflow ui` on the project's store in the foreground and print the "
+        "link to the experiment's runs (MLflow 3's own start page is its GenAI overview). "
+        f"On a tracking server, only print the link. Ctrl-C stops it. {store}",
+    )
+    ui.add_argument("--host", default="127.0.0.1", help="address (default: %(default)s)")
+    ui.add_argument("--port", type=port_number, default=5000, help="port (default: %(default)s)")
+    ui.add_argument("--params", default=str(paths.PARAMS_FILE), help=params_help)
 
 
 def _add_server(commands) -> None:
@@ -416,6 +446,18 @@ def _params(params_file: str, stamp: bool) -> None:
         sys.stdout.write(yaml.safe_dump(shown, sort_keys=False))
 
 
+def _mlflow_config(params_file: str):
+    """The mlflow section of ``params_file`` (the experiment's name); its defaults when
+    MLFLOW_TRACKING_URI names the store and there is no such file (outside a clone)."""
+    from pathlib import Path
+
+    from knnlab.pipeline.io.params import MlflowParams, load_params
+
+    if os.environ.get("MLFLOW_TRACKING_URI") and not Path(params_file).exists():
+        return MlflowParams()
+    return load_params(params_file).mlflow
+
+
 def _serve(model_uri: str, host: str, port: int, params_file: str, max_body_mib: int) -> None:
     from knnlab.pipeline.io.params import MlflowParams, load_params
     from knnlab.tracking import serving
@@ -426,6 +468,35 @@ def _serve(model_uri: str, host: str, port: int, params_file: str, max_body_mib:
     else:
         config = load_params(params_file).mlflow
     serving.serve(resolve_tracking_uri(config), model_uri, host, port, max_body_mib * 2**20)
+
+
+def _runs(limit: int, as_json: bool, params_file: str) -> int:
+    import json
+
+    from knnlab.tracking import listing
+    from knnlab.tracking.runs import store_errors
+    from knnlab.tracking.store import resolve_tracking_uri
+
+    config = _mlflow_config(params_file)
+    uri = resolve_tracking_uri(config)
+    with store_errors(uri):
+        rows = listing.latest_evaluate_runs(uri, config.experiment, limit)
+    if as_json:
+        sys.stdout.write(json.dumps([r.to_json() for r in rows], indent=2) + "\n")
+    else:
+        sys.stdout.write(listing.format_runs(rows, config.experiment, uri) + "\n")
+    return 0
+
+
+def _ui(host: str, port: int, params_file: str) -> int:
+    from knnlab.tracking import listing
+    from knnlab.tracking.runs import store_errors
+    from knnlab.tracking.store import resolve_tracking_uri
+
+    config = _mlflow_config(params_file)
+    uri = resolve_tracking_uri(config)
+    with store_errors(uri):
+        return listing.run_ui(uri, config.experiment, host, port)
 
 
 def _server(args: argparse.Namespace) -> int:
@@ -484,6 +555,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "server":
         return _server(args)
+    if args.command == "runs":
+        return _runs(args.limit, args.json, args.params)
+    if args.command == "ui":
+        return _ui(args.host, args.port, args.params)
     params = load_params(args.params)  # the whole file, before the stage's imports
     module = importlib.import_module(f"knnlab.stages.{args.command}")
     module.run(params)
@@ -496,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = args.debug or os.environ.get("KNNLAB_DEBUG") == "1"
     if not debug and args.command != "server":  # the server's own log is MLflow's
         quiet_library_tracebacks()
-    if args.command not in ("serve", "server"):  # those two stop their servers themselves
+    if args.command not in ("serve", "server", "ui"):  # those stop their servers themselves
         signal.signal(signal.SIGTERM, _raise_interrupted)
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not ignored
             signal.signal(signal.SIGINT, _raise_interrupted)

@@ -254,10 +254,10 @@ def test_the_tune_run_logs_both_picks(tuned_one_se):
         for key, value in result.picks[rule]["params"].items():
             assert logged[prefix + key] == value, prefix + key
     assert tuning.run_metrics(summary) == {
-        "best_cv_accuracy": result.picks["best"]["score"],
-        "best_cv_accuracy_se": result.picks["best"]["se"],
-        "one_se_cv_accuracy": result.picks["one_se"]["score"],
-        "one_se_threshold": result.picks["one_se"]["threshold"],
+        "cv/best_accuracy": result.picks["best"]["score"],
+        "cv/best_accuracy_se": result.picks["best"]["se"],
+        "cv/one_se_accuracy": result.picks["one_se"]["score"],
+        "cv/one_se_threshold": result.picks["one_se"]["threshold"],
     }
 
 

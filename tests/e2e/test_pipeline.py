@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 
 from knnlab.tracking import models
+from knnlab.tracking.store import mlflow_client
 
 from ..support import dvc_plots_browser, mlflow_store
-from ..support.project import run, stages_run, store
+from ..support.project import run, run_stdout, stages_run, store
 from ..support.shared_project import copy_project
 
 pytestmark = pytest.mark.slow
@@ -103,10 +104,32 @@ def test_mlflow_holds_the_evaluate_run_and_nested_tuning_runs(iris_project):
     for key in ("dataset", "test_size", "seed", "n_neighbors", "p", "weights", "algorithm"):
         assert key in run["params"], f"evaluate run lacks param {key}"
     assert run["params"]["dataset"] == "iris"
-    for key in ("accuracy", "f1_macro", "roc_auc_ovr", "fit_seconds", "predict_seconds"):
+    for key in (
+        "test/accuracy",
+        "test/f1_macro",
+        "test/roc_auc_ovr",
+        "timing/fit_seconds",
+        "timing/predict_seconds",
+    ):
         assert key in run["metrics"], f"evaluate run lacks metric {key}"
     assert run["tags"]["mlflow.source.git.commit"], "runs carry the git commit"
+    assert run["tags"]["mlflow.source.name"] == "knnlab evaluate", "the UI's Source field"
     uri = f"sqlite:///{root / 'mlflow.db'}"
+    # The run's description: the models' scores for reading, the verdicts, the model's URI.
+    description = run["tags"]["mlflow.note.content"]
+    accuracy = run["metrics"]["test/accuracy"]
+    low, high = run["metrics"]["test/accuracy_ci_low"], run["metrics"]["test/accuracy_ci_high"]
+    assert f"| configured (this run's model) | {accuracy:.4f} [{low:.4f}, {high:.4f}] |" in (
+        description
+    )
+    assert "tuned is " in description and f"`runs:/{run['run_id']}/model`" in description
+    # The tune run spans its search: it opened after writing the CV table, but starts before.
+    written = (root / "reports/tune/cv_results.csv").stat().st_mtime * 1000
+    assert tune[0]["start_time"] <= written <= tune[0]["end_time"]
+    client = mlflow_client(uri)
+    for name in ("knnlab", "knnlab candidates"):
+        tags = client.get_experiment_by_name(name).tags
+        assert tags["mlflow.experimentKind"] == "custom_model_development", name
     artifacts = mlflow_store.list_artifacts(uri, run["run_id"])
     assert {"figures", "metrics.json", "report.md", "confusion_matrix.json"} <= set(artifacts)
     model = models.load_logged_model(uri, run["run_id"])
@@ -126,7 +149,10 @@ def test_mlflow_holds_the_evaluate_run_and_nested_tuning_runs(iris_project):
     assert re.fullmatch(r"[0-9a-f]{64}", key), "plot finds this run by the outputs' digest"
     assert "tune/search_speed.png" in mlflow_store.list_artifacts(uri, tune[0]["run_id"], "tune")
     assert run["artifact_uri"].startswith((root / "mlruns").as_uri()), "artifacts beside the db"
-    children = [r for r in logged if r["tags"].get("mlflow.parentRunId") == tune[0]["run_id"]]
+    assert not any("mlflow.parentRunId" in r["tags"] for r in logged), "stage runs only"
+    parent, children = mlflow_store.candidates_of(uri, tune[0])
+    assert parent["name"] == tune[0]["name"] and parent["status"] == "FINISHED"
+    assert parent["params"] == tune[0]["params"], "the search's settings beside its candidates"
     assert len(children) == 8, "one nested run per grid point"
     assert all("mean_test_accuracy" in c["metrics"] for c in children)
     assert {"n_neighbors", "p", "weights", "algorithm"} <= set(children[0]["params"])
@@ -150,6 +176,34 @@ def test_changing_k_reruns_only_what_depends_on_it(iris_project):
     assert [r["tags"]["knnlab.stage"] for r in new] == ["evaluate"]
     assert new[0]["params"]["n_neighbors"] == "7"
     assert new[0]["tags"]["knnlab.dvc_exp_name"], "the DVC experiment name is tagged"
+
+
+def test_runs_lists_the_evaluate_runs_newest_first(iris_project):
+    root, _ = iris_project
+    listed = json.loads(run_stdout(["knnlab", "runs", "--json"], root))
+    evaluate = sorted(
+        (r for r in store(root) if r["tags"].get("knnlab.stage") == "evaluate"),
+        key=lambda r: r["start_time"],
+        reverse=True,
+    )
+    assert len(evaluate) >= 2, "k = 5, then the k = 7 experiment"
+    assert [r["run_id"] for r in listed] == [r["run_id"] for r in evaluate]
+    for shown, logged in zip(listed, evaluate, strict=True):
+        assert shown["model_uri"] == f"runs:/{logged['run_id']}/model"
+        assert (
+            shown["dataset"] == "iris" and shown["n_neighbors"] == logged["params"]["n_neighbors"]
+        )
+        assert shown["accuracy"] == logged["metrics"]["test/accuracy"]
+        assert shown["accuracy_low"] == logged["metrics"]["test/accuracy_ci_low"]
+        assert shown["url"] is None, "a local store has no UI address of its own"
+    assert listed[0]["n_neighbors"] == "7"
+    text = run_stdout(["knnlab", "runs", "--limit", "1"], root)
+    newest = listed[0]
+    row = next(line for line in text.splitlines() if line.startswith(newest["run_id"]))
+    accuracy = f"{newest['accuracy']:.4f} [{newest['accuracy_low']:.4f}, "
+    assert " iris " in row and " 7 " in row and accuracy in row, text
+    assert len([line for line in text.splitlines() if re.match(r"[0-9a-f]{32} ", line)]) == 1
+    assert f"knnlab serve {newest['model_uri']}" in text
 
 
 def test_temporary_experiment_workspace_logs_to_the_main_store(iris_project):

@@ -58,9 +58,9 @@ def test_intervals_land_in_reports_and_mlflow_and_rerun_byte_identical(digits_pr
         for r in mlflow_store.run_summary(f"sqlite:///{root / 'mlflow.db'}", "knnlab")
         if r["tags"].get("knnlab.stage") == "evaluate"
     )
-    assert evaluate["metrics"]["accuracy_ci_low"] == pytest.approx(interval["low"])
-    assert evaluate["metrics"]["accuracy_ci_high"] == pytest.approx(interval["high"])
-    assert "tuned_vs_configured_accuracy_p_value" in evaluate["metrics"]
+    assert evaluate["metrics"]["test/accuracy_ci_low"] == pytest.approx(interval["low"])
+    assert evaluate["metrics"]["test/accuracy_ci_high"] == pytest.approx(interval["high"])
+    assert "paired/tuned_vs_configured_accuracy_p_value" in evaluate["metrics"]
     logged = mlflow_store.list_artifacts(f"sqlite:///{root / 'mlflow.db'}", evaluate["run_id"])
     assert "uncertainty.json" in logged
     # The worst errors, explained by their neighbours: a table, a figure, in MLflow too.
@@ -79,7 +79,7 @@ def test_intervals_land_in_reports_and_mlflow_and_rerun_byte_identical(digits_pr
         if r["tags"].get("knnlab.stage") == "tune"
     )
     assert {"best_n_neighbors", "one_se_n_neighbors", "select"} <= set(tune["params"])
-    assert {"best_cv_accuracy_se", "one_se_threshold"} <= set(tune["metrics"])
+    assert {"cv/best_accuracy_se", "cv/one_se_threshold"} <= set(tune["metrics"])
     # Same params, same bytes.
     before = {
         p: (root / p).read_bytes() for p in ("reports/uncertainty.json", "reports/metrics.json")

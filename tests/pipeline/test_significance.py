@@ -93,15 +93,15 @@ def test_mlflow_metrics_name_each_bound(digits_models):
     record = _record(y_test, X_test, {"configured": models["k5"], "tuned": models["k4"]}, 200)
     logged = significance.mlflow_metrics(record)
     for key in (
-        "accuracy_ci_low",
-        "accuracy_ci_high",
-        "roc_auc_ovr_ci_high",
-        "tuned_f1_macro_ci_low",
-        "tuned_vs_configured_accuracy_difference",
-        "tuned_vs_configured_accuracy_p_value",
+        "test/accuracy_ci_low",
+        "test/accuracy_ci_high",
+        "test/roc_auc_ovr_ci_high",
+        "tuned/f1_macro_ci_low",
+        "paired/tuned_vs_configured_accuracy_difference",
+        "paired/tuned_vs_configured_accuracy_p_value",
     ):
         assert key in logged, key
-    assert logged["accuracy_ci_low"] < logged["accuracy_ci_high"]
+    assert logged["test/accuracy_ci_low"] < logged["test/accuracy_ci_high"]
 
 
 def _state(y_test, chosen, record, metrics=None):

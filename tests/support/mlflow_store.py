@@ -19,6 +19,8 @@ def run_summary(tracking_uri: str, experiment: str) -> list[dict[str, Any]]:
             "run_id": r.info.run_id,
             "name": r.info.run_name,
             "status": r.info.status,
+            "start_time": r.info.start_time,
+            "end_time": r.info.end_time,
             "params": dict(r.data.params),
             "metrics": dict(r.data.metrics),
             "tags": dict(r.data.tags),
@@ -26,6 +28,19 @@ def run_summary(tracking_uri: str, experiment: str) -> list[dict[str, Any]]:
         }
         for r in runs
     ]
+
+
+def candidates_of(tracking_uri: str, tune_run: dict) -> tuple[dict, list[dict]]:
+    """The parent run and the nested candidate runs of a tune run, from the sibling
+    experiment ``<experiment> candidates`` the tune run's tags point to."""
+    client = mlflow_client(tracking_uri)
+    parent_id = tune_run["tags"]["knnlab.candidates_run_id"]
+    experiment = client.get_experiment(tune_run["tags"]["knnlab.candidates_experiment_id"])
+    logged = run_summary(tracking_uri, experiment.name)
+    (parent,) = [r for r in logged if r["run_id"] == parent_id]
+    assert parent["tags"]["knnlab.tune_run_id"] == tune_run["run_id"], "linked both ways"
+    children = [r for r in logged if r["tags"].get("mlflow.parentRunId") == parent_id]
+    return parent, children
 
 
 def run_inputs(tracking_uri: str, run_id: str) -> list[tuple[str, str, str]]:

@@ -47,6 +47,13 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
     return done.stdout + done.stderr
 
 
+def run_stdout(cmd: list[str], cwd: Path) -> str:
+    """As :func:`run`, its standard output alone (for output a test parses)."""
+    done = subprocess.run(cmd, cwd=cwd, env=_env(None), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
 def make_project(root: Path, **overrides) -> Path:
     """Copy the pipeline into a fresh git repository with params overridden per section."""
     for name in PROJECT_FILES:

@@ -172,15 +172,15 @@ def test_the_pipeline_logs_every_run_and_nested_run_to_the_server(team):
     assert stages_run(team["output"]) == STAGES
     runs = team["runs"]
     [tune], [evaluate] = _by_stage(runs, "tune"), _by_stage(runs, "evaluate")
-    children = [r for r in runs if r["tags"].get("mlflow.parentRunId") == tune["run_id"]]
+    _, children = mlflow_store.candidates_of(team["uri"], tune)
     assert len(children) == 3 * 2, "one nested run per grid point (k in 1, 3, 5; p in 1, 2)"
-    assert len(runs) == 1 + 6 + 1, [r["name"] for r in runs]
-    assert {r["status"] for r in runs} == {"FINISHED"}
+    assert len(runs) == 1 + 1, [r["name"] for r in runs]
+    assert {r["status"] for r in runs + children} == {"FINISHED"}
     assert all("mean_test_accuracy" in c["metrics"] for c in children)
     for key in ("dataset", "n_neighbors", "p", "weights", "algorithm", "tuned_n_neighbors"):
         assert key in evaluate["params"], f"evaluate run lacks param {key}"
     assert evaluate["params"]["dataset"] == "iris"
-    for key in ("accuracy", "accuracy_ci_low", "tuned_f1_macro", "baseline_accuracy"):
+    for key in ("test/accuracy", "test/accuracy_ci_low", "tuned/f1_macro", "baseline/accuracy"):
         assert key in evaluate["metrics"], f"evaluate run lacks metric {key}"
     inputs = mlflow_store.run_inputs(team["uri"], evaluate["run_id"])
     assert sorted((name, context) for name, _, context in inputs) == [
@@ -234,7 +234,10 @@ def test_postgresql_holds_the_runs_listens_on_loopback_only_and_wants_a_password
     pgpass = team["data"] / "pgpass"
     with _connect(team, passfile=str(pgpass)) as db, db.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM runs")
-        assert cursor.fetchone()[0] == len(team["runs"])
+        (tune,) = _by_stage(team["runs"], "tune")
+        _, candidates = mlflow_store.candidates_of(team["uri"], tune)
+        # the stage runs, and the candidates with their parent in their own experiment
+        assert cursor.fetchone()[0] == len(team["runs"]) + 1 + len(candidates)
         cursor.execute("SELECT count(*) FROM input_tags")
         assert cursor.fetchone()[0] >= 2, "dataset inputs are rows in PostgreSQL too"
         cursor.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")

@@ -11,7 +11,7 @@ from knnlab.neighbors import warm_up
 from knnlab.pipeline.analysis import evaluation, reference, significance, training
 from knnlab.pipeline.data.dataset import LABEL, read_features_and_labels
 from knnlab.pipeline.io import files, paths
-from knnlab.pipeline.io.artifacts import SplitInfo, TuneSummary
+from knnlab.pipeline.io.artifacts import SplitInfo, TuneSummary, model_name
 from knnlab.pipeline.io.model_io import load_model, read_model_params
 from knnlab.pipeline.io.params import Params
 from knnlab.tracking.stage import LoggedStage
@@ -76,9 +76,7 @@ def run(params: Params) -> None:
     for result in results.values():
         result.model = None
     del X_train
-    options = " ".join(f"{name}={value}" for name, value in model_params["index"].items())
-    run_name = "k={n_neighbors} p={p} {weights} {algorithm}".format(**model_params)
-    run_name = f"{run_name} {options}" if options else run_name
+    run_name = model_name(model_params)
     with stage.outputs() as outputs:
         metrics_file = outputs.staged(paths.METRICS_FILE)
         timings_file = outputs.staged(paths.TIMINGS_FILE)
@@ -117,6 +115,18 @@ def run(params: Params) -> None:
             mlflow_run.log_artifact(metrics_file)
             mlflow_run.log_artifact(timings_file)
             mlflow_run.log_artifact(uncertainty_file)
+            run_id = mlflow_run.record.run_id  # "" when not tracked
+            model_uri = f"runs:/{run_id}/model" if run_id else None
+            description = evaluation.run_description(
+                run_name,
+                split,
+                model_name(tuned.best_params),
+                results,
+                uncertainty,
+                [c.sentence() for c in vs_exact.values()],
+                model_uri,
+            )
+            mlflow_run.log(tags={"mlflow.note.content": description})
     for name, r in results.items():
         low, high = (uncertainty["intervals"][name]["accuracy"][k] for k in ("low", "high"))
         print(
@@ -127,3 +137,5 @@ def run(params: Params) -> None:
         print(f"evaluate: {significance.verdict(pair, {})}")
     for comparison in vs_exact.values():
         print(f"evaluate: {comparison.sentence()}")
+    if model_uri is not None:
+        print(f"evaluate: MLflow run {run_id}, model {model_uri} (`knnlab runs` lists them)")

@@ -1,5 +1,6 @@
-"""tune: cross-validated grid search on the **train split only** -> ``reports/tune/`` and a
-parent MLflow run with one nested child run per grid point. The search times (a table and
+"""tune: cross-validated grid search on the **train split only** -> ``reports/tune/`` and an
+MLflow run, with one nested run per grid point in the sibling experiment
+``<experiment> candidates``. The search times (a table and
 ``search_speed.png``) go to that run and to the git-ignored ``reports/timings/``.
 
 The test split is never read here, so the tuned model's test score in ``evaluate`` is an
@@ -46,11 +47,9 @@ def run(params: Params) -> None:
         key = tuning.tune_key(tune_dir)
         run_name = f"tune {summary.n_candidates} candidates"
         with stage.new_run(run_name, tuning.TUNE_TAG, key) as mlflow_run:
-            mlflow_run.log(
-                params=tuning.run_params(params, split, summary),
-                metrics=tuning.run_metrics(summary),
-            )
-            mlflow_run.log_children(tuning.child_runs(result))
+            run_params = tuning.run_params(params, split, summary)
+            mlflow_run.log(params=run_params, metrics=tuning.run_metrics(summary))
+            mlflow_run.log_candidates(tuning.child_runs(result), run_params)
             for artifact in (paths.CV_RESULTS.name, paths.BEST_PARAMS.name):
                 mlflow_run.log_artifact(tune_dir / artifact, "tune")
             mlflow_run.log_artifact(timings_file, "tune")

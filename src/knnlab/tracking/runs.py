@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ from knnlab.tracking.store import (
 )
 
 _BATCH = 900  # MLflow accepts at most 1000 params+metrics+tags in one log_batch call
+CANDIDATES_SUFFIX = " candidates"  # the experiment of the tune runs' candidates
 
 
 @contextlib.contextmanager
@@ -83,21 +85,37 @@ def logged_marker(stage: str, tag: str, value: str) -> dict[str, str]:
 
 def git_commit() -> str | None:
     """The commit the workspace is at, or None outside git."""
+    return _git("rev-parse", "HEAD")
+
+
+def _git(*args: str) -> str | None:
+    """What ``git <args>`` prints, stripped, or None (outside git, or git failed)."""
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
-        )
+        out = subprocess.run(["git", *args], capture_output=True, text=True, check=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
 
 
-def standard_tags(stage: str) -> dict[str, str]:
-    """Tags every knnlab run carries: the DVC stage, the experiment name when DVC runs one,
-    the git commit (MLflow's own tag name, so the UI links it) and the owning process."""
-    tags = {"knnlab.stage": os.environ.get("DVC_STAGE", stage), **process_tags()}
+def source_tags(stage: str) -> dict[str, str]:
+    """MLflow's own source tags, so the run page's Source field reads "knnlab <stage>"
+    with the commit (and branch, and repository where it has a remote)."""
+    tags = {"mlflow.source.type": "LOCAL", "mlflow.source.name": f"knnlab {stage}"}
     if commit := git_commit():
         tags["mlflow.source.git.commit"] = commit
+    branch = _git("rev-parse", "--abbrev-ref", "HEAD")
+    if branch and branch != "HEAD":  # "HEAD": detached, as DVC's experiments run
+        tags["mlflow.source.git.branch"] = branch
+    if remote := _git("config", "--get", "remote.origin.url"):
+        tags["mlflow.source.git.repoURL"] = redact_uri(remote)
+    return tags
+
+
+def standard_tags(stage: str) -> dict[str, str]:
+    """Tags every knnlab run carries: the DVC stage, the experiment name when DVC runs one,
+    MLflow's source tags (commit, so the UI links it) and the owning process."""
+    stage = os.environ.get("DVC_STAGE", stage)
+    tags = {"knnlab.stage": stage, **source_tags(stage), **process_tags()}
     if exp_name := os.environ.get("DVC_EXP_NAME"):
         tags["knnlab.dvc_exp_name"] = exp_name
     return tags
@@ -260,6 +278,70 @@ class StageRun:
             drop_artifact_location(info.model_id)
             add_wheel(info.model_id, wheel)
 
+    def log_candidates(self, children: list[dict[str, Any]], params: dict) -> RunRecord:
+        """The grid's candidates, one nested run each (:meth:`log_children`), in the sibling
+        experiment ``<experiment> candidates``, under a parent run named like this one and
+        given ``params``; returns that parent's record.
+
+        MLflow's runs table pages by run, nested ones included: 54 candidates per tune run
+        in the stage runs' experiment pushed the evaluate runs a user compares off its first
+        page. There, this run stays one row; tags and descriptions link the two parents
+        (``knnlab.candidates_run_id`` here, ``knnlab.tune_run_id`` there). The parent ends
+        FINISHED, or FAILED (KILLED when interrupted) with the first candidate that fails.
+        """
+        uri = self.record.tracking_uri
+        with self._lock.held(), store_errors(uri):
+            this = self._client.get_run(self.record.run_id)
+            experiment = self._client.get_experiment(self.record.experiment_id).name
+            name = experiment + CANDIDATES_SUFFIX
+            experiment_id = experiment_id_for(self._client, name, uri)
+            close_orphaned_runs(self._client, experiment_id)
+            kept = ("knnlab.stage", "knnlab.dvc_exp_name", "mlflow.source.")
+            tags = {k: v for k, v in this.data.tags.items() if k.startswith(kept)}
+            back = f"#/experiments/{self.record.experiment_id}/runs/{self.record.run_id}"
+            parent = self._client.create_run(
+                experiment_id,
+                start_time=this.info.start_time,
+                run_name=this.info.run_name,
+                tags={
+                    **tags,
+                    **process_tags(),
+                    "knnlab.tune_run_id": self.record.run_id,
+                    "mlflow.note.content": f"The {len(children)} candidates of the "
+                    f"[{this.info.run_name}]({back}) run in experiment {experiment!r}, "
+                    "one nested run each.",
+                },
+            )
+            record = RunRecord(uri, experiment_id, parent.info.run_id)
+            # The candidates experiment's runs, filtered to this parent's children.
+            children_only = urllib.parse.quote(f"tags.`mlflow.parentRunId` = '{record.run_id}'")
+            there = (
+                f"#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+                f"&searchFilter={children_only}"
+            )
+            _log_batch(self._client, record.run_id, params)
+            _log_batch(
+                self._client,
+                self.record.run_id,
+                tags={
+                    "knnlab.candidates_run_id": record.run_id,
+                    "knnlab.candidates_experiment_id": experiment_id,
+                    "mlflow.note.content": f"{len(children)} candidates, one run each, in "
+                    f"experiment {name!r}: [open them]({there}).",
+                },
+            )
+        status = "FAILED"
+        try:
+            StageRun(self._client, record, self._lock).log_children(children)
+            status = "FINISHED"
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        finally:
+            with self._lock.held(), store_errors(uri):
+                self._client.set_terminated(record.run_id, status)
+        return record
+
     def log_children(self, children: list[dict[str, Any]]) -> list[str]:
         """One nested, FINISHED run per child: ``{"name", "params", "metrics"}`` and optional
         ``"tags"``. Returns their run ids, in order.
@@ -342,7 +424,9 @@ class UntrackedRun:
         raise AttributeError(name)
 
 
-def _open_run(config: MlflowParams, stage: str, run_name: str, tracking_uri: str, lock):
+def _open_run(
+    config: MlflowParams, stage: str, run_name: str, tracking_uri: str, lock, start_ms: int | None
+):
     # Bounded retries and timeouts, so an unreachable server fails in seconds (the user's
     # own settings win).
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
@@ -352,13 +436,19 @@ def _open_run(config: MlflowParams, stage: str, run_name: str, tracking_uri: str
         client = mlflow_client(tracking_uri)
         experiment_id = experiment_id_for(client, config.experiment, tracking_uri)
         close_orphaned_runs(client, experiment_id)
-        run = client.create_run(experiment_id, run_name=run_name, tags=standard_tags(stage))
+        run = client.create_run(
+            experiment_id, start_time=start_ms, run_name=run_name, tags=standard_tags(stage)
+        )
     return client, StageRun(client, RunRecord(tracking_uri, experiment_id, run.info.run_id), lock)
 
 
 @contextlib.contextmanager
-def stage_run(config: MlflowParams, stage: str, run_name: str) -> Iterator[StageRun | UntrackedRun]:
-    """Open a run for ``stage``; it ends FINISHED, or FAILED if the block raises.
+def stage_run(
+    config: MlflowParams, stage: str, run_name: str, start_ms: int | None = None
+) -> Iterator[StageRun | UntrackedRun]:
+    """Open a run for ``stage``; it ends FINISHED, or FAILED if the block raises. The run
+    starts at ``start_ms`` (ms since the epoch; default now): a stage opens its run once its
+    work is done, and the run should span the work.
 
     An unusable store raises :class:`TrackingError` naming it, or, with
     ``mlflow.required: false``, warns once and yields a :class:`UntrackedRun` that logs nothing.
@@ -373,7 +463,7 @@ def stage_run(config: MlflowParams, stage: str, run_name: str) -> Iterator[Stage
 
     try:
         with lock.held():
-            client, handle = _open_run(config, stage, run_name, tracking_uri, lock)
+            client, handle = _open_run(config, stage, run_name, tracking_uri, lock, start_ms)
     except TrackingError as error:
         if config.required:
             raise

@@ -36,6 +36,7 @@ and a stage that adds to the run of an earlier stage::
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,6 +81,8 @@ class LoggedStage:
         self._outputs: files.StagedOutputs | None = None
         self._found: runs.RunRecord | None = None
         self._logged: tuple[str, str] | None = None  # (tag, value) of the run logged to
+        # The run opens after the work (its outputs are logged as it opens) but spans it.
+        self._started_ms = int(time.time() * 1000)
         # Checked here, before the stage computes, not after.
         if add_to is None:
             runs.preflight(config, stage)
@@ -118,14 +121,15 @@ class LoggedStage:
         self, run_name: str, tag: str, key: str
     ) -> Iterator[runs.StageRun | runs.UntrackedRun]:
         """Open the stage's run (:func:`runs.stage_run`) inside :meth:`outputs`, tagged
-        ``tag = key`` (the tag a later stage finds it by, and the marker records); it closes
+        ``tag = key`` (the tag a later stage finds it by, and the marker records), starting
+        when this stage was created, so it spans the stage's work; it closes
         FINISHED when the block succeeds, FAILED when it raises, KILLED when interrupted."""
         if self._outputs is None or self._found is not None or self._opened is not None:
             raise RuntimeError(
                 f"stage {self.stage}: new_run() opens one run, inside outputs(), in a stage "
                 "not created with LoggedStage(..., add_to=...)"
             )
-        with runs.stage_run(self.config, self.stage, run_name) as run:
+        with runs.stage_run(self.config, self.stage, run_name, self._started_ms) as run:
             self._opened = run
             run.log(tags={tag: key})
             yield run

@@ -571,19 +571,31 @@ def mlflow_client(tracking_uri: str):
     return mlflow.MlflowClient(tracking_uri=tracking_uri)
 
 
+# MLflow 3 opens an experiment on the GenAI views (traces, token usage) unless it is tagged
+# as model development; knnlab's experiments hold training runs.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_DEVELOPMENT = "custom_model_development"
+
+
 def experiment_id_for(client, name: str, tracking_uri: str) -> str:
+    """The id of experiment ``name``, created if missing; created or found, it is tagged as
+    model development (an experiment from before the tag, or made by hand, gets it too,
+    unless someone set a kind of their own)."""
     from mlflow.exceptions import MlflowException
 
     experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    try:
-        return client.create_experiment(
-            name, artifact_location=_artifact_location(tracking_uri, name)
-        )
-    except MlflowException:
-        # Another process created it between our lookup and our create.
-        experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            raise
-        return experiment.experiment_id
+    if experiment is None:
+        try:
+            return client.create_experiment(
+                name,
+                artifact_location=_artifact_location(tracking_uri, name),
+                tags={EXPERIMENT_KIND_TAG: MODEL_DEVELOPMENT},
+            )
+        except MlflowException:
+            # Another process created it between our lookup and our create.
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+    if EXPERIMENT_KIND_TAG not in experiment.tags:
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_DEVELOPMENT)
+    return experiment.experiment_id

@@ -20,7 +20,7 @@ from knnlab.algorithms import index_options, is_approximate
 from knnlab.estimators import KNNClassifier
 from knnlab.metrics import UndefinedMetricWarning, classification_scores
 from knnlab.pipeline.io import files
-from knnlab.pipeline.io.artifacts import Evaluation, SplitInfo, TuneSummary
+from knnlab.pipeline.io.artifacts import MODELS, Evaluation, SplitInfo, TuneSummary, metric_name
 from knnlab.pipeline.io.paths import (
     BEST_PARAMS,
     METRICS_FILE,
@@ -314,15 +314,13 @@ def run_params(split: SplitInfo, model_params: dict, tuned: TuneSummary) -> dict
 
 
 def run_metrics(results: dict[str, ModelResult]) -> dict[str, float]:
-    """The evaluate run's MLflow metrics: the configured model's scores and times plain, the
-    other models' scores prefixed with their name."""
+    """The evaluate run's MLflow metrics: every model's test scores in its section
+    (:func:`artifacts.metric_name`), and the configured model's times under ``timing/``."""
     configured = results["configured"]
     return {
-        **configured.scores,
-        "fit_seconds": configured.fit_seconds,
-        "predict_seconds": configured.predict_seconds,
-        **{f"tuned_{k}": v for k, v in results["tuned"].scores.items()},
-        **{f"baseline_{k}": v for k, v in results["baseline"].scores.items()},
+        **{metric_name(m, k): v for m in MODELS for k, v in results[m].scores.items()},
+        "timing/fit_seconds": configured.fit_seconds,
+        "timing/predict_seconds": configured.predict_seconds,
     }
 
 
@@ -487,3 +485,50 @@ def confusion_table(cm: np.ndarray, display: list[str]) -> pd.DataFrame:
             "count": cm.ravel(),
         }
     )
+
+
+_DESCRIBED = (("accuracy", "accuracy"), ("f1_macro", "F1 macro"), ("roc_auc_ovr", "ROC-AUC"))
+
+
+def run_description(
+    run_name: str,
+    split: SplitInfo,
+    tuned_name: str,
+    results: dict[str, ModelResult],
+    uncertainty: dict,
+    sentences: list[str],
+    model_uri: str | None,
+) -> str:
+    """The evaluate run's description (markdown; MLflow shows it atop the run page): the
+    three models' headline scores rounded for reading, accuracy with its interval, the
+    paired verdicts and ``sentences`` (e.g. against exact search), and the model's URI.
+    Full precision stays in the run's metrics."""
+    from knnlab.pipeline.analysis.significance import verdict
+
+    confidence = round(100 * uncertainty.get("confidence", 0.95))
+    labels = {
+        "configured": "configured (this run's model)",
+        "tuned": f"tuned ({tuned_name})",
+        "baseline": "baseline (most frequent class)",
+    }
+    lines = [
+        f"**{run_name}** on {split.name}: {split.n_train:,} training rows, "
+        f"{split.n_test:,} test rows.",
+        "",
+        f"| model | accuracy [{confidence} % interval] | F1 macro | ROC-AUC |",
+        "|---|---|---|---|",
+    ]
+    for model in MODELS:
+        scores = results[model].scores
+        interval = uncertainty["intervals"].get(model, {}).get("accuracy")
+        accuracy = f"{scores['accuracy']:.4f}"
+        if interval:
+            accuracy += f" [{interval['low']:.4f}, {interval['high']:.4f}]"
+        rest = " | ".join(f"{scores[metric]:.4f}" for metric, _ in _DESCRIBED[1:])
+        lines.append(f"| {labels[model]} | {accuracy} | {rest} |")
+    lines.append("")
+    lines += [f"- {verdict(pair, {})}" for pair in uncertainty["paired"]]
+    lines += [f"- {sentence}" for sentence in sentences]
+    if model_uri:
+        lines += ["", f"Model: `{model_uri}` (serve it: `knnlab serve {model_uri}`)"]
+    return "\n".join(lines) + "\n"

@@ -16,7 +16,7 @@ import numpy as np
 
 from knnlab import stats
 from knnlab.pipeline.io import files
-from knnlab.pipeline.io.artifacts import MODELS, ArtifactError
+from knnlab.pipeline.io.artifacts import MODELS, ArtifactError, metric_name
 
 METHOD = "stratified bootstrap over test rows, BCa intervals"
 # (first, second): the verdict says how second compares with first.
@@ -143,17 +143,17 @@ def read_uncertainty(path) -> dict:
 
 
 def mlflow_metrics(record: dict) -> dict[str, float]:
-    """The evaluate run's interval metrics: ``accuracy_ci_low`` / ``_ci_high`` for the
-    configured model (its scores are logged unprefixed), ``tuned_accuracy_ci_low`` etc. for
-    the others, and per pair ``tuned_vs_configured_accuracy_difference`` and ``..._p_value``."""
+    """The evaluate run's interval metrics, beside each score in its section:
+    ``test/accuracy_ci_low`` / ``_ci_high`` for the configured model, ``tuned/accuracy_ci_low``
+    etc. for the others (:func:`artifacts.metric_name`); per pair
+    ``paired/tuned_vs_configured_accuracy_difference`` with its interval and ``..._p_value``."""
     logged = {}
     for model, by_metric in record["intervals"].items():
-        prefix = "" if model == "configured" else f"{model}_"
         for metric, interval in by_metric.items():
-            logged[f"{prefix}{metric}_ci_low"] = interval["low"]
-            logged[f"{prefix}{metric}_ci_high"] = interval["high"]
+            logged[metric_name(model, f"{metric}_ci_low")] = interval["low"]
+            logged[metric_name(model, f"{metric}_ci_high")] = interval["high"]
     for pair in record["paired"]:
-        name = f"{pair['second']}_vs_{pair['first']}_accuracy"
+        name = f"paired/{pair['second']}_vs_{pair['first']}_accuracy"
         logged[f"{name}_difference"] = pair["accuracy_difference"]
         logged[f"{name}_difference_ci_low"] = pair["low"]
         logged[f"{name}_difference_ci_high"] = pair["high"]

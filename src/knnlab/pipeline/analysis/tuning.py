@@ -12,7 +12,7 @@ import pandas as pd
 from knnlab.model_selection import GridSearchResult, grid_search_cv
 from knnlab.options import SCORERS
 from knnlab.pipeline.io import files
-from knnlab.pipeline.io.artifacts import SplitInfo, TuneSummary
+from knnlab.pipeline.io.artifacts import SplitInfo, TuneSummary, model_name
 from knnlab.pipeline.io.params import Params
 from knnlab.pipeline.io.paths import BEST_PARAMS, CV_RESULTS
 
@@ -75,13 +75,6 @@ def score_table(result: GridSearchResult) -> pd.DataFrame:
     return result.cv_results.drop(columns=["params", *TIME_COLUMNS])
 
 
-def candidate_name(params: dict) -> str:
-    """ "k=5 p=2 uniform brute", with an approximate index's options after it."""
-    options = " ".join(f"{name}={value}" for name, value in params.get("index", {}).items())
-    name = "k={n_neighbors} p={p} {weights} {algorithm}".format(**params)
-    return f"{name} {options}" if options else name
-
-
 def child_runs(result: GridSearchResult) -> list[dict]:
     """One nested MLflow run per candidate: its params and every mean/std/SE CV score."""
     score_columns = [
@@ -89,7 +82,7 @@ def child_runs(result: GridSearchResult) -> list[dict]:
     ]
     return [
         {
-            "name": candidate_name(row.params),
+            "name": model_name(row.params),
             "params": row.params,
             "metrics": {c: getattr(row, c) for c in score_columns},
         }
@@ -116,12 +109,12 @@ def run_params(params: Params, split: SplitInfo, summary: TuneSummary) -> dict:
 
 
 def run_metrics(summary: TuneSummary) -> dict[str, float]:
-    """The tune run's MLflow metrics: both picks' mean CV score, the best's SE and the
-    one-SE threshold."""
+    """The tune run's MLflow metrics, in one ``cv/`` section: both picks' mean CV score, the
+    best's SE and the one-SE threshold."""
     best, one_se = summary.picks["best"], summary.picks["one_se"]
     return {
-        f"best_cv_{summary.scoring}": best["score"],
-        f"best_cv_{summary.scoring}_se": best["se"],
-        f"one_se_cv_{summary.scoring}": one_se["score"],
-        "one_se_threshold": one_se["threshold"],
+        f"cv/best_{summary.scoring}": best["score"],
+        f"cv/best_{summary.scoring}_se": best["se"],
+        f"cv/one_se_{summary.scoring}": one_se["score"],
+        "cv/one_se_threshold": one_se["threshold"],
     }

@@ -27,6 +27,24 @@ from pydantic.dataclasses import dataclass
 from knnlab.pipeline.io import files
 
 MODELS = ("configured", "tuned", "baseline")  # the models evaluate scores
+# MLflow draws a run's metrics in one section per ``prefix/``: the configured model's test
+# scores (the run's own model) under test/, the others under their name; the evaluate run
+# adds paired/, approximate/ and timing/, the tune run cv/.
+METRIC_SECTIONS = {"configured": "test", "tuned": "tuned", "baseline": "baseline"}
+
+
+def model_name(params: dict) -> str:
+    """A model's run name: "k=5 p=2 uniform brute", an approximate index's options after it
+    ("k=5 p=2 uniform hnsw M=16 ef_construction=200 ef_search=32")."""
+    options = " ".join(f"{name}={value}" for name, value in (params.get("index") or {}).items())
+    name = "k={n_neighbors} p={p} {weights} {algorithm}".format(**params)
+    return f"{name} {options}" if options else name
+
+
+def metric_name(model: str, metric: str) -> str:
+    """The MLflow name of a model's test metric: ``test/accuracy`` for the configured model,
+    ``tuned/accuracy_ci_low`` for the tuned one."""
+    return f"{METRIC_SECTIONS[model]}/{metric}"
 
 
 class ArtifactError(ValueError):
