@@ -28,8 +28,9 @@ import pandas as pd
 import pytest
 
 from knnlab import cli
-from knnlab.tracking import models, server
+from knnlab.tracking import models, registry, server
 from knnlab.tracking.errors import TrackingError
+from knnlab.tracking.store import mlflow_client
 
 from ..support import mlflow_store
 from ..support.project import SMALL_GRID, make_project, run, stages_run
@@ -219,6 +220,23 @@ def test_the_model_loads_back_through_the_server_and_predicts_as_evaluate_did(te
     test = pd.read_parquet(team["root"] / "data/split/test.parquet")
     predicted = pd.read_csv(team["root"] / "reports/plots/predictions.csv")["predicted"]
     np.testing.assert_array_equal(model.predict(test.drop(columns=["label"])), predicted)
+
+
+@pytest.mark.slow
+def test_the_model_is_registered_and_the_champion_loads_by_alias(team):
+    [evaluate] = _by_stage(team["runs"], "evaluate")
+    client = mlflow_client(team["uri"])
+    name = registry.registered_name("iris")
+    champion = client.get_model_version_by_alias(name, registry.CHAMPION)
+    assert champion.run_id == evaluate["run_id"], "the first version is the champion"
+    assert champion.tags[registry.ROLE_TAG] == "champion"
+    assert "first version" in champion.tags[registry.VERDICT_TAG]
+    loaded = models.load_logged_classifier(team["uri"], f"models:/{name}@champion")
+    test = pd.read_parquet(team["root"] / "data/split/test.parquet")
+    predicted = pd.read_csv(team["root"] / "reports/plots/predictions.csv")["predicted"]
+    np.testing.assert_array_equal(
+        loaded.predict(test.drop(columns=["label"]).to_numpy()), predicted
+    )
 
 
 def _connect(team, user: str = server.DB_USER, **options):

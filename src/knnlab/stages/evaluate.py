@@ -14,6 +14,7 @@ from knnlab.pipeline.io import files, paths
 from knnlab.pipeline.io.artifacts import SplitInfo, TuneSummary, model_name
 from knnlab.pipeline.io.model_io import load_model, read_model_params
 from knnlab.pipeline.io.params import Params
+from knnlab.tracking import registry
 from knnlab.tracking.stage import LoggedStage
 
 
@@ -43,6 +44,41 @@ def _compare_with_exact(params: Params, results, X_train, y_train, X_test, y_tes
         )
         for name in approximate
     }
+
+
+def _against_champion(run, champion, fingerprint, configured, X_test, y_test, params):
+    """The paired test of the registered champion (first) against this run's model
+    (second) on this test split, or (None, why they cannot be compared); (None, None) when
+    there is no champion yet."""
+    if champion is None:
+        return None, None
+    if champion.test_split != fingerprint:
+        return None, "it was scored on another test split (other data, split seed or size)"
+    model = run.load_classifier(f"runs:/{champion.run_id}/model")
+    if model.n_features_in_ != X_test.shape[1] or set(model.classes_) != set(configured.classes):
+        return None, "it takes other features or predicts other classes"
+    proba = model.predict_proba(X_test)
+    predictions = {
+        "champion": (model.classes_[proba.argmax(axis=1)], proba, model.classes_),
+        "configured": (configured.y_pred, configured.proba, configured.classes),
+    }
+    record = significance.uncertainty(
+        y_test,
+        predictions,
+        params.stats.confidence,
+        params.stats.resamples,
+        params.stats.seed,
+        fingerprint,
+        pairs=(("champion", "configured"),),
+    )
+    return record["paired"][0], None
+
+
+def _judge(run, champion, fingerprint, configured, X_test, y_test, params) -> registry.Decision:
+    """Whether this run's model takes the alias champion (registry.Decision)."""
+    pair, reason = _against_champion(run, champion, fingerprint, configured, X_test, y_test, params)
+    version = champion.version if champion is not None else None
+    return registry.Decision(*significance.champion_decision(version, pair, reason))
 
 
 def run(params: Params) -> None:
@@ -127,6 +163,17 @@ def run(params: Params) -> None:
                 model_uri,
             )
             mlflow_run.log(tags={"mlflow.note.content": description})
+            lifecycle = None
+            if run_id:
+                fingerprint = uncertainty["test_split"]
+                lifecycle = mlflow_run.register_model(
+                    registry.registered_name(split.name),
+                    fingerprint,
+                    configured.scores["accuracy"],
+                    lambda champion: _judge(
+                        mlflow_run, champion, fingerprint, configured, X_test, y_test, params
+                    ),
+                )
     for name, r in results.items():
         low, high = (uncertainty["intervals"][name]["accuracy"][k] for k in ("low", "high"))
         print(
@@ -139,3 +186,8 @@ def run(params: Params) -> None:
         print(f"evaluate: {comparison.sentence()}")
     if model_uri is not None:
         print(f"evaluate: MLflow run {run_id}, model {model_uri} (`knnlab runs` lists them)")
+    if lifecycle is not None:
+        version, decision = lifecycle
+        name = registry.registered_name(split.name)
+        role = "champion" if decision.crown else "challenger"
+        print(f"evaluate: registered {name} version {version}, {role}: {decision.verdict}")

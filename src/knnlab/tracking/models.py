@@ -43,6 +43,26 @@ def load_logged_model(tracking_uri: str, run_id: str):
     return load_checked_model(f"runs:/{run_id}/model")
 
 
+def load_logged_classifier(tracking_uri: str, model_uri: str):
+    """The fitted :class:`knnlab.estimators.KNNClassifier` of a logged model
+    (``runs:/<run_id>/model``, ``models:/knnlab-digits@champion``…), read from its ``.npz``
+    only once the folder passed :func:`check_logged_model` (MLflow's pyfunc wrapper does
+    not hand out the model it wraps)."""
+    import tempfile
+
+    import mlflow
+    import yaml
+
+    from knnlab.pipeline.io.model_io import load_model
+
+    mlflow.set_tracking_uri(tracking_uri)
+    with tempfile.TemporaryDirectory(prefix="knnlab-model-") as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=tmp))
+        check_logged_model(local)
+        meta = yaml.safe_load((local / "MLmodel").read_text(encoding="utf-8"))
+        return load_model(local / meta["flavors"]["python_function"]["data"])
+
+
 # What log_model writes, and all that check_logged_model accepts. The pyfunc flavour names
 # the installed loader module and a .npz inside the folder; "code" must be empty; any other
 # key (python_model, cloudpickle_version, artifacts, model_code_path, model_config, ...)

@@ -18,17 +18,19 @@ import sys
 import time
 import urllib.parse
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from knnlab.pipeline.io.params import MlflowParams
+from knnlab.tracking import registry
 from knnlab.tracking.errors import TrackingError
 from knnlab.tracking.models import (
     PYFUNC_LOADER,
     add_wheel,
     drop_artifact_location,
+    load_logged_classifier,
     mlflow_dataset,
     serving_requirements,
     signature_and_example,
@@ -50,6 +52,7 @@ from knnlab.tracking.store import (
 
 _BATCH = 900  # MLflow accepts at most 1000 params+metrics+tags in one log_batch call
 CANDIDATES_SUFFIX = " candidates"  # the experiment of the tune runs' candidates
+_JUDGE_ROUNDS = 8  # champions crowned by others while one model is judged, at most
 
 
 @contextlib.contextmanager
@@ -277,6 +280,43 @@ class StageRun:
             )
             drop_artifact_location(info.model_id)
             add_wheel(info.model_id, wheel)
+
+    def register_model(
+        self, name: str, test_split: str, accuracy: float, judge: Callable
+    ) -> tuple[str, registry.Decision]:
+        """Register this run's logged model as a new version of ``name``, and move the alias
+        ``champion`` to it as ``judge(champion)`` decides; returns the version and the
+        decision.
+
+        judge : Champion or None (no champion yet) -> :class:`registry.Decision`; it runs
+            without the store lock (it may load the champion and score it). If another
+            process moved the alias meanwhile, the new champion is judged in turn.
+        """
+        uri = self.record.tracking_uri
+        with self._lock.held(), store_errors(uri):
+            version = registry.register(
+                self._client, name, self.record.run_id, test_split, accuracy
+            )
+            champion = registry.current_champion(self._client, name)
+        for _ in range(_JUDGE_ROUNDS):
+            decision = judge(champion)
+            with self._lock.held(), store_errors(uri):
+                now = registry.current_champion(self._client, name)
+                if now == champion:
+                    registry.record(self._client, name, version, decision)
+                    return version, decision
+            champion = now
+        decision = registry.Decision(
+            False, f"not judged: the champion changed {_JUDGE_ROUNDS} times while it was"
+        )
+        with self._lock.held(), store_errors(uri):
+            registry.record(self._client, name, version, decision)
+        return version, decision
+
+    def load_classifier(self, model_uri: str):
+        """A logged knnlab model's classifier, checked (:func:`load_logged_classifier`)."""
+        with store_errors(self.record.tracking_uri):
+            return load_logged_classifier(self.record.tracking_uri, model_uri)
 
     def log_candidates(self, children: list[dict[str, Any]], params: dict) -> RunRecord:
         """The grid's candidates, one nested run each (:meth:`log_children`), in the sibling

@@ -199,6 +199,23 @@ def verdict(pair: dict, names: dict[str, str]) -> str:
     )
 
 
+def champion_decision(
+    champion_version: str | None, pair: dict | None, reason: str | None
+) -> tuple[bool, str]:
+    """Whether a newly registered model takes the alias ``champion``, and the sentence that
+    says why: the first version does; a later one only when the paired test against the
+    champion's predictions on the same test split (``pair``: champion first, the new model
+    second) finds it significantly better in accuracy. ``pair`` None: not compared,
+    ``reason`` says why."""
+    if champion_version is None:
+        return True, "the first version: champion until a better one comes"
+    if pair is None:
+        return False, f"not compared with champion version {champion_version}: {reason}"
+    names = {"champion": f"champion v{champion_version}", "configured": "this model"}
+    crown = bool(pair["significant"]) and pair["accuracy_difference"] > 0
+    return crown, verdict(pair, names)
+
+
 def compare_revisions(
     base: dict,
     current: dict,
