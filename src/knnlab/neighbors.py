@@ -574,14 +574,19 @@ def _plain_chunk(
             block, training.norms32, training.width, skip
         )
     else:
-        padded = -(-m // 4) * 4  # the kernel takes queries four at a time
-        Q32 = np.vstack([Q32, np.zeros((padded - m, n_features), np.float32)])
-        padded_self = np.concatenate([skip, np.full(padded - m, -1, dtype=np.int64)])
+        # The kernel takes queries four at a time: pad with copies of the last query, not
+        # zeros. Its early exit drops a row only when all four queries rule it out, and a
+        # zero row far from the data would rule out nothing (one query per call: no exits).
+        padded = -(-m // 4) * 4
+        Q32 = np.vstack([Q32, np.repeat(Q32[-1:], padded - m, axis=0)])
+        padded_self = np.concatenate([skip, np.repeat(skip[-1:], padded - m)])
         # 16 queries per task (measured best at 784 features), fewer on small problems so
         # every thread gets work.
         threads = numba.get_num_threads()
         query_chunk = max(4, min(16, -(-padded // (4 * threads)) // 4 * 4))
-        exit_block = 0 if training.columns is None else _EXIT_BLOCK
+        # Early exits pay on batches only: measured at p = 3 on Fashion-MNIST, 1,000 queries
+        # 2.1 s against 2.8 s, but one query 30 ms against 26 and 16 queries 76 ms against 62.
+        exit_block = _EXIT_BLOCK if training.columns is not None and m >= _FEW_QUERIES else 0
         best_v, best_j = _kernels.approx_candidates_minkowski(
             Q32, training.T32, kind, p, training.width, padded_self, query_chunk, exit_block
         )

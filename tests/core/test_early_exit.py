@@ -28,7 +28,8 @@ def _pixel_like(rng, n: int, d: int = WIDE) -> np.ndarray:
 @pytest.mark.parametrize("p", [3, 1.5])
 def test_early_exit_matches_the_loop_reference(rng, p):
     X_train = _pixel_like(rng, 400)
-    X_query = np.vstack([_pixel_like(rng, 37), X_train[:3]])  # exact copies too
+    # 70 queries: calls of fewer than neighbors._FEW_QUERIES run without exits.
+    X_query = np.vstack([_pixel_like(rng, 67), X_train[:3]])  # exact copies too
     assert (
         neighbors._exit_columns(X_train, X_train.mean(axis=0), _kernels.power_kind(p), p)
         is not None

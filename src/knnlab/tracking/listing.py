@@ -30,7 +30,7 @@ EVALUATE_FILTER = "tags.`knnlab.stage` = 'evaluate'"
 _MODEL_TRAINING = "?workflowType=machine_learning"
 # Metric names before and after they were grouped into sections (test/accuracy): older runs
 # list too.
-_ACCURACY = (("test/accuracy", "accuracy"),)
+_ACCURACY = ("test/accuracy", "accuracy")
 _ACCURACY_LOW = ("test/accuracy_ci_low", "accuracy_ci_low")
 _ACCURACY_HIGH = ("test/accuracy_ci_high", "accuracy_ci_high")
 
@@ -113,7 +113,7 @@ def latest_evaluate_runs(tracking_uri: str, experiment: str, limit: int) -> list
                 p=params.get("p", ""),
                 weights=params.get("weights", ""),
                 algorithm=params.get("algorithm", ""),
-                accuracy=_first(metrics, _ACCURACY[0]),
+                accuracy=_first(metrics, _ACCURACY),
                 accuracy_low=_first(metrics, _ACCURACY_LOW),
                 accuracy_high=_first(metrics, _ACCURACY_HIGH),
                 model_uri=f"runs:/{run.info.run_id}/model",
