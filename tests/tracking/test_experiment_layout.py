@@ -85,3 +85,27 @@ def test_a_run_starts_when_its_stage_started_its_work(isolated_mlflow, tmp_path,
         pass
     (logged,) = mlflow_store.run_summary(isolated_mlflow, "spans")
     assert before <= logged["start_time"] < opened <= logged["end_time"]
+
+
+def test_runs_against_an_unreachable_server_fails_with_one_line(tmp_path):
+    """Bounded retries (mlflow_client): MLflow's own defaults retry for minutes; the guard
+    below is against a wait with no end, not a speed check."""
+    import os
+    import subprocess
+    import sys
+
+    from knnlab.tracking.server import free_port
+
+    closed = f"http://127.0.0.1:{free_port()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_HTTP_REQUEST")}
+    done = subprocess.run(
+        [sys.executable, "-m", "knnlab", "runs"],
+        cwd=tmp_path,
+        env={**env, "MLFLOW_TRACKING_URI": closed},
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"knnlab runs: error: MLflow store {closed}:"), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr

@@ -467,10 +467,6 @@ class UntrackedRun:
 def _open_run(
     config: MlflowParams, stage: str, run_name: str, tracking_uri: str, lock, start_ms: int | None
 ):
-    # Bounded retries and timeouts, so an unreachable server fails in seconds (the user's
-    # own settings win).
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     check_store(tracking_uri, config.experiment)
     with store_errors(tracking_uri):
         client = mlflow_client(tracking_uri)

@@ -566,7 +566,12 @@ def _artifact_location(tracking_uri: str, experiment: str) -> str | None:
 
 
 def mlflow_client(tracking_uri: str):
+    """MLflow's client of ``tracking_uri``, with bounded retries and timeouts, so that an
+    unreachable server fails in seconds, not minutes (the user's own settings win)."""
     import mlflow
+
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
 
     return mlflow.MlflowClient(tracking_uri=tracking_uri)
 
