@@ -41,8 +41,9 @@ define install
 	fi
 endef
 
+# The pipeline extra: DVC, MLflow and the figures beside the library (pyproject.toml).
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
-	$(call install,-e .)
+	$(call install,-e '.[pipeline]')
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml $(CONSTRAINTS) | $(BIN)/python

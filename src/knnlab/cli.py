@@ -588,12 +588,33 @@ def main(argv: list[str] | None = None) -> int:
         # kernel stopped mid-search raises SystemError, matplotlib's native code ValueError.
         if SIGNALS_RECEIVED:
             return _interrupted(args.command, signal.Signals(SIGNALS_RECEIVED[0]))
+        if missing := _missing_pipeline_package(error):
+            print(
+                f"knnlab {args.command}: error: this command needs knnlab's pipeline extra "
+                f"(DVC, MLflow, matplotlib...), and {missing!r} is not installed; install it "
+                "with: pip install 'knnlab[pipeline]' (`make repro` does)",
+                file=sys.stderr,
+            )
+            return 2
         if not isinstance(error, (*USER_ERRORS, RecursionError)):
             raise
         if isinstance(error, RecursionError):
             error = "an input is nested too deeply to read"
         print(f"knnlab {args.command}: error: {error}", file=sys.stderr)
         return 2
+
+
+# The top-level modules of the pipeline extra (pyproject.toml): the library and a served
+# model run without them; the pipeline's commands say which extra to install.
+PIPELINE_MODULES = frozenset({"dvc", "mlflow", "matplotlib", "pyarrow", "PIL", "yaml", "ruamel"})
+
+
+def _missing_pipeline_package(error: BaseException) -> str | None:
+    """The pipeline-only module whose absence raised ``error``, or None."""
+    if not isinstance(error, ModuleNotFoundError) or not error.name:
+        return None
+    top = error.name.partition(".")[0]
+    return top if top in PIPELINE_MODULES else None
 
 
 # Commands whose process may skip Python's teardown: after a search, tearing down numba's and

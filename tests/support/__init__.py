@@ -12,7 +12,8 @@ reference``, ``from ..support.project import make_project``).
 - ``mlflow_store``: reading an MLflow store back (runs, dataset inputs, artifacts).
 - ``fault_injection``: every fault knnlab promises to answer, as rows run on a reproduced
   project (also a script: ``python tests/support/fault_injection.py PROJECT_DIR``).
-- ``blocked_imports``: child Pythons in which a package looks not installed.
+- ``blocked_imports``: child Pythons in which a package looks not installed
+  (``run_core_only``: knnlab's core alone, the pipeline extra hidden).
 - ``memory``: the peak memory growth of one call, in a fresh interpreter.
 - ``reference``, ``reference_extra``: slow Python-loop references (search, probabilities,
   regression, confusion, AUC, exact Minkowski sums).

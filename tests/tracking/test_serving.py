@@ -37,6 +37,7 @@ from knnlab.pipeline.io.model_io import load_model
 from knnlab.tracking import models, serving
 
 from ..conftest import REPO_ROOT
+from ..support.blocked_imports import run_core_only
 from .test_logged_model import _fit_and_log, _model_folder
 
 N_FEATURES = 64  # as the digits: {"inputs": [[...64 numbers...]]}
@@ -181,24 +182,59 @@ def test_an_unknown_output_names_the_allowed_values(logged, pyfunc):
 # --- what MLflow's environment managers install ---------------------------------------------
 
 
-def test_requirements_are_the_logged_wheel_under_pinned_versions(logged):
-    import mlflow
+# What the pipeline extra brings (with their own dependencies): none of it is a served
+# model's. mlflow itself (the tracking server and UI) depends on matplotlib.
+PIPELINE_ONLY = {"dvc", "matplotlib", "pyarrow", "pillow", "ruamel-yaml", "mlflow", "celery",
+                 "flask", "alembic", "sqlalchemy", "docker", "gunicorn"}  # fmt: skip
 
+
+def test_requirements_are_the_lean_wheel_and_mlflow_skinny_under_pinned_versions(logged):
     *_, folder, _, _, _ = logged
     [wheel] = (folder / "wheels").iterdir()
     requirements = (folder / "requirements.txt").read_text().splitlines()
     assert requirements == [
-        f"mlflow=={mlflow.__version__}",
+        f"mlflow-skinny=={importlib.metadata.version('mlflow-skinny')}",
         f"wheels/{wheel.name}",
         "-c constraints.txt",
     ]
     pins = dict(line.split("==") for line in (folder / "constraints.txt").read_text().split())
     assert pins["numpy"] == np.__version__ and pins["pandas"] == pd.__version__
+    assert pins["numba"] == importlib.metadata.version("numba")
     assert "pytest" not in pins, "only what knnlab and mlflow need: the rest would be warned of"
+    assert not PIPELINE_ONLY & set(pins), sorted(PIPELINE_ONLY & set(pins))
     requirements = [Requirement(r) for r in importlib.metadata.requires("knnlab")]
-    needed = {canonicalize_name(r.name) for r in requirements if r.marker is None}
-    assert needed - set(pins) == {"mlflow"}, "the rest pinned here, mlflow in requirements"
-    assert "knnlab" not in pins and "mlflow" not in pins, pins
+    core = {canonicalize_name(r.name) for r in requirements if r.marker is None}
+    assert core <= set(pins), f"every core dependency pinned: {sorted(core - set(pins))}"
+    assert "knnlab" not in pins and "mlflow-skinny" not in pins, pins
+
+
+def test_the_core_dependencies_are_what_the_library_and_the_flavour_import(logged, tmp_path):
+    """knnlab's core (pyproject's ``dependencies``) is enough for the search, the
+    estimators, the metrics, the grid search and the logged model behind MLflow's scoring
+    server: run with every pipeline-only package made unimportable."""
+    *_, folder, frame, predicted, _ = logged
+    rows = tmp_path / "rows.npy"
+    np.save(rows, frame.to_numpy())
+    probe = f"""
+import numpy as np
+from knnlab import metrics, model_selection
+from knnlab.estimators import KNNClassifier
+from knnlab.neighbors import PreparedSearch
+from knnlab.tracking import flavour
+from mlflow.pyfunc import scoring_server  # what mlflow models serve runs
+X = np.load({str(rows)!r})
+y = np.arange(len(X)) % 2
+model = KNNClassifier(3).fit(X, y)
+assert metrics.accuracy_score(y, model.predict(X)) >= 0
+served = flavour._load_pyfunc({str(folder / "data" / "model.npz")!r})
+print(" ".join(map(str, served.predict(X))))
+print(" ".join(sorted({{m.split(".")[0] for m in sys.modules}} & set(HIDDEN))))
+"""
+    done = run_core_only(probe, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    labels, *rest = done.stdout.splitlines()
+    assert labels.split() == list(predicted)
+    assert rest == [""], f"pipeline-only modules imported: {rest}"
 
 
 def test_the_wheel_holds_the_installed_knnlab_and_installs_on_its_own(logged, tmp_path):
@@ -445,7 +481,7 @@ def test_mlflow_local_env_manager_needs_the_environment_on_path(logged, tmp_path
 @pytest.mark.slow
 @pytest.mark.skipif(
     not ENV_MANAGERS,
-    reason="downloads and installs about 1.2 GB: set KNNLAB_TEST_ENV_MANAGERS=1 to run",
+    reason="downloads about 60 packages from PyPI (50 s here): set KNNLAB_TEST_ENV_MANAGERS=1",
 )
 @pytest.mark.parametrize("env_manager", ["virtualenv", "uv"])
 def test_env_manager_builds_the_model_environment_and_serves(logged, tmp_path, env_manager):
@@ -467,7 +503,15 @@ def test_env_manager_builds_the_model_environment_and_serves(logged, tmp_path, e
         assert (status, reply["predictions"]) == (200, predicted.tolist()), reply
     finally:
         server.stop()
-    print(f"{env_manager}: a new environment and a server in {took:.0f} s")
+    [python] = (tmp_path / "envs").glob("*/bin/python")
+    listing = "import importlib.metadata as m; print(*(d.name for d in m.distributions()))"
+    names = subprocess.run(
+        [str(python), "-c", listing], capture_output=True, text=True, check=True
+    ).stdout.split()
+    served = {canonicalize_name(name) for name in names}
+    assert {"knnlab", "mlflow-skinny", "numba"} <= served, sorted(served)
+    assert not PIPELINE_ONLY & served, f"pipeline-only packages served: {PIPELINE_ONLY & served}"
+    print(f"{env_manager}: an environment of {len(served)} packages, a server in {took:.0f} s")
 
 
 def test_the_checked_loader_takes_a_models_uri(logged):

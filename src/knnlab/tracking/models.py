@@ -246,12 +246,19 @@ def knnlab_wheel(directory: Path) -> Path:
     return wheel
 
 
-def installed_versions(roots: tuple[str, ...] = ("knnlab", "mlflow")) -> list[str]:
+# What a served model needs beside the lean knnlab (its core dependencies, not the pipeline
+# extra): MLflow's scoring server, which mlflow-skinny holds without the tracking server,
+# the UI or matplotlib. Named here, MLflow adds no ``mlflow==<version>`` of its own.
+SERVING_MLFLOW = "mlflow-skinny"
+
+
+def installed_versions(roots: tuple[str, ...] = ("knnlab", SERVING_MLFLOW)) -> list[str]:
     """``name==version`` of the installed distributions ``roots`` need, themselves and
-    their requirements all the way down (markers and extras evaluated here), sorted by name,
-    the roots excluded: pip constraints that rebuild this environment's versions wherever
-    the model is served. Only what gets installed is pinned: MLflow's serving environment
-    reads the constraints as requirements and warns of every pinned package it lacks."""
+    their requirements all the way down (markers evaluated here, no extras of the roots:
+    knnlab's pipeline extra is not a served model's), sorted by name, the roots excluded:
+    pip constraints that rebuild this environment's versions wherever the model is served.
+    Only what gets installed is pinned: MLflow's serving environment reads the constraints
+    as requirements and warns of every pinned package it lacks."""
     import importlib.metadata
 
     from packaging.requirements import InvalidRequirement, Requirement
@@ -283,14 +290,19 @@ def installed_versions(roots: tuple[str, ...] = ("knnlab", "mlflow")) -> list[st
 
 def serving_requirements(directory: Path) -> tuple[Path, list[str]]:
     """The knnlab wheel and a constraints file, written in ``directory``, and the pip
-    requirements to log with them: the wheel (by its path in the model folder, where
+    requirements to log with them: MLflow's scoring server (:data:`SERVING_MLFLOW` at the
+    version installed here), the wheel (by its path in the model folder, where
     :func:`add_wheel` puts it) and the constraints (MLflow copies the file into the model
-    as ``constraints.txt``); MLflow adds its own pinned version. knnlab's dependencies come
-    with the wheel's metadata, at the versions installed here."""
+    as ``constraints.txt``). knnlab's core dependencies come with the wheel's metadata, at
+    the versions installed here; nothing of the pipeline extra (DVC, matplotlib, MLflow's
+    server) is installed where the model is served."""
+    import importlib.metadata
+
     wheel = knnlab_wheel(directory)
     constraints = directory / "constraints.txt"
     constraints.write_text("\n".join(installed_versions()) + "\n", encoding="utf-8")
-    return wheel, [f"{WHEELS_DIR}/{wheel.name}", f"-c {constraints}"]
+    mlflow = f"{SERVING_MLFLOW}=={importlib.metadata.version(SERVING_MLFLOW)}"
+    return wheel, [mlflow, f"{WHEELS_DIR}/{wheel.name}", f"-c {constraints}"]
 
 
 def add_wheel(model_id: str, wheel: Path) -> None:
