@@ -299,6 +299,17 @@ def _add_store_views(commands, params_help: str) -> None:
     ui.add_argument("--host", default="127.0.0.1", help="address (default: %(default)s)")
     ui.add_argument("--port", type=port_number, default=5000, help="port (default: %(default)s)")
     ui.add_argument("--params", default=str(paths.PARAMS_FILE), help=params_help)
+    relog = commands.add_parser(
+        "relog",
+        help="log the current outputs again to the current store, without recomputing",
+        description="Log the outputs in place (tune's, evaluate's with the model, plot's "
+        "figures and report) to the current MLflow store as the stages log them, without "
+        "recomputing: for a clone pointed at a new store, whose `dvc repro` is up to date "
+        "and logs nothing. Refused unless `dvc status` is up to date; a stage whose run the "
+        "store has already is skipped. The evaluate run registers its model, champion only "
+        f"by the paired test against the store's champion. {store}",
+    )
+    relog.add_argument("--params", default=str(paths.PARAMS_FILE), help=params_help)
 
 
 def _add_server(commands) -> None:

@@ -267,7 +267,7 @@ def test_the_tables_keep_the_sem_columns(tuned_one_se):
     assert {f"sem_test_{s}" for s in SCORERS} <= set(table.columns)
     dropped = set(result.cv_results.columns) - set(table.columns)
     assert dropped == {"params", *tuning.TIME_COLUMNS}, "only params and times are dropped"
-    child = tuning.child_runs(result)[0]
+    child = tuning.child_runs(tuning.score_table(result))[0]
     assert {f"sem_test_{s}" for s in SCORERS} <= set(child["metrics"])
     curve = evaluation.cv_curve_table(result.cv_results, summary)
     assert list(curve.columns) == ["n_neighbors", "cv_score", "cv_std", "cv_se"]
@@ -287,3 +287,26 @@ def test_cv_score_figure_draws_the_one_se_line_and_pick(searched):
     old_table = result.cv_results.drop(columns=["sem_test_accuracy"])
     fallback = figures.cv_score_figure(old_table, "accuracy", best["params"])
     assert fallback.axes[0].get_ylabel() == "mean CV accuracy (± 1 std)", "an old table"
+
+
+@pytest.mark.parametrize("algorithms", [["brute"], ["brute", "hnsw"]])
+def test_candidates_read_back_from_the_csv_are_those_the_stage_logs(tmp_path, algorithms):
+    """``knnlab relog`` logs the candidates from ``reports/tune/cv_results.csv``: the same
+    params (an approximate candidate's index options included) and scores as tune logs
+    from the table in memory."""
+    from knnlab.pipeline.io import files
+
+    pytest.importorskip("faiss") if "hnsw" in algorithms else None
+    X, y = load_digits(return_X_y=True)
+    grid = {"n_neighbors": [1, 3], "p": [2], "algorithm": algorithms}
+    if "hnsw" in algorithms:
+        grid["index"] = {"M": [8, 16]}
+    result = grid_search_cv(X[:300], y[:300], grid, cv=3, seed=0)
+    table = tuning.score_table(result)
+    files.write_csv(tmp_path / "cv_results.csv", table)
+    read_back = tuning.child_runs(files.read_csv(tmp_path / "cv_results.csv"))
+    in_memory = tuning.child_runs(table)
+    assert read_back == in_memory
+    assert [child["params"] for child in in_memory] == list(result.cv_results["params"])
+    values = [v for child in read_back for v in child["params"].values()]
+    assert all(isinstance(v, (int, float, str, dict)) for v in values), "Python values"

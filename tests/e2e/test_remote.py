@@ -191,7 +191,8 @@ def test_plot_in_a_clone_with_its_own_store_says_how_to_log_the_run_again(team, 
     tag = json.loads((b / "tracking/evaluate_run.json").read_text())["run_tag_value"]
     assert f"no finished evaluate run tagged knnlab.evaluation_sha256 = {tag[:16]}" in message
     assert f"sqlite:///{b / 'mlflow.db'}" in message, "names the store it looked in"
-    assert "`dvc repro --force --downstream evaluate` logs it again" in message
+    assert "`knnlab relog` logs the current outputs to it without recomputing" in message
+    assert "`dvc repro --force --downstream evaluate` recomputes them" in message
 
     output = _ok(["dvc", "repro", "--force", "--downstream", "evaluate"], b)
     assert stages_run(output) == ["evaluate", "plot"]

@@ -20,4 +20,6 @@ reference``, ``from ..support.project import make_project``).
 - ``exact_inputs``: inputs on a dyadic grid, where scikit-learn's p = 2 arithmetic is exact.
 - ``format_samples``: a small file of each format knnlab recognises by its first bytes.
 - ``dvc_plots_browser``: ``dvc plots`` pages rendered in headless Chromium, charts counted.
+- ``mlflow_ui``: a real ``mlflow server`` on loopback (``mlflow_server``), ``knnlab ui`` and
+  a fresh headless Chromium page on it.
 """

@@ -1,5 +1,6 @@
-"""MLflow's UI as a user meets it: ``knnlab ui`` on a store, opened in headless Chromium
-(Debian's, driven by Playwright, with a fresh profile each time: a new browser)."""
+"""A real ``mlflow server`` on loopback, and MLflow's UI as a user meets it: ``knnlab ui``
+on a store, opened in headless Chromium (Debian's, driven by Playwright, with a fresh
+profile each time: a new browser)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,19 @@ import re
 import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+
+from knnlab.tracking.server import free_port
 
 from .dvc_plots_browser import CHROMIUM_FLAGS, chromium
 
 # The DVC plots check's flags (no network through the dead proxy), with Chromium's own
 # bypass of loopback kept: the UI is on 127.0.0.1.
 LOOPBACK_ONLY = [f for f in CHROMIUM_FLAGS if not f.startswith("--proxy-bypass-list")]
+SERVER_START_TIMEOUT = 180  # seconds for `mlflow server`; about 10 here, more when loaded
 LINK = re.compile(r"(http://127\.0\.0\.1:\d+/#/experiments/\d+/runs\S*)")
 
 
@@ -29,6 +35,51 @@ def available() -> str | None:
     except ImportError:
         return "needs playwright (the dev extras)"
     return None
+
+
+def stop_group(process: subprocess.Popen, signum: int) -> None:
+    """Send ``signum`` to the process group of ``process`` (started with
+    ``start_new_session=True``), then SIGKILL it if it has not ended within 30 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signum)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def mlflow_server(folder: Path):
+    """A real ``mlflow server`` on 127.0.0.1 (SQLite store and artifacts in ``folder``);
+    yields its URL, stops it after."""
+    port = free_port()
+    log = (folder / "server.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
+         "--artifacts-destination", str(folder / "artifacts"), "--workers", "1"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT
+        while True:
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"{url}/health", timeout=5) as answer,
+            ):
+                if answer.status == 200:
+                    break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(
+                    f"mlflow server did not start:\n{(folder / 'server.log').read_text()}"
+                )
+            time.sleep(0.5)
+        yield url
+    finally:
+        stop_group(process, signal.SIGTERM)
+        log.close()
 
 
 @contextlib.contextmanager
@@ -53,13 +104,7 @@ def knnlab_ui(project: Path, port: int, env: dict[str, str]) -> Iterator[str]:
         else:
             raise AssertionError(f"knnlab ui printed no link:\n{''.join(seen)}")
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
+        stop_group(process, signal.SIGINT)
 
 
 @contextlib.contextmanager

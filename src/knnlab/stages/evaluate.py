@@ -7,6 +7,8 @@ run and to the git-ignored ``reports/timings/``, not to committed outputs."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from knnlab.neighbors import warm_up
 from knnlab.pipeline.analysis import evaluation, reference, significance, training
 from knnlab.pipeline.data.dataset import LABEL, read_features_and_labels
@@ -48,19 +50,19 @@ def _compare_with_exact(params: Params, results, X_train, y_train, X_test, y_tes
 
 def _against_champion(run, champion, fingerprint, configured, X_test, y_test, params):
     """The paired test of the registered champion (first) against this run's model
-    (second) on this test split, or (None, why they cannot be compared); (None, None) when
-    there is no champion yet."""
+    (second, ``configured`` = (y_pred, proba, classes)) on this test split, or (None, why
+    they cannot be compared); (None, None) when there is no champion yet."""
     if champion is None:
         return None, None
     if champion.test_split != fingerprint:
         return None, "it was scored on another test split (other data, split seed or size)"
     model = run.load_classifier(f"runs:/{champion.run_id}/model")
-    if model.n_features_in_ != X_test.shape[1] or set(model.classes_) != set(configured.classes):
+    if model.n_features_in_ != X_test.shape[1] or set(model.classes_) != set(configured[2]):
         return None, "it takes other features or predicts other classes"
     proba = model.predict_proba(X_test)
     predictions = {
         "champion": (model.classes_[proba.argmax(axis=1)], proba, model.classes_),
-        "configured": (configured.y_pred, configured.proba, configured.classes),
+        "configured": configured,
     }
     record = significance.uncertainty(
         y_test,
@@ -79,6 +81,91 @@ def _judge(run, champion, fingerprint, configured, X_test, y_test, params) -> re
     pair, reason = _against_champion(run, champion, fingerprint, configured, X_test, y_test, params)
     version = champion.version if champion is not None else None
     return registry.Decision(*significance.champion_decision(version, pair, reason))
+
+
+@dataclass
+class Logged:
+    """What the evaluate run logs, from the stage's results or, re-logged by ``knnlab
+    relog``, from its outputs.
+
+    scores : {model: {metric: value}}, ``reports/metrics.json``.
+    uncertainty : ``reports/uncertainty.json``.
+    metrics : the MLflow metrics beyond the scores and the uncertainty's (the seconds, the
+        comparisons with exact search).
+    sentences : the comparisons with exact search, for the run's description.
+    configured : (y_pred, proba, classes) of the configured model on the test split.
+    artifacts : the files attached to the run (metrics, timings, uncertainty).
+    """
+
+    split: SplitInfo
+    model_params: dict
+    tuned: TuneSummary
+    scores: dict
+    uncertainty: dict
+    metrics: dict
+    sentences: list
+    configured: tuple
+    artifacts: list
+
+
+def log_run(mlflow_run, params: Params, logged: Logged, X_test, y_test):
+    """Log the evaluate run: params, metrics, the split tables as datasets, the model, the
+    artifacts and the description; then register the model, champion if the evidence says
+    so. Returns (run id or "", model URI or None, (version, decision) or None)."""
+    split = logged.split
+    mlflow_run.log(
+        params=evaluation.run_params(split, logged.model_params, logged.tuned),
+        metrics={
+            **evaluation.score_metrics(logged.scores),
+            **significance.mlflow_metrics(logged.uncertainty),
+            **logged.metrics,
+        },
+    )
+    # One table at a time, read for MLflow only.
+    train_frame = files.read_parquet(paths.TRAIN_SPLIT)
+    mlflow_run.log_dataset(train_frame, f"{split.name}-train", "training", LABEL)
+    del train_frame
+    test_frame = files.read_parquet(paths.TEST_SPLIT)
+    mlflow_run.log_dataset(test_frame, f"{split.name}-test", "evaluation", LABEL)
+    example = test_frame.drop(columns=[LABEL]).head(5)
+    mlflow_run.log_model(paths.MODEL_FILE, example, logged.configured[0][:5])
+    for artifact in logged.artifacts:
+        mlflow_run.log_artifact(artifact)
+    run_id = mlflow_run.record.run_id  # "" when not tracked
+    model_uri = f"runs:/{run_id}/model" if run_id else None
+    description = evaluation.run_description(
+        model_name(logged.model_params),
+        split,
+        model_name(logged.tuned.best_params),
+        logged.scores,
+        logged.uncertainty,
+        logged.sentences,
+        model_uri,
+    )
+    mlflow_run.log(tags={"mlflow.note.content": description})
+    if not run_id:
+        return run_id, model_uri, None
+    fingerprint = logged.uncertainty["test_split"]
+    lifecycle = mlflow_run.register_model(
+        registry.registered_name(split.name),
+        fingerprint,
+        logged.scores["configured"]["accuracy"],
+        lambda champion: _judge(
+            mlflow_run, champion, fingerprint, logged.configured, X_test, y_test, params
+        ),
+    )
+    return run_id, model_uri, lifecycle
+
+
+def print_logged(split: SplitInfo, run_id: str, model_uri: str | None, lifecycle) -> None:
+    """The run, the model's URI and its place in the registry, as the stage prints them."""
+    if model_uri is not None:
+        print(f"evaluate: MLflow run {run_id}, model {model_uri} (`knnlab runs` lists them)")
+    if lifecycle is not None:
+        version, decision = lifecycle
+        name = registry.registered_name(split.name)
+        role = "champion" if decision.crown else "challenger"
+        print(f"evaluate: registered {name} version {version}, {role}: {decision.verdict}")
 
 
 def run(params: Params) -> None:
@@ -131,49 +218,22 @@ def run(params: Params) -> None:
                 paths.PREDICTIONS_PLOT: predictions_file,
             }
         )
+        logged = Logged(
+            split,
+            model_params,
+            tuned,
+            {name: r.scores for name, r in results.items()},
+            uncertainty,
+            {
+                **evaluation.timing_metrics(configured),
+                **{k: v for c in vs_exact.values() for k, v in c.metrics().items()},
+            },
+            [c.sentence() for c in vs_exact.values()],
+            (configured.y_pred, configured.proba, configured.classes),
+            [metrics_file, timings_file, uncertainty_file],
+        )
         with stage.new_run(run_name, evaluation.EVALUATION_TAG, key) as mlflow_run:
-            mlflow_run.log(
-                params=evaluation.run_params(split, model_params, tuned),
-                metrics={
-                    **evaluation.run_metrics(results),
-                    **significance.mlflow_metrics(uncertainty),
-                    **{k: v for c in vs_exact.values() for k, v in c.metrics().items()},
-                },
-            )
-            # One table at a time, read for MLflow only.
-            train_frame = files.read_parquet(paths.TRAIN_SPLIT)
-            mlflow_run.log_dataset(train_frame, f"{split.name}-train", "training", LABEL)
-            del train_frame
-            test_frame = files.read_parquet(paths.TEST_SPLIT)
-            mlflow_run.log_dataset(test_frame, f"{split.name}-test", "evaluation", LABEL)
-            example = test_frame.drop(columns=[LABEL]).head(5)
-            mlflow_run.log_model(paths.MODEL_FILE, example, configured.y_pred[:5])
-            mlflow_run.log_artifact(metrics_file)
-            mlflow_run.log_artifact(timings_file)
-            mlflow_run.log_artifact(uncertainty_file)
-            run_id = mlflow_run.record.run_id  # "" when not tracked
-            model_uri = f"runs:/{run_id}/model" if run_id else None
-            description = evaluation.run_description(
-                run_name,
-                split,
-                model_name(tuned.best_params),
-                results,
-                uncertainty,
-                [c.sentence() for c in vs_exact.values()],
-                model_uri,
-            )
-            mlflow_run.log(tags={"mlflow.note.content": description})
-            lifecycle = None
-            if run_id:
-                fingerprint = uncertainty["test_split"]
-                lifecycle = mlflow_run.register_model(
-                    registry.registered_name(split.name),
-                    fingerprint,
-                    configured.scores["accuracy"],
-                    lambda champion: _judge(
-                        mlflow_run, champion, fingerprint, configured, X_test, y_test, params
-                    ),
-                )
+            run_id, model_uri, lifecycle = log_run(mlflow_run, params, logged, X_test, y_test)
     for name, r in results.items():
         low, high = (uncertainty["intervals"][name]["accuracy"][k] for k in ("low", "high"))
         print(
@@ -184,10 +244,4 @@ def run(params: Params) -> None:
         print(f"evaluate: {significance.verdict(pair, {})}")
     for comparison in vs_exact.values():
         print(f"evaluate: {comparison.sentence()}")
-    if model_uri is not None:
-        print(f"evaluate: MLflow run {run_id}, model {model_uri} (`knnlab runs` lists them)")
-    if lifecycle is not None:
-        version, decision = lifecycle
-        name = registry.registered_name(split.name)
-        role = "champion" if decision.crown else "challenger"
-        print(f"evaluate: registered {name} version {version}, {role}: {decision.verdict}")
+    print_logged(split, run_id, model_uri, lifecycle)

@@ -23,6 +23,23 @@ from knnlab.pipeline.presentation import (
 from knnlab.tracking.stage import LoggedStage
 
 
+def log_to_evaluate_run(log_artifacts, log_table, figure_files, report_file, confusion) -> None:
+    """What plot adds to the evaluate run: the figures (under ``figures/``), the report and
+    the confusion matrix as a table. ``log_artifacts(files, artifact_path)`` and
+    ``log_table(frame, artifact_file)`` log to that run: the stage's, or ``knnlab relog``'s."""
+    log_artifacts(figure_files, "figures")
+    log_artifacts([report_file], None)
+    log_table(confusion, "confusion_matrix.json")
+
+
+def confusion_frame(split: SplitInfo, y_true, y_pred, classes):
+    """The confusion matrix of the test split's predictions as the table MLflow shows,
+    rows and columns named by the classes' display names."""
+    display = [split.display_name(c) for c in classes]
+    confusion = metrics.confusion_matrix(y_true, y_pred, labels=classes)
+    return evaluation.confusion_table(confusion, display)
+
+
 def run(params: Params) -> None:
     # The evaluate run to add to, found first: a store without it fails before the work.
     key = evaluation.evaluation_key()
@@ -84,8 +101,7 @@ def run(params: Params) -> None:
         explanations.explanation_markdown(errors, split.display_name),
         tradeoff,
     )
-    display = [split.display_name(c) for c in classes]
-    confusion = metrics.confusion_matrix(y_true, y_pred, labels=classes)
+    confusion = confusion_frame(split, y_true, y_pred, classes)
     with stage.outputs() as outputs:
         folder = outputs.staged_dir(paths.FIGURES_DIR)
         for name, fig in made.items():
@@ -97,7 +113,11 @@ def run(params: Params) -> None:
         )
         report_file = outputs.staged(paths.REPORT_FILE)
         files.write_text(report_file, text)
-        stage.log_artifacts([folder / name for name in made], "figures")
-        stage.log_artifacts([report_file], None)
-        stage.log_table(evaluation.confusion_table(confusion, display), "confusion_matrix.json")
+        log_to_evaluate_run(
+            stage.log_artifacts,
+            stage.log_table,
+            [folder / name for name in made],
+            report_file,
+            confusion,
+        )
     print(f"plot: {len(made)} figures -> {paths.FIGURES_DIR}, report -> {paths.REPORT_FILE}")

@@ -12,10 +12,26 @@ from __future__ import annotations
 from knnlab.pipeline.analysis import tuning
 from knnlab.pipeline.data.dataset import read_features_and_labels
 from knnlab.pipeline.io import files, paths
-from knnlab.pipeline.io.artifacts import SplitInfo
+from knnlab.pipeline.io.artifacts import SplitInfo, TuneSummary
 from knnlab.pipeline.io.params import Params
 from knnlab.pipeline.presentation import figure_style, timing_figures, tradeoff_figures
 from knnlab.tracking.stage import LoggedStage
+
+
+def run_name(summary: TuneSummary) -> str:
+    return f"tune {summary.n_candidates} candidates"
+
+
+def log_run(mlflow_run, params: Params, split: SplitInfo, summary: TuneSummary, table, artifacts):
+    """Log the tune run: params, metrics, one nested run per candidate of ``table`` (the CV
+    table, ``reports/tune/cv_results.csv``) in the candidates experiment, and the
+    ``artifacts`` (under ``tune/``). The stage logs its results; ``knnlab relog``, the
+    outputs."""
+    run_params = tuning.run_params(params, split, summary)
+    mlflow_run.log(params=run_params, metrics=tuning.run_metrics(summary))
+    mlflow_run.log_candidates(tuning.child_runs(table), run_params)
+    for artifact in artifacts:
+        mlflow_run.log_artifact(artifact, "tune")
 
 
 def run(params: Params) -> None:
@@ -45,17 +61,10 @@ def run(params: Params) -> None:
                 result.cv_results, summary.scoring, "qps", n_queries
             )
         key = tuning.tune_key(tune_dir)
-        run_name = f"tune {summary.n_candidates} candidates"
-        with stage.new_run(run_name, tuning.TUNE_TAG, key) as mlflow_run:
-            run_params = tuning.run_params(params, split, summary)
-            mlflow_run.log(params=run_params, metrics=tuning.run_metrics(summary))
-            mlflow_run.log_candidates(tuning.child_runs(result), run_params)
-            for artifact in (paths.CV_RESULTS.name, paths.BEST_PARAMS.name):
-                mlflow_run.log_artifact(tune_dir / artifact, "tune")
-            mlflow_run.log_artifact(timings_file, "tune")
-            mlflow_run.log_artifact(speed_figure, "tune")
-            if trade_figure is not None:
-                mlflow_run.log_artifact(trade_figure, "tune")
+        artifacts = [tune_dir / paths.CV_RESULTS.name, tune_dir / paths.BEST_PARAMS.name]
+        artifacts += [timings_file, speed_figure] + ([trade_figure] if trade_figure else [])
+        with stage.new_run(run_name(summary), tuning.TUNE_TAG, key) as mlflow_run:
+            log_run(mlflow_run, params, split, summary, tuning.score_table(result), artifacts)
     print(
         f"tune: {summary.select} pick {summary.best_params} mean CV {summary.scoring} = "
         f"{summary.best_score:.4f} ± {summary.best_se:.4f} (SE) over "

@@ -605,6 +605,26 @@ def find_tagged_run(
     """
     if not preflight(config, stage):
         return None
+    found = search_tagged_run(config, stage, producer, tag, value)
+    if found:
+        return found
+    error = TrackingError(
+        f"no finished {producer} run tagged {tag} = {value[:16]}… in MLflow store "
+        f"{redact_uri(resolve_tracking_uri(config))}: the run that logged these outputs is not "
+        "in this store (a new or another store?); `knnlab relog` logs the current outputs to "
+        f"it without recomputing, `dvc repro --force --downstream {producer}` recomputes them"
+    )
+    if config.required:
+        raise error
+    _warn_untracked(stage, error)
+    return None
+
+
+def search_tagged_run(
+    config: MlflowParams, stage: str, producer: str, tag: str, value: str
+) -> RunRecord | None:
+    """The newest FINISHED run of stage ``producer`` tagged ``tag = value`` in the
+    configured store (a usable one: :func:`preflight` first), or None."""
     from mlflow.entities import ViewType
 
     tracking_uri = resolve_tracking_uri(config)
@@ -623,14 +643,6 @@ def find_tagged_run(
             order_by=["attributes.start_time DESC"],
             max_results=1,
         )
-    if found:
-        return RunRecord(tracking_uri, found[0].info.experiment_id, found[0].info.run_id)
-    error = TrackingError(
-        f"no finished {producer} run tagged {tag} = {value[:16]}… in MLflow store "
-        f"{redact_uri(tracking_uri)}: the run that logged these outputs is not in this store "
-        f"(a new or another store?); `dvc repro --force --downstream {producer}` logs it again"
-    )
-    if config.required:
-        raise error
-    _warn_untracked(stage, error)
-    return None
+    if not found:
+        return None
+    return RunRecord(tracking_uri, found[0].info.experiment_id, found[0].info.run_id)

@@ -132,26 +132,21 @@ class ExactComparison:
 
     def metrics(self) -> dict[str, float]:
         """MLflow metrics under ``approximate/`` (``approximate/tuned_`` for the tuned
-        model). Seconds churn: MLflow only, never a DVC output."""
-        pair = self.paired
-        prefix = "approximate/" + ("" if self.model == "configured" else f"{self.model}_")
-        logged = {
-            f"recall_at_{self.n_neighbors}": self.recall,
-            "index_bytes": float(self.index_bytes),
+        model): :func:`exact_comparison_metrics` and the seconds. Seconds churn: MLflow
+        only, never a DVC output."""
+        timed = {
             "query_seconds": self.query_seconds,
             "queries_per_second": self.n_test / self.query_seconds,
             "exact_queries_per_second": self.n_test / self.exact_query_seconds,
             "speedup_vs_exact": self.speedup,
             "single_query_ms": 1000 * self.single_query_seconds,
             "exact_single_query_ms": 1000 * self.exact_single_query_seconds,
-            "accuracy_vs_exact": pair["accuracy_difference"],
-            "accuracy_vs_exact_ci_low": pair["low"],
-            "accuracy_vs_exact_ci_high": pair["high"],
-            "mcnemar_p_vs_exact": pair["mcnemar_p"],
         }
         if self.build_seconds is not None:
-            logged["build_seconds"] = self.build_seconds
-        return {prefix + name: value for name, value in logged.items()}
+            timed["build_seconds"] = self.build_seconds
+        prefix = _approximate_prefix(self.model)
+        timed = {prefix + name: value for name, value in timed.items()}
+        return {**exact_comparison_metrics(self.model, self.record()), **timed}
 
     def record(self) -> dict:
         """What ``reports/uncertainty.json`` keeps under ``vs_exact``: all but the seconds,
@@ -166,23 +161,50 @@ class ExactComparison:
         }
 
     def sentence(self) -> str:
-        """ "configured, hnsw (M 16, ef_construction 200, ef_search 32): accuracy −0.0020
-        [−0.0050, +0.0010] vs exact, within noise (McNemar p = 0.5); recall@5 0.9810; 6.1×
-        the queries per second of exact search (one query at a time: 0.3 ms against 2.1)"."""
-        from knnlab.pipeline.analysis.significance import signed
-
-        pair = self.paired
-        options = ", ".join(f"{name} {value}" for name, value in self.options.items())
-        noise = "significant" if pair["significant"] else "within noise"
-        return (
-            f"{self.model}, {self.algorithm} ({options}): accuracy "
-            f"{signed(pair['accuracy_difference'])} [{signed(pair['low'])}, "
-            f"{signed(pair['high'])}] vs exact, {noise} (McNemar p = {pair['mcnemar_p']:.3g}); "
-            f"recall@{self.n_neighbors} {self.recall:.4f}; {self.speedup:.1f}× the queries "
-            f"per second of exact search (one query at a time: "
-            f"{1000 * self.single_query_seconds:.2f} ms against "
+        """:func:`exact_comparison_sentence` with the speed: "...; 6.1× the queries per
+        second of exact search (one query at a time: 0.3 ms against 2.1)"."""
+        return exact_comparison_sentence(self.model, self.record()) + (
+            f"; {self.speedup:.1f}× the queries per second of exact search (one query at a "
+            f"time: {1000 * self.single_query_seconds:.2f} ms against "
             f"{1000 * self.exact_single_query_seconds:.2f} ms)"
         )
+
+
+def _approximate_prefix(model: str) -> str:
+    return "approximate/" + ("" if model == "configured" else f"{model}_")
+
+
+def exact_comparison_metrics(model: str, record: dict) -> dict[str, float]:
+    """The MLflow metrics of an approximate ``model`` against its exact twin that its
+    ``vs_exact`` record in ``reports/uncertainty.json`` (:meth:`ExactComparison.record`)
+    holds: recall@k, index bytes, the accuracy difference with its interval, McNemar's p."""
+    pair = record["paired"]
+    logged = {
+        f"recall_at_{record['n_neighbors']}": record["recall"],
+        "index_bytes": float(record["index_bytes"]),
+        "accuracy_vs_exact": pair["accuracy_difference"],
+        "accuracy_vs_exact_ci_low": pair["low"],
+        "accuracy_vs_exact_ci_high": pair["high"],
+        "mcnemar_p_vs_exact": pair["mcnemar_p"],
+    }
+    return {_approximate_prefix(model) + name: value for name, value in logged.items()}
+
+
+def exact_comparison_sentence(model: str, record: dict) -> str:
+    """ "configured, hnsw (M 16, ef_construction 200, ef_search 32): accuracy −0.0020
+    [−0.0050, +0.0010] vs exact, within noise (McNemar p = 0.5); recall@5 0.9810", from a
+    ``vs_exact`` record of ``reports/uncertainty.json``."""
+    from knnlab.pipeline.analysis.significance import signed
+
+    pair = record["paired"]
+    options = ", ".join(f"{name} {value}" for name, value in record["index"].items())
+    noise = "significant" if pair["significant"] else "within noise"
+    return (
+        f"{model}, {record['algorithm']} ({options}): accuracy "
+        f"{signed(pair['accuracy_difference'])} [{signed(pair['low'])}, "
+        f"{signed(pair['high'])}] vs exact, {noise} (McNemar p = {pair['mcnemar_p']:.3g}); "
+        f"recall@{record['n_neighbors']} {record['recall']:.4f}"
+    )
 
 
 def vs_exact_metrics(results: dict, comparisons: dict) -> dict:
@@ -313,12 +335,16 @@ def run_params(split: SplitInfo, model_params: dict, tuned: TuneSummary) -> dict
     }
 
 
-def run_metrics(results: dict[str, ModelResult]) -> dict[str, float]:
-    """The evaluate run's MLflow metrics: every model's test scores in its section
-    (:func:`artifacts.metric_name`), and the configured model's times under ``timing/``."""
-    configured = results["configured"]
+def score_metrics(scores: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Every model's test scores (``reports/metrics.json``) as MLflow metrics, each in its
+    model's section (:func:`artifacts.metric_name`)."""
+    return {metric_name(m, k): v for m in MODELS for k, v in scores[m].items()}
+
+
+def timing_metrics(configured: ModelResult) -> dict[str, float]:
+    """The configured model's seconds as MLflow metrics under ``timing/`` (MLflow only:
+    seconds are not outputs)."""
     return {
-        **{metric_name(m, k): v for m in MODELS for k, v in results[m].scores.items()},
         "timing/fit_seconds": configured.fit_seconds,
         "timing/predict_seconds": configured.predict_seconds,
     }
@@ -494,7 +520,7 @@ def run_description(
     run_name: str,
     split: SplitInfo,
     tuned_name: str,
-    results: dict[str, ModelResult],
+    scores: dict[str, dict[str, float]],
     uncertainty: dict,
     sentences: list[str],
     model_uri: str | None,
@@ -502,7 +528,7 @@ def run_description(
     """The evaluate run's description (markdown; MLflow shows it atop the run page): the
     three models' headline scores rounded for reading, accuracy with its interval, the
     paired verdicts and ``sentences`` (e.g. against exact search), and the model's URI.
-    Full precision stays in the run's metrics."""
+    Full precision stays in the run's metrics. scores : ``reports/metrics.json``'s form."""
     from knnlab.pipeline.analysis.significance import verdict
 
     confidence = round(100 * uncertainty.get("confidence", 0.95))
@@ -519,12 +545,11 @@ def run_description(
         "|---|---|---|---|",
     ]
     for model in MODELS:
-        scores = results[model].scores
         interval = uncertainty["intervals"].get(model, {}).get("accuracy")
-        accuracy = f"{scores['accuracy']:.4f}"
+        accuracy = f"{scores[model]['accuracy']:.4f}"
         if interval:
             accuracy += f" [{interval['low']:.4f}, {interval['high']:.4f}]"
-        rest = " | ".join(f"{scores[metric]:.4f}" for metric, _ in _DESCRIBED[1:])
+        rest = " | ".join(f"{scores[model][metric]:.4f}" for metric, _ in _DESCRIBED[1:])
         lines.append(f"| {labels[model]} | {accuracy} | {rest} |")
     lines.append("")
     lines += [f"- {verdict(pair, {})}" for pair in uncertainty["paired"]]

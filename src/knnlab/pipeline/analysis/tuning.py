@@ -4,6 +4,7 @@ and the MLflow records out (the tune stage reads and writes the files)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -75,18 +76,36 @@ def score_table(result: GridSearchResult) -> pd.DataFrame:
     return result.cv_results.drop(columns=["params", *TIME_COLUMNS])
 
 
-def child_runs(result: GridSearchResult) -> list[dict]:
-    """One nested MLflow run per candidate: its params and every mean/std/SE CV score."""
-    score_columns = [
-        c for c in result.cv_results.columns if c.startswith(("mean_", "std_", "sem_", "rank_"))
-    ]
+def candidate_params(row: dict) -> dict:
+    """A candidate's parameters from its row of the CV table (``param_*`` columns;
+    ``param_index``, an approximate candidate's options as JSON, empty for exact ones), as
+    Python values: the same from the table in memory and read back from its CSV file."""
+    params = {}
+    for column, value in row.items():
+        if not column.startswith("param_"):
+            continue
+        name = column.removeprefix("param_")
+        if name == "index":
+            if isinstance(value, str) and value:
+                params[name] = json.loads(value)
+            continue
+        params[name] = value.item() if hasattr(value, "item") else value
+    return params
+
+
+def child_runs(table: pd.DataFrame) -> list[dict]:
+    """One nested MLflow run per candidate of the CV table (:func:`score_table`, or
+    ``reports/tune/cv_results.csv`` read back): its params and every mean/std/SE/rank CV
+    score."""
+    score_columns = [c for c in table.columns if c.startswith(("mean_", "std_", "sem_", "rank_"))]
     return [
         {
-            "name": model_name(row.params),
-            "params": row.params,
-            "metrics": {c: getattr(row, c) for c in score_columns},
+            "name": model_name(params),
+            "params": params,
+            "metrics": {c: row[c] for c in score_columns},
         }
-        for row in result.cv_results.itertuples(index=False)
+        for row in table.to_dict(orient="records")
+        for params in [candidate_params(row)]
     ]
 
 
