@@ -213,9 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser(
         "report",
         help="print reports/report.md, with --base a diff",
-        description="Print reports/report.md. With --base, first the change in params and "
-        "metrics against a git revision, each metric change tested for significance: paired "
-        "row by row when both revisions scored the same test split, unpaired otherwise.",
+        description="Print reports/report.md (or write it to --output). With --base, first "
+        "the change in params and metrics against a git revision, each metric change tested "
+        "for significance (paired row by row when both revisions scored the same test "
+        "split, unpaired otherwise) and marked better or worse only when it is also at "
+        "least review.min_effect; revisions on another dataset or label set are not "
+        "compared. Exit status: 0, 1 when --fail-on worse finds a worse metric, 2 on error.",
     )
     report.add_argument(
         "--base",
@@ -226,6 +229,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--figure-url",
         help="prefix for figure links instead of the relative 'figures/' (e.g. a raw-file "
         "URL of the reports/ folder, for a pull-request comment)",
+    )
+    report.add_argument(
+        "--fail-on",
+        choices=["worse"],
+        help="with --base: exit 1, after writing the report, when a headline metric of the "
+        "configured model (accuracy, F1, ROC-AUC) is significantly and materially worse "
+        "(review.min_effect) than at the base; revisions that are not comparable never fail",
     )
     predict = commands.add_parser(
         "predict",
@@ -392,46 +402,81 @@ def default_model_file() -> str:
     )
 
 
-def _report(base: str | None, output: str | None, figure_url: str | None) -> None:
-    from knnlab.pipeline.analysis import significance
-    from knnlab.pipeline.io.params import load_params
-    from knnlab.pipeline.presentation import report
+def _report(
+    base: str | None, output: str | None, figure_url: str | None, fail_on: str | None = None
+) -> int:
+    """The report, with ``--base`` the diff section; returns the exit status: 1 when
+    ``fail_on`` ("worse") finds a headline metric significantly and materially worse."""
 
     text = paths.REPORT_FILE.read_text(encoding="utf-8")
+    failures: list[str] = []
+    not_comparable: list[str] = []
     if base is not None:
-        settings = load_params().stats  # the current revision's confidence and resamples
-        tracked = {
-            "params": paths.PARAMS_FILE,
-            "metrics": paths.METRICS_FILE,
-            "uncertainty": paths.UNCERTAINTY_FILE,
-            "predictions": paths.PREDICTIONS_PLOT,
-        }
-        current = report.revision_state(
-            report.CURRENT,
-            {
-                name: path.read_text(encoding="utf-8") if path.exists() else None
-                for name, path in tracked.items()
-            },
-        )
-        base_state = report.revision_state(
-            base, report.read_revision(base, {k: v.as_posix() for k, v in tracked.items()})
-        )
-        for state in (current, base_state):
-            _redact_tracking_uri(state["params"])
-        if not report.pairable(base_state, current):
-            base_state["predictions"] = current["predictions"] = None
-        comparison = significance.compare_revisions(
-            base_state, current, settings.confidence, settings.resamples, settings.seed
-        )
-        diff = report.diff_against(base_state, current)
+        section, failures, not_comparable = _diff_section(base)
         title, _, rest = text.partition("\n")
-        text = title + "\n\n" + "\n".join(report.diff_section(diff, comparison)) + "\n" + rest
+        text = title + "\n\n" + "\n".join(section) + "\n" + rest
     if figure_url is not None:
         text = text.replace("](figures/", f"]({figure_url.rstrip('/')}/figures/")
     if output is None:
         sys.stdout.write(text)
+        sys.stdout.flush()
     else:
         files.write_text(output, text)
+    if fail_on is None:
+        return 0
+    if not_comparable:
+        print(
+            f"knnlab report: not judged: {base} is not comparable ({'; '.join(not_comparable)})",
+            file=sys.stderr,
+        )
+    for failure in failures:
+        print(f"knnlab report: fail: {failure}", file=sys.stderr)
+    if not failures and not not_comparable:
+        print(f"knnlab report: pass: no headline metric is worse than at {base}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _diff_section(base: str) -> tuple[list[str], list[str], list[str]]:
+    """The report's section comparing the working tree with revision ``base``, the gate's
+    failures (configured headline metrics significantly and materially worse) and why the
+    two are not comparable ([] when they are)."""
+    from knnlab.pipeline.analysis import significance
+    from knnlab.pipeline.io.params import load_params
+    from knnlab.pipeline.presentation import report
+
+    params = load_params()  # the current revision's confidence, resamples and min_effect
+    settings = params.stats
+    min_effect = params.review.min_effect.by_metric(tuple(dict(report.HEADLINE)))
+    tracked = {
+        "params": paths.PARAMS_FILE,
+        "metrics": paths.METRICS_FILE,
+        "uncertainty": paths.UNCERTAINTY_FILE,
+        "predictions": paths.PREDICTIONS_PLOT,
+    }
+    current = report.revision_state(
+        report.CURRENT,
+        {
+            name: path.read_text(encoding="utf-8") if path.exists() else None
+            for name, path in tracked.items()
+        },
+    )
+    base_state = report.revision_state(
+        base, report.read_revision(base, {k: v.as_posix() for k, v in tracked.items()})
+    )
+    for state in (current, base_state):
+        _redact_tracking_uri(state["params"])
+    diff = report.diff_against(base_state, current)
+    reasons = report.comparability(base_state, current)
+    if reasons:
+        values = report.metric_values(base_state, current)
+        return report.diff_section(diff, None, min_effect, reasons, values), [], reasons
+    if not report.pairable(base_state, current):
+        base_state["predictions"] = current["predictions"] = None
+    comparison = significance.compare_revisions(
+        base_state, current, settings.confidence, settings.resamples, settings.seed
+    )
+    section = report.diff_section(diff, comparison, min_effect)
+    return section, report.gate_failures(comparison, min_effect), []
 
 
 def _redact_tracking_uri(params: dict) -> None:
@@ -544,8 +589,8 @@ def _predict(model_path: str, sources: list[str], as_json: bool, top: int) -> in
         extra.get("image_shape"),
         extra.get("value_range", [0.0, 1.0]),
     )
-    results = predict_rows(model, X, names, extra.get("novelty_threshold", float("inf")), top)
-    sys.stdout.write(format_results(results, as_json))
+    results = predict_rows(model, X, names, extra, top)
+    sys.stdout.write(format_results(results, as_json, extra.get("false_alarm_rate")))
     return 0
 
 
@@ -556,8 +601,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         model = args.model if args.model is not None else default_model_file()
         return _predict(model, args.inputs, args.json, args.top)
     if args.command == "report":
-        _report(args.base, args.output, args.figure_url)
-        return 0
+        if args.fail_on is not None and args.base is None:
+            raise ValueError("--fail-on needs --base: the revision to judge the change against")
+        return _report(args.base, args.output, args.figure_url, args.fail_on)
     if args.command == "params":
         _params(args.params, args.stamp)
         return 0
@@ -570,9 +616,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _runs(args.limit, args.json, args.params)
     if args.command == "ui":
         return _ui(args.host, args.port, args.params)
+    from knnlab.progress import Progress  # says nothing a stage's outputs depend on
+
     params = load_params(args.params)  # the whole file, before the stage's imports
     module = importlib.import_module(f"knnlab.stages.{args.command}")
-    module.run(params)
+    # A line at least every 10 s in a log; the stage's long steps say more (done/total).
+    with Progress(1, args.command):
+        module.run(params)
     return 0
 
 

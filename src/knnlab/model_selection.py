@@ -19,12 +19,9 @@ error of the best (:func:`one_standard_error_index`).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import itertools
 import json
-import os
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,13 +31,13 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 from sklearn.model_selection import ParameterGrid, StratifiedKFold
-from tqdm.auto import tqdm
 
 from knnlab import algorithms, distributed, metrics, search
 from knnlab._kernels import KIND_GENERAL, KIND_INF, power_kind
 from knnlab.estimators import KNNClassifier
 from knnlab.neighbors import cross_fold_kneighbors
 from knnlab.options import GRID_KEYS, SCORERS, SELECTIONS, check_choice, fit_scaling
+from knnlab.progress import Progress
 from knnlab.voting import class_probabilities
 
 
@@ -244,13 +241,10 @@ def _approximate_searches(task: _FoldTask, engines: list):
             yield (engine, build_seconds, seconds, algorithm), found, searcher.distances_by_k
 
 
-@contextlib.contextmanager
-def _progress(total: int, description: str):
-    """A tqdm bar on an interactive terminal for long grids; silent under CI or when
-    stderr is not a terminal (DVC logs, pipes)."""
-    quiet = total < 4 or os.environ.get("CI") or not sys.stderr.isatty()
-    with tqdm(total=total, desc=description, unit="search", disable=bool(quiet)) as bar:
-        yield bar
+def _progress(total: int, description: str) -> Progress:
+    """The search's progress (:class:`knnlab.progress.Progress`): a bar on a terminal, a
+    line at least every 10 s in a log (DVC runs stages without a terminal)."""
+    return Progress(total, description, "search")
 
 
 def _check_grid(grid: Mapping[str, Sequence]) -> dict[str, Any]:
@@ -650,7 +644,7 @@ def _run_on_cluster(
         )
         args = (distributed.Ref("X"), distributed.Ref("y"), train, valid, template)
         calls.append((_fold_on_worker, args))
-    with _progress(len(calls), f"tuning {n_candidates} candidates on Dask") as bar:
+    with _progress(len(calls), f"tune, {n_candidates} candidates, searches on Dask") as bar:
         found = distributed.run_tasks(
             client,
             {"X": X, "y": y_code},
@@ -672,7 +666,7 @@ def _collect(keys: list, outputs, folds, n_candidates: int, progress: bool = Tru
     found: dict[str, Any] = {"scores": {}, "times": {}, "recalls": {}, "work": {}}
     timing_rows = []
     total = len(keys) if progress else 0
-    with _progress(total, f"tuning {n_candidates} candidates") as bar:
+    with _progress(total, f"tune, {n_candidates} candidates") as bar:
         for (fold, p), (task_scores, task_times, recalls, work) in zip(keys, outputs, strict=True):
             for (engine, weights, k), values in task_scores.items():
                 found["scores"][fold, p, engine, weights, k] = values

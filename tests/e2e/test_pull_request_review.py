@@ -10,12 +10,15 @@ tested on the same records in tests/pipeline/test_significance.py.)
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 import yaml
 
+from ..conftest import REPO_ROOT
 from ..support import mlflow_store
-from ..support.project import SMALL_GRID, make_project, run, stages_run
+from ..support.project import SMALL_GRID, _env, make_project, run, stages_run
 
 pytestmark = pytest.mark.slow
 
@@ -133,9 +136,6 @@ def test_a_one_row_change_is_within_noise_and_a_broken_model_is_significant(digi
 
 
 def test_an_unknown_base_revision_is_one_clear_line(digits_project):
-    import subprocess
-    import sys
-
     done = subprocess.run(
         [sys.executable, "-m", "knnlab", "report", "--base", "no-such-branch"],
         cwd=digits_project,
@@ -145,3 +145,102 @@ def test_an_unknown_base_revision_is_one_clear_line(digits_project):
     assert done.returncode == 2
     assert done.stderr.startswith("knnlab report: error: cannot read revision 'no-such-branch'")
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+# --- the gate: .ci/pr-report, the steps of .github/workflows/report.yml ----------------------
+
+PR_REPORT = REPO_ROOT / ".ci" / "pr-report"
+
+
+def _at_base(root, branch: str) -> None:
+    """A new branch from ``base`` (k = 5, the first commit) with its outputs in place."""
+    run(["git", "reset", "-q", "--hard"], root)
+    run(["git", "checkout", "-q", "-B", branch, "base"], root)
+    run(["dvc", "checkout", "-q"], root)
+
+
+def _pr_report(root) -> subprocess.CompletedProcess:
+    """The workflow's step as it runs it: the script with the base branch and an output,
+    in an environment already built (KNNLAB_BUILD: the build without make's install)."""
+    env = _env({"KNNLAB_BUILD": "dvc repro", "KNNLAB_PYTHON": sys.executable})
+    return subprocess.run(
+        ["bash", str(PR_REPORT), "base", "pr-report.md", "https://example.org/reports/"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+
+
+def _changes(text: str) -> str:
+    return text.split("## Changes against")[1].split("## Data")[0]
+
+
+def test_the_workflow_runs_the_gate_script():
+    workflow = yaml.safe_load((REPO_ROOT / ".github/workflows/report.yml").read_text())
+    steps = workflow["jobs"]["report"]["steps"]
+    [gate] = [s for s in steps if ".ci/pr-report" in s.get("run", "")]
+    assert '.ci/pr-report "origin/${{ github.base_ref }}" pr-report.md' in gate["run"]
+    [post] = [s for s in steps if "gh pr comment" in s.get("run", "")]
+    assert post["if"].startswith("always()"), "the report is posted when the gate fails too"
+    assert steps.index(post) > steps.index(gate)
+
+
+def test_k_5_to_7_passes_the_gate_with_nothing_marked(digits_project):
+    """The README's example: accuracy −0.0044 within noise; ROC-AUC's tiny significant
+    change is negligible, not a red flag, and no bound prints as −0.0000."""
+    root = digits_project
+    run(["git", "branch", "-f", "base", "HEAD~1"], root)  # k = 5
+    _at_base(root, "harmless")
+    _set_k(root, 7)
+    done = _pr_report(root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "knnlab report: pass: no headline metric is worse than at base" in done.stderr
+    text = (root / "pr-report.md").read_text()
+    changes = _changes(text)
+    assert "▲" not in changes and "▼" not in changes, changes
+    row = next(line for line in changes.splitlines() if line.startswith("| configured: Accuracy"))
+    assert row.endswith("| within noise |"), row
+    assert "\u22120.0000]" not in changes and "\u22120.0000," not in changes, changes
+    auc = [line for line in changes.splitlines() if "configured: ROC-AUC" in line]
+    assert all("negligible" in line or "within noise" in line for line in auc), auc
+    assert "](https://example.org/reports/figures/" in text, "figure links for the comment"
+    _commit(root, "k = 7")
+
+
+def test_k_600_fails_the_gate_and_the_report_is_written(digits_project):
+    root = digits_project
+    _at_base(root, "broken")
+    _set_k(root, 600)
+    done = _pr_report(root)
+    assert done.returncode == 1, done.stderr[-3000:]
+    [failure] = [line for line in done.stderr.splitlines() if "fail:" in line][:1]
+    assert failure.startswith(
+        "knnlab report: fail: configured Accuracy is significantly and materially worse: "
+        "0.9844 -> 0.7000"
+    ), failure
+    assert failure.endswith("the smallest change that matters is 0.0050 (review.min_effect)")
+    row = next(
+        line
+        for line in _changes((root / "pr-report.md").read_text()).splitlines()
+        if line.startswith("| configured: Accuracy")
+    )
+    assert "**▼ worse** (significant, McNemar p < 0.0001)" in row, row
+
+
+def test_another_dataset_is_not_comparable_and_the_gate_does_not_judge(digits_project):
+    root = digits_project
+    _at_base(root, "iris")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["data"]["dataset"] = "iris"
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["dvc", "repro"], root)
+    done = subprocess.run(
+        [sys.executable, "-m", "knnlab", "report", "--base", "base", "--fail-on", "worse"],
+        cwd=root, env=_env(), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "knnlab report: not judged: base is not comparable (the datasets differ" in done.stderr
+    changes = _changes(done.stdout)
+    assert "**Not comparable**: no change is marked better or worse, because" in changes
+    assert "- the datasets differ: digits at the base, iris here;" in changes
+    assert "- the label sets differ: 10 classes (0, 1, 2, 3, 4, 5, …) at the base, 3 " in changes
+    assert "▲" not in changes and "▼" not in changes and "significant" not in changes
+    assert "| configured: Accuracy | 0.9844 |" in changes

@@ -135,9 +135,22 @@ def test_the_model_card_describes_the_fit():
     X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [5.0, 5.0], [5.0, 6.0], [6.0, 5.0]])
     y = np.array([0, 0, 0, 1, 1, 1])
     model = KNNClassifier(2).fit(X, y)
-    card = model_card(SPLIT, model, X)
-    # Each point's 2 nearest others are at distances 1 and sqrt(2): mean (1 + sqrt 2) / 2.
-    assert card == ModelCard("toy", ["a", "b"], None, [0.0, 6.0], (1 + np.sqrt(2)) / 2)
+    X_test = np.array([[0.0, 0.5], [5.5, 5.5], [20.0, 20.0]])
+    card = model_card(SPLIT, model, X, X_test)
+    assert (card.dataset, card.feature_columns, card.image_shape, card.value_range) == (
+        "toy", ["a", "b"], None, [0.0, 6.0]
+    )  # fmt: skip
+    # The test rows' mean distances to their 2 nearest training rows, by hand.
+    mean = [np.mean(sorted(np.hypot(*(X - q).T))[:2]) for q in X_test]
+    scale = card.test_distance_scale
+    assert len(scale) == 1001 and scale == sorted(scale)
+    assert scale[0] == min(mean) and scale[-1] == max(mean) and scale[500] == np.median(mean)
+    assert card.novelty_threshold == np.percentile(mean, 99) and card.false_alarm_rate == 1 / 3
+    # Without test rows: the training rows' own threshold, each point's 2 nearest others at
+    # distances 1 and sqrt(2): mean (1 + sqrt 2) / 2.
+    alone = model_card(SPLIT, model, X, X_test[:0])
+    assert alone.novelty_threshold == novelty_threshold(model) == (1 + np.sqrt(2)) / 2
+    assert alone.test_distance_scale == [] and np.isnan(alone.false_alarm_rate)
     assert novelty_threshold(KNNClassifier(6).fit(X, y)) == float("inf"), "k = n: no others"
     assert ModelCard.from_dict(card.to_dict()) == card
 

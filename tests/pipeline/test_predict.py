@@ -18,7 +18,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from knnlab import KNNClassifier, cli
-from knnlab.pipeline.analysis.training import novelty_threshold, value_range
+from knnlab.pipeline.analysis.training import distance_scale, novelty_threshold, value_range
 from knnlab.pipeline.io.model_io import save_model
 
 from ..support.format_samples import SAMPLES
@@ -37,6 +37,21 @@ def digits_model(tmp_path_factory):
     }
     save_model(path, model, extra=extra)
     return path, X
+
+
+@pytest.fixture(scope="module")
+def split_model(tmp_path_factory):
+    """Fitted on 1,400 digits, its unusual scale from the 397 others (as train does)."""
+    X, y = load_digits(return_X_y=True)
+    X_train, X_test, y_train = X[:1400], X[1400:], y[:1400]
+    model = KNNClassifier(5).fit(X_train, y_train)
+    scale, threshold, false_alarms = distance_scale(model, X_test)
+    path = tmp_path_factory.mktemp("split-model") / "model.npz"
+    extra = {"image_shape": [8, 8], "value_range": value_range(X_train),
+             "novelty_threshold": threshold, "test_distance_scale": scale,
+             "false_alarm_rate": false_alarms}  # fmt: skip
+    save_model(path, model, extra=extra)
+    return path, model, X_test, false_alarms
 
 
 def drawn_one() -> np.ndarray:
@@ -75,6 +90,37 @@ def test_training_rows_are_usual_and_noise_is_unusual(digits_model, tmp_path, ca
     np.savetxt(tmp_path / "rows.csv", rows, delimiter=",")
     results = predict_json(capsys, "--model", str(path), str(tmp_path / "rows.csv"))
     assert [r["unusual"] for r in results] == [False, False, False, True, True]
+
+
+def test_unusual_says_how_unusual_on_the_test_splits_scale(split_model, tmp_path, capsys):
+    path, model, X_test, false_alarms = split_model
+    mean = model.kneighbors(X_test)[0].mean(axis=1)
+    # The flag's false alarms, measured on the test split: the share of its rows flagged.
+    np.savetxt(tmp_path / "test.csv", X_test, delimiter=",")
+    results = predict_json(capsys, "--model", str(path), str(tmp_path / "test.csv"))
+    assert np.mean([r["unusual"] for r in results]) == false_alarms
+    assert false_alarms == 4 / 397, "the test rows' 99th percentile: 1 % of them beyond it"
+    # Each row's percentile: the share of test rows lying closer to their neighbours
+    # (a loop over the test rows), to the scale's 0.1 % steps and one row's share (its
+    # percentiles interpolate between rows).
+    for result, distance in zip(results[:40], mean[:40], strict=True):
+        closer = 100 * np.mean(mean < distance)
+        assert abs(result["distance_percentile"] - closer) <= 0.1 + 100 / len(mean), result
+    noise = np.random.default_rng(0).uniform(0, 16, (1, 64))
+    np.savetxt(tmp_path / "noise.csv", noise, delimiter=",")
+    assert cli.main(["predict", "--model", str(path), str(tmp_path / "noise.csv")]) == 0
+    line = capsys.readouterr().out
+    assert line.rstrip().endswith(
+        "UNUSUAL: farther from its neighbours than every test row (the flag marks "
+        f"{100 * false_alarms:.1f} % of the test split itself)"
+    ), line
+
+
+def test_a_model_file_without_the_scale_keeps_the_old_flag(digits_model, tmp_path, capsys):
+    path, _ = digits_model
+    np.savetxt(tmp_path / "noise.csv", np.full((1, 64), 16.0), delimiter=",")
+    assert cli.main(["predict", "--model", str(path), str(tmp_path / "noise.csv")]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("UNUSUAL: unlike the training data")
 
 
 def test_csv_from_stdin(digits_model, monkeypatch, capsys):

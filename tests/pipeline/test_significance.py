@@ -4,6 +4,7 @@ predictions: reports/uncertainty.json, the report's sentences and the revision d
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from knnlab.estimators import KNNClassifier
 from knnlab.metrics import classification_scores
 from knnlab.pipeline.analysis import evaluation, significance
 from knnlab.pipeline.io import files
+from knnlab.pipeline.io.params import MinEffectParams
 from knnlab.pipeline.presentation import report
 
 
@@ -129,7 +131,9 @@ def test_a_one_row_change_is_within_noise_and_a_broken_model_is_significant(digi
         accuracy = rows["configured", "accuracy"]
         assert accuracy["significant"] is significant, (candidate, accuracy)
         assert accuracy["p"] == (1.0 if candidate == "k4" else pytest.approx(0, abs=1e-12))
-        lines = report.diff_section({"base": "main", "params": []}, comparison)
+        lines = report.diff_section({"base": "main", "params": []}, comparison, MIN_EFFECT)
+        failures = report.gate_failures(comparison, MIN_EFFECT)
+        assert bool(failures) is significant, failures
         table = "\n".join(lines)
         if significant:
             assert "| configured: Accuracy | 0.9844 | 0.7000 |" in table, table
@@ -158,7 +162,7 @@ def test_other_test_splits_compare_unpaired_and_old_revisions_are_not_assessed(d
         and "base revision has no reports/uncertainty.json" in (none["reason"])
     )
     assert all(r["significant"] is None for r in none["rows"])
-    table = "\n".join(report.diff_section({"base": "v1", "params": []}, none))
+    table = "\n".join(report.diff_section({"base": "v1", "params": []}, none, MIN_EFFECT))
     assert "not assessed" in table and "▼" not in table
 
 
@@ -262,3 +266,93 @@ def test_a_missing_uncertainty_file_says_what_to_run(tmp_path):
 
     with pytest.raises(ArtifactError, match=r"cannot be read \(FileNotFoundError\); re-run"):
         significance.read_uncertainty(tmp_path / "absent.json")
+
+
+MIN_EFFECT = MinEffectParams().by_metric(significance.stats.METRICS)
+
+
+def _row(metric: str, change: float, low: float, high: float, significant):
+    return {"model": "configured", "metric": metric, "base": 0.99, "current": 0.99 + change,
+            "change": change, "low": low, "high": high, "p": None,
+            "significant": significant}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("row", "verdict"),
+    [
+        (_row("roc_auc_ovr", -0.0001, -0.0003, -0.00002, True), significance.NEGLIGIBLE),
+        (_row("roc_auc_ovr", -0.002, -0.003, -0.001, True), significance.WORSE),
+        (_row("accuracy", -0.0044, -0.0111, 0.0, False), significance.NOISE),
+        (_row("accuracy", 0.0049, 0.001, 0.008, True), significance.NEGLIGIBLE),
+        (_row("accuracy", 0.005, 0.001, 0.009, True), significance.BETTER),
+        (_row("f1_macro", -0.3, -0.35, -0.25, True), significance.WORSE),
+        (_row("f1_macro", -0.3, math.nan, math.nan, None), significance.NOT_ASSESSED),
+    ],
+)
+def test_a_change_is_better_or_worse_only_when_significant_and_material(row, verdict):
+    assert significance.judge(row, MIN_EFFECT) == verdict
+
+
+def test_a_negligible_change_reads_so_and_never_prints_minus_zero():
+    row = _row("roc_auc_ovr", -0.0001, -0.0003, -0.0000231, True)
+    table = "\n".join(
+        report.diff_section(
+            {"base": "main", "params": []}, {"reason": "paired", "rows": [row]}, MIN_EFFECT
+        )
+    )
+    line = next(x for x in table.splitlines() if x.startswith("| configured: ROC-AUC"))
+    assert "[\u22120.0003, \u22120.00002]" in line, line
+    assert "significant but negligible (under 0.0010)" in line and "▼" not in line, line
+    assert report.gate_failures({"rows": [row]}, MIN_EFFECT) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (-0.0000231, "\u22120.00002"),
+        (-0.00004999, "\u22120.00005"),
+        (0.0, "+0.0000"),
+        (0.0067, "+0.0067"),
+        (-0.28223, "\u22120.2822"),
+    ],
+)
+def test_signed_shows_the_first_significant_digit_of_a_small_value(value, shown):
+    assert significance.signed(value) == shown
+
+
+def _revision(dataset="digits", classes=range(10), **data):
+    y = np.array([str(c) for c in classes])
+    return {
+        "params": {"data": {"dataset": dataset, **data}},
+        "predictions": (y, np.array(sorted(set(y))), {}),
+    }
+
+
+def test_revisions_on_the_same_data_are_comparable_even_with_another_split():
+    base = _revision(split_seed=1)
+    assert report.comparability(base, _revision(split_seed=2)) == []
+    assert report.comparability(_revision(path="a.csv"), _revision(path="b.csv")) == [], (
+        "data.path is unused by an embedded dataset"
+    )
+
+
+def test_another_dataset_or_label_set_is_not_comparable_and_says_why():
+    reasons = report.comparability(_revision("digits"), _revision("fashion_mnist"))
+    assert reasons == ["the datasets differ: digits at the base, fashion_mnist here"]
+    files = report.comparability(
+        _revision("file", path="a.csv", classes="ab"),
+        _revision("file", path="b.csv", classes="abc"),
+    )
+    assert files == [
+        "data.path differs: 'a.csv' at the base, 'b.csv' here (another file dataset)",
+        "the label sets differ: 2 classes (a, b) at the base, 3 classes (a, b, c) here",
+    ]
+    base, now = _revision(), _revision()
+    current = {"metrics": {"configured": {"accuracy": 0.9}}, **now}
+    earlier = {"metrics": {"configured": {"accuracy": 0.8}}, **base}
+    values = report.metric_values(earlier, current)
+    table = "\n".join(report.diff_section({"base": "main", "params": []}, None, MIN_EFFECT,
+                                          ["the datasets differ: a, b"], values))  # fmt: skip
+    assert "**Not comparable**: no change is marked better or worse, because" in table
+    assert "| configured: Accuracy | 0.8000 | 0.9000 |" in table
+    assert "▲" not in table and "significant" not in table

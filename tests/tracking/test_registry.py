@@ -38,7 +38,8 @@ def _evaluate_and_register(root, digits, n_train: int, k: int, test_rows=slice(N
     model = KNNClassifier(k).fit(X_train[:n_train], y_train[:n_train])
     columns = [f"pixel_{i}" for i in range(X_train.shape[1])]
     save_model(root / "model.npz", model, extra={"feature_columns": columns})
-    configured = evaluation.evaluate_model(lambda: model, X_test, y_test)
+    result = evaluation.evaluate_model(lambda: model, X_test, y_test)
+    configured = (result.y_pred, result.proba, result.classes)
     fingerprint = significance.test_split_fingerprint(X_test, y_test)
     params = Params()
     with runs.stage_run(MlflowParams(experiment="lifecycle"), "evaluate", f"k={k}") as run:
@@ -46,7 +47,7 @@ def _evaluate_and_register(root, digits, n_train: int, k: int, test_rows=slice(N
         version, decision = run.register_model(
             NAME,
             fingerprint,
-            configured.scores["accuracy"],
+            result.scores["accuracy"],
             lambda champion: evaluate._judge(
                 run, champion, fingerprint, configured, X_test, y_test, params
             ),

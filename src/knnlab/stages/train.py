@@ -1,5 +1,7 @@
 """train: fit the configured model on the train split -> ``models/model.npz`` (the fit's
-seconds, an approximate index's build, to the git-ignored ``reports/timings/train.json``)."""
+seconds, an approximate index's build, to the git-ignored ``reports/timings/train.json``).
+The test split is read only for the scale of ``knnlab predict``'s unusual flag: how far its
+rows lie from their neighbours (:func:`~knnlab.pipeline.analysis.training.model_card`)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,10 @@ def run(params: Params) -> None:
     start = time.perf_counter()
     model = build_model(params.model, len(X)).fit(X, y)
     seconds = time.perf_counter() - start
-    save_model(paths.MODEL_FILE, model, extra=model_card(split, model, X).to_dict())
+    # The test split gives the unusual flag its scale (how far held-out rows lie), never
+    # the model its fit.
+    X_test, _ = read_features_and_labels(paths.TEST_SPLIT)
+    card = model_card(split, model, X, X_test)
+    save_model(paths.MODEL_FILE, model, extra=card.to_dict())
     write_build_seconds(paths.TRAIN_TIMINGS, paths.MODEL_FILE, seconds)
     print(f"train: {model!r} ({model.algorithm_}) on {len(X)} rows -> {paths.MODEL_FILE}")

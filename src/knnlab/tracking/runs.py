@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from knnlab.pipeline.io.params import MlflowParams
+from knnlab.progress import Progress
 from knnlab.tracking import registry
 from knnlab.tracking.errors import TrackingError
 from knnlab.tracking.models import (
@@ -249,7 +250,7 @@ class StageRun:
         """
         import mlflow
 
-        with self._fluent():
+        with Progress(1, f"logging the dataset {name} to MLflow"), self._fluent():
             mlflow.log_input(mlflow_dataset(frame, name, target), context=context)
 
     def log_model(self, model_file: Path, input_example, predicted) -> None:
@@ -267,7 +268,11 @@ class StageRun:
         import mlflow
 
         signature, example = signature_and_example(input_example, predicted)
-        with self._fluent(), tempfile.TemporaryDirectory(prefix="knnlab-serving-") as tmp:
+        with (
+            Progress(1, "logging the model to MLflow"),
+            self._fluent(),
+            tempfile.TemporaryDirectory(prefix="knnlab-serving-") as tmp,
+        ):
             wheel, requirements = serving_requirements(Path(tmp))
             info = mlflow.pyfunc.log_model(
                 name="model",

@@ -28,6 +28,7 @@ from knnlab.pipeline.io.paths import (
     PREDICTIONS_PLOT,
     UNCERTAINTY_FILE,
 )
+from knnlab.progress import Progress
 
 PRECISION_TARGET = 0.9  # of the binary "is it a <class>?" analysis
 
@@ -405,16 +406,23 @@ def read_model_predictions(predictions: pd.DataFrame):
     return y_true, classes, models
 
 
+OUT_OF_FOLD_FOLDS = 5
+
+
 def out_of_fold_scores(
     model_params: dict, X_train: np.ndarray, y_train: np.ndarray, positive
 ) -> np.ndarray:
     """Probability of ``positive`` for each training row (n_train,), from the configured
     model fitted on the other folds (5 stratified folds, unshuffled: no random choice)."""
     scores = np.empty(len(y_train))
-    for fit_rows, score_rows in StratifiedKFold(5).split(X_train, y_train):
-        model = KNNClassifier(**model_params).fit(X_train[fit_rows], y_train[fit_rows])
-        column = int(np.flatnonzero(model.classes_ == positive)[0])
-        scores[score_rows] = model.predict_proba(X_train[score_rows])[:, column]
+    folds = list(StratifiedKFold(OUT_OF_FOLD_FOLDS).split(X_train, y_train))
+    description = f"out-of-fold scores of {len(y_train):,} training rows"
+    with Progress(len(folds), description, "fold") as progress:
+        for fit_rows, score_rows in folds:
+            model = KNNClassifier(**model_params).fit(X_train[fit_rows], y_train[fit_rows])
+            column = int(np.flatnonzero(model.classes_ == positive)[0])
+            scores[score_rows] = model.predict_proba(X_train[score_rows])[:, column]
+            progress.update()
     return scores
 
 

@@ -1,6 +1,7 @@
 """Predictions of a saved model for ``knnlab predict``: labels, class probabilities and how
-unusual each query is (its mean distance to its neighbours against the training set's 99th
-percentile, stored in the model file at training time)."""
+unusual each query is: its mean distance to its neighbours, placed among the test split's
+(the scale the train stage keeps in the model file), and flagged beyond the training rows'
+99th percentile (the flag's false alarms on the test split are kept beside it)."""
 
 from __future__ import annotations
 
@@ -67,8 +68,27 @@ class SavedModel:
         return distances, proba[0]
 
 
-def predict_rows(model: SavedModel, X: np.ndarray, names: list[str], novelty: float, top: int = 3):
-    """Label, top class probabilities, mean neighbour distance and the unusual flag, per row."""
+def distance_percentile(distance: float, scale: list[float]) -> float | None:
+    """The share (in %) of test rows lying closer to their neighbours than ``distance``,
+    from the model's ``test_distance_scale`` (the test rows' mean neighbour distance at every
+    0.1 percentile); None for a model file without one."""
+    if len(scale) < 2:
+        return None
+    percents = np.linspace(0.0, 100.0, len(scale))
+    if distance > scale[-1]:
+        return 100.0
+    # The highest percentile at or below the distance: "farther than that many test rows".
+    return float(percents[max(np.searchsorted(scale, distance, side="right") - 1, 0)])
+
+
+def predict_rows(
+    model: SavedModel, X: np.ndarray, names: list[str], extra: dict, top: int = 3
+) -> list[dict]:
+    """Label, top class probabilities, mean neighbour distance, where that distance lies
+    among the test split's (``distance_percentile``) and the unusual flag, per row.
+    extra : the model file's card (novelty_threshold, test_distance_scale)."""
+    novelty = extra.get("novelty_threshold", float("inf"))
+    scale = extra.get("test_distance_scale") or []
     distances, proba = model.neighbors_and_proba(X)
     results = []
     for name, row, d in zip(names, proba, distances.mean(axis=1), strict=True):
@@ -80,18 +100,42 @@ def predict_rows(model: SavedModel, X: np.ndarray, names: list[str], novelty: fl
                 "label": label.item() if hasattr(label, "item") else label,
                 "probabilities": {str(model.classes_[i]): round(float(row[i]), 4) for i in order},
                 "mean_neighbor_distance": round(float(d), 4),
+                "distance_percentile": distance_percentile(float(d), scale),
                 "unusual": bool(d > novelty),
             }
         )
     return results
 
 
-def format_results(results: list[dict], as_json: bool) -> str:
+def _unusual_text(result: dict, false_alarm_rate: float | None) -> str:
+    """ "  UNUSUAL: farther from its neighbours than 99.6 % of test images (the flag's
+    false alarms on the test split: 1.1 %)"; "" for a usual row."""
+    if not result["unusual"]:
+        return ""
+    percentile = result.get("distance_percentile")
+    if percentile is None:  # a model file from before the scale
+        return "  UNUSUAL: unlike the training data"
+    where = (
+        "farther from its neighbours than every test row"
+        if percentile >= 100.0
+        else f"farther from its neighbours than {percentile:.1f} % of test rows"
+    )
+    alarms = (
+        ""
+        if false_alarm_rate is None or np.isnan(false_alarm_rate)
+        else f" (the flag marks {100 * false_alarm_rate:.1f} % of the test split itself)"
+    )
+    return f"  UNUSUAL: {where}{alarms}"
+
+
+def format_results(
+    results: list[dict], as_json: bool, false_alarm_rate: float | None = None
+) -> str:
     if as_json:
         return json.dumps(results, indent=2) + "\n"
     lines = []
     for r in results:
         probabilities = ", ".join(f"{k}: {v:.2f}" for k, v in r["probabilities"].items())
-        flag = "  UNUSUAL: unlike the training data" if r["unusual"] else ""
+        flag = _unusual_text(r, false_alarm_rate)
         lines.append(f"{r['input']}: {r['label']}  ({probabilities}){flag}")
     return "\n".join(lines) + "\n"

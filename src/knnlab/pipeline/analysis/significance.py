@@ -171,9 +171,13 @@ def format_p(p: float) -> str:
 
 
 def signed(value: float, digits: int = 4) -> str:
-    """+0.0067 / −0.0067 (a true minus sign, as typeset)."""
+    """+0.0067 / −0.0067 (a true minus sign, as typeset), with more digits where
+    ``digits`` would print a non-zero value as zero: −0.00003, never −0.0000 (an interval's
+    upper bound of −0.0000 reads as touching zero)."""
     if math.isnan(value):
         return "n/a"
+    if value != 0 and round(abs(value), digits) == 0:
+        digits = min(-math.floor(math.log10(abs(value))), 12)  # its first significant digit
     text = f"{value:+.{digits}f}"
     return text.replace("-", "\u2212")
 
@@ -197,6 +201,27 @@ def verdict(pair: dict, names: dict[str, str]) -> str:
         f"({_rows(pair['only_second_right'])} right only by {second}, "
         f"{pair['only_first_right']} only by {first}; {discordant} discordant)"
     )
+
+
+# How a revision's change in a metric reads to a reviewer (``judge``).
+BETTER, WORSE, NEGLIGIBLE, NOISE, NOT_ASSESSED = (
+    "better", "worse", "negligible", "noise", "not assessed"
+)  # fmt: skip
+
+
+def judge(row: dict, min_effect: dict[str, float]) -> str:
+    """A row of :func:`compare_revisions` as a reviewer's verdict: :data:`BETTER` or
+    :data:`WORSE` only when the change is both significant and at least ``min_effect`` of
+    its metric (params ``review.min_effect``; the point estimate, in absolute value, every
+    headline metric higher-is-better); :data:`NEGLIGIBLE` when significant but smaller;
+    :data:`NOISE` when not significant; :data:`NOT_ASSESSED` without intervals."""
+    if row["significant"] is None:
+        return NOT_ASSESSED
+    if not row["significant"]:
+        return NOISE
+    if abs(row["change"]) < min_effect.get(row["metric"], 0.0):
+        return NEGLIGIBLE
+    return BETTER if row["change"] > 0 else WORSE
 
 
 def champion_decision(

@@ -58,19 +58,50 @@ def novelty_threshold(model: KNNClassifier, quantile: float = 0.99) -> float:
     return float(np.quantile(distances.mean(axis=1), quantile))
 
 
+# The test split's distance scale, kept in the model file: its mean neighbour distances at
+# every 0.1 percentile (1,001 numbers, 8 kB), so ``knnlab predict`` can say "farther than
+# 99.6 % of test rows" without the test split.
+SCALE_PERCENTILES = np.linspace(0.0, 100.0, 1001)
+# The unusual flag: farther from its neighbours than this share of the test split's rows,
+# so it marks 1 % of rows like the test split's (its false alarms, measured and kept).
+UNUSUAL_PERCENTILE = 99.0
+
+
+def distance_scale(model: KNNClassifier, X_test: np.ndarray):
+    """How far held-out rows lie from their neighbours, for ``knnlab predict``: the
+    percentiles (:data:`SCALE_PERCENTILES`) of the test rows' mean distance to their k
+    nearest training rows (X_test: (n_test, d)), the unusual flag's threshold (their
+    :data:`UNUSUAL_PERCENTILE`-th percentile) and the share of test rows beyond it (the
+    flag's false-alarm rate on them). Without test rows: ([], the training rows' own
+    threshold (:func:`novelty_threshold`), nan)."""
+    if len(X_test) == 0:
+        return [], novelty_threshold(model), float("nan")
+    distances, _ = model.kneighbors(X_test)
+    mean = distances.mean(axis=1)
+    scale = np.percentile(mean, SCALE_PERCENTILES)
+    threshold = float(np.percentile(mean, UNUSUAL_PERCENTILE))
+    return [float(v) for v in scale], threshold, float(np.mean(mean > threshold))
+
+
 def value_range(X: np.ndarray) -> list[float]:
     """Smallest and largest feature value of the training rows X (n, d) (images: 0..16 for
     digits, 0..255 for MNIST), so ``knnlab predict`` can bring an image to the same range."""
     return [float(X.min()), float(X.max())]
 
 
-def model_card(split: SplitInfo, model: KNNClassifier, X_train: np.ndarray) -> ModelCard:
+def model_card(
+    split: SplitInfo, model: KNNClassifier, X_train: np.ndarray, X_test: np.ndarray
+) -> ModelCard:
     """What the model file keeps beside the fitted model (X_train: (n_train, d), the rows
-    ``model`` was fitted on)."""
+    ``model`` was fitted on; X_test: (n_test, d), the test split, read for the distance
+    scale alone: nothing the model predicts depends on it)."""
+    scale, threshold, false_alarms = distance_scale(model, X_test)
     return ModelCard(
         dataset=split.name,
         feature_columns=split.feature_columns,
         image_shape=split.image_shape,
         value_range=value_range(X_train),
-        novelty_threshold=novelty_threshold(model),
+        novelty_threshold=threshold,
+        test_distance_scale=scale,
+        false_alarm_rate=false_alarms,
     )

@@ -179,8 +179,11 @@ class TuneSummary(_Record):
 class ModelCard(_Record):
     """Facts train keeps in the model file beside the arrays: where the data came from,
     how ``knnlab predict`` turns an image into features (``image_shape``, ``value_range``:
-    the training values' smallest and largest) and the mean neighbour distance above which a
-    query is flagged unusual (``novelty_threshold``)."""
+    the training values' smallest and largest), the test rows' mean distance to their
+    neighbours at every 0.1 percentile (``test_distance_scale``, 1,001 numbers), the mean
+    neighbour distance above which a query is flagged unusual (``novelty_threshold``: the
+    test rows' 99th percentile) and the share of test rows the flag marks
+    (``false_alarm_rate``, about 1 %)."""
 
     WRITTEN_BY: ClassVar[str] = "train"
 
@@ -189,6 +192,8 @@ class ModelCard(_Record):
     image_shape: list | None
     value_range: list
     novelty_threshold: float
+    test_distance_scale: list
+    false_alarm_rate: float
 
 
 @dataclasses.dataclass(frozen=True)

@@ -769,6 +769,45 @@ class StatsParams(_Section):
     seed: StrictInt = _param(0, _seed, "the bootstrap's seed (evaluate, `knnlab report --base`)")
 
 
+def _effect(key: str, value: Any) -> float:
+    allowed = "a change in the metric, at least 0 and below 1 (e.g. 0.005)"
+    if isinstance(value, bool) or not isinstance(value, int | float) or _beyond_float(value):
+        raise _fail(key, value, allowed)
+    if not (math.isfinite(value) and 0 <= value < 1):
+        raise _fail(key, value, allowed)
+    return float(value)
+
+
+@_section("review.min_effect")
+class MinEffectParams(_Section):
+    """The smallest change in a headline metric worth a reviewer's attention, per kind of
+    metric: a change that is significant but smaller (the point estimate, in absolute value)
+    is reported as "significant but negligible", never as better or worse, and does not fail
+    the gate. ``rates`` (accuracy, precision, recall, F1: shares of rows): half a percentage
+    point, two test rows of digits' 450, fifty of Fashion-MNIST's 10,000, about what a user
+    of a classifier could notice. ``roc_auc`` ranks pairs of rows and sits within 0.01 of 1
+    for these models, where the test split resolves changes of 0.0001 that reorder a few
+    pairs: 0.001, a tenth of that gap."""
+
+    rates: StrictFloat = _param(
+        0.005, _effect, "accuracy, precision, recall, F1: the smallest change that matters"
+    )
+    roc_auc: StrictFloat = _param(0.001, _effect, "ROC-AUC: the smallest change that matters")
+
+    def by_metric(self, metrics: tuple[str, ...]) -> dict[str, float]:
+        """{metric: its smallest change that matters} for the headline ``metrics``."""
+        return {m: self.roc_auc if m.startswith("roc_auc") else self.rates for m in metrics}
+
+
+@_section("review")
+class ReviewParams(_Section):
+    """How ``knnlab report --base`` judges a change, and its gate (``--fail-on worse``):
+    read when the report runs, a dependency of no stage. ``min_effect``:
+    :class:`MinEffectParams`."""
+
+    min_effect: MinEffectParams = field(default_factory=MinEffectParams)
+
+
 @_section("mlflow")
 class MlflowParams(_Section):
     """Where runs are logged. ``tracking_uri: null`` means ``sqlite:///<repo>/mlflow.db``;
@@ -835,6 +874,7 @@ class Params(_Section):
     model: ModelParams = field(default_factory=ModelParams)
     tune: TuneParams = field(default_factory=TuneParams)
     stats: StatsParams = field(default_factory=StatsParams)
+    review: ReviewParams = field(default_factory=ReviewParams)
     mlflow: MlflowParams = field(default_factory=MlflowParams)
     compute: ComputeParams = field(default_factory=ComputeParams)
 

@@ -18,9 +18,10 @@ from knnlab.algorithms import index_options, is_approximate
 from knnlab.metrics import HEADLINE_LABELS
 from knnlab.pipeline.analysis import significance
 from knnlab.pipeline.io.artifacts import MODELS, SplitInfo, TuneSummary
-from knnlab.pipeline.io.params import read_params_text
+from knnlab.pipeline.io.params import FILE_DATASET, DataParams, read_params_text
 
 HEADLINE = tuple(HEADLINE_LABELS.items())  # (metric, label) in report order
+DEFAULT_DATASET = DataParams().dataset  # a params.yaml without data.dataset
 # Figures in reading order: (file, caption).
 FIGURES = (
     ("confusion_matrix.png", "Confusion matrix: counts, and where the errors go"),
@@ -310,21 +311,107 @@ def diff_against(base: dict, current: dict) -> dict:
     return {"base": base.get("rev", "base"), "params": params}
 
 
-def _verdict_cell(row: dict) -> str:
-    """▲/▼ only for a significant change; the rest is "within noise"."""
-    if row["significant"] is None:
-        return "not assessed"
-    if not row["significant"]:
-        return "within noise"
-    mark = _arrow(row["change"], True)
+_VERDICT_TEXT = {
+    significance.NOT_ASSESSED: "not assessed",
+    significance.NOISE: "within noise",
+}
+
+
+def _verdict_cell(row: dict, min_effect: dict[str, float]) -> str:
+    """▲/▼ only for a change both significant and material (:func:`significance.judge`);
+    a significant change under ``min_effect`` is "significant but negligible"."""
+    verdict = significance.judge(row, min_effect)
+    if verdict in _VERDICT_TEXT:
+        return _VERDICT_TEXT[verdict]
     p = "" if row["p"] is None else f", McNemar {significance.format_p(row['p'])}"
-    return f"**{mark}** (significant{p})"
+    if verdict == significance.NEGLIGIBLE:
+        return f"significant but negligible (under {_fmt(min_effect[row['metric']])}{p})"
+    return f"**{_arrow(row['change'], True)}** (significant{p})"
 
 
-def diff_section(diff: dict, comparison: dict) -> list[str]:
+def comparability(base: dict, current: dict) -> list[str]:
+    """Why the two revisions' metrics cannot be compared, one sentence per reason, or []:
+    they must score the same dataset (``data.dataset``; for a file, the same ``data.path``
+    and ``data.label_column``; for moons, the same ``data.moons``) with the same label set.
+    A different split of the same data is comparable (unpaired)."""
+    reasons = []
+    data_base, data_now = base["params"].get("data", {}), current["params"].get("data", {})
+    name_base = data_base.get("dataset", DEFAULT_DATASET)
+    name_now = data_now.get("dataset", DEFAULT_DATASET)
+    if name_base != name_now:
+        reasons.append(f"the datasets differ: {name_base} at the base, {name_now} here")
+    else:
+        keys = {FILE_DATASET: ("path", "label_column"), "moons": ("moons",)}.get(name_now, ())
+        for key in keys:
+            if data_base.get(key) != data_now.get(key):
+                reasons.append(
+                    f"data.{key} differs: {data_base.get(key)!r} at the base, "
+                    f"{data_now.get(key)!r} here (another {name_now} dataset)"
+                )
+    if base.get("predictions") is not None and current.get("predictions") is not None:
+        classes_base = [str(c) for c in base["predictions"][1]]
+        classes_now = [str(c) for c in current["predictions"][1]]
+        if set(classes_base) != set(classes_now):
+            reasons.append(
+                f"the label sets differ: {_classes(classes_base)} at the base, "
+                f"{_classes(classes_now)} here"
+            )
+    return reasons
+
+
+def _classes(classes: list[str]) -> str:
+    shown = ", ".join(classes[:6]) + (", …" if len(classes) > 6 else "")
+    return f"{len(classes)} classes ({shown})"
+
+
+def metric_values(base: dict, current: dict) -> list[dict]:
+    """Each model's headline metrics at both revisions, {"model", "metric", "base",
+    "current"}, for revisions shown side by side without a verdict."""
+    return [
+        {
+            "model": model,
+            "metric": metric,
+            "base": base["metrics"].get(model, {}).get(metric, math.nan),
+            "current": current["metrics"].get(model, {}).get(metric, math.nan),
+        }
+        for model in MODELS
+        for metric, _ in HEADLINE
+    ]
+
+
+def gate_failures(comparison: dict, min_effect: dict[str, float]) -> list[str]:
+    """The configured model's headline metrics that are significantly and materially worse
+    than at the base, one sentence each (``knnlab report --fail-on worse``)."""
+    labels = dict(HEADLINE)
+    failures = []
+    for row in comparison["rows"]:
+        if row["model"] != "configured" or row["metric"] not in labels:
+            continue
+        if significance.judge(row, min_effect) != significance.WORSE:
+            continue
+        p = "" if row["p"] is None else f", McNemar {significance.format_p(row['p'])}"
+        failures.append(
+            f"configured {labels[row['metric']]} is significantly and materially worse: "
+            f"{_fmt(row['base'])} -> {_fmt(row['current'])}, "
+            f"{significance.signed(row['change'])} [{significance.signed(row['low'])}, "
+            f"{significance.signed(row['high'])}]{p}; the smallest change that matters is "
+            f"{_fmt(min_effect[row['metric']])} (review.min_effect)"
+        )
+    return failures
+
+
+def diff_section(
+    diff: dict,
+    comparison: dict | None,
+    min_effect: dict[str, float],
+    not_comparable: list[str] = (),
+    values: list[dict] = (),
+) -> list[str]:
     """The pull-request section: params changed, then each metric that moved, with the
-    change's interval and whether it is significant (``comparison``:
-    :func:`knnlab.pipeline.analysis.significance.compare_revisions`)."""
+    change's interval and its verdict (``comparison``:
+    :func:`knnlab.pipeline.analysis.significance.compare_revisions`). Revisions that are
+    not comparable (``not_comparable``, the reasons) get the reasons and the metrics'
+    values (``values``: rows without intervals), and no verdict."""
     lines = [f"## Changes against `{diff['base']}`", ""]
     if diff["params"]:
         lines += _table(
@@ -333,8 +420,31 @@ def diff_section(diff: dict, comparison: dict) -> list[str]:
         )
     else:
         lines += ["No params changed."]
-    lines += ["", f"Metrics, {comparison['reason']}.", ""]
     labels = dict(HEADLINE)
+    if not_comparable:
+        lines += ["", "**Not comparable**: no change is marked better or worse, because"]
+        lines += [f"- {reason};" for reason in not_comparable[:-1]]
+        lines += [f"- {not_comparable[-1]}.", ""]
+        rows = [
+            [
+                f"{row['model']}: {labels.get(row['metric'], row['metric'])}",
+                _fmt(row["base"]),
+                _fmt(row["current"]),
+            ]
+            for row in values
+        ]
+        return lines + _table(["metric", "base", "this change"], rows)
+    lines += ["", f"Metrics, {comparison['reason']}.", ""]
+    kinds: dict[float, list[str]] = {}
+    for metric, value in min_effect.items():
+        kinds.setdefault(value, []).append(labels.get(metric, metric))
+    shown = "; ".join(f"{', '.join(names)}: {_fmt(value)}" for value, names in kinds.items())
+    lines += [
+        f"A change is marked better or worse only when it is significant and at least the "
+        f"smallest change that matters (`review.min_effect`: {shown}); a significant change "
+        "below that is negligible.",
+        "",
+    ]
     rows = []
     for row in comparison["rows"]:
         change = row["change"]
@@ -351,7 +461,7 @@ def diff_section(diff: dict, comparison: dict) -> list[str]:
                 _fmt(row["base"]),
                 _fmt(row["current"]),
                 significance.signed(change) + interval,
-                _verdict_cell(row),
+                _verdict_cell(row, min_effect),
             ]
         )
     lines += (
