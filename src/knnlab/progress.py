@@ -35,6 +35,8 @@ def heartbeat_seconds() -> float:
     except ValueError:
         return HEARTBEAT_SECONDS
     return seconds if 0 < seconds < float("inf") else HEARTBEAT_SECONDS
+
+
 # The progresses under way, outermost first: only the innermost speaks, so a stage's own
 # heartbeat ("evaluate: 1m20s elapsed") gives way to its steps' ("12/45 searches").
 _ACTIVE: list[Progress] = []

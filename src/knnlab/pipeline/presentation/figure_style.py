@@ -41,9 +41,11 @@ def styled() -> Iterator[None]:
 
 
 def subplots(nrows: int = 1, ncols: int = 1, **kwargs):
-    """``pyplot.subplots`` without pyplot: a standalone Figure and its axes."""
+    """``pyplot.subplots`` without pyplot: a standalone Figure and its axes (``layout``:
+    matplotlib's, e.g. ``"constrained"``, which keeps colour bars clear of the next panel's
+    labels)."""
     figsize = kwargs.pop("figsize", None)
-    fig = Figure(figsize=figsize)
+    fig = Figure(figsize=figsize, layout=kwargs.pop("layout", None))
     return fig, fig.subplots(nrows, ncols, **kwargs)
 
 

@@ -24,7 +24,11 @@ def confusion_matrix_figure(cm: np.ndarray, labels: list[str], title: str) -> Fi
     with styled():
         n = len(labels)
         size = max(4.0, 0.45 * n + 2.5)
-        fig, (ax_counts, ax_errors) = subplots(1, 2, figsize=(2 * size + 1, size))
+        # Constrained: each colour bar keeps clear of the next panel's tick labels and
+        # axis label (long class names, as Fashion-MNIST's, pushed them into it).
+        fig, (ax_counts, ax_errors) = subplots(
+            1, 2, figsize=(2 * size + 1, size), layout="constrained"
+        )
         rows = cm.sum(axis=1, keepdims=True)
         with np.errstate(invalid="ignore", divide="ignore"):
             rates = np.where(rows > 0, cm / np.maximum(rows, 1), 0.0)
@@ -90,7 +94,7 @@ def cv_score_figure(
         return None if row.empty else row[mean_col].iloc[0]
 
     with styled():
-        fig, ax = subplots(figsize=(7.5, 4.5))
+        fig, ax = subplots(figsize=(7.5, 4.5), layout="constrained")
         colours = mpl.rcParams["axes.prop_cycle"].by_key()["color"]
         for i, (p, by_p) in enumerate(rows.groupby("param_p", sort=True)):
             for weights, line in by_p.groupby("param_weights", sort=True):
@@ -143,10 +147,18 @@ def cv_score_figure(
                 linestyle="none",
                 label=f"one-SE pick: k={pick['n_neighbors']}, p={pick['p']}, {pick['weights']}",
             )
+        # Ticks at the grid's k (thinned to integers for a long grid): no tick at k = 0,
+        # whose label ran into the lowest score's.
+        ks = np.unique(rows["param_n_neighbors"].to_numpy())
+        if len(ks) <= 12:
+            ax.set_xticks(ks)
+        else:
+            ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
         ax.set_xlabel("n_neighbors (k)")
         ax.set_ylabel(f"mean CV {scorer} (± {band})")
         ax.set_title(f"Cross-validated {scorer} against k")
-        ax.legend(loc="best", fontsize=8)
+        # Beside the axes, not on them: "best" still covered the p = 3 curves.
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, fontsize=8)
         return fig
 
 
@@ -337,6 +349,9 @@ def most_confused_pair(cm: np.ndarray) -> tuple[int, int]:
     return int(min(a, b)), int(max(a, b))
 
 
+THUMBNAIL_INCHES = 1.2  # per image of the confused pair: 132 px at the saved 110 dpi
+
+
 def confused_pair_figure(
     images: np.ndarray,
     y_true: np.ndarray,
@@ -353,26 +368,33 @@ def confused_pair_figure(
     a, b = pair
     groups = [(a, a), (a, b), (b, a), (b, b)]
     with styled():
-        fig, axes = subplots(4, per_row, figsize=(1.2 * per_row, 6.2), squeeze=False)
-        for row, (truth, predicted) in enumerate(groups):
+        # One sub-figure per row, its caption above it: as an axes title, a long caption
+        # (Fashion-MNIST's "true T-shirt/top, predicted Shirt ...") made the layout shrink
+        # every image to a dozen pixels.
+        row_inches = THUMBNAIL_INCHES + 0.35
+        fig = Figure(figsize=(THUMBNAIL_INCHES * per_row, 4 * row_inches + 0.4))
+        heading, body = fig.subfigures(2, 1, height_ratios=[0.4, 4 * row_inches])
+        rows = body.subfigures(4, 1)
+        for subfig, (truth, predicted) in zip(rows, groups, strict=True):
             picked = np.flatnonzero((y_true == truth) & (y_pred == predicted))[:per_row]
             name_t = names[0] if truth == a else names[1]
             name_p = names[0] if predicted == a else names[1]
-            for col in range(per_row):
-                ax = axes[row, col]
+            axes = subfig.subplots(1, per_row, squeeze=False)[0]
+            subfig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.8, wspace=0.08)
+            for col, ax in enumerate(axes):
                 ax.axis("off")
                 if col < picked.size:
                     ax.imshow(images[picked[col]], cmap="gray_r", interpolation="nearest")
             verdict = "right" if truth == predicted else "wrong"
-            axes[row, 0].set_title(
+            subfig.suptitle(
                 f"true {name_t}, predicted {name_p} ({verdict}, {picked.size} shown)",
-                loc="left",
+                x=0.01,
+                ha="left",
                 fontsize=9,
                 fontweight="normal",
                 color="black" if truth == predicted else "firebrick",
             )
-        fig.suptitle(f"Most-confused pair: {names[0]} and {names[1]}", fontweight="bold")
-        fig.tight_layout()
+        heading.suptitle(f"Most-confused pair: {names[0]} and {names[1]}", fontweight="bold")
         return fig
 
 
