@@ -41,6 +41,9 @@ def heartbeat_seconds() -> float:
 # heartbeat ("evaluate: 1m20s elapsed") gives way to its steps' ("12/45 searches").
 _ACTIVE: list[Progress] = []
 _ACTIVE_LOCK = threading.Lock()
+# When any of them last wrote a line: the next is due a heartbeat after it, whoever speaks,
+# so a step starting inside a stage does not restart the wait (18 s went by once).
+_LAST_LINE = [0.0]
 
 
 def duration(seconds: float) -> str:
@@ -86,7 +89,6 @@ class Progress:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lines = 0
-        self._last_line = 0.0
 
     def _mode(self, stream: TextIO) -> str:
         wanted = os.environ.get(PROGRESS_ENV, "").strip().lower()
@@ -107,7 +109,6 @@ class Progress:
 
             self._bar = tqdm(total=self.total, desc=self.description, unit=self.unit, file=stream)
         elif mode != "off":
-            self._last_line = self._start
             with _ACTIVE_LOCK:
                 _ACTIVE.append(self)
             self._thread = threading.Thread(target=self._beat, daemon=True, name="progress")
@@ -126,9 +127,6 @@ class Progress:
             with _ACTIVE_LOCK:
                 if self in _ACTIVE:
                     _ACTIVE.remove(self)
-                # The one now innermost waits a whole heartbeat from here, not from its last.
-                for outer in _ACTIVE:
-                    outer._last_line = time.monotonic()
             if kind is None and self._lines:  # said it was working: say it finished
                 self._write(f"done in {duration(time.monotonic() - self._start)}")
         if self._bar is not None:
@@ -137,11 +135,19 @@ class Progress:
     def _beat(self) -> None:
         # Wakes often, speaks once a heartbeat has passed since its last line, and only
         # when no progress nested in it is under way.
-        while not self._stop.wait(min(1.0, self.interval)):
-            with _ACTIVE_LOCK:
-                innermost = bool(_ACTIVE) and _ACTIVE[-1] is self
-            if innermost and time.monotonic() - self._last_line >= self.interval:
+        while not self._stop.wait(min(1.0, self.interval / 4)):
+            if self.due(time.monotonic()):
                 self._write(self.line())
+
+    def due(self, now: float) -> bool:
+        """Whether this progress speaks at ``now``: it is the innermost under way, and a
+        heartbeat has passed since the last line anyone wrote (or since the outermost work
+        began, before any line)."""
+        with _ACTIVE_LOCK:
+            if not _ACTIVE or _ACTIVE[-1] is not self:
+                return False
+            since = max(_LAST_LINE[0], _ACTIVE[0]._start)
+        return now - since >= self.interval
 
     def line(self) -> str:
         """12/45 searches (27 %), 1m32s elapsed, about 4m05s left."""
@@ -159,7 +165,7 @@ class Progress:
 
     def _write(self, text: str) -> None:
         self._lines += 1
-        self._last_line = time.monotonic()
+        _LAST_LINE[0] = time.monotonic()
         try:
             self.stream.write(f"knnlab: {self.description}: {text}\n")
             self.stream.flush()

@@ -114,3 +114,22 @@ def test_the_heartbeat_can_be_set_and_a_bad_setting_is_ignored(monkeypatch):
 )
 def test_durations_read_as_a_person_says_them(seconds, shown):
     assert duration(seconds) == shown
+
+
+def test_a_step_starting_inside_a_stage_speaks_a_heartbeat_after_the_last_line(monkeypatch):
+    """A stage's heartbeat wrote a line 8 s ago; its search starts now: the search's first
+    line is due 2 s from now (a heartbeat after the last line), not 10 s (18 s of silence
+    before this rule). Clock values are given, not waited for."""
+    from knnlab import progress as module
+
+    outer = Progress(1, "tune", stream=io.StringIO(), interval=10)
+    inner = Progress(4, "tune, 8 candidates", "search", stream=io.StringIO(), interval=10)
+    outer._start, inner._start = 100.0, 130.0
+    monkeypatch.setattr(module, "_ACTIVE", [outer, inner])
+    monkeypatch.setattr(module, "_LAST_LINE", [122.0])
+    assert not outer.due(140.0), "the innermost speaks"
+    assert not inner.due(131.9)
+    assert inner.due(132.0)
+    monkeypatch.setattr(module, "_ACTIVE", [outer])
+    monkeypatch.setattr(module, "_LAST_LINE", [0.0])
+    assert not outer.due(109.9) and outer.due(110.0), "the first line a heartbeat after start"
