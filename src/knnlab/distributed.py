@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from knnlab.options import masked_address
+from knnlab.progress import Progress
 
 # Seconds a client waits for a scheduler before giving up: an address that cannot be
 # reached, or where something else answers, fails fast, with its name, instead of hanging.
@@ -697,7 +698,16 @@ def sharded_kneighbors(
         # Whatever every task reads goes to every worker: the one training shard when it is
         # replicated, else the query blocks (each shard then stays on one worker).
         wide = ["shard0"] if n_s == 1 else [f"queries{q}" for q in range(n_q)]
-        found = run_tasks(client, inputs, calls, broadcast=wide, timings=timings)
+        description = f"search of {len(queries):,} queries on Dask"
+        with Progress(len(calls), description, "task") as progress:
+            found = run_tasks(
+                client,
+                inputs,
+                calls,
+                broadcast=wide,
+                timings=timings,
+                on_result=lambda position, result: progress.update(),
+            )
     merge_start = time.perf_counter()
     distances = np.empty((len(queries), n_neighbors))
     indices = np.empty((len(queries), n_neighbors), dtype=np.int64)
