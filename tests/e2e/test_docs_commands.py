@@ -23,16 +23,9 @@ DOCS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
 QUEUE_WAIT = 600  # seconds for the queued experiment; about 20 here
 
 # Quick on the iris project: run here, as written, one after another.
-RUN_HERE = [
-    "dvc repro",
-    "dvc metrics diff",
-    "dvc plots show",
-    "dvc exp run -S model.algorithm=hnsw",
-    "dvc exp run -S model.algorithm=hnsw -S model.index.ef_search=16",
-    "dvc exp run -S model.algorithm=ivf -S model.index.nprobe=2",
-    "dvc exp show --drop '.*' --keep '^Experiment$|^model\\.(algorithm|index)|"
-    "^configured\\.accuracy$'",
-]
+RUN_HERE = ["dvc repro", "dvc metrics diff", "dvc plots show"]
+# docs/approximate.md's experiments: run here as one block, in order.
+APPROXIMATE_SEQUENCE = ("approximate.md", "An experiment")
 # Run by other tests, which need what they set up (a remote, a server, a cluster).
 ELSEWHERE = {
     "dvc remote add -d team /mnt/shared/knnlab-dvc": "tests/e2e/test_remote.py (a temp path)",
@@ -98,10 +91,11 @@ def doc_commands() -> dict[str, list[str]]:
 README_SEQUENCE = "Compare experiments"
 
 
-def readme_sequence() -> list[str]:
-    """The README's experiment block, line by line, comments dropped."""
-    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-    section = text.split(f"## {README_SEQUENCE}")[1]
+def readme_sequence(doc: str = "README.md", heading: str = README_SEQUENCE) -> list[str]:
+    """The first shell block under ``## heading`` of ``doc`` (the README, or a page of
+    docs/), line by line, comments dropped."""
+    path = REPO_ROOT / doc if doc == "README.md" else REPO_ROOT / "docs" / doc
+    section = path.read_text(encoding="utf-8").split(f"## {heading}")[1]
     block = re.search(r"```sh\n(.*?)```", section, re.S).group(1)
     return [re.split(r"\s+#", line)[0].strip() for line in block.splitlines() if line.strip()]
 
@@ -167,11 +161,20 @@ def test_the_quick_docs_commands_run_as_written(reproduced_iris, tmp_path_factor
         )  # fmt: skip
         assert done.returncode == 0, f"{command}:\n{done.stdout}\n{done.stderr}"
         outputs[command] = done.stdout
-    assert "hnsw" in outputs[RUN_HERE[-1]] and "ivf" in outputs[RUN_HERE[-1]], outputs[RUN_HERE[-1]]
+    # The approximate experiments, each from the committed params, as the page says.
+    for line in readme_sequence(*APPROXIMATE_SEQUENCE):
+        done = subprocess.run(
+            ["bash", "-c", line], cwd=project, env=_env(), capture_output=True, text=True,
+            timeout=600,
+        )  # fmt: skip
+        assert done.returncode == 0, f"{line}:\n{done.stdout}\n{done.stderr}"
+    shown = done.stdout  # the page's last line: dvc exp show
+    assert "hnsw" in shown and "ivf" in shown and "16" in shown, shown
 
 
 def test_every_docs_command_is_run_somewhere_or_checked_by_hand():
-    readme = {line for line in readme_sequence() if re.search(r"(^|\s)dvc\s", line)}
+    blocks = readme_sequence() + readme_sequence(*APPROXIMATE_SEQUENCE)
+    readme = {line for line in blocks if re.search(r"(^|\s)dvc\s", line)}
     covered = readme | set(RUN_HERE) | set(ELSEWHERE) | set(BY_HAND)
     unaccounted = {
         command: where for command, where in doc_commands().items() if command not in covered
