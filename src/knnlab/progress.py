@@ -90,9 +90,9 @@ class Progress:
         self._thread: threading.Thread | None = None
         self._lines = 0
 
-    def _mode(self, stream: TextIO) -> str:
+    def _mode(self, stream: TextIO | None) -> str:
         wanted = os.environ.get(PROGRESS_ENV, "").strip().lower()
-        if wanted in ("0", "off", "false", "no"):
+        if stream is None or wanted in ("0", "off", "false", "no"):  # None: stderr closed
             return "off"
         if wanted == "lines":
             return "lines"

@@ -133,3 +133,10 @@ def test_a_step_starting_inside_a_stage_speaks_a_heartbeat_after_the_last_line(m
     monkeypatch.setattr(module, "_ACTIVE", [outer])
     monkeypatch.setattr(module, "_LAST_LINE", [0.0])
     assert not outer.due(109.9) and outer.due(110.0), "the first line a heartbeat after start"
+
+
+def test_a_closed_stderr_silences_progress_without_failing(monkeypatch):
+    monkeypatch.setattr("sys.stderr", None)  # what Python gives a process started with 2>&-
+    with Progress(3, "quiet", interval=0.01) as progress:
+        progress.update(3)
+        time.sleep(0.1)
