@@ -115,7 +115,9 @@ def test_confused_pair_figure_rows(digits_predictions):
     y_true, y_pred, _, X = digits_predictions
     images = X.reshape(-1, 8, 8)
     fig = figures.confused_pair_figure(images, y_true, y_pred, (1, 8), ("1", "8"))
-    titles = [ax.get_title(loc="left") for ax in fig.axes if ax.get_title(loc="left")]
+    _, body = fig.subfigs  # the heading, then one sub-figure per row, captioned
+    titles = [row._suptitle.get_text() for row in body.subfigs]
+    assert [len(row.axes) for row in body.subfigs] == [8, 8, 8, 8]
     assert [t.split(" (")[0] for t in titles] == [
         "true 1, predicted 1",
         "true 1, predicted 8",
