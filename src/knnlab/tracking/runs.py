@@ -335,56 +335,68 @@ class StageRun:
         FINISHED, or FAILED (KILLED when interrupted) with the first candidate that fails.
         """
         uri = self.record.tracking_uri
-        with self._lock.held(), store_errors(uri):
-            this = self._client.get_run(self.record.run_id)
-            experiment = self._client.get_experiment(self.record.experiment_id).name
-            name = experiment + CANDIDATES_SUFFIX
-            experiment_id = experiment_id_for(self._client, name, uri)
-            close_orphaned_runs(self._client, experiment_id)
-            kept = ("knnlab.stage", "knnlab.dvc_exp_name", "mlflow.source.")
-            tags = {k: v for k, v in this.data.tags.items() if k.startswith(kept)}
-            back = f"#/experiments/{self.record.experiment_id}/runs/{self.record.run_id}"
-            parent = self._client.create_run(
-                experiment_id,
-                start_time=this.info.start_time,
-                run_name=this.info.run_name,
-                tags={
-                    **tags,
-                    **process_tags(),
-                    "knnlab.tune_run_id": self.record.run_id,
-                    "mlflow.note.content": f"The {len(children)} candidates of the "
-                    f"[{this.info.run_name}]({back}) run in experiment {experiment!r}, "
-                    "one nested run each.",
-                },
-            )
-            record = RunRecord(uri, experiment_id, parent.info.run_id)
-            # The candidates experiment's runs, filtered to this parent's children.
-            children_only = urllib.parse.quote(f"tags.`mlflow.parentRunId` = '{record.run_id}'")
-            there = (
-                f"#/experiments/{experiment_id}/runs?workflowType=machine_learning"
-                f"&searchFilter={children_only}"
-            )
-            _log_batch(self._client, record.run_id, params)
-            _log_batch(
-                self._client,
-                self.record.run_id,
-                tags={
-                    "knnlab.candidates_run_id": record.run_id,
-                    "knnlab.candidates_experiment_id": experiment_id,
-                    "mlflow.note.content": f"{len(children)} candidates, one run each, in "
-                    f"experiment {name!r}: [open them]({there}).",
-                },
-            )
+        record = None
         status = "FAILED"
+        # The parent is closed whatever stops the logging. An interrupt arriving while it
+        # is created is held by the store lock's write guard and raised as the lock is let
+        # go: inside this try, with the parent's record already kept (once left RUNNING).
         try:
+            with self._lock.held(), store_errors(uri):
+                this = self._client.get_run(self.record.run_id)
+                experiment = self._client.get_experiment(self.record.experiment_id).name
+                experiment_id = experiment_id_for(self._client, experiment + CANDIDATES_SUFFIX, uri)
+                close_orphaned_runs(self._client, experiment_id)
+                record = self._open_candidates(this, experiment, experiment_id, children, params)
             StageRun(self._client, record, self._lock).log_children(children)
             status = "FINISHED"
         except KeyboardInterrupt:
             status = "KILLED"
             raise
         finally:
-            with self._lock.held(), store_errors(uri):
-                self._client.set_terminated(record.run_id, status)
+            if record is not None:
+                with self._lock.held(), store_errors(uri):
+                    self._client.set_terminated(record.run_id, status)
+        return record
+
+    def _open_candidates(self, this, experiment: str, experiment_id: str, children, params):
+        """Create the candidates' parent run in ``experiment_id`` and link it with this run
+        both ways (tags and descriptions); under the store lock. Returns its record."""
+        uri = self.record.tracking_uri
+        name = experiment + CANDIDATES_SUFFIX
+        kept = ("knnlab.stage", "knnlab.dvc_exp_name", "mlflow.source.")
+        tags = {k: v for k, v in this.data.tags.items() if k.startswith(kept)}
+        back = f"#/experiments/{self.record.experiment_id}/runs/{self.record.run_id}"
+        parent = self._client.create_run(
+            experiment_id,
+            start_time=this.info.start_time,
+            run_name=this.info.run_name,
+            tags={
+                **tags,
+                **process_tags(),
+                "knnlab.tune_run_id": self.record.run_id,
+                "mlflow.note.content": f"The {len(children)} candidates of the "
+                f"[{this.info.run_name}]({back}) run in experiment {experiment!r}, "
+                "one nested run each.",
+            },
+        )
+        record = RunRecord(uri, experiment_id, parent.info.run_id)
+        # The candidates experiment's runs, filtered to this parent's children.
+        children_only = urllib.parse.quote(f"tags.`mlflow.parentRunId` = '{record.run_id}'")
+        there = (
+            f"#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+            f"&searchFilter={children_only}"
+        )
+        _log_batch(self._client, record.run_id, params)
+        _log_batch(
+            self._client,
+            self.record.run_id,
+            tags={
+                "knnlab.candidates_run_id": record.run_id,
+                "knnlab.candidates_experiment_id": experiment_id,
+                "mlflow.note.content": f"{len(children)} candidates, one run each, in "
+                f"experiment {name!r}: [open them]({there}).",
+            },
+        )
         return record
 
     def log_children(self, children: list[dict[str, Any]]) -> list[str]:
@@ -502,15 +514,24 @@ def stage_run(
     lock = StoreLock(tracking_uri, stage, lock_timeout(config))
     import mlflow  # noqa: F401 - seconds to import: before the lock, not under it
 
+    opened = None
     try:
         with lock.held():
-            client, handle = _open_run(config, stage, run_name, tracking_uri, lock, start_ms)
+            opened = _open_run(config, stage, run_name, tracking_uri, lock, start_ms)
     except TrackingError as error:
         if config.required:
             raise
         _warn_untracked(stage, error)
         yield UntrackedRun(tracking_uri)
         return
+    except BaseException as stopped:
+        # An interrupt arriving while the run was created is held by the lock's write
+        # guard and raised as the lock is let go: the run exists by then; close it.
+        if opened is not None:
+            status = "KILLED" if isinstance(stopped, KeyboardInterrupt) else "FAILED"
+            _mark_ended(opened[0], opened[1].record.run_id, lock, stage, status)
+        raise
+    client, handle = opened
     try:
         yield handle
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (the command line raises it as one)
