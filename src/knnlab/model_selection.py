@@ -241,12 +241,6 @@ def _approximate_searches(task: _FoldTask, engines: list):
             yield (engine, build_seconds, seconds, algorithm), found, searcher.distances_by_k
 
 
-def _progress(total: int, description: str) -> Progress:
-    """The search's progress (:class:`knnlab.progress.Progress`): a bar on a terminal, a
-    line at least every 10 s in a log (DVC runs stages without a terminal)."""
-    return Progress(total, description, "search")
-
-
 def _check_grid(grid: Mapping[str, Sequence]) -> dict[str, Any]:
     """The grid with every key (defaults filled in) and ``index``: {option: values}."""
     unknown = sorted(set(grid) - {*GRID_KEYS, "index"})
@@ -644,7 +638,7 @@ def _run_on_cluster(
         )
         args = (distributed.Ref("X"), distributed.Ref("y"), train, valid, template)
         calls.append((_fold_on_worker, args))
-    with _progress(len(calls), f"tune, {n_candidates} candidates, searches on Dask") as bar:
+    with Progress(len(calls), f"tune, {n_candidates} candidates, on Dask", "search") as bar:
         found = distributed.run_tasks(
             client,
             {"X": X, "y": y_code},
@@ -666,7 +660,7 @@ def _collect(keys: list, outputs, folds, n_candidates: int, progress: bool = Tru
     found: dict[str, Any] = {"scores": {}, "times": {}, "recalls": {}, "work": {}}
     timing_rows = []
     total = len(keys) if progress else 0
-    with _progress(total, f"tune, {n_candidates} candidates") as bar:
+    with Progress(total, f"tune, {n_candidates} candidates", "search") as bar:
         for (fold, p), (task_scores, task_times, recalls, work) in zip(keys, outputs, strict=True):
             for (engine, weights, k), values in task_scores.items():
                 found["scores"][fold, p, engine, weights, k] = values

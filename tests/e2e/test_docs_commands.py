@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import re
 import subprocess
-import time
 
 import pytest
 
 from ..conftest import REPO_ROOT
-from ..support.project import _env, run, store
+from ..support.project import _env, run, run_queue, store
 from ..support.shared_project import copy_project
 
 pytestmark = pytest.mark.slow
@@ -108,25 +107,6 @@ def _evaluate_runs(project) -> list[tuple[int, int]]:
     )
 
 
-def _start_queue(command: str, project) -> None:
-    """``dvc queue start``, detached as tests/e2e/test_robustness.py explains, then waited
-    for with a bound, and its workers stopped."""
-    subprocess.run(
-        command.split(), cwd=project, env=_env(), stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120, check=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + QUEUE_WAIT
-        while time.monotonic() < deadline:
-            status = run(["dvc", "queue", "status"], project)
-            if "Queued" not in status and "Running" not in status:
-                break
-            time.sleep(1)
-    finally:
-        run(["dvc", "queue", "stop", "--kill"], project)
-    assert "Failed" not in status, status
-
-
 def test_the_readme_sequence_runs_each_experiment_from_the_committed_params(
     reproduced_iris, tmp_path_factory
 ):
@@ -136,7 +116,9 @@ def test_the_readme_sequence_runs_each_experiment_from_the_committed_params(
     assert lines[0] == "source .venv/bin/activate", "the environment is on PATH here"
     for line in lines[1:]:
         if line.startswith("dvc queue start"):
-            _start_queue(line, project)
+            assert line == "dvc queue start -j 2", "run as written"
+            status = run_queue(project, workers=2, wait=QUEUE_WAIT)
+            assert "Failed" not in status, status
             continue
         done = subprocess.run(
             ["bash", "-c", line], cwd=project, env=_env(), capture_output=True, text=True,

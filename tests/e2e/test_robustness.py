@@ -8,14 +8,12 @@ import hashlib
 import os
 import shutil
 import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from ..support import fault_injection, mlflow_store
-from ..support.project import _env as project_env
-from ..support.project import run, stages_run, store
+from ..support.project import run, run_queue, stages_run, store
 from ..support.shared_project import copy_project
 
 pytestmark = pytest.mark.slow
@@ -60,28 +58,7 @@ def test_queued_experiments_in_parallel_all_land_in_mlflow(project):
     # Three on two workers: both run at once, and one worker then takes the third.
     for k in (2, 4, 6):
         run(["dvc", "exp", "run", "--queue", "-S", f"model.n_neighbors={k}"], project)
-    # The workers are detached: with its output captured, `dvc queue start` would be waited
-    # for until they exit, and a worker of DVC 3.67 that decides to shut down while a task
-    # still runs can stay idle for good after it. So: start, poll, then stop the workers.
-    subprocess.run(
-        ["dvc", "queue", "start", "-j", "2"],
-        cwd=project,
-        env=project_env(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        timeout=120,
-        check=True,
-    )
-    try:
-        deadline = time.monotonic() + 400
-        while time.monotonic() < deadline:
-            status = run(["dvc", "queue", "status"], project)
-            if "Queued" not in status and "Running" not in status:
-                break
-            time.sleep(1)
-    finally:
-        run(["dvc", "queue", "stop", "--kill"], project)
+    status = run_queue(project, workers=2)
     assert status.count("Success") == 3, status
     new = [r for r in store(project) if r["run_id"] not in before]
     evaluate = sorted(

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -96,3 +97,34 @@ SMALL_GRID = {
     "grid": {"n_neighbors": [1, 3, 5], "p": [1, 2], "weights": ["uniform"], "algorithm": ["brute"]},
     "cv": 3,
 }
+
+
+QUEUE_WAIT = 400  # seconds for a test's queued experiments; about 20 each here
+
+
+def run_queue(root: Path, workers: int = 2, wait: float = QUEUE_WAIT) -> str:
+    """``dvc queue start -j WORKERS`` in ``root``, waited for with a bound, its workers
+    stopped after; returns the last ``dvc queue status``. The workers are detached: with
+    its output captured, ``dvc queue start`` would be waited for until they exit, and a
+    worker of DVC 3.67 that decides to shut down while a task still runs can stay idle for
+    good after it. So: start, poll, then stop the workers."""
+    subprocess.run(
+        ["dvc", "queue", "start", "-j", str(workers)],
+        cwd=root,
+        env=_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=120,
+        check=True,
+    )
+    try:
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            status = run(["dvc", "queue", "status"], root)
+            if "Queued" not in status and "Running" not in status:
+                break
+            time.sleep(1)
+    finally:
+        run(["dvc", "queue", "stop", "--kill"], root)
+    return status

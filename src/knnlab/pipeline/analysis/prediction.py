@@ -1,7 +1,7 @@
 """Predictions of a saved model for ``knnlab predict``: labels, class probabilities and how
 unusual each query is: its mean distance to its neighbours, placed among the test split's
-(the scale the train stage keeps in the model file), and flagged beyond the training rows'
-99th percentile (the flag's false alarms on the test split are kept beside it)."""
+(the scale the train stage keeps in the model file), and flagged beyond the threshold kept
+there (the test split's 99th percentile; its false alarms on the test split beside it)."""
 
 from __future__ import annotations
 
@@ -68,17 +68,17 @@ class SavedModel:
         return distances, proba[0]
 
 
-def distance_percentile(distance: float, scale: list[float]) -> float | None:
-    """The share (in %) of test rows lying closer to their neighbours than ``distance``,
-    from the model's ``test_distance_scale`` (the test rows' mean neighbour distance at every
-    0.1 percentile); None for a model file without one."""
+def distance_percentiles(distances: np.ndarray, scale: list[float]) -> list[float | None]:
+    """For each mean neighbour distance (n,), the share (in %) of test rows lying closer
+    to their neighbours, from the model's ``test_distance_scale`` (the test rows' mean
+    neighbour distance at every 0.1 percentile): the highest percentile at or below the
+    distance, 100 beyond the farthest. None each for a model file without a scale."""
     if len(scale) < 2:
-        return None
+        return [None] * len(distances)
     percents = np.linspace(0.0, 100.0, len(scale))
-    if distance > scale[-1]:
-        return 100.0
-    # The highest percentile at or below the distance: "farther than that many test rows".
-    return float(percents[max(np.searchsorted(scale, distance, side="right") - 1, 0)])
+    at = np.maximum(np.searchsorted(scale, distances, side="right") - 1, 0)
+    shares = np.where(distances > scale[-1], 100.0, percents[at])
+    return [float(share) for share in shares]
 
 
 def predict_rows(
@@ -88,10 +88,11 @@ def predict_rows(
     among the test split's (``distance_percentile``) and the unusual flag, per row.
     extra : the model file's card (novelty_threshold, test_distance_scale)."""
     novelty = extra.get("novelty_threshold", float("inf"))
-    scale = extra.get("test_distance_scale") or []
     distances, proba = model.neighbors_and_proba(X)
+    mean = distances.mean(axis=1)
+    percentiles = distance_percentiles(mean, extra.get("test_distance_scale") or [])
     results = []
-    for name, row, d in zip(names, proba, distances.mean(axis=1), strict=True):
+    for name, row, d, percentile in zip(names, proba, mean, percentiles, strict=True):
         order = np.argsort(-row, kind="stable")[:top]
         label = model.classes_[order[0]]
         results.append(
@@ -100,7 +101,7 @@ def predict_rows(
                 "label": label.item() if hasattr(label, "item") else label,
                 "probabilities": {str(model.classes_[i]): round(float(row[i]), 4) for i in order},
                 "mean_neighbor_distance": round(float(d), 4),
-                "distance_percentile": distance_percentile(float(d), scale),
+                "distance_percentile": percentile,
                 "unusual": bool(d > novelty),
             }
         )
@@ -108,8 +109,8 @@ def predict_rows(
 
 
 def _unusual_text(result: dict, false_alarm_rate: float | None) -> str:
-    """ "  UNUSUAL: farther from its neighbours than 99.6 % of test images (the flag's
-    false alarms on the test split: 1.1 %)"; "" for a usual row."""
+    """ "  UNUSUAL: farther from its neighbours than 99.6 % of test rows (the flag marks
+    1.1 % of the test split itself)"; "" for a usual row."""
     if not result["unusual"]:
         return ""
     percentile = result.get("distance_percentile")
