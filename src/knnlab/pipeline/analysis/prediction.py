@@ -78,7 +78,7 @@ def distance_percentiles(distances: np.ndarray, scale: list[float]) -> list[floa
     percents = np.linspace(0.0, 100.0, len(scale))
     at = np.maximum(np.searchsorted(scale, distances, side="right") - 1, 0)
     shares = np.where(distances > scale[-1], 100.0, percents[at])
-    return [float(share) for share in shares]
+    return [round(float(share), 1) for share in shares]  # the scale's 0.1 % steps
 
 
 def predict_rows(
