@@ -36,6 +36,7 @@ STAGES = {
     "fetch": "the configured dataset -> data/raw",
     "split": "data/raw -> a stratified, seeded train/test split in data/split",
     "train": "fit the configured model on the train split -> models/model.npz",
+    "audit": "suspicious labels, kNN-Shapley values of the training rows -> reports/audit",
     "exact": "exact neighbours of the test rows, for approximate models -> data/neighbours",
     "tune": "cross-validated grid search on the train split -> reports/tune, MLflow runs",
     "evaluate": "score configured, tuned and baseline models on the test split -> reports/",
@@ -47,8 +48,21 @@ STAGE_FILES = {
         "params.yaml data.*; the data.path table or IDX folder when data.dataset needs one",
         "data/raw/dataset.parquet, data/raw/meta.json",
     ),
-    "split": ("data/raw; split.*", "data/split/train.parquet, test.parquet, meta.json"),
-    "train": ("data/split; model.*", "models/model.npz (arrays and JSON, no pickle)"),
+    "split": (
+        "data/raw; split.*",
+        "data/split/train.parquet, test.parquet, meta.json, leaks.json (test rows with a "
+        "(near) duplicate in train)",
+    ),
+    "train": (
+        "data/split; model.*, conformal.coverage",
+        "models/model.npz (arrays and JSON, no pickle; the prediction sets' threshold), "
+        "models/out_of_fold.parquet (the model's out-of-fold votes on the train split)",
+    ),
+    "audit": (
+        "data/split, models/model.npz, models/out_of_fold.parquet",
+        "reports/audit/audit.json, suspicious_labels.csv, shapley.csv (the test split's "
+        "labels value the training rows; nothing here feeds a model)",
+    ),
     "exact": (
         "data/split; model.scale, tune.grid.n_neighbors",
         "data/neighbours/test_exact.npz (exact distances and indices, p = 2; not committed)",
@@ -60,8 +74,10 @@ STAGE_FILES = {
         "committed)",
     ),
     "evaluate": (
-        "data/split, data/neighbours, models/model.npz, reports/tune/best_params.json; stats.*",
+        "data/split, data/neighbours, models/model.npz, reports/tune/best_params.json, "
+        "reports/audit; stats.*",
         "reports/metrics.json, reports/vs_exact.json, reports/uncertainty.json, "
+        "reports/conformal.json (the prediction sets' coverage), "
         "reports/plots/predictions.csv; "
         "one MLflow run with the model, tagged with a digest of these files; fit and "
         "predict seconds in that run and reports/timings/ (not committed)",
@@ -590,7 +606,9 @@ def _predict(model_path: str, sources: list[str], as_json: bool, top: int) -> in
         extra.get("value_range", [0.0, 1.0]),
     )
     results = predict_rows(model, X, names, extra, top)
-    sys.stdout.write(format_results(results, as_json, extra.get("false_alarm_rate")))
+    sys.stdout.write(
+        format_results(results, as_json, extra.get("false_alarm_rate"), extra.get("coverage"))
+    )
     return 0
 
 

@@ -23,6 +23,8 @@ MODULES = (
     "knnlab.estimators",
     "knnlab.stats",
     "knnlab.model_selection",
+    "knnlab.conformal",
+    "knnlab.valuation",
 )
 
 

@@ -136,7 +136,7 @@ def test_the_model_card_describes_the_fit():
     y = np.array([0, 0, 0, 1, 1, 1])
     model = KNNClassifier(2).fit(X, y)
     X_test = np.array([[0.0, 0.5], [5.5, 5.5], [20.0, 20.0]])
-    card = model_card(SPLIT, model, X, X_test)
+    card = model_card(SPLIT, model, X, X_test, (0.9, 0.4, 6))
     assert (card.dataset, card.feature_columns, card.image_shape, card.value_range) == (
         "toy", ["a", "b"], None, [0.0, 6.0]
     )  # fmt: skip
@@ -148,7 +148,7 @@ def test_the_model_card_describes_the_fit():
     assert card.novelty_threshold == np.percentile(mean, 99) and card.false_alarm_rate == 1 / 3
     # Without test rows: the training rows' own threshold, each point's 2 nearest others at
     # distances 1 and sqrt(2): mean (1 + sqrt 2) / 2.
-    alone = model_card(SPLIT, model, X, X_test[:0])
+    alone = model_card(SPLIT, model, X, X_test[:0], (0.9, 0.4, 6))
     assert alone.novelty_threshold == novelty_threshold(model) == (1 + np.sqrt(2)) / 2
     assert alone.test_distance_scale == [] and np.isnan(alone.false_alarm_rate)
     assert novelty_threshold(KNNClassifier(6).fit(X, y)) == float("inf"), "k = n: no others"

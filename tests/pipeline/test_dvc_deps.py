@@ -151,8 +151,15 @@ STAGE_PARAMS = {
         "data.max_rows",
         "data.seed",
     },
-    "split": {"split.test_size", "split.seed", "data.positive_class"},  # checked early
-    "train": {"model"},
+    "split": {  # data.positive_class: checked early
+        "split.test_size",
+        "split.seed",
+        "split.near_duplicate",
+        "split.deduplicate",
+        "data.positive_class",
+    },
+    "train": {"model", "conformal"},
+    "audit": set(),  # the model's params come from the model file
     "exact": {"model.scale", "tune.grid.n_neighbors"},
     "tune": {"tune", "model.scale", "model.seed"},  # seed: approximate indexes
     # The model file and tune's summary carry the models; stats.* draws the intervals.

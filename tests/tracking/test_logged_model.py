@@ -34,7 +34,9 @@ def _fit_and_log(root: Path, n_features: int, seed: int):
     y = np.array(["left", "right"])[rng.integers(0, 2, 30)]
     frame = pd.DataFrame(X, columns=[f"pixel_{i}" for i in range(n_features)])
     model = KNNClassifier(3).fit(X, y)
-    save_model(root / "model.npz", model, extra={"feature_columns": list(frame.columns)})
+    # A prediction-set threshold as train keeps it: a class is in a set from a vote of 0.3.
+    extra = {"feature_columns": list(frame.columns), "coverage": 0.9, "conformal_threshold": 0.7}
+    save_model(root / "model.npz", model, extra=extra)
     uri = f"sqlite:///{root / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)

@@ -33,8 +33,9 @@ from mlflow.exceptions import MlflowException
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from knnlab.pipeline.io.model_io import load_model
+from knnlab.pipeline.io.model_io import load_model, save_model
 from knnlab.tracking import models, serving
+from knnlab.tracking.flavour import _load_pyfunc
 
 from ..conftest import REPO_ROOT
 from ..support.blocked_imports import run_core_only
@@ -116,6 +117,23 @@ def test_output_proba_gives_class_probabilities_named_by_label(logged, pyfunc):
     # The labels are the most probable classes (ties to the first label, as predict does).
     np.testing.assert_array_equal(proba.columns[proba.to_numpy().argmax(axis=1)], predicted)
     np.testing.assert_array_equal(pyfunc.predict(frame, params={"output": "label"}), predicted)
+
+
+def test_output_set_gives_each_querys_prediction_set_by_label(logged, pyfunc, tmp_path):
+    *_, frame, _, proba = logged
+    sets = pyfunc.predict(frame, params={"output": "set"})
+    assert isinstance(sets, pd.DataFrame) and list(sets.columns) == ["set"]
+    # The loop: every label whose vote reaches 1 - 0.7, the threshold the model file keeps.
+    expected = [
+        [label for label in proba.columns if 1 - row[label] <= 0.7] for _, row in proba.iterrows()
+    ]
+    assert sets["set"].tolist() == expected
+    assert any(len(s) == 2 for s in expected) and any(len(s) == 1 for s in expected)
+    # A model file from before prediction sets says so, naming what to re-run.
+    old = tmp_path / "old.npz"
+    save_model(old, load_model(logged[3] / "data" / "model.npz"))
+    with pytest.raises(MlflowException, match="re-run `dvc repro train`"):
+        _load_pyfunc(str(old)).predict(frame, params={"output": "set"})
 
 
 BAD_INPUTS = {
@@ -409,6 +427,10 @@ def test_knnlab_serve_answers_every_request_form_without_the_environment_on_path
     )
     assert status == 200, reply
     assert reply["predictions"] == proba.to_dict(orient="records"), "exact floats, by label"
+    status, reply = knnlab.post({"inputs": frame.to_numpy().tolist(), "params": {"output": "set"}})
+    assert status == 200, reply
+    sets = [[c for c in proba.columns if 1 - row[c] <= 0.7] for _, row in proba.iterrows()]
+    assert reply["predictions"] == [{"set": s} for s in sets], "each query's prediction set"
 
 
 def _readme_requests() -> list[dict]:

@@ -1,2 +1,2 @@
-"""The six DVC stages. Each ``run(params)`` reads its inputs, calls pure functions from the
+"""The DVC stages. Each ``run(params)`` reads its inputs, calls pure functions from the
 package and writes its outputs atomically; :mod:`knnlab.cli` dispatches to them."""

@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from knnlab.neighbors import warm_up
-from knnlab.pipeline.analysis import evaluation, reference, significance, training
+from knnlab.pipeline.analysis import data_record, evaluation, reference, significance, training
 from knnlab.pipeline.data.dataset import LABEL, read_features_and_labels
 from knnlab.pipeline.io import files, paths
 from knnlab.pipeline.io.artifacts import SplitInfo, TuneSummary, model_name
-from knnlab.pipeline.io.model_io import load_model, read_model_params
+from knnlab.pipeline.io.model_io import load_model, read_header, read_model_params
 from knnlab.pipeline.io.params import Params
 from knnlab.tracking import registry
 from knnlab.tracking.stage import LoggedStage
@@ -199,6 +199,20 @@ def run(params: Params) -> None:
     for result in results.values():
         result.model = None
     del X_train
+    # The prediction sets train calibrated, measured on the test rows.
+    conformal_record = data_record.prediction_set_record(
+        configured.proba,
+        configured.classes,
+        y_test,
+        read_header(paths.MODEL_FILE)["extra"],
+        params.stats.confidence,
+        split.display_name,
+    )
+    data_metrics = data_record.tracked_metrics(
+        conformal_record,
+        files.read_json(paths.SPLIT_LEAKS),
+        files.read_json(paths.AUDIT_SUMMARY),
+    )
     run_name = model_name(model_params)
     with stage.outputs() as outputs:
         metrics_file = outputs.staged(paths.METRICS_FILE)
@@ -211,11 +225,14 @@ def run(params: Params) -> None:
         others = {name: r for name, r in results.items() if name != "configured"}
         predictions_file = outputs.staged(paths.PREDICTIONS_PLOT)
         files.write_csv(predictions_file, evaluation.prediction_table(y_test, configured, others))
+        conformal_file = outputs.staged(paths.CONFORMAL_FILE)
+        files.write_json(conformal_file, conformal_record)
         key = evaluation.evaluation_key(
             {
                 paths.METRICS_FILE: metrics_file,
                 paths.UNCERTAINTY_FILE: uncertainty_file,
                 paths.PREDICTIONS_PLOT: predictions_file,
+                paths.CONFORMAL_FILE: conformal_file,
             }
         )
         logged = Logged(
@@ -227,10 +244,17 @@ def run(params: Params) -> None:
             {
                 **evaluation.timing_metrics(configured),
                 **{k: v for c in vs_exact.values() for k, v in c.metrics().items()},
+                **data_metrics,
             },
             [c.sentence() for c in vs_exact.values()],
             (configured.y_pred, configured.proba, configured.classes),
-            [metrics_file, timings_file, uncertainty_file],
+            [
+                metrics_file,
+                timings_file,
+                uncertainty_file,
+                conformal_file,
+                *data_record.AUDIT_FILES,
+            ],
         )
         with stage.new_run(run_name, evaluation.EVALUATION_TAG, key) as mlflow_run:
             run_id, model_uri, lifecycle = log_run(mlflow_run, params, logged, X_test, y_test)
@@ -244,4 +268,10 @@ def run(params: Params) -> None:
         print(f"evaluate: {significance.verdict(pair, {})}")
     for comparison in vs_exact.values():
         print(f"evaluate: {comparison.sentence()}")
+    print(
+        f"evaluate: prediction sets for {conformal_record['target']:g} coverage hold the true "
+        f"class of {conformal_record['coverage']:.4f} of test rows "
+        f"[{conformal_record['coverage_low']:.4f}, {conformal_record['coverage_high']:.4f}], "
+        f"{conformal_record['mean_set_size']:.2f} classes on average"
+    )
     print_logged(split, run_id, model_uri, lifecycle)

@@ -6,7 +6,7 @@ logged the outputs drawn (found by its
 from __future__ import annotations
 
 from knnlab import metrics
-from knnlab.pipeline.analysis import evaluation, explain, significance
+from knnlab.pipeline.analysis import evaluation, explain, significance, votes
 from knnlab.pipeline.data import datasets
 from knnlab.pipeline.data.dataset import read_features_and_labels
 from knnlab.pipeline.io import files, paths
@@ -14,6 +14,7 @@ from knnlab.pipeline.io.artifacts import Evaluation, SplitInfo, TuneSummary
 from knnlab.pipeline.io.model_io import load_model, read_model_params
 from knnlab.pipeline.io.params import Params
 from knnlab.pipeline.presentation import (
+    audit_report,
     explanations,
     figure_style,
     figures,
@@ -89,6 +90,32 @@ def run(params: Params) -> None:
         made["worst_errors.png"] = explanations.explanation_figure(
             errors, X_train, X_test, split.image_shape, split.display_name
         )
+    # What the neighbours say about the data: prediction sets, labels, values, leaks.
+    audit_summary = files.read_json(paths.AUDIT_SUMMARY)
+    oof = votes.read_votes_table(files.read_parquet(paths.OUT_OF_FOLD_VOTES), y_train)
+    suspicious = votes.explain_suspicious(oof, y_train)
+    if split.image_shape and len(suspicious):
+        made["suspicious_labels.png"] = explanations.explanation_figure(
+            suspicious,
+            X_train,
+            X_train,
+            split.image_shape,
+            split.display_name,
+            words=explanations.SUSPICIOUS,
+        )
+    data_sections = [
+        *audit_report.prediction_sets_section(files.read_json(paths.CONFORMAL_FILE)),
+        "",
+        *audit_report.suspicious_section(
+            audit_summary,
+            files.read_csv(paths.SUSPICIOUS_LABELS),
+            "suspicious_labels.png" in made,
+        ),
+        "",
+        *audit_report.shapley_section(audit_summary),
+        "",
+        *audit_report.leaks_section(files.read_json(paths.SPLIT_LEAKS)),
+    ]
     roc, pr = evaluation.curve_tables(y_true, proba, classes)
     text = report.build_report(
         split,
@@ -100,6 +127,7 @@ def run(params: Params) -> None:
         significance.read_uncertainty(paths.UNCERTAINTY_FILE),
         explanations.explanation_markdown(errors, split.display_name),
         tradeoff,
+        data_sections,
     )
     confusion = confusion_frame(split, y_true, y_pred, classes)
     with stage.outputs() as outputs:

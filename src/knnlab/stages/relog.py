@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 
-from knnlab.pipeline.analysis import evaluation, tuning
+from knnlab.pipeline.analysis import data_record, evaluation, tuning
 from knnlab.pipeline.data.dataset import read_features_and_labels
 from knnlab.pipeline.io import files, paths
 from knnlab.pipeline.io.artifacts import SplitInfo, TuneSummary, model_name
@@ -125,13 +125,25 @@ def relog_evaluate(config: MlflowParams, params: Params) -> runs.RunRecord:
         evaluation.Evaluation.read_metrics(paths.METRICS_FILE),
         uncertainty,
         {
-            name: value
-            for model, record in vs_exact.items()
-            for name, value in evaluation.exact_comparison_metrics(model, record).items()
+            **{
+                name: value
+                for model, record in vs_exact.items()
+                for name, value in evaluation.exact_comparison_metrics(model, record).items()
+            },
+            **data_record.tracked_metrics(
+                files.read_json(paths.CONFORMAL_FILE),
+                files.read_json(paths.SPLIT_LEAKS),
+                files.read_json(paths.AUDIT_SUMMARY),
+            ),
         },
         [evaluation.exact_comparison_sentence(m, record) for m, record in vs_exact.items()],
         (y_pred, proba, classes),
-        [paths.METRICS_FILE, paths.UNCERTAINTY_FILE],
+        [
+            paths.METRICS_FILE,
+            paths.UNCERTAINTY_FILE,
+            paths.CONFORMAL_FILE,
+            *data_record.AUDIT_FILES,
+        ],
     )
     X_test, y_test = read_features_and_labels(paths.TEST_SPLIT)
     with runs.stage_run(config, "evaluate", model_name(model_params)) as mlflow_run:

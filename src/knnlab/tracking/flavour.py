@@ -26,6 +26,9 @@ any columns in order.
 
 ``params={"output": "proba"}`` returns the class probabilities instead of the labels: a
 DataFrame of shape (n_queries, n_classes) whose columns are the class labels as text.
+``params={"output": "set"}`` returns each query's prediction set: a DataFrame with one
+column ``set``, each cell the list of class labels (as text) whose vote reaches the threshold
+train calibrated for the model's ``conformal.coverage`` (:mod:`knnlab.conformal`).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from knnlab.estimators import KNNClassifier
 from knnlab.pipeline.io.model_io import model_from, read_model
 
 OUTPUT_PARAM = "output"
-OUTPUTS = ("label", "proba")  # the first is the default
+OUTPUTS = ("label", "proba", "set")  # the first is the default
 _SHOWN_NAMES = 5  # missing feature names quoted in an error, before "... (N in all)"
 
 
@@ -58,9 +61,15 @@ class KnnlabPyfunc:
         them when the train stage wrote it); None accepts a DataFrame's columns in order.
     """
 
-    def __init__(self, model: KNNClassifier, feature_names: list[str] | None = None):
+    def __init__(
+        self,
+        model: KNNClassifier,
+        feature_names: list[str] | None = None,
+        conformal_threshold: float | None = None,
+    ):
         self.model = model
         self.feature_names = feature_names
+        self.conformal_threshold = conformal_threshold
 
     def predict(self, model_input, params=None):
         """model_input : array, nested list or DataFrame of shape (n_queries, n_features),
@@ -68,12 +77,26 @@ class KnnlabPyfunc:
 
         Returns the labels, ndarray of shape (n_queries,); with ``params={"output":
         "proba"}``, a DataFrame of shape (n_queries, n_classes) of class probabilities,
-        columns named by the class labels (as text, as JSON object keys are)."""
+        columns named by the class labels (as text, as JSON object keys are); with
+        ``{"output": "set"}``, a DataFrame with one column ``set`` of lists of class labels
+        (as text): each query's prediction set."""
         output = (params or {}).get(OUTPUT_PARAM, OUTPUTS[0])
         if output not in OUTPUTS:
             allowed = ", ".join(repr(o) for o in OUTPUTS)
             raise input_error(f"params {OUTPUT_PARAM} must be one of {allowed}; got {output!r}")
+        if output == "set" and self.conformal_threshold is None:
+            raise input_error(
+                "this model file keeps no prediction-set threshold (written before prediction "
+                "sets); re-run `dvc repro train` and log it again"
+            )
         X = self.features(model_input)
+        if output == "set":
+            from knnlab.conformal import prediction_sets
+
+            sets = prediction_sets(self.model.predict_proba(X), self.conformal_threshold)
+            labels = [str(label) for label in self.model.classes_]
+            members = [[labels[c] for c in np.flatnonzero(row)] for row in sets]
+            return pd.DataFrame({"set": members})
         if output == "proba":
             columns = [str(label) for label in self.model.classes_]
             return pd.DataFrame(self.model.predict_proba(X), columns=columns)
@@ -147,4 +170,6 @@ def _load_pyfunc(data_path: str) -> KnnlabPyfunc:
     """MLflow's loader hook: ``data_path`` is the logged knnlab ``.npz``."""
     header, arrays = read_model(data_path)  # read once: the header holds the feature names
     model = model_from(header, arrays).prepare()  # the first request pays only for itself
-    return KnnlabPyfunc(model, _feature_names(header["extra"], model.n_features_in_))
+    extra = header["extra"]
+    threshold = extra.get("conformal_threshold")
+    return KnnlabPyfunc(model, _feature_names(extra, model.n_features_in_), threshold)

@@ -22,7 +22,9 @@ from knnlab.metrics import UndefinedMetricWarning, classification_scores
 from knnlab.pipeline.io import files
 from knnlab.pipeline.io.artifacts import MODELS, Evaluation, SplitInfo, TuneSummary, metric_name
 from knnlab.pipeline.io.paths import (
+    AUDIT_SUMMARY,
     BEST_PARAMS,
+    CONFORMAL_FILE,
     METRICS_FILE,
     MODEL_FILE,
     PREDICTIONS_PLOT,
@@ -35,7 +37,15 @@ PRECISION_TARGET = 0.9  # of the binary "is it a <class>?" analysis
 # The evaluate run's tag holding evaluation_key(): how plot finds the run to add figures to.
 EVALUATION_TAG = "knnlab.evaluation_sha256"
 # What identifies one evaluation: the stage's inputs that define the models and its outputs.
-EVALUATION_FILES = (MODEL_FILE, BEST_PARAMS, METRICS_FILE, UNCERTAINTY_FILE, PREDICTIONS_PLOT)
+EVALUATION_FILES = (
+    MODEL_FILE,
+    BEST_PARAMS,
+    AUDIT_SUMMARY,
+    METRICS_FILE,
+    UNCERTAINTY_FILE,
+    PREDICTIONS_PLOT,
+    CONFORMAL_FILE,
+)
 
 
 def evaluation_key(staged: dict[Path, Path] | None = None) -> str:

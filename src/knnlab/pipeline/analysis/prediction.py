@@ -68,6 +68,11 @@ class SavedModel:
         return distances, proba[0]
 
 
+def _plain(label):
+    """A numpy label as its Python value (JSON-ready)."""
+    return label.item() if hasattr(label, "item") else label
+
+
 def distance_percentiles(distances: np.ndarray, scale: list[float]) -> list[float | None]:
     """For each mean neighbour distance (n,), the share (in %) of test rows lying closer
     to their neighbours, from the model's ``test_distance_scale`` (the test rows' mean
@@ -84,22 +89,36 @@ def distance_percentiles(distances: np.ndarray, scale: list[float]) -> list[floa
 def predict_rows(
     model: SavedModel, X: np.ndarray, names: list[str], extra: dict, top: int = 3
 ) -> list[dict]:
-    """Label, top class probabilities, mean neighbour distance, where that distance lies
-    among the test split's (``distance_percentile``) and the unusual flag, per row.
-    extra : the model file's card (novelty_threshold, test_distance_scale)."""
+    """Label, top class probabilities, the prediction set (``prediction_set``: the classes
+    whose vote reaches the calibrated threshold; None for a model file without one), mean
+    neighbour distance, where that distance lies among the test split's
+    (``distance_percentile``) and the unusual flag, per row.
+    extra : the model file's card (novelty_threshold, test_distance_scale,
+    conformal_threshold)."""
     novelty = extra.get("novelty_threshold", float("inf"))
     distances, proba = model.neighbors_and_proba(X)
+    threshold = extra.get("conformal_threshold")
+    sets = [None] * len(proba)
+    if threshold is not None:
+        from knnlab.conformal import prediction_sets
+
+        sets = prediction_sets(proba, threshold)
     mean = distances.mean(axis=1)
     percentiles = distance_percentiles(mean, extra.get("test_distance_scale") or [])
     results = []
-    for name, row, d, percentile in zip(names, proba, mean, percentiles, strict=True):
+    for name, row, d, percentile, members in zip(
+        names, proba, mean, percentiles, sets, strict=True
+    ):
         order = np.argsort(-row, kind="stable")[:top]
         label = model.classes_[order[0]]
         results.append(
             {
                 "input": name,
-                "label": label.item() if hasattr(label, "item") else label,
+                "label": _plain(label),
                 "probabilities": {str(model.classes_[i]): round(float(row[i]), 4) for i in order},
+                "prediction_set": None
+                if members is None
+                else [_plain(model.classes_[i]) for i in np.flatnonzero(members)],
                 "mean_neighbor_distance": round(float(d), 4),
                 "distance_percentile": percentile,
                 "unusual": bool(d > novelty),
@@ -129,8 +148,19 @@ def _unusual_text(result: dict, false_alarm_rate: float | None) -> str:
     return f"  UNUSUAL: {where}{alarms}"
 
 
+def _set_text(result: dict, coverage: float | None) -> str:
+    """ "  90 % set {4, 9}"; "" for a model file without prediction sets."""
+    members = result.get("prediction_set")
+    if members is None or coverage is None:
+        return ""
+    return f"  {100 * coverage:g} % set {{{', '.join(str(m) for m in members)}}}"
+
+
 def format_results(
-    results: list[dict], as_json: bool, false_alarm_rate: float | None = None
+    results: list[dict],
+    as_json: bool,
+    false_alarm_rate: float | None = None,
+    coverage: float | None = None,
 ) -> str:
     if as_json:
         return json.dumps(results, indent=2) + "\n"
@@ -138,5 +168,6 @@ def format_results(
     for r in results:
         probabilities = ", ".join(f"{k}: {v:.2f}" for k, v in r["probabilities"].items())
         flag = _unusual_text(r, false_alarm_rate)
-        lines.append(f"{r['input']}: {r['label']}  ({probabilities}){flag}")
+        members = _set_text(r, coverage)
+        lines.append(f"{r['input']}: {r['label']}  ({probabilities}){members}{flag}")
     return "\n".join(lines) + "\n"

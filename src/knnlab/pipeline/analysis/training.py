@@ -90,11 +90,16 @@ def value_range(X: np.ndarray) -> list[float]:
 
 
 def model_card(
-    split: SplitInfo, model: KNNClassifier, X_train: np.ndarray, X_test: np.ndarray
+    split: SplitInfo,
+    model: KNNClassifier,
+    X_train: np.ndarray,
+    X_test: np.ndarray,
+    conformal: tuple[float, float, int],
 ) -> ModelCard:
     """What the model file keeps beside the fitted model (X_train: (n_train, d), the rows
     ``model`` was fitted on; X_test: (n_test, d), the test split, read for the distance
-    scale alone: nothing the model predicts depends on it)."""
+    scale alone: nothing the model predicts depends on it; ``conformal``: the prediction
+    sets' coverage, threshold and calibration rows)."""
     scale, threshold, false_alarms = distance_scale(model, X_test)
     return ModelCard(
         dataset=split.name,
@@ -104,4 +109,7 @@ def model_card(
         novelty_threshold=threshold,
         test_distance_scale=scale,
         false_alarm_rate=false_alarms,
+        coverage=conformal[0],
+        conformal_threshold=conformal[1],
+        calibration_rows=conformal[2],
     )

@@ -183,7 +183,10 @@ class ModelCard(_Record):
     neighbours at every 0.1 percentile (``test_distance_scale``, 1,001 numbers), the mean
     neighbour distance above which a query is flagged unusual (``novelty_threshold``: the
     test rows' 99th percentile) and the share of test rows the flag marks
-    (``false_alarm_rate``, about 1 %)."""
+    (``false_alarm_rate``, about 1 %); the prediction sets' promised ``coverage`` and
+    ``conformal_threshold`` (a class is in a row's set when 1 - its vote is at most this),
+    calibrated on the out-of-fold votes of ``calibration_rows`` training rows
+    (:mod:`knnlab.conformal`)."""
 
     WRITTEN_BY: ClassVar[str] = "train"
 
@@ -194,6 +197,9 @@ class ModelCard(_Record):
     novelty_threshold: float
     test_distance_scale: list
     false_alarm_rate: float
+    coverage: float
+    conformal_threshold: float
+    calibration_rows: int
 
 
 @dataclasses.dataclass(frozen=True)

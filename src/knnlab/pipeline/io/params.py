@@ -212,6 +212,24 @@ def _positive_seconds(key: str, value: Any) -> float:
     return float(value)
 
 
+def _share_below_one(key: str, value: Any) -> float:
+    allowed = "a number at least 0 and below 1 (e.g. 0.1)"
+    if isinstance(value, bool) or not isinstance(value, int | float) or _beyond_float(value):
+        raise _fail(key, value, allowed)
+    if not (math.isfinite(value) and 0 <= value < 1):
+        raise _fail(key, value, allowed)
+    return float(value)
+
+
+def _coverage(key: str, value: Any) -> float:
+    allowed = "a coverage level strictly between 0 and 1 (e.g. 0.9)"
+    if isinstance(value, bool) or not isinstance(value, int | float) or _beyond_float(value):
+        raise _fail(key, value, allowed)
+    if not (math.isfinite(value) and 0 < value < 1):
+        raise _fail(key, value, allowed)
+    return float(value)
+
+
 def _confidence(key: str, value: Any) -> float:
     allowed = "a confidence level strictly between 0.5 and 1 (e.g. 0.95)"
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -560,6 +578,18 @@ class SplitParams(_Section):
         0.25, _test_size, "a fraction in (0, 1) or a count of test rows ≥ 1"
     )
     seed: StrictInt = _param(42, _seed, "integer ≥ 0: the split's seed")
+    # Leaks: a test row whose nearest training row (Euclidean, raw features) lies within
+    # this share of the test rows' median nearest-training distance is a near duplicate
+    # (0: exact duplicates only). A tenth of the typical gap: on digits (median 16.6) two
+    # pixels one grey level apart are within it (1.41), no real pair is (the closest: 8.6).
+    near_duplicate: StrictFloat | StrictInt = _param(
+        0.1,
+        _share_below_one,
+        "a share in [0, 1) of the median nearest-training distance; 0: exact duplicates only",
+    )
+    deduplicate: StrictBool = _param(
+        False, _bool, "true: move each test row with a (near) duplicate in train to the train split"
+    )
 
 
 def _option_mapping(key: str, value: Any) -> dict[str, Any]:
@@ -750,6 +780,18 @@ class TuneParams(_Section):
     )
 
 
+@_section("conformal")
+class ConformalParams(_Section):
+    """Prediction sets of the configured model (train keeps their threshold in the model
+    file, evaluate measures them): each set holds the true class of about ``coverage`` of
+    rows like the training data. Calibrated on out-of-fold votes of the train split, never
+    on test rows (:mod:`knnlab.conformal`)."""
+
+    coverage: StrictFloat = _param(
+        0.9, _coverage, "in (0, 1): share of rows whose prediction set holds the true class"
+    )
+
+
 @_section("stats")
 class StatsParams(_Section):
     """Intervals and paired tests on the test split (evaluate, ``knnlab report --base``):
@@ -872,6 +914,7 @@ class Params(_Section):
     data: DataParams = field(default_factory=DataParams)
     split: SplitParams = field(default_factory=SplitParams)
     model: ModelParams = field(default_factory=ModelParams)
+    conformal: ConformalParams = field(default_factory=ConformalParams)
     tune: TuneParams = field(default_factory=TuneParams)
     stats: StatsParams = field(default_factory=StatsParams)
     review: ReviewParams = field(default_factory=ReviewParams)

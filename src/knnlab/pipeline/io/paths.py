@@ -26,6 +26,7 @@ SPLIT_DIR = DATA_DIR / "split"
 TRAIN_SPLIT = SPLIT_DIR / "train.parquet"
 TEST_SPLIT = SPLIT_DIR / "test.parquet"
 SPLIT_META = SPLIT_DIR / "meta.json"
+SPLIT_LEAKS = SPLIT_DIR / "leaks.json"  # duplicates across the split, found by split
 
 # The exact neighbours of the test rows (the reference an approximate model is measured
 # against): computed once per split, scaling and largest grid k; cached by DVC, not committed.
@@ -34,6 +35,9 @@ EXACT_NEIGHBOURS = NEIGHBOURS_DIR / "test_exact.npz"
 
 MODELS_DIR = Path("models")
 MODEL_FILE = MODELS_DIR / "model.npz"
+# The configured model's out-of-fold votes on the train split (train: they calibrate its
+# prediction sets; the audit stage reads its suspicious labels from them).
+OUT_OF_FOLD_VOTES = MODELS_DIR / "out_of_fold.parquet"
 
 TRACKING_DIR = Path("tracking")
 # Written by the DVC stage "params" once params.yaml validates; fetch depends on it.
@@ -59,6 +63,13 @@ CV_SCORE_PLOT = PLOTS_DIR / "cv_score_vs_k.csv"
 ROC_PLOT = PLOTS_DIR / "roc.csv"
 PRECISION_RECALL_PLOT = PLOTS_DIR / "precision_recall.csv"
 REPORT_FILE = REPORTS_DIR / "report.md"
+# Prediction sets on the test split (evaluate): a DVC metrics file, coverage per experiment.
+CONFORMAL_FILE = REPORTS_DIR / "conformal.json"
+# What the neighbours say about the data (the audit stage).
+AUDIT_DIR = REPORTS_DIR / "audit"
+AUDIT_SUMMARY = AUDIT_DIR / "audit.json"
+SUSPICIOUS_LABELS = AUDIT_DIR / "suspicious_labels.csv"
+SHAPLEY_VALUES = AUDIT_DIR / "shapley.csv"
 FIGURES_DIR = REPORTS_DIR / "figures"
 # Seconds differ on every run, so they are neither DVC outputs nor committed (git ignores
 # this folder): each stage logs them to its MLflow run and leaves a copy here.
@@ -66,6 +77,7 @@ TIMINGS_DIR = REPORTS_DIR / "timings"
 TIMINGS_FILE = TIMINGS_DIR / "timings.json"  # names as logged to MLflow
 TUNE_TIMINGS = TIMINGS_DIR / "tune_timings.csv"
 TRAIN_TIMINGS = TIMINGS_DIR / "train.json"  # the model's fit (an index's build) seconds
+AUDIT_TIMINGS = TIMINGS_DIR / "audit.json"
 SEARCH_SPEED_FIGURE = TIMINGS_DIR / "search_speed.png"
 SPEED_ACCURACY_QPS_FIGURE = TIMINGS_DIR / "speed_accuracy_qps.png"  # a grid with hnsw/ivf
 

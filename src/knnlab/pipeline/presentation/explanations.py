@@ -4,6 +4,7 @@ and a markdown table (any data), from an :class:`~knnlab.pipeline.analysis.expla
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -22,9 +23,31 @@ def _distance_text(d: float) -> str:
     return f"{d:.1f}" if abs(d) >= 1 else f"{d:.2g}"
 
 
-def _case_title(explanation: Explanation, i: int, display_name: Callable) -> str:
+@dataclass(frozen=True)
+class Wording:
+    """How a figure names its rows: the test rows the model got wrong, or the training rows
+    whose out-of-fold neighbours contradict their label."""
+
+    title: str = "Most confident errors and their {which} training images"
+    truth: str = "true"
+    predicted: str = "predicted"
+    row: str = "test row"
+    legend: str = "neighbours in red have the wrong predicted label, in green the true one"
+
+
+ERRORS = Wording()
+SUSPICIOUS = Wording(
+    title="Most suspicious labels: training rows and their {which} out-of-fold neighbours",
+    truth="labelled",
+    predicted="neighbours say",
+    row="train row",
+    legend="neighbours in red have the class they vote for, in green the row's own label",
+)
+
+
+def _case_title(explanation: Explanation, i: int, display_name: Callable, words: Wording) -> str:
     return (
-        f"true {display_name(explanation.y_true[i])} → predicted "
+        f"{words.truth} {display_name(explanation.y_true[i])} → {words.predicted} "
         f"{display_name(explanation.y_pred[i])} ({explanation.confidence[i]:.2f})"
     )
 
@@ -41,7 +64,14 @@ def _image(ax, features: np.ndarray, image_shape) -> None:
 
 
 def _draw_case(
-    row_axes, explanation: Explanation, i: int, X_train, X_test, image_shape, display_name
+    row_axes,
+    explanation: Explanation,
+    i: int,
+    X_train,
+    X_test,
+    image_shape,
+    display_name,
+    words: Wording = ERRORS,
 ) -> None:
     """Row i of the figure: the test image, then its first len(row_axes) - 1 neighbours."""
     truth, predicted = explanation.y_true[i], explanation.y_pred[i]
@@ -49,7 +79,7 @@ def _draw_case(
     ax = row_axes[0]
     _image(ax, X_test[explanation.rows[i]], image_shape)
     ax.set_title(
-        _case_title(explanation, i, display_name),
+        _case_title(explanation, i, display_name, words),
         fontsize=8,
         color=WRONG if is_error else "black",
     )
@@ -59,7 +89,7 @@ def _draw_case(
     ax.text(
         0.5,
         -0.04,
-        f"test row {explanation.rows[i]}: {explanation.predicted_votes[i]} of "
+        f"{words.row} {explanation.rows[i]}: {explanation.predicted_votes[i]} of "
         f"{explanation.k} neighbours are {display_name(predicted)}",
         transform=ax.transAxes,
         ha="center",
@@ -88,6 +118,7 @@ def explanation_figure(
     image_shape: tuple[int, int] | list[int],
     display_name: Callable[[object], str],
     max_neighbors: int = MAX_NEIGHBORS_SHOWN,
+    words: Wording = ERRORS,
 ) -> Figure:
     """One row per explained test row: its image, then its nearest training images.
 
@@ -95,21 +126,23 @@ def explanation_figure(
     prediction is wrong) with the neighbours' vote below; each neighbour "8 · d=23.1", red
     when it has the wrong predicted label, green when it has the true label. At most
     ``max_neighbors`` neighbours are shown (the suptitle says so when k is larger). With no
-    rows, a figure that says so.
+    rows, a figure that says so. ``words``: :data:`ERRORS` (test rows), or
+    :data:`SUSPICIOUS` (training rows, "labelled 3 → neighbours say 8"; X_test is then the
+    train split too).
 
     X_train : (n_train, height * width); X_test : (n_test, height * width); image_shape :
     (height, width); display_name : label -> display string (``SplitInfo.display_name``).
     """
     m, k = len(explanation), explanation.k
     shown = min(k, max_neighbors)
-    title = f"Most confident errors and their {k} nearest training images"
-    if shown < k:
-        title = f"Most confident errors and their {shown} nearest of k = {k} training images"
+    title = words.title.format(
+        which=f"{k} nearest" if shown == k else f"{shown} nearest of k = {k}"
+    )
     with styled():
         if m == 0:
             fig, ax = subplots(figsize=(6, 1.2))
             ax.axis("off")
-            ax.text(0.5, 0.5, "No errors to explain.", ha="center", va="center")
+            ax.text(0.5, 0.5, "No rows to show.", ha="center", va="center")
             fig.suptitle(title, fontweight="bold")
             return fig
         fig, axes = subplots(
@@ -120,11 +153,8 @@ def explanation_figure(
             gridspec_kw={"width_ratios": [1.7] + [1] * shown},
         )
         for i, row_axes in enumerate(axes):
-            _draw_case(row_axes, explanation, i, X_train, X_test, image_shape, display_name)
-        fig.suptitle(
-            f"{title}\n(neighbours in red have the wrong predicted label, in green the true one)",
-            fontweight="bold",
-        )
+            _draw_case(row_axes, explanation, i, X_train, X_test, image_shape, display_name, words)
+        fig.suptitle(f"{title}\n({words.legend})", fontweight="bold")
         fig.tight_layout()
         return fig
 

@@ -72,6 +72,7 @@ def build_report(
     uncertainty: dict | None = None,
     errors: list[str] | None = None,
     tradeoff: dict | None = None,
+    data_sections: list[str] | None = None,
 ) -> str:
     """The report as markdown.
 
@@ -84,7 +85,8 @@ def build_report(
     worst errors and their neighbours (:mod:`knnlab.pipeline.analysis.explain`); tradeoff : the
     grid's fastest candidate within one SE of the best exact one
     (:func:`knnlab.pipeline.presentation.tradeoff_figures.fastest_within_one_se`), for a grid with
-    an approximate algorithm.
+    an approximate algorithm; data_sections : markdown lines of the prediction sets,
+    suspicious labels, Shapley values and leaks (:mod:`knnlab.pipeline.presentation.audit_report`).
     """
     lines = [f"# knnlab report: {split.name}", ""]
     lines += ["## Data", ""]
@@ -142,6 +144,8 @@ def build_report(
         lines += ["", *_significance_section(uncertainty)]
     if (uncertainty and uncertainty.get("vs_exact")) or tradeoff:
         lines += ["", *_approximate_section((uncertainty or {}).get("vs_exact", {}), tradeoff)]
+    if data_sections:
+        lines += ["", *data_sections]
     if errors:
         lines += ["", "## Why kNN erred: the most confident errors and their neighbours", ""]
         lines += errors
