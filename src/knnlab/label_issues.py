@@ -9,7 +9,8 @@ with kNN votes as the probabilities.
 
 A vote of k uniform neighbours takes k + 1 values, so many rows tie; among equal scores a
 row whose leading other class is stronger (a larger margin ``max other p - p(label)``)
-comes first, then the lower row index.
+comes first, then the row whose voters lie nearer (mean distance: a row deep inside another
+class's rows before one at its edge), then the lower row index.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def suggested_code(oof: OutOfFold) -> np.ndarray:
 
 def most_suspicious(oof: OutOfFold) -> np.ndarray:
     """(n,) row indices, most suspicious first: by :func:`suspicion`, then
-    :func:`margin`, both descending, then row index."""
+    :func:`margin`, both descending, then the voters' mean distance, then row index."""
     rows = np.arange(len(oof.y_code))
-    return np.lexsort((rows, -margin(oof), -suspicion(oof)))
+    nearness = oof.distances.mean(axis=1)
+    return np.lexsort((rows, nearness, -margin(oof), -suspicion(oof)))

@@ -52,7 +52,8 @@ def test_suspicion_is_the_vote_against_the_label_and_ranks_by_it():
         assert suspicion[i] == 1 - own
         assert margin[i] == max(v for c, v in enumerate(oof.proba[i]) if c != oof.y_code[i]) - own
     order = label_issues.most_suspicious(oof)
-    expected = sorted(range(len(y)), key=lambda i: (-suspicion[i], -margin[i], i))
+    mean = [float(np.mean(oof.distances[i])) for i in range(len(y))]
+    expected = sorted(range(len(y)), key=lambda i: (-suspicion[i], -margin[i], mean[i], i))
     assert list(order) == expected
 
 

@@ -44,7 +44,7 @@ def project(tmp_path_factory):
 def test_evaluate_measures_the_approximate_model_against_exact(project):
     root, output = project
     assert stages_run(output) == [
-        *("params", "fetch", "split", "train", "exact", "tune", "evaluate", "plot")
+        *("params", "fetch", "split", "train", "exact", "audit", "tune", "evaluate", "plot")
     ]
     assert "evaluate: configured, hnsw (M 16, ef_construction 200, ef_search 8): " in output
     assert "vs exact" in output and "the queries per second of exact search" in output
@@ -149,7 +149,7 @@ def test_predict_and_the_logged_model_answer_from_the_stored_index(project, tmp_
 def test_an_index_option_reruns_only_what_uses_it(project):  # last: it changes the model
     root, _ = project
     output = run(["dvc", "exp", "run", "-S", "model.index.ef_search=32"], root)
-    assert stages_run(output) == ["params", "train", "evaluate", "plot"], output
+    assert stages_run(output) == ["params", "train", "audit", "evaluate", "plot"], output
     assert "ef_search 32" in output
     record = json.loads((root / "reports/uncertainty.json").read_text())["vs_exact"]
     assert record["configured"]["index"]["ef_search"] == 32

@@ -77,15 +77,18 @@ def clean(project):
 @pytest.mark.parametrize(
     "module, stages",
     [
-        ("estimators.py", {"train", "tune", "evaluate", "plot"}),  # scaling, the tree path
-        ("_kernels.py", {"train", "exact", "tune", "evaluate", "plot"}),  # the search itself
+        ("estimators.py", {"train", "audit", "tune", "evaluate", "plot"}),  # scaling, the tree path
+        ("_kernels.py", {"split", "train", "exact", "audit", "tune", "evaluate", "plot"}),  # search
         ("pipeline/presentation/figures.py", {"plot"}),
         ("pipeline/analysis/evaluation.py", {"evaluate", "plot"}),
         (
             "pipeline/data/dataset.py",
-            {"fetch", "split", "train", "exact", "tune", "evaluate", "plot"},
+            {"fetch", "split", "train", "exact", "audit", "tune", "evaluate", "plot"},
         ),
-        ("backends/hnsw.py", {"train", "tune", "evaluate", "plot"}),  # not the exact reference
+        (
+            "backends/hnsw.py",
+            {"train", "audit", "tune", "evaluate", "plot"},
+        ),  # not the exact reference
     ],
 )
 def test_a_code_edit_marks_exactly_the_stages_that_run_it(clean, module, stages):

@@ -37,6 +37,7 @@ def test_repro_runs_every_stage_and_writes_reports(iris_project):
         "split",
         "train",
         "exact",
+        "audit",
         "tune",
         "evaluate",
         "plot",
@@ -59,6 +60,21 @@ def test_repro_runs_every_stage_and_writes_reports(iris_project):
         assert (root / "reports/figures" / figure).read_bytes()[:4] == b"\x89PNG"
     report = (root / "reports/report.md").read_text()
     assert "| Accuracy |" in report and "- **tuned** (" in report
+    for section in (
+        "## Prediction sets",
+        "## Suspicious labels",
+        "## Training rows that help or hurt",
+        "## Leaks across the split",
+    ):
+        assert section in report, f"the report lacks {section}"
+    conformal = json.loads((root / "reports/conformal.json").read_text())
+    assert conformal["target"] == 0.9 and conformal["n"] == len(
+        pd.read_parquet(root / "data/split/test.parquet")
+    )
+    audit = json.loads((root / "reports/audit/audit.json").read_text())
+    shapley = pd.read_csv(root / "reports/audit/shapley.csv")
+    assert len(shapley) == audit["suspicious"]["rows"], "one value per training row"
+    assert shapley["value"].sum() == pytest.approx(audit["shapley"]["total"], abs=1e-9)
     for link in re.findall(r"\]\((figures/[^)]+)\)", report):
         assert (root / "reports" / link).is_file(), f"report links a missing {link}"
     assert (root / "models/model.npz").is_file()
@@ -82,6 +98,7 @@ def test_a_fresh_clone_reproduces_to_a_clean_tree(iris_project, tmp_path):
         "split",
         "train",
         "exact",
+        "audit",
         "tune",
         "evaluate",
         "plot",
@@ -145,6 +162,11 @@ def test_mlflow_holds_the_evaluate_run_and_nested_tuning_runs(iris_project):
     figures = set(mlflow_store.list_artifacts(uri, run["run_id"], "figures"))
     assert figures == {f"figures/{p.name}" for p in (root / "reports/figures").iterdir()}
     assert {"timings.json", "uncertainty.json"} <= set(artifacts)
+    # What the neighbours say about the data, beside the model: files and metrics.
+    assert {"conformal.json", "leaks.json", "audit.json", "shapley.csv"} <= set(artifacts)
+    assert "suspicious_labels.csv" in artifacts
+    for key in ("conformal/coverage", "leaks/exact_duplicates", "audit/shapley_harmful_rows"):
+        assert key in run["metrics"], f"evaluate run lacks metric {key}"
     key = run["tags"]["knnlab.evaluation_sha256"]
     assert re.fullmatch(r"[0-9a-f]{64}", key), "plot finds this run by the outputs' digest"
     assert "tune/search_speed.png" in mlflow_store.list_artifacts(uri, tune[0]["run_id"], "tune")
@@ -171,7 +193,7 @@ def test_changing_k_reruns_only_what_depends_on_it(iris_project):
     before = store(root)
     output = run(["dvc", "exp", "run", "-S", "model.n_neighbors=7"], root)
     # "params" only re-checks the edited params.yaml; its output is unchanged.
-    assert stages_run(output) == ["params", "train", "evaluate", "plot"], output
+    assert stages_run(output) == ["params", "train", "audit", "evaluate", "plot"], output
     new = [r for r in store(root) if r["run_id"] not in {b["run_id"] for b in before}]
     assert [r["tags"]["knnlab.stage"] for r in new] == ["evaluate"]
     assert new[0]["params"]["n_neighbors"] == "7"
@@ -210,7 +232,7 @@ def test_temporary_experiment_workspace_logs_to_the_main_store(iris_project):
     root, _ = iris_project
     before = len(store(root))
     output = run(["dvc", "exp", "run", "--temp", "-S", "model.p=1"], root)
-    assert stages_run(output) == ["params", "train", "evaluate", "plot"], output
+    assert stages_run(output) == ["params", "train", "audit", "evaluate", "plot"], output
     after = store(root)
     assert len(after) == before + 1, "the --temp run landed in the main repository's store"
     assert any(r["params"].get("p") == "1" for r in after)

@@ -81,6 +81,7 @@ def team(tmp_path_factory) -> Team:
         "split",
         "train",
         "exact",
+        "audit",
         "tune",
         "evaluate",
         "plot",
@@ -147,7 +148,13 @@ def test_a_changed_experiment_reaches_a_teammate_without_running_anything(team, 
     c = _clone_and_pull(team, tmp_path / "c")
     k = yaml.safe_load((c / "params.yaml").read_text())["model"]["n_neighbors"] + 2
     run = ["dvc", "exp", "run", "-n", "wider", "-S", f"model.n_neighbors={k}"]
-    assert stages_run(_ok(run, c, team.store_uri)) == ["params", "train", "evaluate", "plot"]
+    assert stages_run(_ok(run, c, team.store_uri)) == [
+        "params",
+        "train",
+        "audit",
+        "evaluate",
+        "plot",
+    ]
     assert "Pushed experiment wider" in _ok(["dvc", "exp", "push", "origin", "wider"], c)
     _ok(["git", "switch", "-q", "-c", "wider"], c)
     _ok(["git", "add", "-A"], c)

@@ -145,7 +145,17 @@ def team(tmp_path_factory):
         _ok(["dvc", "remote", "add", "-d", "team", url], a, home)
         _configure(a, team)
         stages = stages_run(_ok(["dvc", "repro"], a, home))
-        assert stages == ["params", "fetch", "split", "train", "exact", "tune", "evaluate", "plot"]
+        assert stages == [
+            "params",
+            "fetch",
+            "split",
+            "train",
+            "exact",
+            "audit",
+            "tune",
+            "evaluate",
+            "plot",
+        ]
         _ok(["git", "add", "-A"], a, home)
         _ok(["git", "commit", "-q", "-m", "repro"], a, home)
         pushed = _ok(["dvc", "push"], a, home)

@@ -113,7 +113,7 @@ def test_two_clones_log_to_one_store_at_once_and_reproduce_the_same_bytes(tmp_pa
         assert "database is locked" not in done.stderr
         assert stages_run(done.stdout) == [
             "params",
-            *("fetch", "split", "train", "exact", "tune", "evaluate", "plot"),
+            *("fetch", "split", "train", "exact", "audit", "tune", "evaluate", "plot"),
         ]
     logged = mlflow_store.run_summary(f"sqlite:///{shared}", "knnlab")
     stages = sorted(

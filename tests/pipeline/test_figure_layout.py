@@ -16,10 +16,10 @@ from matplotlib.text import Text
 from sklearn.datasets import load_digits
 
 from knnlab.estimators import KNNClassifier
-from knnlab.pipeline.analysis import tuning
+from knnlab.pipeline.analysis import tuning, votes
 from knnlab.pipeline.io.artifacts import SplitInfo
 from knnlab.pipeline.io.params import parse_params
-from knnlab.pipeline.presentation import figure_style, figures
+from knnlab.pipeline.presentation import explanations, figure_style, figures
 
 FASHION_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                  "Sneaker", "Bag", "Ankle boot"]  # fmt: skip
@@ -126,3 +126,30 @@ def test_confused_pair_thumbnails_are_large_enough_to_see(dataset, digits_result
     scale = SAVED_DPI / fig.dpi
     widths = [ax.get_window_extent(renderer).width * scale for ax in shown]
     assert min(widths) >= 100, f"{dataset}: thumbnails {min(widths):.0f} px wide"
+
+
+@pytest.mark.parametrize("dataset", ["digits", "fashion_mnist"])
+def test_the_suspicious_labels_figure_has_no_overlapping_text(dataset):
+    X, y = load_digits(return_X_y=True)
+    rng = np.random.default_rng(0)
+    flipped = rng.choice(len(y), 20, replace=False)
+    y = y.copy()
+    y[flipped] = (y[flipped] + 1) % 10  # something to find
+    oof = votes.out_of_fold_votes({"n_neighbors": 5}, X, y)
+    suspicious = votes.explain_suspicious(oof, y)
+    assert len(suspicious) == votes.SUSPICIOUS_DRAWN
+    if dataset == "digits":
+        images, shape, name = X, [8, 8], str
+    else:  # Fashion-MNIST's shape and long names
+        images = np.kron(X.reshape(-1, 8, 8), np.ones((1, 4, 4)))[:, 2:30, 2:30]
+        images, shape = images.reshape(len(X), -1), [28, 28]
+        name = lambda label: FASHION_NAMES[int(label)]  # noqa: E731
+    fig = explanations.explanation_figure(
+        suspicious, images, images, shape, name, words=explanations.SUSPICIOUS
+    )
+    with figure_style.styled():
+        overlaps = _overlapping_texts(fig)
+    assert not overlaps, f"{dataset}: overlapping text {overlaps[:5]}"
+    assert fig.texts[0].get_text().startswith("Most suspicious labels") or any(
+        t.get_text().startswith("Most suspicious labels") for t in fig.findobj(Text)
+    )

@@ -18,6 +18,8 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from knnlab import KNNClassifier, cli
+from knnlab.conformal import calibrate
+from knnlab.out_of_fold import out_of_fold
 from knnlab.pipeline.analysis.training import distance_scale, novelty_threshold, value_range
 from knnlab.pipeline.io.model_io import save_model
 
@@ -52,6 +54,42 @@ def split_model(tmp_path_factory):
              "false_alarm_rate": false_alarms}  # fmt: skip
     save_model(path, model, extra=extra)
     return path, model, X_test, false_alarms
+
+
+@pytest.fixture(scope="module")
+def calibrated_model(tmp_path_factory):
+    """Fitted on 1,400 digits with its prediction sets calibrated on their out-of-fold votes
+    at coverage 0.99, as train does; the 397 others to ask about."""
+    X, y = load_digits(return_X_y=True)
+    model = KNNClassifier(5).fit(X[:1400], y[:1400])
+    votes = out_of_fold(KNNClassifier(5), X[:1400], y[:1400])
+    threshold = calibrate(votes.proba, votes.y_code, 0.99)
+    path = tmp_path_factory.mktemp("calibrated") / "model.npz"
+    extra = {"image_shape": [8, 8], "value_range": value_range(X), "coverage": 0.99,
+             "conformal_threshold": threshold}  # fmt: skip
+    save_model(path, model, extra=extra)
+    return path, model, threshold, X[1400:], y[1400:]
+
+
+def test_predict_gives_each_rows_prediction_set(calibrated_model, tmp_path, capsys):
+    path, model, threshold, X_test, y_test = calibrated_model
+    np.savetxt(tmp_path / "test.csv", X_test, delimiter=",")
+    results = predict_json(capsys, "--model", str(path), str(tmp_path / "test.csv"))
+    proba = model.predict_proba(X_test)
+    for result, row in zip(results, proba, strict=True):  # the definition, class by class
+        expected = [
+            int(c) for c, vote in zip(model.classes_, row, strict=True) if 1 - vote <= threshold
+        ]
+        assert result["prediction_set"] == expected, result
+    covered = np.mean(
+        [label in r["prediction_set"] for label, r in zip(y_test, results, strict=True)]
+    )
+    assert covered >= 0.97, covered  # 0.99 promised; the held-out digits are near it
+    assert any(len(r["prediction_set"]) > 1 for r in results), "ambiguous rows get two classes"
+    assert cli.main(["predict", "--model", str(path), str(tmp_path / "test.csv")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    shown = "{" + ", ".join(str(c) for c in results[0]["prediction_set"]) + "}"
+    assert f"  99 % set {shown}" in lines[0], lines[0]
 
 
 def drawn_one() -> np.ndarray:

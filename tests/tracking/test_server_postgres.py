@@ -41,7 +41,7 @@ NO_POSTGRES = (
     "`sudo apt-get install postgresql`"
 )
 needs_postgres = pytest.mark.skipif(POSTGRES is None, reason=NO_POSTGRES)
-STAGES = ["params", "fetch", "split", "train", "exact", "tune", "evaluate", "plot"]
+STAGES = ["params", "fetch", "split", "train", "exact", "audit", "tune", "evaluate", "plot"]
 
 
 def _processes_using(folder: Path) -> list[int]:

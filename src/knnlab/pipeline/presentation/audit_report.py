@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from knnlab.pipeline.analysis.significance import format_p
+from knnlab.pipeline.analysis.significance import format_p, signed
 
 ROWS_LISTED = 10
 
@@ -71,8 +71,8 @@ def suspicious_section(summary: dict, table: pd.DataFrame, drawn: bool) -> list[
         "",
         f"A training row's score is the share of its {k} out-of-fold neighbours' vote (from "
         f"the folds that did not hold it, weighted as the model weighs them) against its "
-        f"label. **{counts['most_against']}** of the {counts['rows']:,} training rows have "
-        f"most of the vote against their label, **{counts['all_against']}** all of it: "
+        f"label. **{counts['most_against']:,}** of the {counts['rows']:,} training rows have "
+        f"most of the vote against their label, **{counts['all_against']:,}** all of it: "
         "mislabelled, or where two classes overlap. The first "
         f"{min(ROWS_LISTED, len(table))} (all {len(table)} in "
         "`reports/audit/suspicious_labels.csv`):",
@@ -103,8 +103,8 @@ def shapley_section(summary: dict) -> list[str]:
         f"Each training row's exact kNN-Shapley value (Jia et al., VLDB 2019) for the "
         f"{shapley['n_test']:,} test rows, k = {shapley['n_neighbors']}: its average "
         "contribution to the share of a test row's k nearest training rows that carry the "
-        f"right label, over every order of adding rows. **{shapley['harmful_rows']}** rows "
-        f"lower it, {shapley['helpful_rows']} raise it; the values sum to "
+        f"right label, over every order of adding rows. **{shapley['harmful_rows']:,}** rows "
+        f"lower it, {shapley['helpful_rows']:,} raise it; the values sum to "
         f"{shapley['total']:.4f}, that share on the whole train split. All values: "
         "`reports/audit/shapley.csv`, most harmful first.",
         "",
@@ -114,11 +114,11 @@ def shapley_section(summary: dict) -> list[str]:
     change = removal["kept_accuracy_after"] - removal["kept_accuracy_before"]
     lines += [
         "",
-        f"Without the {removal['removed']} most harmful rows ({removal['share']:.0%}; "
+        f"Without the {removal['removed']:,} most harmful rows ({100 * removal['share']:g} %; "
         f"{removal['removed_label_disagrees']} of them have most of their neighbours against "
         "their label), cross-validated accuracy on the other training rows, same folds, goes "
         f"from {removal['kept_accuracy_before']:.4f} to {removal['kept_accuracy_after']:.4f} "
-        f"({change:+.4f}): {removal['fixed']} rows turn right, {removal['broken']} wrong, "
+        f"({signed(change)}): {removal['fixed']:,} rows turn right, {removal['broken']:,} wrong, "
         f"McNemar {format_p(removal['p_value'])}. The values use the test split's labels: "
         "they audit the data; the removal is judged on the train split's folds, never on "
         "the test split.",

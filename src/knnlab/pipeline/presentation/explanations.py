@@ -33,6 +33,9 @@ class Wording:
     predicted: str = "predicted"
     row: str = "test row"
     legend: str = "neighbours in red have the wrong predicted label, in green the true one"
+    # "labelled T-shirt/top → neighbours say Shirt (1.00)" on one line runs into the first
+    # neighbour's title.
+    two_line_titles: bool = False
 
 
 ERRORS = Wording()
@@ -42,14 +45,17 @@ SUSPICIOUS = Wording(
     predicted="neighbours say",
     row="train row",
     legend="neighbours in red have the class they vote for, in green the row's own label",
+    two_line_titles=True,
 )
 
 
 def _case_title(explanation: Explanation, i: int, display_name: Callable, words: Wording) -> str:
-    return (
-        f"{words.truth} {display_name(explanation.y_true[i])} → {words.predicted} "
-        f"{display_name(explanation.y_pred[i])} ({explanation.confidence[i]:.2f})"
+    truth = f"{words.truth} {display_name(explanation.y_true[i])}"
+    claim = (
+        f"→ {words.predicted} {display_name(explanation.y_pred[i])} "
+        f"({explanation.confidence[i]:.2f})"
     )
+    return f"{truth}{chr(10) if words.two_line_titles else ' '}{claim}"
 
 
 def _neighbor_colour(label, truth, predicted) -> str:
