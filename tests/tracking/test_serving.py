@@ -193,7 +193,7 @@ def test_an_unknown_output_names_the_allowed_values(logged, pyfunc):
     with pytest.raises(MlflowException) as failed:
         pyfunc.predict(frame, params={"output": "probabilities"})
     assert failed.value.message == (
-        "knnlab model: params output must be one of 'label', 'proba'; got 'probabilities'"
+        "knnlab model: params output must be one of 'label', 'proba', 'set'; got 'probabilities'"
     )
 
 
