@@ -1,6 +1,8 @@
 """The audit's pipeline pieces: the votes file round trip, the removal check against a loop
 of refits, the prediction-set record, and leaks moved at split."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,7 +11,7 @@ from knnlab.estimators import KNNClassifier
 from knnlab.pipeline.analysis import audit, data_record, votes
 from knnlab.pipeline.data.dataset import LABEL, DataError
 from knnlab.pipeline.data.leaks import find_leaks
-from knnlab.pipeline.io.params import parse_params
+from knnlab.pipeline.io.params import ParamsError, parse_params
 
 
 def _data(seed=0, n=150):
@@ -93,3 +95,64 @@ def test_moving_a_whole_test_class_is_refused():
     test.iloc[:, :8] = train.iloc[: len(test), :8].to_numpy()  # every test row a copy
     with pytest.raises(DataError, match=r"split\.deduplicate: true would move every test row"):
         find_leaks(train, test, parse_params({"split": {"deduplicate": True}}).split)
+
+
+def test_a_k_the_fold_models_cannot_reach_is_refused_by_key():
+    X, y = _data(4, n=30)  # folds of 6: each fold model fits on 24 rows
+    assert votes.out_of_fold_votes({"n_neighbors": 24}, X, y).neighbors.shape == (30, 24)
+    with pytest.raises(ParamsError, match=r"model\.n_neighbors = 25 is larger than the 24"):
+        votes.out_of_fold_votes({"n_neighbors": 25}, X, y)
+    with pytest.raises(ParamsError, match="at least 5"):
+        votes.out_of_fold_votes({"n_neighbors": 1}, X[:4], y[:4])
+
+
+def _project_with_copies(tmp_path, monkeypatch):
+    """A table of 200 rows, 3 classes, where rows 150..159 copy rows 0..9 exactly and rows
+    160..164 are rows 10..14 one unit off in one feature; fetched into data/raw."""
+    rng = np.random.default_rng(5)
+    X = rng.integers(0, 17, size=(200, 6)).astype(float)
+    y = np.arange(200) % 3
+    X[150:160], y[150:160] = X[0:10], y[0:10]
+    X[160:165], y[160:165] = X[10:15] + np.eye(6)[0], y[10:15]
+    frame = pd.DataFrame(X, columns=[f"f{j}" for j in range(6)]).assign(y=y)
+    frame.to_csv(tmp_path / "table.csv", index=False)
+    monkeypatch.chdir(tmp_path)
+    from knnlab.stages import fetch
+
+    data = {"dataset": "file", "path": "table.csv", "label_column": "y"}
+    fetch.run(parse_params({"data": data}))
+    return data
+
+
+def _leaked_rows(train: pd.DataFrame, test: pd.DataFrame) -> int:
+    seen = {tuple(row) for row in train.drop(columns=[LABEL]).to_numpy()}
+    return sum(tuple(row) in seen for row in test.drop(columns=[LABEL]).to_numpy())
+
+
+def test_the_split_stage_counts_planted_copies_and_moves_them_when_asked(tmp_path, monkeypatch):
+    from knnlab.stages import split
+
+    data = _project_with_copies(tmp_path, monkeypatch)
+    split.run(
+        parse_params({"data": data, "split": {"test_size": 0.5, "seed": 1, "near_duplicate": 0.25}})
+    )
+    leaks = json.loads((tmp_path / "data/split/leaks.json").read_text())
+    train = pd.read_parquet(tmp_path / "data/split/train.parquet")
+    test = pd.read_parquet(tmp_path / "data/split/test.parquet")
+    assert leaks["exact_duplicates"] == _leaked_rows(train, test) > 0, leaks
+    assert leaks["near_duplicates"] > 0 and leaks["moved_to_train"] == 0
+    split.run(
+        parse_params(
+            {
+                "data": data,
+                "split": {"test_size": 0.5, "seed": 1, "near_duplicate": 0.25, "deduplicate": True},
+            }
+        )
+    )
+    moved = json.loads((tmp_path / "data/split/leaks.json").read_text())
+    train = pd.read_parquet(tmp_path / "data/split/train.parquet")
+    test = pd.read_parquet(tmp_path / "data/split/test.parquet")
+    assert moved["moved_to_train"] >= leaks["exact_duplicates"] + leaks["near_duplicates"]
+    assert _leaked_rows(train, test) == 0 and len(train) + len(test) == 200
+    meta = json.loads((tmp_path / "data/split/meta.json").read_text())
+    assert (meta["n_train"], meta["n_test"]) == (len(train), len(test))

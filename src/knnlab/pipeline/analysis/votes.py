@@ -9,8 +9,9 @@ import pandas as pd
 
 from knnlab import label_issues
 from knnlab.estimators import KNNClassifier
-from knnlab.out_of_fold import OutOfFold, out_of_fold
+from knnlab.out_of_fold import N_FOLDS, OutOfFold, fold_ids, out_of_fold
 from knnlab.pipeline.analysis.explain import Explanation
+from knnlab.pipeline.io.params import ParamsError
 
 # Suspicious training rows drawn with their neighbours (plot).
 SUSPICIOUS_DRAWN = 6
@@ -18,8 +19,26 @@ SUSPICIOUS_DRAWN = 6
 
 def out_of_fold_votes(model_params: dict, X_train: np.ndarray, y_train: np.ndarray) -> OutOfFold:
     """The configured model's (``model_params``: its constructor arguments) out-of-fold
-    votes on the train split (X_train: (n, d), y_train: (n,))."""
-    return out_of_fold(KNNClassifier(**model_params), X_train, y_train)
+    votes on the train split (X_train: (n, d), y_train: (n,)). A k larger than the rows one
+    fold model fits on is refused, naming the key."""
+    n = len(y_train)
+    if n < N_FOLDS:
+        raise ParamsError(
+            f"the train split has {n} rows; the out-of-fold votes that calibrate the "
+            f"prediction sets need at least {N_FOLDS} (one per fold): use more data or a "
+            "smaller split.test_size"
+        )
+    folds = fold_ids(y_train)
+    fitted_on = n - int(np.bincount(folds).max())
+    k = model_params.get("n_neighbors", 5)
+    if k > fitted_on:
+        raise ParamsError(
+            f"params.yaml: model.n_neighbors = {k} is larger than the {fitted_on} training "
+            f"rows each out-of-fold model fits on ({N_FOLDS - 1} of {N_FOLDS} folds of the "
+            f"train split's {n}: they calibrate the prediction sets); expected at most "
+            f"{fitted_on}"
+        )
+    return out_of_fold(KNNClassifier(**model_params), X_train, y_train, folds)
 
 
 def votes_table(oof: OutOfFold) -> pd.DataFrame:
