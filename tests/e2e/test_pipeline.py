@@ -92,13 +92,14 @@ def test_a_fresh_clone_reproduces_to_a_clean_tree(iris_project, tmp_path):
     clone = tmp_path / "clone"
     run(["git", "clone", "-q", str(root), str(clone)], tmp_path)
     output = run(["dvc", "repro"], clone)
+    # audit's outputs are committed and its inputs come back byte for byte, so DVC finds it
+    # up to date; exact and evaluate write files git does not keep.
     assert stages_run(output) == [
         "params",
         "fetch",
         "split",
         "train",
         "exact",
-        "audit",
         "tune",
         "evaluate",
         "plot",

@@ -466,8 +466,10 @@ class FaultCases:
         """evaluate logging to a store on a file system with no space left."""
         mount = self.project.fault_file("full")
         mount.mkdir(exist_ok=True)
+        # Room for the store and a little more, which the filler then takes.
+        size = (self.root / "mlflow.db").stat().st_size // 2**20 + 4
         done = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
+            ["mount", "-t", "tmpfs", "-o", f"size={size}m", "tmpfs", str(mount)],
             capture_output=True,
             text=True,
         )

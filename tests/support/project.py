@@ -85,7 +85,22 @@ def reproduce(root: Path, **overrides) -> str:
 
 
 def stages_run(output: str) -> list[str]:
-    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
+    """The stages ``dvc repro`` ran, in the pipeline's order. DVC may run audit anywhere
+    after train and before evaluate (its order between independent stages differs from one
+    checkout to another); after checking that, it is listed right after train's outputs
+    (after exact when that ran, else after train)."""
+    stages = [
+        line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")
+    ]
+    if "audit" not in stages:
+        return stages
+    at = stages.index("audit")
+    assert "train" not in stages[at:] and not {"evaluate", "plot"} & set(stages[:at]), stages
+    stages.remove("audit")
+    after = max((stages.index(s) + 1 for s in ("train", "exact") if s in stages), default=0)
+    if after == 0:  # neither ran: before whatever follows audit in the pipeline
+        after = next((i for i, s in enumerate(stages) if s in ("tune", "evaluate", "plot")), 0)
+    return [*stages[:after], "audit", *stages[after:]]
 
 
 def store(root: Path, experiment: str = "knnlab") -> list[dict]:

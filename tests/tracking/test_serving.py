@@ -466,7 +466,7 @@ def test_a_bad_request_gets_400_and_the_reason_on_the_last_line(logged, servers)
     )
     status, reply = knnlab.post({"inputs": [[0] * N_FEATURES], "params": {"output": "probs"}})
     assert status == 400 and reply["message"].endswith(
-        "knnlab model: params output must be one of 'label', 'proba'; got 'probs'"
+        "knnlab model: params output must be one of 'label', 'proba', 'set'; got 'probs'"
     ), reply
 
 
