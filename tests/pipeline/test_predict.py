@@ -21,7 +21,7 @@ from knnlab import KNNClassifier, cli
 from knnlab.conformal import calibrate
 from knnlab.out_of_fold import out_of_fold
 from knnlab.pipeline.analysis.training import distance_scale, novelty_threshold, value_range
-from knnlab.pipeline.io.model_io import save_model
+from knnlab.pipeline.io.model_io import model_from, read_model, save_model
 
 from ..support.format_samples import SAMPLES
 from ..support.memory import peak_growth
@@ -90,6 +90,23 @@ def test_predict_gives_each_rows_prediction_set(calibrated_model, tmp_path, caps
     lines = capsys.readouterr().out.splitlines()
     shown = "{" + ", ".join(str(c) for c in results[0]["prediction_set"]) + "}"
     assert f"  99 % set {shown}" in lines[0], lines[0]
+
+
+def test_an_empty_set_says_why(calibrated_model, tmp_path, capsys):
+    path, *_ = calibrated_model
+    strict = tmp_path / "strict.npz"  # coverage 0.5: a set only where all neighbours agree
+    header, arrays = read_model(path)
+    save_model(strict, model_from(header, arrays), extra={**header["extra"], "coverage": 0.5,
+               "conformal_threshold": 0.0})  # fmt: skip
+    np.savetxt(
+        tmp_path / "noise.csv", np.random.default_rng(3).uniform(0, 16, (20, 64)), delimiter=","
+    )
+    results = predict_json(capsys, "--model", str(strict), str(tmp_path / "noise.csv"))
+    empty = [i for i, r in enumerate(results) if r["prediction_set"] == []]
+    assert empty, "noise rarely gets five neighbours of one class"
+    assert cli.main(["predict", "--model", str(strict), str(tmp_path / "noise.csv")]) == 0
+    line = capsys.readouterr().out.splitlines()[empty[0]]
+    assert "  50 % set {} (no class's vote is high enough)" in line, line
 
 
 def drawn_one() -> np.ndarray:

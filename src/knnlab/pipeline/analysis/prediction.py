@@ -149,11 +149,13 @@ def _unusual_text(result: dict, false_alarm_rate: float | None) -> str:
 
 
 def _set_text(result: dict, coverage: float | None) -> str:
-    """ "  90 % set {4, 9}"; "" for a model file without prediction sets."""
+    """ "  90 % set {4, 9}"; an empty set says why; "" for a model file without prediction
+    sets."""
     members = result.get("prediction_set")
     if members is None or coverage is None:
         return ""
-    return f"  {100 * coverage:g} % set {{{', '.join(str(m) for m in members)}}}"
+    shown = f"  {100 * coverage:g} % set {{{', '.join(str(m) for m in members)}}}"
+    return shown if members else f"{shown} (no class's vote is high enough)"
 
 
 def format_results(
