@@ -16,7 +16,6 @@ into the table of ``docs/robustness.md``.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import gzip
 import hashlib
@@ -479,16 +478,11 @@ class FaultCases:
         try:
             store = mount / "mlflow.db"
             shutil.copy(self.root / "mlflow.db", store)
-            try:
-                filler = open(mount / "filler", "wb")  # noqa: SIM115 (closed below)
-            except OSError as error:  # the store took the last block: already full
-                if error.errno != errno.ENOSPC:
-                    raise
-            else:
-                with filler, contextlib.suppress(OSError):
-                    while True:  # until ENOSPC
-                        filler.write(b"\0" * 65536)
-                        filler.flush()
+            # Unbuffered: a buffered file's close would flush what the last write left in
+            # its buffer, and fail with ENOSPC outside the suppress.
+            with open(mount / "filler", "wb", buffering=0) as filler, contextlib.suppress(OSError):
+                while True:  # until ENOSPC
+                    filler.write(b"\0" * 65536)
             return knnlab(self.root, "evaluate", env={"MLFLOW_TRACKING_URI": f"sqlite:///{store}"})
         finally:
             subprocess.run(["umount", str(mount)], capture_output=True)
