@@ -94,21 +94,19 @@ def cross_split_duplicates(
     return CrossSplitDuplicates(indices[:, 0], distance, threshold, ratio)
 
 
-def rows_to_move(X_train: np.ndarray, X_test: np.ndarray, threshold: float) -> np.ndarray:
-    """(n_test,) bool: the test rows to move to the training side so that no test row
-    stays within ``threshold`` of a training row. Moving a row can put the next one
-    within reach (test rows that duplicate each other), so this repeats against the rows
-    just moved until none is left."""
+def rows_to_move(found: CrossSplitDuplicates, X_test: np.ndarray) -> np.ndarray:
+    """(n_test,) bool: the test rows (X_test: (n_test, d)) to move to the training side so
+    that no test row stays within ``found.threshold`` of a training row. It starts from the
+    rows ``found`` already places within reach; moving a row can put the next one within
+    reach (test rows that duplicate each other), so this repeats against the rows just
+    moved until none is left."""
     X_test = np.asarray(X_test, dtype=np.float64)
-    if len(X_test) == 0 or len(X_train) == 0:
-        return np.zeros(len(X_test), dtype=bool)
-    distance = kneighbors(X_train, X_test, 1, p=2)[0][:, 0]
-    moving = distance <= threshold
+    moving = found.leaked.copy()
     newly = moving.copy()
     while newly.any() and not moving.all():
         staying = np.flatnonzero(~moving)
         reach = kneighbors(X_test[newly], X_test[staying], 1, p=2)[0][:, 0]
         newly = np.zeros_like(moving)
-        newly[staying[reach <= threshold]] = True
+        newly[staying[reach <= found.threshold]] = True
         moving |= newly
     return moving

@@ -25,20 +25,23 @@ def suspicion(oof: OutOfFold) -> np.ndarray:
     return 1.0 - oof.proba[np.arange(len(oof.y_code)), oof.y_code]
 
 
+def _other_votes(oof: OutOfFold) -> np.ndarray:
+    """(n, n_classes) the votes with each row's own label's set to -inf."""
+    others = oof.proba.copy()
+    others[np.arange(len(oof.y_code)), oof.y_code] = -np.inf
+    return others
+
+
 def margin(oof: OutOfFold) -> np.ndarray:
     """(n,) the strongest other class's vote minus the label's, in [-1, 1]."""
     own = oof.proba[np.arange(len(oof.y_code)), oof.y_code]
-    others = oof.proba.copy()
-    others[np.arange(len(oof.y_code)), oof.y_code] = -np.inf
-    return others.max(axis=1) - own
+    return _other_votes(oof).max(axis=1) - own
 
 
 def suggested_code(oof: OutOfFold) -> np.ndarray:
     """(n,) the class (column of ``proba``) with the largest vote other than the label;
     equal votes go to the smaller class."""
-    others = oof.proba.copy()
-    others[np.arange(len(oof.y_code)), oof.y_code] = -np.inf
-    return others.argmax(axis=1)
+    return _other_votes(oof).argmax(axis=1)
 
 
 def most_suspicious(oof: OutOfFold) -> np.ndarray:

@@ -50,8 +50,9 @@ def test_moving_repeats_until_no_test_row_is_within_reach():
     X_train, X_test = _planted()
     X_test[50] = X_test[3]  # duplicates a test row that duplicates a training row
     X_test[51] = X_test[50] + np.eye(16)[0]  # near the one before: a chain
-    threshold = cross_split_duplicates(X_train, X_test, 0.1).threshold
-    moving = rows_to_move(X_train, X_test, threshold)
+    found = cross_split_duplicates(X_train, X_test, 0.1)
+    threshold = found.threshold
+    moving = rows_to_move(found, X_test)
     assert list(np.flatnonzero(moving)) == [3, 8, 17, 22, 40, 50, 51]
     # Afterwards no test row lies within the threshold of the (enlarged) training side.
     left = X_test[~moving]

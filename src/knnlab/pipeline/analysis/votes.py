@@ -83,13 +83,14 @@ def explain_suspicious(votes: OutOfFold, y_train: np.ndarray, limit: int = SUSPI
     order = label_issues.most_suspicious(votes)
     against = label_issues.suspicion(votes)[order] > 0
     rows = order[against][:limit]
-    suggested = votes.classes[label_issues.suggested_code(votes)[rows]]
+    suggested_code = label_issues.suggested_code(votes)[rows]
+    suggested = votes.classes[suggested_code]
     neighbor_label = y_train[votes.neighbors[rows]]
     return Explanation(
         rows=rows,
         y_true=y_train[rows],
         y_pred=suggested,
-        confidence=votes.proba[rows, label_issues.suggested_code(votes)[rows]],
+        confidence=votes.proba[rows, suggested_code],
         neighbor_index=votes.neighbors[rows],
         neighbor_label=neighbor_label,
         neighbor_distance=votes.distances[rows],

@@ -26,7 +26,7 @@ def find_leaks(
     summary = found.summary()
     moved = np.zeros(len(test), dtype=bool)
     if params.deduplicate:
-        moved = rows_to_move(X_train, X_test, found.threshold)
+        moved = rows_to_move(found, X_test)
         left = set(test[LABEL][~moved])
         emptied = [label for label in pd.unique(test[LABEL]) if label not in left]
         if emptied:

@@ -212,22 +212,25 @@ def _positive_seconds(key: str, value: Any) -> float:
     return float(value)
 
 
-def _share_below_one(key: str, value: Any) -> float:
-    allowed = "a number at least 0 and below 1 (e.g. 0.1)"
-    if isinstance(value, bool) or not isinstance(value, int | float) or _beyond_float(value):
-        raise _fail(key, value, allowed)
-    if not (math.isfinite(value) and 0 <= value < 1):
-        raise _fail(key, value, allowed)
-    return float(value)
+def _below_one(allowed: str, zero_allowed: bool):
+    """The check of a number below 1 and at least 0 (above 0 unless ``zero_allowed``)."""
+
+    def check(key: str, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or _beyond_float(value):
+            raise _fail(key, value, allowed)
+        above = value >= 0 if zero_allowed else value > 0
+        if not (math.isfinite(value) and above and value < 1):
+            raise _fail(key, value, allowed)
+        return float(value)
+
+    return check
 
 
-def _coverage(key: str, value: Any) -> float:
-    allowed = "a coverage level strictly between 0 and 1 (e.g. 0.9)"
-    if isinstance(value, bool) or not isinstance(value, int | float) or _beyond_float(value):
-        raise _fail(key, value, allowed)
-    if not (math.isfinite(value) and 0 < value < 1):
-        raise _fail(key, value, allowed)
-    return float(value)
+_share_below_one = _below_one("a number at least 0 and below 1 (e.g. 0.1)", zero_allowed=True)
+_coverage = _below_one("a coverage level strictly between 0 and 1 (e.g. 0.9)", zero_allowed=False)
+_effect = _below_one(
+    "a change in the metric, at least 0 and below 1 (e.g. 0.005)", zero_allowed=True
+)
 
 
 def _confidence(key: str, value: Any) -> float:
@@ -809,15 +812,6 @@ class StatsParams(_Section):
         f"stratified bootstrap resamples of the test rows (200 to {MAX_RESAMPLES:,})",
     )
     seed: StrictInt = _param(0, _seed, "the bootstrap's seed (evaluate, `knnlab report --base`)")
-
-
-def _effect(key: str, value: Any) -> float:
-    allowed = "a change in the metric, at least 0 and below 1 (e.g. 0.005)"
-    if isinstance(value, bool) or not isinstance(value, int | float) or _beyond_float(value):
-        raise _fail(key, value, allowed)
-    if not (math.isfinite(value) and 0 <= value < 1):
-        raise _fail(key, value, allowed)
-    return float(value)
 
 
 @_section("review.min_effect")
